@@ -1,0 +1,48 @@
+"""What a provider can do, declared up front so that the CLI refuses early."""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING
+
+from .errors import CapabilityError
+
+if TYPE_CHECKING:
+    from .provider import TrainingProvider
+
+
+class Capability(enum.Enum):
+    CREATE = "create"  # rents or registers machines
+    SPOT = "spot"  # interruptible / spot capacity
+    STOP_START = "stop-start"  # a machine can be stopped and started again
+    MULTI_NODE = "multi-node"
+    REGIONS = "regions"  # the user can choose a region / data centre
+    CUSTOM_IMAGE = "custom-image"
+    GPU_SELECTION = "gpu-selection"  # `--gpu` picks the hardware
+    DOWNLOAD = "download"
+    DISK_SIZE = "disk-size"
+
+    def describe(self) -> str:
+        return _DESCRIPTIONS[self]
+
+
+_DESCRIPTIONS = {
+    Capability.CREATE: "create machines",
+    Capability.SPOT: "rent spot (interruptible) machines",
+    Capability.STOP_START: "stop and start machines",
+    Capability.MULTI_NODE: "run multi-node jobs",
+    Capability.REGIONS: "choose a region",
+    Capability.CUSTOM_IMAGE: "use a custom image",
+    Capability.GPU_SELECTION: "choose GPUs with --gpu",
+    Capability.DOWNLOAD: "download files from a machine",
+    Capability.DISK_SIZE: "set the disk size",
+}
+
+
+def require(provider: TrainingProvider | type[TrainingProvider], capability: Capability) -> None:
+    """Raise a clear error, before any side effect, when the provider lacks ``capability``."""
+    if capability not in provider.capabilities:
+        raise CapabilityError(
+            f"provider '{provider.name}' cannot {capability.describe()} "
+            f"(missing capability: {capability.value})"
+        )

@@ -1,0 +1,68 @@
+"""Errors that reach the user, each with the exit code the CLI documents.
+
+0 success, 1 operation failed, 2 bad usage or input, 3 not found,
+4 credentials missing or rejected. ``JobExit`` carries a job's own exit code.
+"""
+
+from __future__ import annotations
+
+
+class TrainctlError(Exception):
+    """An error with a one-line message meant for the user."""
+
+    exit_code = 1
+    kind = "error"
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class OperationFailed(TrainctlError):
+    exit_code = 1
+    kind = "operation_failed"
+
+
+class BadInput(TrainctlError):
+    exit_code = 2
+    kind = "bad_input"
+
+
+class CapabilityError(BadInput):
+    kind = "unsupported"
+
+
+class NotFound(TrainctlError):
+    exit_code = 3
+    kind = "not_found"
+
+
+class CredentialsError(TrainctlError):
+    exit_code = 4
+    kind = "credentials"
+
+
+class NoCapacity(OperationFailed):
+    """The provider has no machine of that kind right now; another offer may."""
+
+    kind = "no_capacity"
+
+
+class RemoteError(OperationFailed):
+    """A machine could not be reached or a command on it failed."""
+
+    kind = "remote"
+
+
+class JobExit(TrainctlError):
+    """A followed job ended; the CLI exits with the job's own exit code."""
+
+    kind = "job_exit"
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -1,0 +1,183 @@
+"""The provider interface: a control plane plus ``connect()``.
+
+A provider rents and releases machines (``create_resource``, ``terminate``, ...)
+and says how to reach one (``connect`` returns a Remote). ``train``, ``monitor``,
+``download``, ``jobs`` and ``cancel`` are written once here, on top of ``connect``
+and the job runtime, so they behave the same on every provider.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import ClassVar
+
+from .capabilities import Capability, require
+from .errors import BadInput, NotFound
+from .remote.base import Progress, Remote
+from .runtime.client import JobRuntime, OutputSink
+from .types import (
+    CostEstimate,
+    CreateResourceOptions,
+    ResourceStatus,
+    TrainingJob,
+    TrainingStatus,
+)
+
+#: Ownership tags (or, where a provider has no tags, a name prefix).
+TAG_MANAGED = "trainctl-managed"
+TAG_NAME = "trainctl-name"
+TAG_OWNER = "trainctl-owner"
+NAME_PREFIX = "trainctl-"
+
+
+@dataclass
+class CheckResult:
+    """Whether a provider can be used here, and why (never holds a secret)."""
+
+    provider: str
+    usable: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"provider": self.provider, "usable": self.usable, "detail": self.detail}
+
+
+class TrainingProvider(ABC):
+    """Providers that declare ``Capability.STOP_START`` also define ``stop(id)`` and
+    ``start(id)``, each returning a ``ResourceStatus``."""
+
+    name: ClassVar[str]
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+
+    # --- control plane, supplied by each provider -------------------------------
+
+    @classmethod
+    def credentials_present(cls) -> bool:
+        """Cheap check (no network, no SDK import) used for auto-detection."""
+        return False
+
+    @abstractmethod
+    def check(self) -> CheckResult:
+        """Whether this provider is usable now, and which identity it would use."""
+
+    @abstractmethod
+    def create_resource(
+        self, options: CreateResourceOptions, *, progress: Progress | None = None
+    ) -> ResourceStatus: ...
+
+    @abstractmethod
+    def get_resource_status(self, resource_id: str) -> ResourceStatus:
+        """Raises ``NotFound`` for an id the provider does not know."""
+
+    @abstractmethod
+    def list_resources(self) -> list[ResourceStatus]:
+        """Only the resources trainctl owns (ownership tags or name prefix)."""
+
+    @abstractmethod
+    def terminate(self, resource_id: str) -> ResourceStatus:
+        """Release the machine. Idempotent: an already-gone resource is not an error."""
+
+    @abstractmethod
+    def connect(self, resource_id: str) -> Remote: ...
+
+    @abstractmethod
+    def estimate_cost(self, options: CreateResourceOptions, hours: float = 1.0) -> CostEstimate: ...
+
+    def validate_options(self, options: CreateResourceOptions) -> None:
+        """Refuse options this provider cannot honour, before any side effect."""
+        if options.spot:
+            require(self, Capability.SPOT)
+        if options.region:
+            require(self, Capability.REGIONS)
+        if options.image:
+            require(self, Capability.CUSTOM_IMAGE)
+        if options.gpu:
+            require(self, Capability.GPU_SELECTION)
+        if options.disk_gb is not None:
+            require(self, Capability.DISK_SIZE)
+
+    # --- data plane, the same for everyone --------------------------------------
+
+    def runtime(self, resource_id: str) -> JobRuntime:
+        return JobRuntime(self.connect(resource_id), resource_id)
+
+    def train(
+        self,
+        resource_id: str,
+        job: TrainingJob,
+        *,
+        progress: Progress | None = None,
+        runtime: JobRuntime | None = None,
+    ) -> TrainingStatus:
+        """Sync ``job.workdir`` to the machine (if given) and start the job detached."""
+        rt = runtime or self.runtime(resource_id)
+        if job.workdir is not None:
+            src = Path(job.workdir)
+            if not src.is_dir():
+                raise BadInput(f"workdir {job.workdir} is not a directory")
+            rt.remote.put_tree(
+                src, rt.workdir, delete=job.delete, protect=[job.checkpoint_dir], progress=progress
+            )
+        else:
+            rt.info  # noqa: B018 - creates the work directory on the machine
+        return rt.start(
+            job.command, env=job.env, job_id=job.job_id, checkpoint_dir=job.checkpoint_dir
+        )
+
+    def monitor(
+        self,
+        resource_id: str,
+        job_id: str | None = None,
+        *,
+        follow: bool = False,
+        sink: OutputSink | None = None,
+        offset: int = 0,
+    ) -> TrainingStatus:
+        """Pass the job's log to ``sink`` (all of it, or until the end with ``follow``).
+
+        Without ``job_id`` the resource's newest job is used."""
+        rt = self.runtime(resource_id)
+        job_id = job_id or self._newest_job(rt)
+        write: OutputSink = sink or (lambda _b: None)
+        if follow:
+            return rt.follow(job_id, write, offset)
+        while chunk := rt.read(job_id, offset):
+            write(chunk)
+            offset += len(chunk)
+        return rt.status(job_id)
+
+    def job_status(self, resource_id: str, job_id: str) -> TrainingStatus:
+        return self.runtime(resource_id).status(job_id)
+
+    def jobs(self, resource_id: str) -> list[TrainingStatus]:
+        return self.runtime(resource_id).list()
+
+    def cancel(self, resource_id: str, job_id: str, grace: float = 10.0) -> TrainingStatus:
+        return self.runtime(resource_id).cancel(job_id, grace)
+
+    def download(
+        self,
+        resource_id: str,
+        remote_path: str,
+        local_path: str | Path,
+        *,
+        progress: Progress | None = None,
+    ) -> Path:
+        """Copy ``remote_path`` (relative paths resolve in the job's work directory)."""
+        require(self, Capability.DOWNLOAD)
+        rt = self.runtime(resource_id)
+        dest = Path(local_path)
+        if str(local_path).endswith("/"):
+            dest.mkdir(parents=True, exist_ok=True)
+        return rt.remote.get(rt.resolve(remote_path), dest, progress=progress)
+
+    @staticmethod
+    def _newest_job(rt: JobRuntime) -> str:
+        jobs = rt.list()
+        if not jobs:
+            raise NotFound(f"no jobs on {rt.resource_id}")
+        oldest = datetime.min.replace(tzinfo=timezone.utc)
+        return max(jobs, key=lambda j: j.started_at or oldest).job_id

@@ -1,0 +1,1 @@
+"""Built-in providers. Each module is imported only when its provider is used."""

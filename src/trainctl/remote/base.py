@@ -1,0 +1,98 @@
+"""The data-plane interface: run a command, move files, stream output.
+
+Commands are argv lists, never shell strings: each Remote quotes them for its
+transport, so arguments reach the program verbatim.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+Progress = Callable[[str], None]
+"""Receives one human-readable progress line at a time."""
+
+
+@dataclass
+class CommandResult:
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def text(self) -> str:
+        return self.stdout.decode("utf-8", "replace")
+
+    def error_text(self) -> str:
+        return self.stderr.decode("utf-8", "replace").strip()
+
+
+@dataclass
+class SyncResult:
+    files_sent: int = 0
+    bytes_sent: int = 0
+    total_bytes: int = 0
+
+
+class Remote(ABC):
+    """One machine. ``runtime_root`` is where the job runtime lives on it.
+
+    A relative ``runtime_root`` is relative to the home directory of the user that
+    commands run as.
+    """
+
+    #: interpreter used on the machine for the job runtime
+    python: str = "python3"
+
+    @property
+    @abstractmethod
+    def description(self) -> str:
+        """Short human name of the machine, used in messages (never holds secrets)."""
+
+    @property
+    @abstractmethod
+    def runtime_root(self) -> str: ...
+
+    @abstractmethod
+    def run(
+        self, argv: Sequence[str], *, input: bytes | None = None, timeout: float | None = None
+    ) -> CommandResult:
+        """Run ``argv`` on the machine. A non-zero exit is returned, not raised;
+        failing to reach the machine raises ``RemoteError``."""
+
+    @abstractmethod
+    def put_tree(
+        self,
+        src: Path,
+        dest: str,
+        *,
+        delete: bool = False,
+        protect: Sequence[str] = (),
+        progress: Progress | None = None,
+    ) -> SyncResult:
+        """Make ``dest`` on the machine hold ``src``'s files, honouring ``.gitignore``
+        and ``.trainctlignore``. With ``delete``, files gone locally are removed, except
+        paths in ``protect`` (relative to ``dest``)."""
+
+    @abstractmethod
+    def get(self, src: str, dest: Path, *, progress: Progress | None = None) -> Path:
+        """Copy ``src`` (absolute on the machine) here. A directory's contents land in
+        ``dest`` (created if needed); a file lands at ``dest``, or inside it when
+        ``dest`` is an existing directory. Returns where it landed."""
+
+    def close(self) -> None:
+        """Release connections; the machine and its jobs are not affected."""
+
+
+class StreamingRemote(Remote):
+    """A Remote that can stream a command's stdout as it is produced."""
+
+    @abstractmethod
+    def stream(self, argv: Sequence[str]) -> Iterator[bytes]:
+        """Yield ``argv``'s stdout in chunks as they arrive. Raises ``RemoteError``
+        if the connection drops before the command ends."""

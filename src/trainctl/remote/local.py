@@ -1,0 +1,96 @@
+"""This machine as a Remote: commands run as subprocesses, files move with rsync."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from .. import sync
+from ..errors import NotFound, OperationFailed, RemoteError
+from .base import CommandResult, Progress, StreamingRemote, SyncResult
+
+
+class LocalRemote(StreamingRemote):
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.python = sys.executable or "python3"
+
+    @property
+    def description(self) -> str:
+        return f"local:{self.root}"
+
+    @property
+    def runtime_root(self) -> str:
+        return str(self.root)
+
+    def run(
+        self, argv: Sequence[str], *, input: bytes | None = None, timeout: float | None = None
+    ) -> CommandResult:
+        try:
+            p = subprocess.run(
+                list(argv),
+                input=input,
+                stdin=None if input is not None else subprocess.DEVNULL,
+                capture_output=True,
+                timeout=timeout,
+                cwd=self.root,
+            )
+        except FileNotFoundError as e:
+            raise RemoteError(f"cannot run {argv[0]!r} on this machine: {e.strerror}") from None
+        except subprocess.TimeoutExpired:
+            raise RemoteError(f"command {argv[0]!r} timed out after {timeout} s") from None
+        return CommandResult(p.returncode, p.stdout, p.stderr)
+
+    def stream(self, argv: Sequence[str]) -> Iterator[bytes]:
+        proc = subprocess.Popen(
+            list(argv), stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=self.root
+        )
+        assert proc.stdout is not None
+        try:
+            while chunk := os.read(proc.stdout.fileno(), 65536):
+                yield chunk
+        finally:
+            proc.stdout.close()
+            if proc.poll() is None:
+                proc.terminate()
+            proc.wait()
+        if proc.returncode != 0:
+            raise RemoteError(f"log stream on {self.description} ended with code {proc.returncode}")
+
+    def put_tree(
+        self,
+        src: Path,
+        dest: str,
+        *,
+        delete: bool = False,
+        protect: Sequence[str] = (),
+        progress: Progress | None = None,
+    ) -> SyncResult:
+        argv = [
+            sync.require_rsync(),
+            *sync.tree_args(str(src), dest, delete=delete, protect=protect),
+        ]
+        Path(dest).mkdir(parents=True, exist_ok=True)
+        code, out, err = sync.run_rsync(argv, progress=progress)
+        if code != 0:
+            raise OperationFailed(f"sync of {src} failed: {err.strip() or f'rsync exit {code}'}")
+        return sync.parse_stats(out)
+
+    def get(self, src: str, dest: Path, *, progress: Progress | None = None) -> Path:
+        source = Path(src)
+        if not source.exists():
+            raise NotFound(f"{src} does not exist on {self.description}")
+        if source.is_dir():
+            target = dest
+            shutil.copytree(source, target, dirs_exist_ok=True)
+        else:
+            target = dest / source.name if dest.is_dir() else dest
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+        if progress:
+            progress(f"copied {src} -> {target}")
+        return target

@@ -1,0 +1,186 @@
+"""Drives the job runtime (``jobrunner.py``) on a machine through any Remote."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from functools import cached_property
+from importlib import resources
+from typing import Any
+
+from ..errors import NotFound, RemoteError
+from ..remote.base import Remote, StreamingRemote
+from ..types import ExecutionStatus, TrainingStatus
+
+# Writes the runtime script (stdin) to the given path unless it is already there.
+_INSTALL = (
+    "import os,sys\n"
+    "p=os.path.expanduser(sys.argv[1])\n"
+    "if not os.path.exists(p):\n"
+    "    os.makedirs(os.path.dirname(p),exist_ok=True)\n"
+    "    t=p+'.%d'%os.getpid()\n"
+    "    open(t,'wb').write(sys.stdin.buffer.read())\n"
+    "    os.replace(t,p)\n"
+)
+
+READ_CHUNK = 1 << 20
+POLL_SECONDS = 1.0
+
+OutputSink = Callable[[bytes], None]
+
+
+def new_job_id() -> str:
+    return "j-" + secrets.token_hex(4)
+
+
+def _ts(value: float | None) -> datetime | None:
+    return datetime.fromtimestamp(value, tz=timezone.utc) if value else None
+
+
+def _script() -> bytes:
+    return resources.files("trainctl.runtime").joinpath("jobrunner.py").read_bytes()
+
+
+class JobRuntime:
+    """The runtime on one machine: start, inspect, cancel and read jobs."""
+
+    def __init__(self, remote: Remote, resource_id: str) -> None:
+        self.remote = remote
+        self.resource_id = resource_id
+        self._installed = False
+
+    @cached_property
+    def _script_path(self) -> str:
+        digest = hashlib.sha256(_script()).hexdigest()[:12]
+        return f"{self.remote.runtime_root}/bin/jobrunner-{digest}.py"
+
+    def _argv(self, *args: str) -> list[str]:
+        return [self.remote.python, self._script_path, "--root", self.remote.runtime_root, *args]
+
+    def ensure_installed(self) -> None:
+        if self._installed:
+            return
+        r = self.remote.run(
+            [self.remote.python, "-c", _INSTALL, self._script_path], input=_script()
+        )
+        if not r.ok:
+            raise RemoteError(
+                f"cannot install the job runtime on {self.remote.description}: "
+                f"{r.error_text() or f'exit {r.returncode}'}",
+                hint="the machine needs python3",
+            )
+        self._installed = True
+
+    def _call(self, *args: str, input: bytes | None = None) -> Any:
+        self.ensure_installed()
+        r = self.remote.run(self._argv(*args), input=input)
+        try:
+            data = json.loads(r.stdout)
+        except ValueError:
+            raise RemoteError(
+                f"job runtime on {self.remote.description} failed: "
+                f"{r.error_text() or r.text().strip() or f'exit {r.returncode}'}"
+            ) from None
+        if isinstance(data, dict) and "error" in data:
+            raise RemoteError(f"job runtime on {self.remote.description}: {data['error']}")
+        return data
+
+    @cached_property
+    def info(self) -> dict[str, Any]:
+        """Absolute ``root`` and ``work`` directories on the machine."""
+        return self._call("info")
+
+    @property
+    def workdir(self) -> str:
+        return self.info["work"]
+
+    def resolve(self, path: str) -> str:
+        """A path on the machine: relative paths resolve in the synced work directory."""
+        return path if path.startswith("/") else f"{self.workdir}/{path}"
+
+    def start(
+        self,
+        argv: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        job_id: str | None = None,
+        checkpoint_dir: str = "checkpoints",
+    ) -> TrainingStatus:
+        spec = {
+            "job_id": job_id or new_job_id(),
+            "argv": list(argv),
+            "env": dict(env or {}),
+            "checkpoint_dir": checkpoint_dir,
+        }
+        # The spec, env included, travels on stdin: never on a command line.
+        return self._status(self._call("start", input=json.dumps(spec).encode()))
+
+    def status(self, job_id: str) -> TrainingStatus:
+        (raw,) = self._call("status", job_id)
+        if raw.get("status") == "unknown":
+            raise NotFound(f"no job {job_id} on {self.resource_id}")
+        return self._status(raw)
+
+    def list(self) -> list[TrainingStatus]:
+        return [self._status(raw) for raw in self._call("status")]
+
+    def cancel(self, job_id: str, grace: float = 10.0) -> TrainingStatus:
+        raw = self._call("cancel", job_id, str(grace))
+        if raw.get("status") == "unknown":
+            raise NotFound(f"no job {job_id} on {self.resource_id}")
+        return self._status(raw)
+
+    def read(self, job_id: str, offset: int = 0, limit: int = READ_CHUNK) -> bytes:
+        self.ensure_installed()
+        r = self.remote.run(self._argv("read", job_id, str(offset), str(limit)))
+        if not r.ok:
+            raise RemoteError(f"cannot read the log of {job_id}: {r.error_text()}")
+        return r.stdout
+
+    def follow(self, job_id: str, sink: OutputSink, offset: int = 0) -> TrainingStatus:
+        """Pass the log from ``offset`` to ``sink`` until the job ends; return its status.
+
+        Streams where the Remote can, else polls. A dropped stream resumes from the
+        last byte delivered, so no byte is lost or repeated."""
+        self.ensure_installed()
+        failures = 0
+        while True:
+            if isinstance(self.remote, StreamingRemote):
+                try:
+                    for chunk in self.remote.stream(self._argv("tail", job_id, str(offset))):
+                        sink(chunk)
+                        offset += len(chunk)
+                        failures = 0
+                except RemoteError:
+                    failures += 1
+                    if failures > 5:
+                        raise
+                    time.sleep(min(2.0, 0.2 * 2**failures))
+                    continue
+            else:
+                while chunk := self.read(job_id, offset):
+                    sink(chunk)
+                    offset += len(chunk)
+            st = self.status(job_id)
+            if st.status.is_final and st.log_size <= offset:
+                return st
+            if not isinstance(self.remote, StreamingRemote):
+                time.sleep(POLL_SECONDS)
+
+    def _status(self, raw: dict[str, Any]) -> TrainingStatus:
+        return TrainingStatus(
+            job_id=raw["job_id"],
+            resource_id=self.resource_id,
+            status=ExecutionStatus(raw["status"]),
+            exit_code=raw.get("exit_code"),
+            reason=raw.get("reason"),
+            command=raw.get("command") or [],
+            started_at=_ts(raw.get("started_at")),
+            ended_at=_ts(raw.get("ended_at")),
+            heartbeat_age=raw.get("heartbeat_age"),
+            log_size=raw.get("log_size") or 0,
+        )
