@@ -11,7 +11,7 @@ from typing import Any
 from .errors import BadInput
 
 
-class ResourceState(str, enum.Enum):
+class ResourceState(enum.StrEnum):
     """A machine's state, the same words for every provider (see ``states.py``)."""
 
     RUNNING = "running"
@@ -32,7 +32,7 @@ class ResourceState(str, enum.Enum):
         return self is ResourceState.TERMINATED
 
 
-class ExecutionStatus(str, enum.Enum):
+class ExecutionStatus(enum.StrEnum):
     PENDING = "pending"
     RUNNING = "running"
     COMPLETED = "completed"

@@ -85,9 +85,6 @@ class Remote(ABC):
         ``dest`` (created if needed); a file lands at ``dest``, or inside it when
         ``dest`` is an existing directory. Returns where it landed."""
 
-    def close(self) -> None:
-        """Release connections; the machine and its jobs are not affected."""
-
 
 class StreamingRemote(Remote):
     """A Remote that can stream a command's stdout as it is produced."""
