@@ -9,19 +9,20 @@ refused. Every request is recorded so that tests can inspect what was sent.
 
 Knobs (attributes, set by tests):
 
-- ``variants``: the on-demand and spot offers of ``/vms/availability`` (and so of
-  ``/machine-types``); a profile not listed is refused by create.
+- ``variants``: the on-demand and spot offers of ``/vms/availability``; a profile
+  not listed is refused by create. ``machine_types``: what ``/machine-types`` lists.
 - ``provision_outcome``: ``"ready"`` (default), ``"failed"``, ``"error"`` or
   ``"stuck"`` (never leaves ``provisioning``); ``provision_seconds`` how long it takes.
 - ``credit``: False makes create answer 402.
-- ``fail_next(status, times, ...)``: the next matching requests answer ``status``
-  (429, 500, 502, 503 ...), optionally with ``Retry-After``.
+- ``fail_next(status, times, ...)``: the next matching requests (after ``after``
+  of them) answer ``status`` (429, 500, 502, 503 ...), optionally with ``Retry-After``.
 - ``lose_next_create(mode)``: the next create makes the VM but its response is
   lost: ``"drop"`` closes the connection, ``"delay"`` answers too late.
 - ``ip_with_port``: report ``ip_address`` as ``host:port`` (default) or ``host``.
 - ``machines``: what backs a VM once it is ready: an object with
-  ``start(vm_id, public_key) -> (host, port, user)`` and ``stop(vm_id)``. The
-  default backs nothing and reports a documentation address.
+  ``start(vm_id, public_key) -> (host, port, user)`` and ``stop(vm_id)``.
+  ``SshdMachines`` uses the test SSH server; the default, ``NoMachines``, backs
+  nothing and reports a documentation address.
 - Volumes: a create with ``new_volume`` makes a volume attached to the VM;
   deleting the VM detaches it (it lives on, billing) as api.md says.
 
@@ -104,6 +105,27 @@ class NoMachines:
         return None
 
 
+class SshdMachines:
+    """Backs each VM by one machine of the test SSH server (``tests/sshd.py``): a
+    dedicated Unix user that accepts the key the VM was created with. Deleting the
+    VM destroys the machine."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.by_vm: dict[str, Any] = {}
+
+    def start(self, vm_id: str, public_key: str) -> tuple[str, int, str]:
+        machine = self.server.new_machine(authorize_client_key=False)
+        machine.authorize(public_key)
+        self.by_vm[vm_id] = machine
+        return machine.host, machine.port, machine.user
+
+    def stop(self, vm_id: str) -> None:
+        machine = self.by_vm.get(vm_id)
+        if machine is not None:
+            machine.destroy()
+
+
 @dataclass
 class Recorded:
     method: str
@@ -121,6 +143,7 @@ class Injected:
     method: str | None
     path_contains: str | None
     retry_after: str | None
+    after: int = 0  # matching requests let through first
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method is None or self.method == method) and (
@@ -265,6 +288,8 @@ class FakeLyceum:
         self.orgs = set(orgs) | {"personal"}
         self.machines: Machines = machines or NoMachines()
         self.variants = [dict(v) for v in DEFAULT_VARIANTS]
+        #: every profile the org may know, available right now or not
+        self.machine_types = {v["hardware_profile"]: v["price_per_hour"] for v in self.variants}
         self.provision_outcome = "ready"
         self.provision_seconds = 0.15
         self.credit = True
@@ -323,9 +348,12 @@ class FakeLyceum:
         method: str | None = None,
         path_contains: str | None = None,
         retry_after: str | None = None,
+        after: int = 0,
     ) -> None:
         with self._lock:
-            self._injected.append(Injected(status, times, method, path_contains, retry_after))
+            self._injected.append(
+                Injected(status, times, method, path_contains, retry_after, after)
+            )
 
     def lose_next_create(self, mode: str = "drop") -> None:
         assert mode in ("drop", "delay")
@@ -346,6 +374,9 @@ class FakeLyceum:
         with self._lock:
             for inj in self._injected:
                 if inj.times > 0 and inj.matches(rec.method, rec.path):
+                    if inj.after > 0:
+                        inj.after -= 1
+                        continue
                     inj.times -= 1
                     headers = {"Retry-After": inj.retry_after} if inj.retry_after else {}
                     return inj.status, {"detail": f"injected {inj.status}"}, headers
@@ -369,7 +400,7 @@ class FakeLyceum:
     def _route(self, rec: Recorded, org: str) -> tuple[int, Any, dict[str, str]]:
         m, p = rec.method, rec.path
         if m == "GET" and p == f"{API}/machine-types":
-            types = {v["hardware_profile"]: v["price_per_hour"] for v in self.variants}
+            types = self.machine_types
             return (
                 200,
                 {
@@ -423,7 +454,6 @@ class FakeLyceum:
             raise ApiError(402, "Insufficient credits. Please add credits to your account.")
         profile = body.get("hardware_profile", "a100")
         itype = body.get("instance_type", "on-demand")
-        count = body.get("instance_specs", {}).get("gpu_count", 1)
         variant = next(
             (
                 v
@@ -434,6 +464,9 @@ class FakeLyceum:
         )
         if variant is None:
             raise ApiError(400, f"Hardware profile '{profile}' is not available for {itype}")
+        # api.md: the server defaults to one GPU (none on a profile without GPUs)
+        default = 1 if max(variant["available_gpus_per_instance"], default=0) > 0 else 0
+        count = body.get("instance_specs", {}).get("gpu_count", default)
         if count not in variant["available_gpus_per_instance"]:
             raise ApiError(400, f"gpu_count {count} is not available for {profile}")
         vm = VM(
@@ -527,7 +560,6 @@ class FakeLyceum:
             0.0,
         )
         d: dict[str, Any] = {
-            "vm_id": vm.vm_id,
             "status": vm.status,
             "instance_type": vm.instance_type,
             "display_name": vm.display_name,
@@ -577,7 +609,10 @@ class FakeLyceum:
                 )
         self._advance_all()
         vms = [
-            self._describe(vm) for vm in self.vms.values() if vm.org == org and vm.status in wanted
+            # api.md lists no id among the status fields; a list entry needs one
+            {"vm_id": vm.vm_id, **self._describe(vm)}
+            for vm in self.vms.values()
+            if vm.org == org and vm.status in wanted
         ]
         return 200, {"vms": vms}, {}
 
