@@ -46,23 +46,45 @@ def list_cmd(refresh: bool, provider: str | None, json_mode: bool) -> None:
     rows = []
     for v in views:
         r = v.record
-        gpu = f"{r.gpu}x{r.gpu_count}" if r.gpu else "-"
+        if r is None:
+            s = v.live
+            rows.append(
+                (
+                    s.name or "-",
+                    s.provider,
+                    s.id,
+                    f"{s.state.value} (untracked)",
+                    s.instance_type or "-",
+                    _gpu(s.gpu, s.gpu_count),
+                    money(s.cost_per_hour),
+                    "-",
+                )
+            )
+            continue
+        state = v.state + (" (spot)" if r.spot else "")
         rows.append(
             (
                 r.name,
                 r.provider,
                 r.id,
-                v.state + (" (spot)" if r.spot else ""),
+                state,
                 r.instance_type or "-",
-                gpu,
+                _gpu(r.gpu, r.gpu_count),
                 money(r.price_per_hour),
                 ago(r.hours_running()),
             )
         )
     out.table(["NAME", "PROVIDER", "ID", "STATE", "TYPE", "GPU", "$/H", "AGE"], rows)
     for v in views:
+        label = v.record.name if v.record else (v.live.name or v.live.id)
         if v.error:
-            click.echo(f"warning: could not refresh {v.record.name}: {v.error}", err=True)
+            click.echo(f"warning: could not refresh {label}: {v.error}", err=True)
+        if v.note:
+            click.echo(f"note: {label}: {v.note}", err=True)
+
+
+def _gpu(name: str | None, count: int) -> str:
+    return f"{name}x{count}" if name else "-"
 
 
 def _print_status(out: Output, status, json_mode: bool) -> None:
