@@ -189,8 +189,8 @@ class _Late(Exception):
         self.delay = delay
 
 
-def _field_error(loc: list[str], msg: str, kind: str) -> dict[str, Any]:
-    return {"loc": ["body", *loc], "msg": msg, "type": kind}
+def _field_error(loc: list[str], msg: str, kind: str, where: str = "body") -> dict[str, Any]:
+    return {"loc": [where, *loc], "msg": msg, "type": kind}
 
 
 def _check_type(value: Any, expected: str) -> bool:
@@ -583,30 +583,14 @@ class FakeLyceum:
         for name, statuses in _LIST_FILTERS.items():
             raw = rec.query.get(name, ["true"])[-1].lower()
             if raw not in _BOOL_QUERY:
-                raise ApiError(
-                    422,
-                    [
-                        {
-                            "loc": ["query", name],
-                            "msg": "value could not be parsed to a boolean",
-                            "type": "type_error.bool",
-                        }
-                    ],
-                )
+                msg = "value could not be parsed to a boolean"
+                raise ApiError(422, [_field_error([name], msg, "type_error.bool", "query")])
             if _BOOL_QUERY[raw]:
                 wanted.update(statuses)
         for name in rec.query:
             if name not in _LIST_FILTERS:
-                raise ApiError(
-                    422,
-                    [
-                        {
-                            "loc": ["query", name],
-                            "msg": "unexpected query parameter",
-                            "type": "value_error.extra",
-                        }
-                    ],
-                )
+                msg = "unexpected query parameter"
+                raise ApiError(422, [_field_error([name], msg, "value_error.extra", "query")])
         self._advance_all()
         vms = [
             # api.md lists no id among the status fields; a list entry needs one
