@@ -1,0 +1,306 @@
+"""The Python API: what the CLI does, with the state store kept in step.
+
+    from trainctl.api import Trainctl
+    tc = Trainctl()
+    res = tc.create("local", CreateResourceOptions(name="exp1"))
+    job = tc.train("exp1", TrainingJob(["python", "train.py"], workdir="."))
+    final = tc.monitor(job.job_id, follow=True, sink=sys.stdout.buffer.write)
+    tc.download("exp1", "checkpoints", "./out")
+    tc.terminate("exp1")
+
+Resources are referred to by id or name; the provider comes from the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import registry
+from .capabilities import Capability, require
+from .errors import NotFound, OperationFailed, TrainctlError
+from .provider import TrainingProvider
+from .remote.base import Progress
+from .runtime.client import OutputSink
+from .store import JobRecord, ResourceRecord, Store
+from .types import (
+    CreateResourceOptions,
+    ExecutionStatus,
+    ResourceState,
+    ResourceStatus,
+    TrainingJob,
+    TrainingStatus,
+)
+
+
+@dataclass
+class ResourceView:
+    """A stored resource with, when refreshed, what its provider says now."""
+
+    record: ResourceRecord
+    live: ResourceStatus | None = None
+    error: str | None = None
+
+    @property
+    def state(self) -> str:
+        if self.live is not None:
+            return self.live.state.value
+        return self.record.state
+
+    def to_dict(self) -> dict[str, object]:
+        d = self.record.to_dict()
+        d["state"] = self.state
+        d["hours"] = round(self.record.hours_running(), 4)
+        if self.error:
+            d["refresh_error"] = self.error
+        return d
+
+
+class Trainctl:
+    def __init__(self, store: Store | None = None) -> None:
+        self.store = store or Store()
+        self._providers: dict[str, TrainingProvider] = {}
+
+    def provider(self, name: str) -> TrainingProvider:
+        if name not in self._providers:
+            self._providers[name] = registry.get(name)
+        return self._providers[name]
+
+    def _resolve(self, ref: str) -> tuple[ResourceRecord, TrainingProvider]:
+        record = self.store.resource(ref)
+        if not record.confirmed:
+            raise OperationFailed(
+                f"resource {record.name!r} was never confirmed by {record.provider}",
+                hint="run `trainctl list --refresh` to reconcile it",
+            )
+        return record, self.provider(record.provider)
+
+    # --- control plane -----------------------------------------------------------
+
+    def create(
+        self,
+        provider_name: str,
+        options: CreateResourceOptions,
+        *,
+        progress: Progress | None = None,
+    ) -> ResourceRecord:
+        provider = self.provider(provider_name)
+        require(provider, Capability.CREATE)
+        provider.validate_options(options)
+        options.name = options.name or self.store.new_name()
+        intent = self.store.begin_create(provider_name, options.name, spot=options.spot)
+        try:
+            status = provider.create_resource(options, progress=progress)
+        except TrainctlError:
+            # The provider reports its own failures after cleaning up what it made.
+            self.store.abandon_create(intent)
+            raise
+        return self.store.finish_create(intent, status)
+
+    def status(self, ref: str) -> ResourceStatus:
+        record, provider = self._resolve(ref)
+        try:
+            status = provider.get_resource_status(record.id)
+        except NotFound:
+            status = ResourceStatus(record.id, record.provider, ResourceState.TERMINATED)
+            status.reason = "the provider no longer knows this resource"
+        self.store.update_status(status)
+        return status
+
+    def list(self, *, refresh: bool = False, provider: str | None = None) -> list[ResourceView]:
+        views = [ResourceView(r) for r in self.store.resources(provider)]
+        if refresh:
+            by_provider: dict[str, list[ResourceView]] = {}
+            for v in views:
+                by_provider.setdefault(v.record.provider, []).append(v)
+            for name, group in by_provider.items():
+                self._refresh(name, group)
+        return views
+
+    def _refresh(self, provider_name: str, views: list[ResourceView]) -> None:
+        try:
+            live = {s.id: s for s in self.provider(provider_name).list_resources()}
+        except TrainctlError as e:
+            for v in views:
+                v.error = str(e)
+            return
+        for v in views:
+            status = live.get(v.record.id)
+            if status is None and v.record.confirmed:
+                status = ResourceStatus(v.record.id, provider_name, ResourceState.TERMINATED)
+            if status is not None:
+                v.live = status
+                self.store.update_status(status)
+
+    def terminate(self, ref: str) -> ResourceStatus:
+        record, provider = self._resolve(ref)
+        status = provider.terminate(record.id)
+        if status.state in (ResourceState.TERMINATED, ResourceState.TERMINATING):
+            self.store.forget(record.id)
+        else:
+            self.store.update_status(status)
+            raise OperationFailed(
+                f"{record.provider} did not confirm termination of {record.name} "
+                f"(state: {status.state.value}); its record is kept",
+                hint=f"retry `trainctl terminate {record.name}`",
+            )
+        return status
+
+    def stop(self, ref: str) -> ResourceStatus:
+        return self._stop_start(ref, "stop")
+
+    def start(self, ref: str) -> ResourceStatus:
+        return self._stop_start(ref, "start")
+
+    def _stop_start(self, ref: str, action: str) -> ResourceStatus:
+        record, provider = self._resolve(ref)
+        require(provider, Capability.STOP_START)
+        status: ResourceStatus = getattr(provider, action)(record.id)
+        self.store.update_status(status)
+        return status
+
+    # --- jobs --------------------------------------------------------------------
+
+    def train(
+        self, ref: str, job: TrainingJob, *, progress: Progress | None = None
+    ) -> TrainingStatus:
+        record, provider = self._resolve(ref)
+        status = provider.train(record.id, job, progress=progress)
+        self.store.add_job(record, status)
+        return status
+
+    def find_job(self, ref: str) -> tuple[ResourceRecord, TrainingProvider, str | None]:
+        """A job id, or a resource (meaning its newest job)."""
+        job = self.store.job(ref)
+        if job is not None:
+            record, provider = self._resolve(job.resource_id)
+            return record, provider, job.id
+        try:
+            record, provider = self._resolve(ref)
+        except NotFound:
+            raise NotFound(f"no job or resource {ref!r} (see `trainctl jobs`)") from None
+        return record, provider, None
+
+    def monitor(
+        self,
+        ref: str,
+        *,
+        follow: bool = False,
+        sink: OutputSink | None = None,
+    ) -> TrainingStatus:
+        record, provider, job_id = self.find_job(ref)
+        status = provider.monitor(record.id, job_id, follow=follow, sink=sink)
+        self._record_job(record, status)
+        return status
+
+    def jobs(self, ref: str | None = None) -> list[TrainingStatus]:
+        records = [self.store.resource(ref)] if ref else self.store.resources()
+        found: list[TrainingStatus] = []
+        for record in records:
+            if not record.confirmed:
+                continue
+            provider = self.provider(record.provider)
+            for status in provider.jobs(record.id):
+                self._record_job(record, status)
+                found.append(status)
+        return found
+
+    def stored_jobs(self, ref: str | None = None) -> list[JobRecord]:
+        return self.store.jobs(self.store.resource(ref).id if ref else None)
+
+    def cancel(self, job_id: str, grace: float = 10.0) -> TrainingStatus:
+        record, provider, resolved = self.find_job(job_id)
+        if resolved is None:
+            raise NotFound(f"no job {job_id!r} (give a job id; see `trainctl jobs`)")
+        status = provider.cancel(record.id, resolved, grace)
+        self._record_job(record, status)
+        return status
+
+    def _record_job(self, record: ResourceRecord, status: TrainingStatus) -> None:
+        if self.store.job(status.job_id) is None:
+            self.store.add_job(record, status)
+        else:
+            self.store.update_job(status)
+
+    def download(
+        self,
+        ref: str,
+        remote_path: str,
+        local_path: str | Path,
+        *,
+        progress: Progress | None = None,
+    ) -> Path:
+        record, provider = self._resolve(ref)
+        return provider.download(record.id, remote_path, local_path, progress=progress)
+
+
+@dataclass
+class RunResult:
+    resource: ResourceRecord
+    job: TrainingStatus | None
+    downloads: list[str]
+    terminated: bool
+    kept_reason: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.job is None or self.job.exit_code is None:
+            return 1
+        return self.job.exit_code
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "resource": self.resource.to_dict(),
+            "job": self.job.to_dict() if self.job else None,
+            "downloads": self.downloads,
+            "terminated": self.terminated,
+            "kept_reason": self.kept_reason,
+            "exit_code": self.exit_code,
+        }
+
+
+def run(
+    tc: Trainctl,
+    provider_name: str,
+    options: CreateResourceOptions,
+    job: TrainingJob,
+    *,
+    outputs: list[str],
+    output_dir: Path,
+    keep: bool = False,
+    sink: OutputSink | None = None,
+    progress: Progress | None = None,
+    on_created: Callable[[ResourceRecord], None] | None = None,
+) -> RunResult:
+    """Create a machine, train, follow the log, download outputs, terminate.
+
+    The machine is terminated on every path out, including errors and Ctrl-C,
+    unless ``keep`` is set or an output could not be downloaded (then it is kept,
+    and the result says why, so the files are not lost)."""
+    record = tc.create(provider_name, options, progress=progress)
+    if on_created:
+        on_created(record)
+    result = RunResult(record, None, [], False)
+    try:
+        started = tc.train(record.id, job, progress=progress)
+        result.job = started
+        result.job = tc.monitor(started.job_id, follow=True, sink=sink)
+        for path in outputs:
+            try:
+                dest = output_dir / Path(path.rstrip("/")).name
+                landed = tc.download(record.id, path, dest, progress=progress)
+                result.downloads.append(str(landed))
+            except NotFound:
+                if result.job.status is ExecutionStatus.COMPLETED:
+                    raise
+                # a failed job may never have written its outputs
+                continue
+            except TrainctlError as e:
+                result.kept_reason = f"download of {path} failed: {e}"
+                keep = True
+    finally:
+        if not keep:
+            tc.terminate(record.id)
+            result.terminated = True
+    return result

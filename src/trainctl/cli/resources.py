@@ -1,0 +1,146 @@
+"""Machine commands: create, list, status, terminate, stop, start."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .. import registry
+from ..api import Trainctl
+from ..errors import BadInput
+from .common import build_create_options, create_options, json_option, progress_printer
+from .output import Output, ago, money
+
+
+@click.command()
+@create_options
+@json_option
+def create(provider: str | None, json_mode: bool, **flags) -> None:
+    """Create a machine and record it."""
+    out = Output(json_mode)
+    options = build_create_options(**flags)
+    name = registry.select(provider)
+    record = Trainctl().create(name, options, progress=progress_printer(json_mode))
+    if json_mode:
+        out.emit(record.to_dict())
+    else:
+        price = f", {money(record.price_per_hour)}/h" if record.price_per_hour else ""
+        out.info(f"created {record.name} ({record.id}) on {record.provider}{price}")
+
+
+@click.command("list")
+@click.option("--refresh", is_flag=True, help="Ask the providers for the current state.")
+@click.option("--provider", "-p", help="Only this provider's machines.")
+@json_option
+def list_cmd(refresh: bool, provider: str | None, json_mode: bool) -> None:
+    """List trainctl's machines (from the local record; --refresh asks the providers)."""
+    out = Output(json_mode)
+    views = Trainctl().list(refresh=refresh, provider=provider)
+    if json_mode:
+        out.emit({"resources": [v.to_dict() for v in views]})
+        return
+    if not views:
+        out.info("No machines. Create one with `trainctl create` or `trainctl run`.")
+        return
+    rows = []
+    for v in views:
+        r = v.record
+        gpu = f"{r.gpu}x{r.gpu_count}" if r.gpu else "-"
+        rows.append(
+            (
+                r.name,
+                r.provider,
+                r.id,
+                v.state + (" (spot)" if r.spot else ""),
+                r.instance_type or "-",
+                gpu,
+                money(r.price_per_hour),
+                ago(r.hours_running()),
+            )
+        )
+    out.table(["NAME", "PROVIDER", "ID", "STATE", "TYPE", "GPU", "$/H", "AGE"], rows)
+    for v in views:
+        if v.error:
+            click.echo(f"warning: could not refresh {v.record.name}: {v.error}", err=True)
+
+
+def _print_status(out: Output, status, json_mode: bool) -> None:
+    if json_mode:
+        out.emit(status.to_dict())
+        return
+    fields = {
+        "id": status.id,
+        "name": status.name,
+        "provider": status.provider,
+        "state": status.state.value + (f" ({status.reason})" if status.reason else ""),
+        "type": status.instance_type,
+        "gpu": f"{status.gpu} x{status.gpu_count}" if status.gpu else None,
+        "price": f"{money(status.cost_per_hour)}/h" if status.cost_per_hour is not None else None,
+        "launched": status.launch_time.isoformat(timespec="seconds")
+        if status.launch_time
+        else None,
+        "ssh": f"{status.ssh_user}@{status.ssh_host}:{status.ssh_port}"
+        if status.ssh_host
+        else None,
+    }
+    fields.update({k: v for k, v in status.details.items() if isinstance(v, str | int | float)})
+    for key, value in fields.items():
+        if value not in (None, ""):
+            out.info(f"{key:>9}: {value}")
+
+
+@click.command()
+@click.argument("resource")
+@json_option
+def status(resource: str, json_mode: bool) -> None:
+    """Show what the provider says about RESOURCE (id or name) now."""
+    _print_status(Output(json_mode), Trainctl().status(resource), json_mode)
+
+
+def confirm(question: str, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise BadInput(f"{question} Refusing without confirmation: pass -y")
+    if not click.confirm(question, default=False, err=True):
+        raise click.exceptions.Abort()
+
+
+@click.command()
+@click.argument("resource")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+def terminate(resource: str, yes: bool, json_mode: bool) -> None:
+    """Terminate RESOURCE: its jobs end and it stops billing."""
+    tc = Trainctl()
+    record = tc.store.resource(resource)
+    confirm(f"Terminate {record.name} ({record.id}) on {record.provider}?", yes)
+    st = tc.terminate(resource)
+    out = Output(json_mode)
+    if json_mode:
+        out.emit(st.to_dict())
+    else:
+        out.info(
+            f"terminated {record.name} ({record.id})" + (f": {st.reason}" if st.reason else "")
+        )
+
+
+@click.command()
+@click.argument("resource")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+def stop(resource: str, yes: bool, json_mode: bool) -> None:
+    """Stop RESOURCE (running jobs end; the disk is kept)."""
+    tc = Trainctl()
+    record = tc.store.resource(resource)
+    confirm(f"Stop {record.name} ({record.id}) on {record.provider}?", yes)
+    _print_status(Output(json_mode), tc.stop(resource), json_mode)
+
+
+@click.command()
+@click.argument("resource")
+@json_option
+def start(resource: str, json_mode: bool) -> None:
+    """Start a stopped RESOURCE."""
+    _print_status(Output(json_mode), Trainctl().start(resource), json_mode)
