@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import socket
 from datetime import datetime, timezone
 
 import pytest
 
+from moto_helpers import aws_env, closed_port_url, moto_url  # noqa: F401 (fixture)
 from trainctl import catalog
 from trainctl.catalog import live_aws, live_lyceum, live_runpod, refresh, store
 from trainctl.errors import BadInput
@@ -15,32 +15,7 @@ from trainctl.errors import BadInput
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
 
-@pytest.fixture(scope="module")
-def moto_url():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-def aws_env(monkeypatch, url):
-    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-
-
-def closed_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
-
-
-def test_aws_refresh_against_moto(moto_url, monkeypatch):
+def test_aws_refresh_against_moto(moto_url, monkeypatch):  # noqa: F811
     aws_env(monkeypatch, moto_url)
     (result,) = refresh.refresh(["aws"], now=NOW)
     assert result.status == refresh.REFRESHED, result.detail

@@ -34,7 +34,7 @@ class Loaded:
     def describe(self, now: datetime) -> str:
         """Where these prices come from and how old they are, for notes and footers."""
         if self.origin is None:
-            return f"no offline prices for {self.provider} (run: trainctl catalog refresh)"
+            return f"no prices yet (run: trainctl catalog refresh --provider {self.provider})"
         stamps = [t for o in self.offers for t in (o.on_demand_as_of, o.spot_as_of)]
         dated = sorted(t for t in stamps if t)
         undated = sum(1 for o in self.offers if not (o.on_demand_as_of or o.spot_as_of))

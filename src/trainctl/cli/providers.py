@@ -13,6 +13,7 @@ from .output import Output
 #: subcommands of `trainctl providers`
 PROVIDER_COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("trainctl.cli.providers:list_providers", "Known providers and what they can do."),
+    "compare": ("trainctl.cli.compare:compare", "GPU offers across providers, cheapest first."),
 }
 
 

@@ -6,10 +6,15 @@ import sys
 
 import click
 
-from .. import registry
 from ..api import Trainctl
 from ..errors import BadInput
-from .common import build_create_options, create_options, json_option, progress_printer
+from .common import (
+    build_create_options,
+    choose_provider,
+    create_options,
+    json_option,
+    progress_printer,
+)
 from .output import Output, ago, money
 
 
@@ -20,7 +25,7 @@ def create(provider: str | None, json_mode: bool, **flags) -> None:
     """Create a machine and record it."""
     out = Output(json_mode)
     options = build_create_options(**flags)
-    name = registry.select(provider)
+    name = choose_provider(provider)
     record = Trainctl().create(name, options, progress=progress_printer(json_mode))
     if json_mode:
         out.emit(record.to_dict())
@@ -34,17 +39,30 @@ def create(provider: str | None, json_mode: bool, **flags) -> None:
 @click.option("--provider", "-p", help="Only this provider's machines.")
 @json_option
 def list_cmd(refresh: bool, provider: str | None, json_mode: bool) -> None:
-    """List trainctl's machines (from the local record; --refresh asks the providers)."""
+    """List trainctl's machines with their $/hour and spend so far, and the totals
+    (from the local record; --refresh asks the providers)."""
+    from ..catalog.spend import CATALOG, spend, totals
+
     out = Output(json_mode)
     views = Trainctl().list(refresh=refresh, provider=provider)
+    spends = [spend(v.record, v.state) for v in views]
+    per_hour, spent, unknown = totals(spends)
     if json_mode:
-        out.emit({"resources": [v.to_dict() for v in views]})
+        out.emit(
+            {
+                "resources": [
+                    {**v.to_dict(), "spend": s.to_dict()}
+                    for v, s in zip(views, spends, strict=True)
+                ],
+                "total": {"per_hour": per_hour, "spent": spent, "unknown_price": unknown},
+            }
+        )
         return
     if not views:
         out.info("No machines. Create one with `trainctl create` or `trainctl run`.")
         return
     rows = []
-    for v in views:
+    for v, s in zip(views, spends, strict=True):
         r = v.record
         gpu = f"{r.gpu}x{r.gpu_count}" if r.gpu else "-"
         rows.append(
@@ -55,11 +73,16 @@ def list_cmd(refresh: bool, provider: str | None, json_mode: bool) -> None:
                 v.state + (" (spot)" if r.spot else ""),
                 r.instance_type or "-",
                 gpu,
-                money(r.price_per_hour),
-                ago(r.hours_running()),
+                money(s.rate) + ("*" if s.rate_source == CATALOG else ""),
+                ago(s.hours),
+                money(s.spent),
             )
         )
-    out.table(["NAME", "PROVIDER", "ID", "STATE", "TYPE", "GPU", "$/H", "AGE"], rows)
+    out.table(["NAME", "PROVIDER", "ID", "STATE", "TYPE", "GPU", "$/H", "AGE", "SPENT"], rows)
+    if any(s.rate_source == CATALOG for s in spends):
+        out.info("* catalog price: the provider reported no price at create time")
+    unpriced = f" ({unknown} billing at an unknown price)" if unknown else ""
+    out.info(f"total: {money(per_hour)}/h, {money(spent)} spent so far{unpriced}")
     for v in views:
         if v.error:
             click.echo(f"warning: could not refresh {v.record.name}: {v.error}", err=True)
