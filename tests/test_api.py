@@ -70,3 +70,46 @@ def test_run_keeps_machine_when_asked(tmp_path):
     assert result.exit_code == 0 and not result.terminated
     assert [r.id for r in tc.store.resources()] == [result.resource.id]
     tc.terminate(result.resource.id)
+
+
+class Recoverable(FakeProvider):
+    """A provider whose machines outlive this store (shared across instances)."""
+
+    name = "recoverable"
+    root: Path
+    machines_shared: dict = {}
+
+    def __init__(self) -> None:
+        super().__init__(self.root)
+        self.machines = Recoverable.machines_shared
+
+
+@pytest.fixture
+def recoverable(tmp_path):
+    Recoverable.root = tmp_path / "machines"
+    Recoverable.machines_shared = {}
+    registry.register(Recoverable)
+    yield Recoverable
+    registry.unregister("recoverable")
+
+
+def test_refresh_adopts_an_interrupted_create(recoverable):
+    tc = Trainctl()
+    intent = tc.store.begin_create("recoverable", "exp")
+    made = Recoverable().create_resource(CreateResourceOptions(name="exp"))  # then a "crash"
+    assert not tc.store.resource("exp").confirmed
+    views = tc.list(refresh=True)
+    assert [v.record.id for v in views] == [made.id]
+    assert "adopted" in views[0].note
+    assert tc.store.resource("exp").id == made.id != intent
+
+
+def test_refresh_marks_gone_machines_and_lists_untracked(recoverable):
+    tc = Trainctl()
+    rec = tc.create("recoverable", CreateResourceOptions(name="mine"))
+    Recoverable.machines_shared.pop(rec.id)  # terminated behind trainctl's back
+    stray = Recoverable().create_resource(CreateResourceOptions(name="stray"))
+    views = {(v.record.name if v.record else v.live.name): v for v in tc.list(refresh=True)}
+    assert views["mine"].state == "terminated"
+    assert views["stray"].record is None and views["stray"].live.id == stray.id
+    assert views["stray"].to_dict()["tracked"] is False

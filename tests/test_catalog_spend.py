@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from trainctl.catalog.spend import CATALOG, RENTED, spend, totals
+from trainctl.catalog.spend import CATALOG, RENTED, Rented, spend, totals
 from trainctl.store import ResourceRecord
+from trainctl.types import ResourceState, ResourceStatus
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
@@ -13,7 +14,7 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 def record(provider="aws", itype="g5.xlarge", price=None, spot=False, hours=2.0, gpu_count=1):
     launched = (NOW - timedelta(hours=hours)).isoformat()
     created = (NOW - timedelta(hours=hours + 1)).isoformat()  # launch, not the intent, counts
-    return ResourceRecord(
+    stored = ResourceRecord(
         id="i-1",
         provider=provider,
         name="m",
@@ -29,6 +30,7 @@ def record(provider="aws", itype="g5.xlarge", price=None, spot=False, hours=2.0,
         reason=None,
         updated_at=created,
     )
+    return Rented.of_record(stored)
 
 
 def test_the_rented_price_times_the_hours_since_launch():
@@ -59,3 +61,20 @@ def test_totals_count_billing_machines_only():
         spend(record("ssh", "box"), "running", NOW),
     ]
     assert totals(spends) == (1.5, 4.0, 1)
+
+
+def test_untracked_machines_use_the_providers_live_status():
+    live = ResourceStatus(
+        "i-2",
+        "aws",
+        ResourceState.RUNNING,
+        instance_type="g5.xlarge",
+        gpu_count=1,
+        launch_time=NOW - timedelta(hours=1),
+        cost_per_hour=None,
+    )
+    s = spend(Rented.of_status(live), "running", NOW)
+    assert (s.rate, s.rate_source, s.spent) == (1.006, CATALOG, 1.006)
+    no_launch = ResourceStatus("i-3", "aws", ResourceState.RUNNING, cost_per_hour=2.0)
+    s = spend(Rented.of_status(no_launch), "running", NOW)
+    assert (s.rate, s.hours, s.spent) == (2.0, None, None)

@@ -21,7 +21,7 @@ from . import registry
 from .capabilities import Capability, require
 from .catalog.cheapest import CHEAPEST
 from .errors import NotFound, OperationFailed, TrainctlError
-from .provider import TrainingProvider
+from .provider import TAG_NAME, TrainingProvider
 from .remote.base import Progress
 from .runtime.client import OutputSink
 from .store import JobRecord, ResourceRecord, Store
@@ -37,25 +37,40 @@ from .types import (
 
 @dataclass
 class ResourceView:
-    """A stored resource with, when refreshed, what its provider says now."""
+    """A resource as trainctl knows it: its record, and what the provider said when
+    refreshed. ``record`` is None for an untracked resource: one the provider lists
+    as trainctl's but that this store has no record of."""
 
-    record: ResourceRecord
+    record: ResourceRecord | None
     live: ResourceStatus | None = None
     error: str | None = None
+    note: str | None = None
 
     @property
     def state(self) -> str:
         if self.live is not None:
             return self.live.state.value
+        assert self.record is not None
         return self.record.state
 
     def to_dict(self) -> dict[str, object]:
-        d = self.record.to_dict()
-        d["state"] = self.state
-        d["hours"] = round(self.record.hours_running(), 4)
-        if self.error:
-            d["refresh_error"] = self.error
+        if self.record is None:
+            assert self.live is not None
+            d = self.live.to_dict()
+            d["tracked"] = False
+        else:
+            d = self.record.to_dict()
+            d["state"] = self.state
+            d["hours"] = round(self.record.hours_running(), 4)
+            d["tracked"] = True
+        for key in ("error", "note"):
+            if getattr(self, key):
+                d[key] = getattr(self, key)
         return d
+
+
+#: an intent older than this with nothing found at its provider is dropped
+STALE_INTENT_HOURS = 0.25
 
 
 class Trainctl:
@@ -126,29 +141,58 @@ class Trainctl:
         return status
 
     def list(self, *, refresh: bool = False, provider: str | None = None) -> list[ResourceView]:
+        """Stored resources; with ``refresh``, also what each provider says now.
+
+        Refreshing reconciles the store with the providers' own listings: an intent
+        whose create was interrupted is matched by name and adopted (or dropped when
+        stale and nothing was made), a record whose machine is gone is marked
+        terminated, and trainctl-owned machines with no record are listed as
+        untracked."""
         views = [ResourceView(r) for r in self.store.resources(provider)]
         if refresh:
-            by_provider: dict[str, list[ResourceView]] = {}
-            for v in views:
-                by_provider.setdefault(v.record.provider, []).append(v)
-            for name, group in by_provider.items():
-                self._refresh(name, group)
+            names = {v.record.provider for v in views if v.record}
+            if provider is None:
+                names |= set(registry.detect())
+            else:
+                names.add(provider)
+            for name in sorted(names):
+                group = [v for v in views if v.record and v.record.provider == name]
+                views += self._refresh(name, group)
         return views
 
-    def _refresh(self, provider_name: str, views: list[ResourceView]) -> None:
+    def _refresh(self, provider_name: str, views: list[ResourceView]) -> list[ResourceView]:
         try:
-            live = {s.id: s for s in self.provider(provider_name).list_resources()}
+            listed = self.provider(provider_name).list_resources()
         except TrainctlError as e:
             for v in views:
                 v.error = str(e)
-            return
+            return []
+        live = {s.id: s for s in listed}
+        by_name = {s.tags.get(TAG_NAME) or s.name: s for s in listed}
         for v in views:
-            status = live.get(v.record.id)
-            if status is None and v.record.confirmed:
-                status = ResourceStatus(v.record.id, provider_name, ResourceState.TERMINATED)
-            if status is not None:
-                v.live = status
-                self.store.update_status(status)
+            record = v.record
+            assert record is not None
+            if not record.confirmed:
+                found = by_name.get(record.name)
+                if found is not None:
+                    v.record = self.store.finish_create(record.id, found)
+                    v.live, v.note = found, "adopted: its create had been interrupted"
+                elif record.hours_running() > STALE_INTENT_HOURS:
+                    self.store.abandon_create(record.id)
+                    v.note = "dropped: its create was interrupted and nothing was made"
+                continue
+            status = live.pop(record.id, None)
+            if status is None:
+                status = ResourceStatus(record.id, provider_name, ResourceState.TERMINATED)
+                status.reason = "the provider no longer lists it"
+            v.live = status
+            self.store.update_status(status)
+        known = {v.record.id for v in views if v.record}
+        return [
+            ResourceView(None, s, note="untracked: no local record")
+            for s in live.values()
+            if s.id not in known and s.state is not ResourceState.TERMINATED
+        ]
 
     def terminate(self, ref: str) -> ResourceStatus:
         record, provider = self._resolve(ref)

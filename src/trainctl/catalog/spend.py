@@ -8,10 +8,10 @@ far is that rate times the hours since the real launch time."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 from ..store import CREATING, ResourceRecord
-from ..types import ResourceState
+from ..types import ResourceState, ResourceStatus
 from . import query, store
 
 RENTED = "rented"
@@ -22,7 +22,7 @@ CATALOG = "catalog"
 class Spend:
     rate: float | None  # $/hour
     rate_source: str  # RENTED, CATALOG, or "" when unknown
-    hours: float
+    hours: float | None  # since launch
     billing: bool
     spent: float | None  # None when not billing or the rate is unknown
 
@@ -30,7 +30,7 @@ class Spend:
         return {
             "price_per_hour": self.rate,
             "price_source": self.rate_source or None,
-            "hours": round(self.hours, 4),
+            "hours": None if self.hours is None else round(self.hours, 4),
             "billing": self.billing,
             "spent": self.spent,
         }
@@ -45,27 +45,65 @@ def is_billing(state: str) -> bool:
         return True  # a state we cannot read may still bill
 
 
-def rate(record: ResourceRecord) -> tuple[float | None, str]:
-    if record.price_per_hour is not None:
-        return record.price_per_hour, RENTED
-    if record.provider in store.PROVIDERS and record.instance_type:
-        found = query.price(
+@dataclass
+class Rented:
+    """What spend is computed from, for a stored record or a provider's live status."""
+
+    provider: str
+    instance_type: str | None
+    gpu_count: int
+    spot: bool
+    price_per_hour: float | None
+    launched: datetime | None
+
+    @classmethod
+    def of_record(cls, record: ResourceRecord) -> Rented:
+        return cls(
             record.provider,
             record.instance_type,
-            spot=record.spot,
-            gpu_count=record.gpu_count or None,
+            record.gpu_count,
+            record.spot,
+            record.price_per_hour,
+            datetime.fromisoformat(record.launched_at or record.created_at),
+        )
+
+    @classmethod
+    def of_status(cls, status: ResourceStatus) -> Rented:
+        return cls(
+            status.provider,
+            status.instance_type,
+            status.gpu_count,
+            status.spot,
+            status.cost_per_hour,
+            status.launch_time,
+        )
+
+
+def rate(rented: Rented) -> tuple[float | None, str]:
+    if rented.price_per_hour is not None:
+        return rented.price_per_hour, RENTED
+    if rented.provider in store.PROVIDERS and rented.instance_type:
+        found = query.price(
+            rented.provider,
+            rented.instance_type,
+            spot=rented.spot,
+            gpu_count=rented.gpu_count or None,
         )
         if found is not None:
             return found, CATALOG
     return None, ""
 
 
-def spend(record: ResourceRecord, state: str, now: datetime | None = None) -> Spend:
-    hourly, source = rate(record)
+def spend(rented: Rented, state: str, now: datetime | None = None) -> Spend:
+    """Spend so far; with no known launch time the hours (and spend) are unknown."""
+    hourly, source = rate(rented)
     billing = is_billing(state)
-    hours = record.hours_running(now)
-    spent = round(hourly * hours, 4) if billing and hourly is not None else None
-    return Spend(hourly, source, hours, billing, spent)
+    hours = None
+    if rented.launched is not None:
+        elapsed = (now or datetime.now(timezone.utc)) - rented.launched
+        hours = max(elapsed.total_seconds(), 0.0) / 3600
+    known = billing and hourly is not None and hours is not None
+    return Spend(hourly, source, hours, billing, round(hourly * hours, 4) if known else None)
 
 
 def totals(spends: list[Spend]) -> tuple[float, float, int]:

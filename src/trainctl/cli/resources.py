@@ -41,11 +41,14 @@ def create(provider: str | None, json_mode: bool, **flags) -> None:
 def list_cmd(refresh: bool, provider: str | None, json_mode: bool) -> None:
     """List trainctl's machines with their $/hour and spend so far, and the totals
     (from the local record; --refresh asks the providers)."""
-    from ..catalog.spend import CATALOG, spend, totals
+    from ..catalog.spend import CATALOG, Rented, spend, totals
 
     out = Output(json_mode)
     views = Trainctl().list(refresh=refresh, provider=provider)
-    spends = [spend(v.record, v.state) for v in views]
+    spends = [
+        spend(Rented.of_record(v.record) if v.record else Rented.of_status(v.live), v.state)
+        for v in views
+    ]
     per_hour, spent, unknown = totals(spends)
     if json_mode:
         out.emit(
@@ -62,30 +65,43 @@ def list_cmd(refresh: bool, provider: str | None, json_mode: bool) -> None:
         out.info("No machines. Create one with `trainctl create` or `trainctl run`.")
         return
     rows = []
-    for v, s in zip(views, spends, strict=True):
+    for v, sp in zip(views, spends, strict=True):
         r = v.record
-        gpu = f"{r.gpu}x{r.gpu_count}" if r.gpu else "-"
+        if r is None:
+            s = v.live
+            name, prov, rid, itype = s.name or "-", s.provider, s.id, s.instance_type
+            state, gpu = f"{s.state.value} (untracked)", _gpu(s.gpu, s.gpu_count)
+        else:
+            name, prov, rid, itype = r.name, r.provider, r.id, r.instance_type
+            state, gpu = v.state + (" (spot)" if r.spot else ""), _gpu(r.gpu, r.gpu_count)
         rows.append(
             (
-                r.name,
-                r.provider,
-                r.id,
-                v.state + (" (spot)" if r.spot else ""),
-                r.instance_type or "-",
+                name,
+                prov,
+                rid,
+                state,
+                itype or "-",
                 gpu,
-                money(s.rate) + ("*" if s.rate_source == CATALOG else ""),
-                ago(s.hours),
-                money(s.spent),
+                money(sp.rate) + ("*" if sp.rate_source == CATALOG else ""),
+                "-" if sp.hours is None else ago(sp.hours),
+                money(sp.spent),
             )
         )
     out.table(["NAME", "PROVIDER", "ID", "STATE", "TYPE", "GPU", "$/H", "AGE", "SPENT"], rows)
-    if any(s.rate_source == CATALOG for s in spends):
+    if any(sp.rate_source == CATALOG for sp in spends):
         out.info("* catalog price: the provider reported no price at create time")
     unpriced = f" ({unknown} billing at an unknown price)" if unknown else ""
     out.info(f"total: {money(per_hour)}/h, {money(spent)} spent so far{unpriced}")
     for v in views:
+        label = v.record.name if v.record else (v.live.name or v.live.id)
         if v.error:
-            click.echo(f"warning: could not refresh {v.record.name}: {v.error}", err=True)
+            click.echo(f"warning: could not refresh {label}: {v.error}", err=True)
+        if v.note:
+            click.echo(f"note: {label}: {v.note}", err=True)
+
+
+def _gpu(name: str | None, count: int) -> str:
+    return f"{name}x{count}" if name else "-"
 
 
 def _print_status(out: Output, status, json_mode: bool) -> None:
