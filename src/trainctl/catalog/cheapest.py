@@ -101,7 +101,8 @@ def launch(
         kind = " spot" if options.spot else ""
         raise BadInput(
             f"no{kind} offer with {options.gpu} (GPU:count) among the usable providers",
-            hint=f"see `trainctl providers compare --gpu {options.gpu}`",
+            hint=f"see `trainctl providers compare --gpu {options.gpu}`"
+            + ("; spot prices come from `trainctl catalog refresh`" if options.spot else ""),
         )
     tries = offers[:max_tries]
     providers = sorted({o.provider for o in offers})
