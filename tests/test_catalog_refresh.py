@@ -7,8 +7,9 @@ from datetime import datetime, timezone
 
 import pytest
 
+from fakes import FakeProvider
 from moto_helpers import aws_env, closed_port_url, moto_url  # noqa: F401 (fixture)
-from trainctl import catalog
+from trainctl import catalog, registry
 from trainctl.catalog import live_aws, live_lyceum, live_runpod, refresh, store
 from trainctl.errors import BadInput
 
@@ -62,10 +63,20 @@ def test_failed_refresh_keeps_the_previous_live_cache(monkeypatch):
     assert len(catalog.load("aws")[0].offers) == 1
 
 
-def test_without_credentials_every_provider_is_skipped():
-    results = refresh.refresh(now=NOW)
-    assert {r.provider for r in results} == set(refresh.FETCHERS)
-    assert all(r.status == refresh.SKIPPED and "no credentials" in r.detail for r in results)
+def test_without_credentials_every_provider_is_skipped(monkeypatch, tmp_path):
+    class NoKeys(FakeProvider):
+        credentials_present = classmethod(lambda cls: False)
+
+    monkeypatch.setattr(registry, "_registered", {})
+    monkeypatch.setattr(registry, "BUILTIN", {"local": registry.BUILTIN["local"]})
+    registry.register(NoKeys, "aws")
+    results = {r.provider: r for r in refresh.refresh(now=NOW)}
+    assert set(results) == set(refresh.FETCHERS)
+    assert all(r.status == refresh.SKIPPED for r in results.values())
+    aws = results.pop("aws")
+    assert aws.detail == "no credentials; using bundled prices, oldest from 2026-01-21 (308d old)"
+    assert all(r.detail.startswith("not installed; using") for r in results.values())
+    assert not store.cache_path("aws").exists()
 
 
 def test_unknown_provider_is_bad_input():

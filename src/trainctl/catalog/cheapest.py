@@ -13,33 +13,16 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TypeVar
 
-from ..errors import BadInput, NoCapacity, TrainctlError
+from ..errors import BadInput, NoCapacity
 from ..types import CreateResourceOptions, GpuSpec
 from . import query, store
 from .offer import Offer
+from .usable import usable_providers
 
 CHEAPEST = "cheapest"
 MAX_TRIES = 3
 
 T = TypeVar("T")
-
-
-def usable_providers() -> tuple[list[str], list[str]]:
-    """Catalog providers usable here, and a reason for each one left out."""
-    from .. import registry
-
-    usable, skipped = [], []
-    for name in store.PROVIDERS:
-        try:
-            cls = registry.get_class(name)
-        except TrainctlError:
-            skipped.append(f"{name}: not installed")
-            continue
-        if cls.credentials_present():
-            usable.append(name)
-        else:
-            skipped.append(f"{name}: no credentials")
-    return usable, skipped
 
 
 def validate(options: CreateResourceOptions) -> None:
@@ -136,7 +119,8 @@ def create_cheapest(
 ) -> tuple[T, Offer]:
     """``--provider cheapest`` end to end: usable providers, their offers, the tries."""
     validate(options)
-    usable, skipped = usable_providers()
+    usable, left_out = usable_providers(store.PROVIDERS)
+    skipped = [f"{name}: {why}" for name, why in left_out]
     if not usable:
         raise BadInput(
             "--provider cheapest found no usable provider with prices (" + "; ".join(skipped) + ")",

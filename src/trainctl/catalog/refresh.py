@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from ..errors import BadInput, TrainctlError
 from . import store
 from .offer import Offer
+from .usable import usable_providers
 
 #: provider -> "module:function" returning (offers, notes); imported only when used
 FETCHERS: dict[str, str] = {
@@ -52,16 +53,6 @@ def _fetcher(provider: str) -> Fetch:
     return getattr(importlib.import_module(module), attr)
 
 
-def credentials_present(provider: str) -> bool:
-    """What the provider itself says (cheap, no network); False when it is not installed."""
-    from .. import registry
-
-    try:
-        return registry.get_class(provider).credentials_present()
-    except TrainctlError:
-        return False
-
-
 def refresh_one(provider: str, now: datetime) -> RefreshResult:
     """Fetch one provider's live prices and replace its cache; on failure keep the
     previous prices and say which, and how old."""
@@ -89,11 +80,11 @@ def refresh(
             f"no live prices for {', '.join(map(repr, unknown))} "
             f"(live prices: {', '.join(FETCHERS)})"
         )
-    results = []
-    for provider in named or list(FETCHERS):
-        if not named and not credentials_present(provider):
-            fallback = store.load(provider).describe(now)
-            results.append(RefreshResult(provider, SKIPPED, f"no credentials; using {fallback}"))
-            continue
-        results.append(refresh_one(provider, now))
+    if named:
+        return [refresh_one(p, now) for p in named]
+    usable, skipped = usable_providers(FETCHERS)
+    results = [refresh_one(p, now) for p in usable]
+    for provider, why in skipped:
+        fallback = store.load(provider).describe(now)
+        results.append(RefreshResult(provider, SKIPPED, f"{why}; using {fallback}"))
     return results
