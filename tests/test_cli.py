@@ -58,7 +58,7 @@ def test_create_list_status_terminate_json():
     assert st["id"] == created["id"] and st["state"] == "running"
     gone = trainctl("terminate", "m1", "-y", "--json")
     assert gone.code == 0 and gone.json()["state"] == "terminated"
-    assert trainctl("list", "--json").json() == {"resources": []}
+    assert trainctl("list", "--json").json()["resources"] == []
 
 
 def test_train_follow_exits_with_job_code(project):
@@ -141,7 +141,7 @@ def test_run_end_to_end(project, tmp_path):
     assert doc["terminated"] is True and doc["exit_code"] == 0
     assert doc["job"]["status"] == "completed"
     assert (out / "checkpoints" / "model.txt").exists()
-    assert trainctl("list", "--json").json() == {"resources": []}
+    assert trainctl("list", "--json").json()["resources"] == []
 
 
 def test_run_failing_job_still_terminates(project, tmp_path):
@@ -161,7 +161,7 @@ def test_run_failing_job_still_terminates(project, tmp_path):
     )
     assert r.code == 5
     assert "terminated" in r.err
-    assert trainctl("list", "--json").json() == {"resources": []}
+    assert trainctl("list", "--json").json()["resources"] == []
 
 
 @pytest.mark.parametrize(

@@ -6,10 +6,15 @@ from pathlib import Path
 
 import click
 
-from .. import registry
 from ..api import Trainctl
 from ..api import run as run_job
-from .common import build_create_options, create_options, json_option, progress_printer
+from .common import (
+    build_create_options,
+    choose_provider,
+    create_options,
+    json_option,
+    progress_printer,
+)
 from .jobs import build_job, describe, job_exit_code, job_options
 from .output import Output
 
@@ -44,7 +49,7 @@ def run(provider, command, outputs, output_dir, keep, json_mode, **flags) -> int
     }
     job = build_job(command, **job_flags)
     options = build_create_options(**flags)
-    name = registry.select(provider)
+    name = choose_provider(provider)
     progress = progress_printer(json_mode)
     tc = Trainctl()
     from ..runtime.client import new_job_id
