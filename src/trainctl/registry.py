@@ -21,6 +21,7 @@ ENTRY_POINT_GROUP = "trainctl.providers"
 BUILTIN: dict[str, str] = {
     "local": "trainctl.providers.local:LocalProvider",
     "lyceum": "trainctl.providers.lyceum:LyceumProvider",
+    "ssh": "trainctl.providers.ssh:SSHProvider",
 }
 
 #: providers picked by auto-detection are the cloud ones; `local` is the fallback
