@@ -8,13 +8,19 @@ pytest_plugins = ["sshd"]
 
 @pytest.fixture(autouse=True)
 def trainctl_home(tmp_path, monkeypatch):
-    """Every test gets its own trainctl home and no ambient cloud credentials."""
+    """Every test gets its own trainctl home and no ambient cloud credentials: not in
+    the environment, nor in files under the user's home (``~/.lyceum/config.json``)."""
     home = tmp_path / "trainctl-home"
     monkeypatch.setenv("TRAINCTL_HOME", str(home))
+    user_home = tmp_path / "user-home"
+    user_home.mkdir()
+    monkeypatch.setenv("HOME", str(user_home))
     for var in (
         "TRAINCTL_PROVIDER",
         "RUNPOD_API_KEY",
         "LYCEUM_API_KEY",
+        "LYCEUM_ORG",
+        "TRAINCTL_LYCEUM_API_URL",
         "AWS_PROFILE",
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",

@@ -13,8 +13,7 @@ from trainctl.types import CreateResourceOptions, GpuSpec, ResourceState
 
 
 @pytest.fixture
-def fake(sshd, monkeypatch, tmp_path):
-    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.lyceum/config.json here
+def fake(sshd, monkeypatch):
     with FakeLyceum(machines=SshdMachines(sshd)) as f:
         monkeypatch.setenv("TRAINCTL_LYCEUM_API_URL", f.url)
         monkeypatch.setenv("LYCEUM_API_KEY", DEFAULT_KEY)

@@ -14,15 +14,10 @@ from trainctl.providers.lyceum import LyceumProvider, split_address
 from trainctl.types import CreateResourceOptions, GpuSpec, ResourceState
 
 
-@pytest.fixture(autouse=True)
-def lyceum_home(tmp_path, monkeypatch):
-    """A home without Lyceum's config file, and no ambient org or URL."""
-    home = tmp_path / "user-home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    for var in ("LYCEUM_ORG", "TRAINCTL_LYCEUM_API_URL"):
-        monkeypatch.delenv(var, raising=False)
-    return home
+@pytest.fixture
+def lyceum_home(tmp_path):
+    """The user's home (set by conftest), where Lyceum's client keeps its config."""
+    return tmp_path / "user-home"
 
 
 @pytest.fixture

@@ -10,9 +10,8 @@ from fake_lyceum import DEFAULT_ORG, FakeLyceum, SshdMachines
 SECRET = "lk_cli_secret_never_printed_42"
 
 
-def serve(monkeypatch, tmp_path, trainctl_home, machines=None):
+def serve(monkeypatch, trainctl_home, machines=None):
     fake = FakeLyceum(api_keys={SECRET: None}, machines=machines).start()
-    monkeypatch.setenv("HOME", str(tmp_path / "user-home"))
     monkeypatch.setenv("TRAINCTL_LYCEUM_API_URL", fake.url)
     monkeypatch.setenv("LYCEUM_API_KEY", SECRET)
     monkeypatch.setenv("LYCEUM_ORG", DEFAULT_ORG)
@@ -24,8 +23,8 @@ def serve(monkeypatch, tmp_path, trainctl_home, machines=None):
 
 
 @pytest.fixture
-def fake(monkeypatch, tmp_path, trainctl_home):
-    f = serve(monkeypatch, tmp_path, trainctl_home)
+def fake(monkeypatch, trainctl_home):
+    f = serve(monkeypatch, trainctl_home)
     yield f
     f.stop()
 
@@ -80,7 +79,7 @@ def test_no_credit(fake):
     fake.credit = False
     r = trainctl("create", "--provider", "lyceum", "--gpu", "H100:1")
     assert r.code == 1 and "not enough credit" in r.err
-    assert trainctl("list", "--json").json() == {"resources": []}
+    assert trainctl("list", "--json").json()["resources"] == []
 
 
 def test_volume_warning_on_terminate(fake):
@@ -91,7 +90,7 @@ def test_volume_warning_on_terminate(fake):
 
 
 def test_train_and_download_over_ssh(sshd, monkeypatch, tmp_path, trainctl_home):
-    fake = serve(monkeypatch, tmp_path, trainctl_home, SshdMachines(sshd))
+    fake = serve(monkeypatch, trainctl_home, SshdMachines(sshd))
     try:
         project = tmp_path / "proj"
         project.mkdir()
