@@ -167,6 +167,21 @@ class Machine:
     def processes(self) -> list[int]:
         return pids_of_uid(self.uid)
 
+    def drop_connections(self) -> int:
+        """Kill the server side of every SSH session to this machine (as a network
+        drop does); the machine's other processes live on. Returns how many died."""
+        killed = 0
+        for pid in self.processes():
+            try:
+                with open(f"/proc/{pid}/comm") as f:
+                    if f.read().strip() != "sshd":
+                        continue
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except (OSError, ProcessLookupError):
+                continue
+        return killed
+
     def destroy(self) -> None:
         """Kill the machine's processes and remove its user and home. Idempotent."""
         if self.destroyed:
@@ -210,6 +225,7 @@ class SSHServer:
         for _attempt in range(5):
             self.port = port or free_port()
             self._write_config()
+            seen = self.log.stat().st_size if self.log.exists() else 0
             with self.log.open("ab") as log:
                 self._proc = subprocess.Popen(
                     [sshd, "-D", "-e", "-f", str(self.config)],
@@ -218,7 +234,7 @@ class SSHServer:
                     stderr=log,
                     start_new_session=True,
                 )
-            if self._wait_listening():
+            if self._wait_listening(seen):
                 return self
             self._kill_daemon()
             if port:
@@ -251,11 +267,12 @@ LogLevel VERBOSE
 """
         )
 
-    def _wait_listening(self, timeout: float = 10.0) -> bool:
+    def _wait_listening(self, seen: int, timeout: float = 10.0) -> bool:
+        """Wait for this start's "listening" line (past the ``seen`` bytes of the log)."""
         needle = f"Server listening on {self.host} port {self.port}".encode()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if needle in self.log.read_bytes():
+            if needle in self.log.read_bytes()[seen:]:
                 return True
             if self._proc is not None and self._proc.poll() is not None:
                 return False
