@@ -10,6 +10,7 @@ argument reaches the program verbatim.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -131,6 +132,7 @@ _SSH_FAILURES = (
             "Operation timed out",
             "Network is unreachable",
             "banner exchange",
+            "kex_exchange_identification",
         ),
         "unreachable",
     ),
@@ -140,7 +142,6 @@ _SSH_FAILURES = (
             "Connection closed by",
             "Connection reset",
             "Broken pipe",
-            "kex_exchange_identification",
             "client_loop:",
             "not responding",
             "mux_client",
@@ -370,12 +371,13 @@ class SSHRemote(StreamingRemote):
 
     def close(self) -> None:
         """End the shared connection, if one is open."""
-        subprocess.run(
-            self._ssh("-O", "exit", "--", self.endpoint.host),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=30,
-        )
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            subprocess.run(
+                self._ssh("-O", "exit", "--", self.endpoint.host),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=30,
+            )
 
     # -- files ----------------------------------------------------------------------
 
