@@ -369,6 +369,11 @@ class SSHRemote(StreamingRemote):
                 f"{r.error_text() or f'exit {r.returncode}'}"
             )
 
+    def forget_host_key(self) -> None:
+        """Forget the machine's host key: call it when the provider has just created or
+        deleted the machine, so that the next machine at this address is accepted."""
+        sshkeys.forget_host(self.endpoint.known_hosts_name)
+
     def close(self) -> None:
         """End the shared connection, if one is open."""
         with contextlib.suppress(subprocess.TimeoutExpired):
