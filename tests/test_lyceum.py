@@ -101,6 +101,11 @@ def test_unknown_hardware_profile_lists_the_offers(fake, provider):
     assert fake.creates() == []
 
 
+def test_other_spellings_of_a_model(fake, provider):
+    st = provider.create_resource(opts("H100 SXM:1", name="sxm"))
+    assert create_bodies(fake)[0]["hardware_profile"] == "h100" and st.gpu == "H100"
+
+
 def test_known_profile_without_capacity(fake, provider):
     fake.variants = [v for v in fake.variants if v["hardware_profile"] != "h100"]
     with pytest.raises(NoCapacity, match="no h100 VM available right now"):
@@ -417,3 +422,26 @@ def test_the_key_never_shows(fake, monkeypatch, caplog):
         make_provider().list_resources()
     seen += [str(e.value), caplog.text]
     assert not [s for s in seen if secret in s]
+
+
+# -- live prices -----------------------------------------------------------------------
+
+
+def test_catalog_refresh_takes_lyceums_offers(fake):
+    from trainctl import catalog
+    from trainctl.catalog import refresh
+
+    (result,) = refresh.refresh(["lyceum"])
+    assert result.status == refresh.REFRESHED, result.detail
+    a100 = catalog.offers(provider="lyceum", gpu="A100:2")
+    assert [(o.offer_id, o.on_demand, o.spot) for o in a100] == [("a100", 3.58, 1.98)]
+    assert not catalog.offers(provider="lyceum", gpu="A100:8", spot=True)
+
+
+def test_catalog_refresh_with_a_rejected_key_fails_cleanly(fake, monkeypatch):
+    from trainctl.catalog import refresh
+
+    monkeypatch.setenv("LYCEUM_API_KEY", "lk_rejected_key_123")
+    (result,) = refresh.refresh(["lyceum"])
+    assert result.status == refresh.FAILED and "rejected the API key" in result.detail
+    assert "lk_rejected_key_123" not in result.detail

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..capabilities import Capability
+from ..catalog import gpus
 from ..errors import (
     BadInput,
     CredentialsError,
@@ -42,6 +43,7 @@ from ..types import CostEstimate, CreateResourceOptions, ResourceState, Resource
 
 if TYPE_CHECKING:
     from ..httpapi import ApiError, JsonApi
+    from ..remote.ssh import SSHRemote
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +211,7 @@ class LyceumProvider(TrainingProvider):
         self._sleep = sleep
         self._api: JsonApi | None = None
         self._credentials: Credentials | None = None
-        self._variants: list[Variant] | None = None
+        self._availability: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         return "LyceumProvider()"
@@ -272,15 +274,19 @@ class LyceumProvider(TrainingProvider):
 
     # -- hardware and prices ----------------------------------------------------
 
+    def availability(self) -> dict[str, Any]:
+        """``GET /vms/availability`` as Lyceum answers it (fetched once per provider)."""
+        if self._availability is None:
+            raw = self._call("GET", "/vms/availability")
+            self._availability = raw if isinstance(raw, dict) else {}
+        return self._availability
+
     def variants(self) -> list[Variant]:
-        if self._variants is None:
-            raw = self._call("GET", "/vms/availability") or {}
-            self._variants = [
-                Variant.parse(v)
-                for v in raw.get("available_instance_variants") or []
-                if isinstance(v, dict)
-            ]
-        return self._variants
+        return [
+            Variant.parse(v)
+            for v in self.availability().get("available_instance_variants") or []
+            if isinstance(v, dict)
+        ]
 
     def _offered(self) -> str:
         return "; ".join(v.describe() for v in self.variants()) or "nothing right now"
@@ -296,6 +302,9 @@ class LyceumProvider(TrainingProvider):
             )
         profile = wanted.lower()
         same = [v for v in self.variants() if v.profile.lower() == profile]
+        if not same and (model := gpus.canonical(wanted)):
+            # another spelling of the same model: "H100 SXM", "gpu.h100", ...
+            same = [v for v in self.variants() if gpus.canonical(v.profile) == model]
         if not same:
             types = self._call("GET", "/machine-types") or {}
             known = {
@@ -423,7 +432,10 @@ class LyceumProvider(TrainingProvider):
             progress=progress,
             sleep=self._sleep,
         )
-        return self._status(vm_id, raw)
+        st = self._status(vm_id, raw)
+        # the address may have served another machine before: its old host key must go
+        _ssh(st).forget_host_key()
+        return st
 
     def _post_create(self, body: dict[str, Any], display: str, timeout: float) -> dict[str, Any]:
         """POST the create; a lost answer is looked up by display name, not repeated.
@@ -555,7 +567,12 @@ class LyceumProvider(TrainingProvider):
             )
         if normalize_state(self.name, raw.get("status")) is ResourceState.TERMINATED:
             return self._status(resource_id, raw)
+        before = self._status(resource_id, raw)
         detached = self._delete(resource_id)
+        if before.ssh_host:
+            remote = _ssh(before)
+            remote.close()
+            remote.forget_host_key()  # the next machine at this address has another key
         st = self._status(resource_id, {**raw, "status": "terminated", "ip_address": None})
         if detached:
             sizes = ", ".join(f"{v.get('volume_id')} ({v.get('size_gb')} GB)" for v in detached)
@@ -568,8 +585,6 @@ class LyceumProvider(TrainingProvider):
         return st
 
     def connect(self, resource_id: str) -> Remote:
-        from ..remote.ssh import Endpoint, SSHRemote
-
         st = self.get_resource_status(resource_id)
         if st.state is ResourceState.TERMINATED:
             raise NotFound(f"Lyceum VM {resource_id} is terminated")
@@ -578,4 +593,12 @@ class LyceumProvider(TrainingProvider):
                 f"Lyceum VM {resource_id} is {st.raw_state or 'unknown'}, not ready for SSH",
                 hint=f"check it with `trainctl status {resource_id}`",
             )
-        return SSHRemote(Endpoint(st.ssh_host, st.ssh_port, st.ssh_user))
+        return _ssh(st)
+
+
+def _ssh(st: ResourceStatus) -> SSHRemote:
+    """The VM as an SSH remote, reached with trainctl's own key."""
+    from ..remote.ssh import Endpoint, SSHRemote
+
+    assert st.ssh_host, st
+    return SSHRemote(Endpoint(st.ssh_host, st.ssh_port, st.ssh_user))
