@@ -97,7 +97,7 @@ def test_unknown_hardware_profile_lists_the_offers(fake, provider):
         provider.create_resource(opts("B200:1"))
     assert "no hardware profile 'B200'" in e.value.message
     assert "a100 on-demand (1/2/4/8 GPUs, $1.79/GPU-h)" in e.value.hint
-    assert "h100" in e.value.hint
+    assert "h100" in e.value.hint and "cpu on-demand (no GPU, $0.12/h)" in e.value.hint
     assert fake.creates() == []
 
 
@@ -125,9 +125,10 @@ def test_cpu_profile_by_instance_type_sends_no_gpu_count(fake, provider):
 
 
 def test_max_price(fake, provider):
-    with pytest.raises(NoCapacity, match="above the maximum price"):
-        provider.create_resource(opts("H100:2", max_price=5.0))
+    with pytest.raises(NoCapacity, match=r"costs \$1.98/h, above the maximum price \$1.5/h"):
+        provider.create_resource(opts("A100:2", spot=True, max_price=1.5))
     assert fake.creates() == []
+    assert provider.create_resource(opts("A100:1", spot=True, max_price=1.5, name="ok")).spot
 
 
 def test_duplicate_name_is_refused(fake, provider):

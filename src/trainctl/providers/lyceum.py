@@ -134,7 +134,9 @@ class Variant:
         return round(self.price_per_hour * max(gpus, 1), 4)
 
     def describe(self) -> str:
-        counts = "/".join(str(n) for n in self.gpu_counts) or "?"
+        if not any(self.gpu_counts):
+            return f"{self.profile} {self.instance_type} (no GPU, ${self.price_per_hour}/h)"
+        counts = "/".join(str(n) for n in self.gpu_counts)
         return f"{self.profile} {self.instance_type} ({counts} GPUs, ${self.price_per_hour}/GPU-h)"
 
 
@@ -340,7 +342,8 @@ class LyceumProvider(TrainingProvider):
 
     @staticmethod
     def _check_price(v: Variant, count: int, max_price: float | None) -> None:
-        if max_price is not None and v.hourly(count) > max_price:
+        """``--max-price`` caps what spot capacity may cost, as everywhere in trainctl."""
+        if max_price is not None and v.instance_type == "spot" and v.hourly(count) > max_price:
             raise NoCapacity(
                 f"{count} x {v.profile} {v.instance_type} costs ${v.hourly(count)}/h, "
                 f"above the maximum price ${max_price}/h"
@@ -434,7 +437,7 @@ class LyceumProvider(TrainingProvider):
         )
         st = self._status(vm_id, raw)
         # the address may have served another machine before: its old host key must go
-        _ssh(st).forget_host_key()
+        _tidy_ssh(st, close=False)
         return st
 
     def _post_create(self, body: dict[str, Any], display: str, timeout: float) -> dict[str, Any]:
@@ -570,9 +573,7 @@ class LyceumProvider(TrainingProvider):
         before = self._status(resource_id, raw)
         detached = self._delete(resource_id)
         if before.ssh_host:
-            remote = _ssh(before)
-            remote.close()
-            remote.forget_host_key()  # the next machine at this address has another key
+            _tidy_ssh(before, close=True)  # the next machine at this address has another key
         st = self._status(resource_id, {**raw, "status": "terminated", "ip_address": None})
         if detached:
             sizes = ", ".join(f"{v.get('volume_id')} ({v.get('size_gb')} GB)" for v in detached)
@@ -594,6 +595,18 @@ class LyceumProvider(TrainingProvider):
                 hint=f"check it with `trainctl status {resource_id}`",
             )
         return _ssh(st)
+
+
+def _tidy_ssh(st: ResourceStatus, *, close: bool) -> None:
+    """Forget the host key at the VM's address (and end the shared connection to it).
+    The VM itself is settled by then, so a failure here is only reported."""
+    remote = _ssh(st)
+    try:
+        if close:
+            remote.close()
+        remote.forget_host_key()
+    except TrainctlError as e:
+        log.warning("Lyceum VM %s: could not tidy up SSH state: %s", st.id, e)
 
 
 def _ssh(st: ResourceStatus) -> SSHRemote:
