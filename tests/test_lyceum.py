@@ -196,6 +196,14 @@ def test_429_burst_on_create_makes_exactly_one_vm(fake, provider):
     assert len(fake.vms) == 1
 
 
+def test_a_long_mixed_burst_is_ridden_out(fake, provider):
+    fake.fail_next(503, 3, path_contains="/vms/create")
+    fake.fail_next(429, 3, path_contains="/vms/create", retry_after="0")
+    provider.create_resource(opts(name="stormy"))
+    assert [r.status for r in fake.creates()] == [503] * 3 + [429] * 3 + [200]
+    assert len(fake.vms) == 1
+
+
 @pytest.mark.parametrize("status", [500, 502, 503])
 def test_5xx_burst_everywhere_makes_exactly_one_vm(fake, provider, status):
     fake.fail_next(status, 2, path_contains="/vms/create")

@@ -53,6 +53,9 @@ LOGIN_USER = "lyceum"
 #: api.md: VM create may take 150 s, 300 s when block storage is involved
 CREATE_TIMEOUT = 150.0
 CREATE_TIMEOUT_VOLUME = 300.0
+#: tries per request: with the backoff, rides out up to a minute of 429 or 5xx answers
+#: (longer when the server asks for it with Retry-After)
+MAX_ATTEMPTS = 8
 #: extra options ``create`` understands (``CreateResourceOptions.extra``)
 EXTRA_OPTIONS = frozenset({"volume_gb"})
 
@@ -247,6 +250,7 @@ class LyceumProvider(TrainingProvider):
                 service="Lyceum Cloud",
                 credentials_hint=CREDENTIALS_HINT,
                 headers={"X-Org-Slug": creds.org} if creds.org else None,
+                max_attempts=MAX_ATTEMPTS,
                 backoff=self.backoff,
                 sleep=self._sleep,
             )
