@@ -438,3 +438,42 @@ def test_broken_config_file(user_home):
     with pytest.raises(BadInput, match="config.toml could not be read"):
         find_api_key()
     assert not RunPodProvider.credentials_present()
+
+
+def test_interrupt_while_waiting_terminates_the_pod(provider, fake):
+    def progress(line: str) -> None:
+        if "STARTING" in line:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        provider.create_resource(opts(), progress=progress)
+    assert len(fake.created) == 1 and fake.pods == {}
+
+
+# --- the fake itself ------------------------------------------------------------------
+
+
+def test_the_fake_refuses_what_the_document_refuses(fake):
+    import httpx
+
+    c = httpx.Client(base_url=fake.url, headers={"Authorization": f"Bearer {fake.api_key}"})
+    r = c.post("/v2/pods", json={"name": "x", "gpu": {"id": GPUS[0]["id"]}, "disks": 5})
+    assert r.status_code == 422
+    assert r.headers["Content-Type"] == "application/problem+json"
+    assert "'disks' was unexpected" in " ".join(r.json()["errors"])
+    assert c.get("/v2/pods", params={"limit": 5}).status_code == 422
+    r = c.post("/v2/pods/abc/action", json={"action": "pause"})
+    assert r.status_code == 422
+    assert len(fake.violations) == 4  # image missing, 'disks', 'limit', 'pause'
+    fake.violations.clear()
+
+
+def test_the_fake_checks_its_own_responses(fake):
+    import httpx
+
+    pod_id = fake.add_foreign_pod()
+    fake.pods[pod_id].data["status"] = "PAUSED"  # not a PodStatus
+    c = httpx.Client(base_url=fake.url, headers={"Authorization": f"Bearer {fake.api_key}"})
+    c.get(f"/v2/pods/{pod_id}")
+    assert any("getPod response 200" in v and "PAUSED" in v for v in fake.violations)
+    fake.violations.clear()

@@ -581,8 +581,11 @@ class RunPodProvider(TrainingProvider):
         direct = (pod.get("ssh") or {}).get("direct") or {}
         short = str(pod.get("name", "")).removeprefix(NAME_PREFIX)
         persistent = (pod.get("mounts") or {}).get("persistent") or {}
+        spot = (pod.get("env") or {}).get(SPOT_MARK) == "1"
         reason = None
-        if raw == "ERROR":
+        if raw == "EXITED" and spot:
+            reason = "a spot pod stops when RunPod reclaims its GPU; start it to bid again"
+        elif raw == "ERROR":
             reason = "RunPod reports the pod in ERROR"
         elif raw == "RUNNING" and not direct:
             reason = "no direct SSH endpoint yet"
@@ -598,7 +601,7 @@ class RunPodProvider(TrainingProvider):
             gpu_count=int(gpu.get("count", 1)) if gpu else 0,
             launch_time=datetime.fromisoformat(created) if created else None,
             cost_per_hour=pod.get("cost"),
-            spot=(pod.get("env") or {}).get(SPOT_MARK) == "1",
+            spot=spot,
             region=pod.get("dataCenterId"),
             public_ip=direct.get("host"),
             ssh_host=direct.get("host"),
