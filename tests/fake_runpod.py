@@ -10,9 +10,10 @@ the same way.
 
 It serves the v2 operations trainctl uses (pods: list, create, get, delete,
 action; catalog: GPU types; account: SSH keys) and RunPod's GraphQL endpoint for
-the two operations REST v2 lacks: ``podRentInterruptable`` (spot pods) and
-``gpuTypes`` spot prices. The GraphQL input is checked against the fields that
-``shared/reference/README.md`` lists (GraphQL is not in the OpenAPI document).
+the operations REST v2 lacks: ``podRentInterruptable`` (spot pods),
+``podBidResume`` (restarting one) and ``gpuTypes`` spot prices. The GraphQL input
+is checked against the fields that ``shared/reference/README.md`` lists (GraphQL
+is not in the OpenAPI document).
 
 Pods advance on each read (``PROVISIONING`` -> ``STARTING`` -> ``RUNNING``); when
 a pod first runs it is given a machine by ``machine_factory`` (the SSH test
@@ -74,7 +75,7 @@ GPUS = [
 ]
 
 #: what the reference README says PodRentInterruptableInput carries
-POD_RENT_INTERRUPTABLE_INPUT = {
+RENT_INPUT = {
     "type": "object",
     "additionalProperties": False,
     "required": ["gpuTypeId", "gpuCount", "bidPerGpu", "name", "imageName"],
@@ -101,6 +102,16 @@ POD_RENT_INTERRUPTABLE_INPUT = {
         "supportPublicIp": {"type": "boolean"},
         "dataCenterId": {"type": "string"},
         "bidPerGpu": {"type": "number", "exclusiveMinimum": 0},
+    },
+}
+BID_RESUME_INPUT = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["podId", "bidPerGpu", "gpuCount"],
+    "properties": {
+        "podId": {"type": "string"},
+        "bidPerGpu": {"type": "number", "exclusiveMinimum": 0},
+        "gpuCount": {"type": "integer", "minimum": 1},
     },
 }
 SPOT_PRICE_VARIABLES = {
@@ -512,18 +523,24 @@ class FakeRunPod:
         if problems:
             return 400, {"errors": [{"message": "; ".join(problems)}]}, problems
         query, variables = body["query"], body.get("variables") or {}
-        if re.search(r"\bpodRentInterruptable\s*\(\s*input\s*:\s*\$input\s*\)", query):
-            if not re.search(r"\$input\s*:\s*PodRentInterruptableInput!", query):
-                bad = ["podRentInterruptable must take $input: PodRentInterruptableInput!"]
-                return 200, _gql_error(bad[0]), bad
-            problems = self.api.errors(POD_RENT_INTERRUPTABLE_INPUT, variables.get("input"))
+        mutations = {
+            "podRentInterruptable": ("PodRentInterruptableInput", RENT_INPUT, self._rent_spot),
+            "podBidResume": ("PodBidResumeInput", BID_RESUME_INPUT, self._bid_resume),
+        }
+        for name, (type_name, schema, handler) in mutations.items():
+            if not re.search(rf"\b{name}\s*\(\s*input\s*:\s*\$input\s*\)", query):
+                continue
+            if not re.search(rf"\$input\s*:\s*{type_name}!", query):
+                bad = [f"{name} must take $input: {type_name}!"]
+                return 200, _gql_error(name, bad[0]), bad
+            problems = self.api.errors(schema, variables.get("input"))
             if problems:
-                return 200, _gql_error("; ".join(problems)), problems
-            return 200, self._rent_spot(variables["input"]), []
+                return 200, _gql_error(name, "; ".join(problems)), problems
+            return 200, handler(variables["input"]), []
         if re.search(r"\bgpuTypes\s*\(", query):
             problems = self.api.errors(SPOT_PRICE_VARIABLES, variables)
             if problems:
-                return 200, _gql_error("; ".join(problems)), problems
+                return 200, _gql_error("gpuTypes", "; ".join(problems)), problems
             gpu = _gpu(variables["id"])
             return (
                 200,
@@ -531,17 +548,17 @@ class FakeRunPod:
                 [],
             )
         bad = [f"the fake does not serve this GraphQL operation: {query[:80]!r}"]
-        return 200, _gql_error(bad[0]), bad
+        return 200, _gql_error("?", bad[0]), bad
 
     def _rent_spot(self, spec: dict[str, Any]) -> dict[str, Any]:
         gpu = _gpu(spec["gpuTypeId"])
         if gpu is None:
-            return _gql_error(f"GPU type {spec['gpuTypeId']} not found")
+            return _gql_error("podRentInterruptable", f"GPU type {spec['gpuTypeId']} not found")
         if self.knobs.no_capacity:
-            return _gql_error(NO_CAPACITY)
+            return _gql_error("podRentInterruptable", NO_CAPACITY)
         minimum = _spot_prices(gpu, spec["gpuCount"])["lowestPrice"]["minimumBidPrice"]
         if spec["bidPerGpu"] < minimum:
-            return _gql_error(f"Your bid price is below the minimum bid of ${minimum}/GPU/hr.")
+            return _gql_error("podRentInterruptable", _bid_too_low(minimum))
         body = {
             "name": spec["name"],
             "image": spec["imageName"],
@@ -574,6 +591,23 @@ class FakeRunPod:
             }
         }
 
+    def _bid_resume(self, spec: dict[str, Any]) -> dict[str, Any]:
+        pod = self.pods.get(spec["podId"])
+        if pod is None or not pod.spot:
+            return _gql_error("podBidResume", f"pod {spec['podId']} is not an interruptible pod")
+        if pod.data["status"] != "EXITED":
+            return _gql_error("podBidResume", f"pod is {pod.data['status']}, not EXITED")
+        gpu = _gpu(pod.data["gpu"]["id"]) or GPUS[0]
+        minimum = _spot_prices(gpu, spec["gpuCount"])["lowestPrice"]["minimumBidPrice"]
+        if spec["bidPerGpu"] < minimum:
+            return _gql_error("podBidResume", _bid_too_low(minimum))
+        if self.knobs.no_capacity:
+            return _gql_error("podBidResume", NO_CAPACITY)
+        self._set_status(pod, "PROVISIONING")
+        pod.reads = 0
+        pod.data["cost"] = round(spec["bidPerGpu"] * spec["gpuCount"], 4)
+        return {"data": {"podBidResume": {"id": pod.data["id"], "desiredStatus": "RUNNING"}}}
+
 
 ACTIONS = {
     "PROVISIONING": ["stop", "terminate"],
@@ -602,8 +636,12 @@ def _spot_prices(gpu: dict[str, Any], count: int) -> dict[str, Any]:
     }
 
 
-def _gql_error(message: str) -> dict[str, Any]:
-    return {"data": None, "errors": [{"message": message, "path": ["podRentInterruptable"]}]}
+def _bid_too_low(minimum: float) -> str:
+    return f"Your bid price is below the minimum bid of ${minimum}/GPU/hr."
+
+
+def _gql_error(operation: str, message: str) -> dict[str, Any]:
+    return {"data": None, "errors": [{"message": message, "path": [operation]}]}
 
 
 def _problem(status: int, detail: str, errors: list[str] | None = None) -> tuple[int, Any]:
@@ -714,8 +752,9 @@ def _handler(fake: FakeRunPod) -> type[BaseHTTPRequestHandler]:
             self._reply(method, path, op, status, out)
 
         def _graphql(self, body: Any) -> None:
-            mutation = isinstance(body, dict) and "podRentInterruptable" in body.get("query", "")
-            name = "podRentInterruptable" if mutation else "gpuTypes"
+            query = body.get("query", "") if isinstance(body, dict) else ""
+            ops = ("podRentInterruptable", "podBidResume")
+            name = next((op for op in ops if op in query), "gpuTypes")
             if self._fault(name, "POST", "/graphql", None):
                 return
             status, out, problems = fake.graphql(body)

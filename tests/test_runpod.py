@@ -342,6 +342,18 @@ def test_stop_and_start(provider, fake):
     assert provider.start(st.id).state is ResourceState.RUNNING
 
 
+def test_a_stopped_spot_pod_starts_again_with_a_new_bid(provider, fake):
+    st = provider.create_resource(opts("RTX4090", spot=True))
+    stopped = provider.stop(st.id)
+    assert stopped.state is ResourceState.STOPPED and "reclaims" in stopped.reason
+    started = provider.start(st.id)
+    assert started.state is ResourceState.RUNNING and started.spot
+    assert sum(1 for m, p, s in fake.log if p == "/graphql") == 4  # quote+rent, quote+resume
+    assert not any(
+        p.endswith("/action") and m == "POST" and s == 200 and "start" in p for m, p, s in fake.log
+    )
+
+
 def test_a_retried_stop_that_had_taken_effect(provider, fake):
     st = provider.create_resource(opts())
     fake.fail_next("podAction", "lose")

@@ -62,6 +62,10 @@ RENT_SPOT = """
 mutation RentSpot($input: PodRentInterruptableInput!) {
   podRentInterruptable(input: $input) { id desiredStatus costPerHr machine { podHostId } }
 }"""
+BID_RESUME = """
+mutation ResumeSpot($input: PodBidResumeInput!) {
+  podBidResume(input: $input) { id desiredStatus }
+}"""
 SPOT_PRICES = """
 query SpotPrices($id: String!, $gpuCount: Int!) {
   gpuTypes(input: {id: $id}) {
@@ -531,9 +535,25 @@ class RunPodProvider(TrainingProvider):
 
     def start(self, resource_id: str, *, progress: Progress | None = None) -> ResourceStatus:
         pod = self._own_pod(resource_id)
-        if pod.get("status") in ("EXITED", "ERROR"):
+        if pod.get("status") == "EXITED" and (pod.get("env") or {}).get(SPOT_MARK) == "1":
+            self._resume_spot(pod)
+        elif pod.get("status") in ("EXITED", "ERROR"):
             self._action(resource_id, "start", ("PROVISIONING", "STARTING", "RUNNING"))
         return self._status(self._wait_running(resource_id, progress))
+
+    def _resume_spot(self, pod: dict[str, Any]) -> None:
+        """A stopped spot pod runs again only with a new bid (GraphQL podBidResume),
+        at the current spot price."""
+        gpu = pod.get("gpu") or {}
+        count = int(gpu.get("count", 1))
+        bid = self._spot_quote(str(gpu.get("id")), count, str(pod.get("cloud", "SECURE")).lower())
+
+        def recover() -> dict[str, Any] | None:
+            again = self._get_pod(pod["id"])
+            return {"data": {"podBidResume": again}} if again.get("status") != "EXITED" else None
+
+        spec = {"podId": pod["id"], "bidPerGpu": bid, "gpuCount": count}
+        self._gql(BID_RESUME, {"input": spec}, mutation=True, recover=recover)
 
     def _wait_running(self, pod_id: str, progress: Progress | None) -> dict[str, Any]:
         """Wait for a pod that exists already (never terminates it)."""
