@@ -47,6 +47,7 @@ test: system-packages $(VENV)/.test-installed
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python bench/startup.py
+	$(BIN)/python bench/compare.py
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

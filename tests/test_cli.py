@@ -58,7 +58,7 @@ def test_create_list_status_terminate_json():
     assert st["id"] == created["id"] and st["state"] == "running"
     gone = trainctl("terminate", "m1", "-y", "--json")
     assert gone.code == 0 and gone.json()["state"] == "terminated"
-    assert trainctl("list", "--json").json() == {"resources": []}
+    assert trainctl("list", "--json").json()["resources"] == []
 
 
 def test_train_follow_exits_with_job_code(project):
@@ -141,7 +141,7 @@ def test_run_end_to_end(project, tmp_path):
     assert doc["terminated"] is True and doc["exit_code"] == 0
     assert doc["job"]["status"] == "completed"
     assert (out / "checkpoints" / "model.txt").exists()
-    assert trainctl("list", "--json").json() == {"resources": []}
+    assert trainctl("list", "--json").json()["resources"] == []
 
 
 def test_run_failing_job_still_terminates(project, tmp_path):
@@ -161,7 +161,7 @@ def test_run_failing_job_still_terminates(project, tmp_path):
     )
     assert r.code == 5
     assert "terminated" in r.err
-    assert trainctl("list", "--json").json() == {"resources": []}
+    assert trainctl("list", "--json").json()["resources"] == []
 
 
 @pytest.mark.parametrize(
@@ -257,3 +257,38 @@ def test_providers_list_and_check():
     assert "local" in names
     c = trainctl("check", "--provider", "local", "--json")
     assert c.code == 0 and c.json()["providers"][0]["usable"] is True
+
+
+def test_run_from_task_file(project, tmp_path):
+    task = tmp_path / "task.yaml"
+    task.write_text(
+        "provider: local\n"
+        "workdir: proj\n"
+        "env: {CODE: '0'}\n"
+        "command: [" + repr(sys.executable) + ", job.py, 'a;b']\n"
+        "outputs: [checkpoints]\n"
+        "output_dir: results\n"
+    )
+    r = trainctl("run", "-f", str(task), "--json")
+    assert r.code == 0, r.err
+    assert "argv ['a;b']" in r.err
+    assert (tmp_path / "results" / "checkpoints" / "model.txt").exists()
+    # a flag wins over the file
+    r = trainctl("run", "-f", str(task), "-e", "CODE=6", "--", sys.executable, "job.py")
+    assert r.code == 6 and "argv []" in r.out
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("bogus: 1\n", "unknown key 'bogus'"),
+        ("spot: 'yes please'\n", "spot must be a bool"),
+        ("- a list\n", "must be a mapping"),
+        ("command: [unclosed\n", "cannot read task file"),
+    ],
+)
+def test_bad_task_file(tmp_path, text, needle):
+    task = tmp_path / "task.yaml"
+    task.write_text(text)
+    r = trainctl("run", "-f", str(task))
+    assert r.code == 2 and needle in r.err and no_traceback(r.err)

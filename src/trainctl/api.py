@@ -19,6 +19,7 @@ from pathlib import Path
 
 from . import registry
 from .capabilities import Capability, require
+from .catalog.cheapest import CHEAPEST
 from .errors import NotFound, OperationFailed, TrainctlError
 from .provider import TAG_NAME, TrainingProvider
 from .remote.base import Progress
@@ -100,6 +101,8 @@ class Trainctl:
         *,
         progress: Progress | None = None,
     ) -> ResourceRecord:
+        if provider_name == CHEAPEST:
+            return self._create_cheapest(options, progress=progress)
         provider = self.provider(provider_name)
         require(provider, Capability.CREATE)
         provider.validate_options(options)
@@ -112,6 +115,20 @@ class Trainctl:
             self.store.abandon_create(intent)
             raise
         return self.store.finish_create(intent, status)
+
+    def _create_cheapest(
+        self, options: CreateResourceOptions, *, progress: Progress | None = None
+    ) -> ResourceRecord:
+        """``provider_name="cheapest"``: the cheapest matching catalog offer among the
+        usable providers, the next one on no capacity (see ``catalog.cheapest``)."""
+        from .catalog.cheapest import create_cheapest
+
+        record, _ = create_cheapest(
+            lambda name, opts: self.create(name, opts, progress=progress),
+            options,
+            report=progress or (lambda _message: None),
+        )
+        return record
 
     def status(self, ref: str) -> ResourceStatus:
         record, provider = self._resolve(ref)

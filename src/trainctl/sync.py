@@ -44,6 +44,12 @@ def tree_args(
     return args + filter_args(protect) + [src.rstrip("/") + "/", dest.rstrip("/") + "/"]
 
 
+def copy_args(src: str, dest: str) -> list[str]:
+    """rsync arguments that copy ``src`` (a file, or a directory's contents when it ends
+    with ``/``) to ``dest``, keeping partial files so that a new try resumes."""
+    return ["-rlptz", "--partial", "--stats", "--out-format=%n", src, dest]
+
+
 _STAT_PATTERNS = {
     "files_sent": re.compile(r"Number of regular files transferred:\s*([\d,]+)"),
     "bytes_sent": re.compile(r"Total bytes sent:\s*([\d,]+)"),

@@ -10,9 +10,10 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
-from .offer import COLUMNS, Offer
+from .offer import COLUMNS, Offer, format_age, parse_time
 
 DATA_DIR = Path(__file__).parent / "data"
 
@@ -29,6 +30,21 @@ class Loaded:
     offers: list[Offer]
     origin: str | None  # BUNDLED, LIVE, or None when there is nothing for it
     path: Path | None
+
+    def describe(self, now: datetime) -> str:
+        """Where these prices come from and how old they are, for notes and footers."""
+        if self.origin is None:
+            return f"no prices yet (run: trainctl catalog refresh --provider {self.provider})"
+        stamps = [t for o in self.offers for t in (o.on_demand_as_of, o.spot_as_of)]
+        dated = sorted(t for t in stamps if t)
+        undated = sum(1 for o in self.offers if not (o.on_demand_as_of or o.spot_as_of))
+        text = f"{self.origin} prices"
+        if dated:
+            when = parse_time(dated[0])
+            assert when is not None
+            age = format_age((now - when).total_seconds())
+            text += f", oldest from {dated[0][:10]} ({age} old)"
+        return text + (f", {undated} undated" if undated else "")
 
 
 def to_csv(offers: list[Offer]) -> str:

@@ -33,7 +33,12 @@ def parse_pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
 
 
 CREATE_OPTIONS = [
-    click.option("--provider", "-p", help="Provider (default: TRAINCTL_PROVIDER, config, auto)."),
+    click.option(
+        "--provider",
+        "-p",
+        help="Provider (default: TRAINCTL_PROVIDER, config, auto); `cheapest` rents the "
+        "cheapest offer with --gpu among the usable providers.",
+    ),
     click.option("--name", "-n", help="Name for the machine (default: generated)."),
     click.option("--gpu", help="GPU model and count, e.g. A100:2 or H100."),
     click.option("--instance-type", help="Provider instance type, e.g. g5.xlarge."),
@@ -54,6 +59,14 @@ CREATE_OPTIONS = [
     ),
     click.option("--volume-gb", type=click.IntRange(min=1), help="Persistent volume size in GB."),
 ]
+
+
+def choose_provider(flag: str | None) -> str:
+    """The provider for create/run: ``cheapest`` as is, else ``registry.select``."""
+    from .. import registry
+    from ..catalog.cheapest import CHEAPEST
+
+    return CHEAPEST if flag == CHEAPEST else registry.select(flag)
 
 
 def create_options(f: Callable[..., Any]) -> Callable[..., Any]:

@@ -31,7 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cancel": ("trainctl.cli.jobs:cancel", "Cancel a running job."),
     "download": ("trainctl.cli.jobs:download", "Copy files from a machine."),
     "run": ("trainctl.cli.run:run", "Create, train, follow, download, terminate."),
-    "providers": ("trainctl.cli.providers:providers", "Provider commands (list)."),
+    "providers": ("trainctl.cli.providers:providers", "Provider commands (list, compare)."),
+    "catalog": ("trainctl.cli.catalog:catalog", "Price catalog commands (refresh)."),
     "check": ("trainctl.cli.providers:check", "Which providers are usable here, and why not."),
 }
 

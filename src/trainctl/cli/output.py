@@ -48,7 +48,9 @@ class Output:
             table.add_column(col, overflow="fold")
         for row in rows:
             table.add_row(*("" if v is None else str(v) for v in row))
-        Console(soft_wrap=False).print(table)
+        # piped output keeps one line per row, however wide
+        width = None if sys.stdout.isatty() else 1000
+        Console(soft_wrap=False, width=width).print(table)
 
 
 def error_document(kind: str, message: str, exit_code: int, hint: str | None = None) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from .. import registry
 from ..errors import TrainctlError
 from .common import json_option
 from .main import LazyGroup
@@ -13,6 +12,7 @@ from .output import Output
 #: subcommands of `trainctl providers`
 PROVIDER_COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("trainctl.cli.providers:list_providers", "Known providers and what they can do."),
+    "compare": ("trainctl.cli.compare:compare", "GPU offers across providers, cheapest first."),
 }
 
 
@@ -25,6 +25,8 @@ def providers() -> None:
 @json_option
 def list_providers(json_mode: bool) -> None:
     """Known providers, their capabilities, and whether credentials are present."""
+    from .. import registry
+
     out = Output(json_mode)
     rows = []
     for name in registry.names():
@@ -61,6 +63,8 @@ def list_providers(json_mode: bool) -> None:
 @json_option
 def check(only: tuple[str, ...], json_mode: bool) -> None:
     """Say which providers are usable here and, for the others, why not."""
+    from .. import registry
+
     out = Output(json_mode)
     results = []
     for name in only or registry.names():

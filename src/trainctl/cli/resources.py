@@ -6,10 +6,15 @@ import sys
 
 import click
 
-from .. import registry
 from ..api import Trainctl
 from ..errors import BadInput
-from .common import build_create_options, create_options, json_option, progress_printer
+from .common import (
+    build_create_options,
+    choose_provider,
+    create_options,
+    json_option,
+    progress_printer,
+)
 from .output import Output, ago, money
 
 
@@ -20,7 +25,7 @@ def create(provider: str | None, json_mode: bool, **flags) -> None:
     """Create a machine and record it."""
     out = Output(json_mode)
     options = build_create_options(**flags)
-    name = registry.select(provider)
+    name = choose_provider(provider)
     record = Trainctl().create(name, options, progress=progress_printer(json_mode))
     if json_mode:
         out.emit(record.to_dict())
@@ -34,47 +39,59 @@ def create(provider: str | None, json_mode: bool, **flags) -> None:
 @click.option("--provider", "-p", help="Only this provider's machines.")
 @json_option
 def list_cmd(refresh: bool, provider: str | None, json_mode: bool) -> None:
-    """List trainctl's machines (from the local record; --refresh asks the providers)."""
+    """List trainctl's machines with their $/hour and spend so far, and the totals
+    (from the local record; --refresh asks the providers)."""
+    from ..catalog.spend import CATALOG, Rented, spend, totals
+
     out = Output(json_mode)
     views = Trainctl().list(refresh=refresh, provider=provider)
+    spends = [
+        spend(Rented.of_record(v.record) if v.record else Rented.of_status(v.live), v.state)
+        for v in views
+    ]
+    per_hour, spent, unknown = totals(spends)
     if json_mode:
-        out.emit({"resources": [v.to_dict() for v in views]})
+        out.emit(
+            {
+                "resources": [
+                    {**v.to_dict(), "spend": s.to_dict()}
+                    for v, s in zip(views, spends, strict=True)
+                ],
+                "total": {"per_hour": per_hour, "spent": spent, "unknown_price": unknown},
+            }
+        )
         return
     if not views:
         out.info("No machines. Create one with `trainctl create` or `trainctl run`.")
         return
     rows = []
-    for v in views:
+    for v, sp in zip(views, spends, strict=True):
         r = v.record
         if r is None:
             s = v.live
-            rows.append(
-                (
-                    s.name or "-",
-                    s.provider,
-                    s.id,
-                    f"{s.state.value} (untracked)",
-                    s.instance_type or "-",
-                    _gpu(s.gpu, s.gpu_count),
-                    money(s.cost_per_hour),
-                    "-",
-                )
-            )
-            continue
-        state = v.state + (" (spot)" if r.spot else "")
+            name, prov, rid, itype = s.name or "-", s.provider, s.id, s.instance_type
+            state, gpu = f"{s.state.value} (untracked)", _gpu(s.gpu, s.gpu_count)
+        else:
+            name, prov, rid, itype = r.name, r.provider, r.id, r.instance_type
+            state, gpu = v.state + (" (spot)" if r.spot else ""), _gpu(r.gpu, r.gpu_count)
         rows.append(
             (
-                r.name,
-                r.provider,
-                r.id,
+                name,
+                prov,
+                rid,
                 state,
-                r.instance_type or "-",
-                _gpu(r.gpu, r.gpu_count),
-                money(r.price_per_hour),
-                ago(r.hours_running()),
+                itype or "-",
+                gpu,
+                money(sp.rate) + ("*" if sp.rate_source == CATALOG else ""),
+                "-" if sp.hours is None else ago(sp.hours),
+                money(sp.spent),
             )
         )
-    out.table(["NAME", "PROVIDER", "ID", "STATE", "TYPE", "GPU", "$/H", "AGE"], rows)
+    out.table(["NAME", "PROVIDER", "ID", "STATE", "TYPE", "GPU", "$/H", "AGE", "SPENT"], rows)
+    if any(sp.rate_source == CATALOG for sp in spends):
+        out.info("* catalog price: the provider reported no price at create time")
+    unpriced = f" ({unknown} billing at an unknown price)" if unknown else ""
+    out.info(f"total: {money(per_hour)}/h, {money(spent)} spent so far{unpriced}")
     for v in views:
         label = v.record.name if v.record else (v.live.name or v.live.id)
         if v.error:

@@ -6,10 +6,15 @@ from pathlib import Path
 
 import click
 
-from .. import registry
 from ..api import Trainctl
 from ..api import run as run_job
-from .common import build_create_options, create_options, json_option, progress_printer
+from .common import (
+    build_create_options,
+    choose_provider,
+    create_options,
+    json_option,
+    progress_printer,
+)
 from .jobs import build_job, describe, job_exit_code, job_options
 from .output import Output
 
@@ -30,21 +35,37 @@ from .output import Output
     help="Where outputs land (default: ./trainctl-runs/<job-id>).",
 )
 @click.option("--keep", is_flag=True, help="Keep the machine after the job ends.")
+@click.option(
+    "--file",
+    "-f",
+    "task_file",
+    type=click.Path(dir_okay=False),
+    help="YAML task file with the same settings as the flags (flags win).",
+)
 @json_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def run(provider, command, outputs, output_dir, keep, json_mode, **flags) -> int:
+@click.pass_context
+def run(ctx: click.Context, task_file: str | None, json_mode: bool, **params) -> int:
     """Run COMMAND on a new machine and release the machine afterwards.
 
     The machine is terminated however the run ends (job failure, error, Ctrl-C)
     unless --keep is given, or an output could not be downloaded.
     """
+    if task_file:
+        from .taskfile import merge
+
+        params = merge(ctx, params, task_file)
+    return _run(json_mode=json_mode, **params)
+
+
+def _run(provider, command, outputs, output_dir, keep, json_mode, **flags) -> int:
     out = Output(json_mode)
     job_flags = {
         k: flags.pop(k) for k in ("workdir", "no_sync", "envs", "delete", "checkpoint_dir")
     }
     job = build_job(command, **job_flags)
     options = build_create_options(**flags)
-    name = registry.select(provider)
+    name = choose_provider(provider)
     progress = progress_printer(json_mode)
     tc = Trainctl()
     from ..runtime.client import new_job_id
