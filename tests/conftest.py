@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-# real OpenSSH server fixtures: sshd, ssh_machine, sshd_factory
-pytest_plugins = ["sshd"]
+# real OpenSSH server fixtures: sshd, ssh_machine, sshd_factory; the fake RunPod API
+pytest_plugins = ["sshd", "fake_runpod"]
 
 
 @pytest.fixture(autouse=True)

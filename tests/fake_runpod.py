@@ -19,12 +19,14 @@ Pods advance on each read (``PROVISIONING`` -> ``STARTING`` -> ``RUNNING``); whe
 a pod first runs it is given a machine by ``machine_factory`` (the SSH test
 server provides real ones) and its ``22/tcp`` mapping points at it. Knobs:
 ``no_capacity``, ``stuck`` (never leaves PROVISIONING), ``error_on_start``,
+``sshd_late_reads`` (the image installs ``PUBLIC_KEY`` only after that many reads),
 ``fail_next(operation, *faults)`` for bursts of 429 / 5xx / dropped connections,
 and the ``"lose"`` fault (the pod is created, the response is lost).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import secrets
@@ -38,6 +40,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 import jsonschema
+import pytest
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
@@ -133,16 +136,18 @@ GRAPHQL_BODY = {
 
 
 class Machine(Protocol):
-    """Where a pod's ``22/tcp`` leads."""
+    """Where a pod's ``22/tcp`` leads (``tests/sshd.py`` machines are these)."""
 
     host: str
     port: int
     user: str
 
+    def authorize(self, pubkey_text: str) -> None: ...
+
     def destroy(self) -> None: ...
 
 
-MachineFactory = Callable[[str, list[str]], Machine]
+MachineFactory = Callable[[str], Machine]
 
 
 @dataclass
@@ -153,6 +158,10 @@ class NoMachine:
     port: int
     user: str = "root"
     destroyed: bool = False
+    keys: list[str] = field(default_factory=list)
+
+    def authorize(self, pubkey_text: str) -> None:
+        self.keys.append(pubkey_text)
 
     def destroy(self) -> None:
         self.destroyed = True
@@ -165,6 +174,7 @@ class FakePod:
     spot: bool = False
     reads: int = 0
     machine: Machine | None = None
+    keys_installed: bool = False
 
 
 @dataclass
@@ -174,6 +184,7 @@ class Knobs:
     error_on_start: bool = False  # pods go STARTING -> ERROR
     provisioning_reads: int = 1  # reads spent in PROVISIONING, then in STARTING
     starting_reads: int = 1
+    sshd_late_reads: int = 0  # reads while RUNNING before the image installs PUBLIC_KEY
     retry_after: int = 1  # seconds, on injected 429s
     faults: dict[str, list[int | str]] = field(default_factory=dict)
 
@@ -266,6 +277,12 @@ class OpenApi:
         return self.errors(content[ctype]["schema"], body)
 
 
+@functools.cache
+def openapi() -> OpenApi:
+    """The document, parsed once per test session (its validators are cached too)."""
+    return OpenApi()
+
+
 def _rebase(schema: dict[str, Any]) -> dict[str, Any]:
     """Point a schema's local ``$ref`` s into the document (validated from outside it)."""
     text = json.dumps(schema).replace('"#/components/', f'"{DOC_URI}#/components/')
@@ -295,7 +312,7 @@ class FakeRunPod:
     def __init__(
         self, api_key: str = "rpa_fake_key", machine_factory: MachineFactory | None = None
     ) -> None:
-        self.api = OpenApi()
+        self.api = openapi()
         self.api_key = api_key
         self.machine_factory = machine_factory or self._no_machine
         self.knobs = Knobs()
@@ -359,7 +376,7 @@ class FakeRunPod:
 
     # --- pods -------------------------------------------------------------------
 
-    def _no_machine(self, pod_id: str, keys: list[str]) -> Machine:
+    def _no_machine(self, pod_id: str) -> Machine:
         return NoMachine("127.0.0.1", next(self._ports))
 
     def _new_pod(self, body: dict[str, Any], *, spot: bool, cost: float) -> FakePod:
@@ -410,6 +427,15 @@ class FakeRunPod:
             pod.reads = 0
         elif d["status"] == "STARTING" and pod.reads > k.starting_reads:
             self._set_status(pod, "ERROR" if k.error_on_start else "RUNNING")
+        elif d["status"] == "RUNNING" and pod.reads > k.sshd_late_reads:
+            self._install_keys(pod)
+
+    def _install_keys(self, pod: FakePod) -> None:
+        """What RunPod's images do at start: PUBLIC_KEY into authorized_keys."""
+        if pod.machine is not None and not pod.keys_installed:
+            for key in pod.public_keys:
+                pod.machine.authorize(key)
+            pod.keys_installed = True
 
     def _set_status(self, pod: FakePod, status: str) -> None:
         d = pod.data
@@ -417,7 +443,10 @@ class FakeRunPod:
         d["actions"] = ACTIONS[status]
         if status == "RUNNING":
             if pod.machine is None:
-                pod.machine = self.machine_factory(d["id"], pod.public_keys)
+                pod.machine = self.machine_factory(d["id"])
+            pod.reads = 0
+            if not self.knobs.sshd_late_reads:
+                self._install_keys(pod)
             m = pod.machine
             d["startedAt"] = _now()
             d["ssh"] = {
@@ -817,3 +846,23 @@ def _handler(fake: FakeRunPod) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
     return Handler
+
+
+# -- pytest plugin --------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_runpod(sshd: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A running fake whose pods are machines of the test SSH server, with the
+    environment pointing trainctl at it. Fails the test if a request or a response
+    broke the OpenAPI document."""
+
+    def machine(_pod_id: str) -> Machine:
+        return sshd.new_machine(authorize_client_key=False)
+
+    with FakeRunPod(machine_factory=machine) as server:
+        monkeypatch.setenv("RUNPOD_API_KEY", server.api_key)
+        monkeypatch.setenv("TRAINCTL_RUNPOD_API_URL", server.url)
+        monkeypatch.setenv("TRAINCTL_RUNPOD_GRAPHQL_URL", server.graphql_url)
+        yield server
+        assert server.violations == []

@@ -6,21 +6,20 @@ import time
 
 import pytest
 
+from conformance import ProviderConformance
 from fake_runpod import GPUS, NO_CAPACITY, FakeRunPod
+from trainctl import sshkeys
 from trainctl.errors import BadInput, CredentialsError, NoCapacity, NotFound, OperationFailed
 from trainctl.providers import runpod_gpus
 from trainctl.providers.runpod import DEFAULT_IMAGE, RunPodProvider, find_api_key
 from trainctl.types import CreateResourceOptions, GpuSpec, ResourceState
 
-PUB = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRyYWluY3RsLXRlc3Qta2V5LW5vdC1yZWFs trainctl@test"
 USER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHVzZXJzLW93bi1rZXktbm90LXJlYWwtYXQtYWxs me@laptop"
 
 
 @pytest.fixture
-def fake():
-    with FakeRunPod() as server:
-        yield server
-        assert server.violations == []
+def fake(fake_runpod):
+    return fake_runpod
 
 
 class Sleeps(list):
@@ -37,16 +36,9 @@ def sleeps():
 
 
 @pytest.fixture
-def provider(fake, monkeypatch, sleeps):
-    monkeypatch.setenv("RUNPOD_API_KEY", fake.api_key)
-    monkeypatch.setenv("TRAINCTL_RUNPOD_API_URL", fake.url)
-    monkeypatch.setenv("TRAINCTL_RUNPOD_GRAPHQL_URL", fake.graphql_url)
+def provider(fake, sleeps):
     return RunPodProvider(
-        ready_timeout=0.5,
-        poll_interval=0.01,
-        public_key=PUB,
-        sleep=sleeps,
-        http_options={"backoff": 0.01},
+        ready_timeout=20, poll_interval=0.01, sleep=sleeps, http_options={"backoff": 0.01}
     )
 
 
@@ -58,6 +50,14 @@ def opts(gpu="RTX4090", **kw) -> CreateResourceOptions:
 def only_pod(fake: FakeRunPod) -> dict:
     assert len(fake.pods) == 1, fake.live_pods()
     return next(iter(fake.pods.values())).data
+
+
+class TestRunPodConformance(ProviderConformance):
+    """train / monitor / download / cancel for real, on pods backed by the SSH server."""
+
+    @pytest.fixture
+    def create_options(self):
+        return opts("RTX4090", name="conformance")
 
 
 # --- create --------------------------------------------------------------------------
@@ -73,7 +73,7 @@ def test_create_waits_for_running_and_reports_the_ssh_endpoint(provider, fake):
     assert pod["gpu"] == {"id": "NVIDIA A100 80GB PCIe", "count": 2}
     assert pod["image"] == DEFAULT_IMAGE and pod["cloud"] == "SECURE"
     assert pod["ports"] == ["22/tcp"]
-    assert pod["env"]["PUBLIC_KEY"].splitlines() == [PUB, USER_KEY]
+    assert pod["env"]["PUBLIC_KEY"].splitlines() == [sshkeys.public_key(), USER_KEY]
     direct = pod["ssh"]["direct"]
     assert (st.ssh_host, st.ssh_port, st.ssh_user) == (
         direct["host"],
@@ -148,7 +148,7 @@ def test_nothing_like_it_lists_known_gpus():
 def test_the_catalog_is_fetched_once_and_cached(provider, fake):
     provider.estimate_cost(opts("H100"))
     provider.estimate_cost(opts("RTX4090"))
-    RunPodProvider(public_key=PUB).estimate_cost(opts("A6000"))
+    RunPodProvider().estimate_cost(opts("A6000"))
     assert sum(1 for m, p, _ in fake.log if p == "/v2/catalog/gpus") == 1
 
 
@@ -196,6 +196,7 @@ def test_no_capacity_is_the_apis_own_error(provider, fake):
 
 def test_pod_stuck_in_provisioning_is_terminated(provider, fake):
     fake.knobs.stuck = True
+    provider.ready_timeout = 0.5
     with pytest.raises(OperationFailed) as e:
         provider.create_resource(opts())
     msg = str(e.value)
@@ -213,9 +214,26 @@ def test_error_status_is_terminated_with_the_reason(provider, fake):
     assert fake.pods == {}
 
 
-def test_rejected_key_exits_4_without_showing_it(fake, monkeypatch):
-    monkeypatch.setenv("TRAINCTL_RUNPOD_API_URL", fake.url)
-    p = RunPodProvider(api_key="rpa_WRONG_KEY_0123", public_key=PUB)
+def test_create_waits_until_sshd_lets_trainctl_in(provider, fake):
+    fake.knobs.sshd_late_reads = 3
+    lines: list[str] = []
+    st = provider.create_resource(opts(), progress=lines.append)
+    assert any("RUNNING, waiting for sshd" in ln for ln in lines)
+    assert provider.connect(st.id).run(["true"]).ok
+
+
+def test_sshd_that_never_lets_trainctl_in_is_terminated(provider, fake):
+    fake.knobs.sshd_late_reads = 10**6
+    provider.ready_timeout = 1.0
+    with pytest.raises(OperationFailed) as e:
+        provider.create_resource(opts())
+    assert "still RUNNING, waiting for sshd" in str(e.value)
+    assert "was terminated" in str(e.value)
+    assert fake.pods == {}
+
+
+def test_rejected_key_exits_4_without_showing_it(fake):
+    p = RunPodProvider(api_key="rpa_WRONG_KEY_0123")
     with pytest.raises(CredentialsError) as e:
         p.create_resource(opts())
     assert e.value.exit_code == 4

@@ -21,9 +21,11 @@ Settings in the ``[providers.runpod]`` config table: ``gpu``, ``cloud``,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
+import subprocess
 import time
 import tomllib
 from collections.abc import Callable
@@ -33,11 +35,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from .. import sshkeys
 from ..capabilities import Capability
-from ..errors import BadInput, CredentialsError, NoCapacity, NotFound, OperationFailed
+from ..errors import (
+    BadInput,
+    CredentialsError,
+    NoCapacity,
+    NotFound,
+    OperationFailed,
+    RemoteError,
+)
 from ..home import provider_config
 from ..provider import NAME_PREFIX, TAG_MANAGED, TAG_NAME, CheckResult, TrainingProvider
 from ..remote.base import Progress
+from ..remote.ssh import Endpoint, SSHRemote
 from ..states import normalize_state
 from ..types import CostEstimate, CreateResourceOptions, GpuSpec, ResourceState, ResourceStatus
 from ..waiting import Seen, wait_ready
@@ -50,6 +61,7 @@ DEFAULT_DISK_GB = 50
 VOLUME_PATH = "/workspace"
 MIN_VOLUME_GB = 10  # RunPod's floor for a persistent volume
 SPOT_MARK = "TRAINCTL_SPOT"  # pod env var: v2 does not say whether a pod is interruptible
+SSH_PROBE_TIMEOUT = 15.0
 CREDENTIALS_HINT = (
     "set RUNPOD_API_KEY, or store a key in ~/.runpod/config.toml with `runpod config` "
     "or `runpodctl config --apiKey KEY`"
@@ -345,16 +357,7 @@ class RunPodProvider(TrainingProvider):
         if pod_id is None:
             pod_id = self._create_pod(plan, gpu, env)["id"]
         say(f"pod {pod_id} ({plan.pod_name}) created; waiting for it to run")
-        pod = wait_ready(
-            f"RunPod pod {pod_id}",
-            lambda: self._get_pod(pod_id),
-            _look,
-            release=lambda: self._delete(pod_id),
-            timeout=self.ready_timeout,
-            interval=self.poll_interval,
-            progress=progress,
-            sleep=self._sleep,
-        )
+        pod = self._wait_usable(pod_id, progress, release=lambda: self._delete(pod_id))
         status = self._status(pod)
         say(f"ready: ssh {status.ssh_user}@{status.ssh_host} -p {status.ssh_port}")
         return status
@@ -423,7 +426,7 @@ class RunPodProvider(TrainingProvider):
         can also ssh in with their usual key."""
         from ..httpapi import ApiError
 
-        keys = [self._public_key or _trainctl_public_key()]
+        keys = [self._public_key or sshkeys.public_key()]
         try:
             registered = (self.rest.get("/v2/account/ssh-keys") or {}).get("keys", [])
         except (ApiError, CredentialsError):  # a key scoped to pods only may not read them
@@ -520,6 +523,12 @@ class RunPodProvider(TrainingProvider):
             )
         _require_ours(pod)
         self._delete(resource_id)
+        if _look(pod).ready:
+            remote = _remote(pod)
+            # tidying up: the pod is gone whether or not this works
+            with contextlib.suppress(OperationFailed, OSError, subprocess.SubprocessError):
+                remote.close()
+                _forget_host_key(remote.endpoint)
         status = self._status(pod)
         status.state = ResourceState.TERMINATED
         status.raw_state = "TERMINATED"
@@ -539,7 +548,7 @@ class RunPodProvider(TrainingProvider):
             self._resume_spot(pod)
         elif pod.get("status") in ("EXITED", "ERROR"):
             self._action(resource_id, "start", ("PROVISIONING", "STARTING", "RUNNING"))
-        return self._status(self._wait_running(resource_id, progress))
+        return self._status(self._wait_usable(resource_id, progress))
 
     def _resume_spot(self, pod: dict[str, Any]) -> None:
         """A stopped spot pod runs again only with a new bid (GraphQL podBidResume),
@@ -555,18 +564,42 @@ class RunPodProvider(TrainingProvider):
         spec = {"podId": pod["id"], "bidPerGpu": bid, "gpuCount": count}
         self._gql(BID_RESUME, {"input": spec}, mutation=True, recover=recover)
 
-    def _wait_running(self, pod_id: str, progress: Progress | None) -> dict[str, Any]:
-        """Wait for a pod that exists already (never terminates it)."""
+    def _wait_usable(
+        self,
+        pod_id: str,
+        progress: Progress | None,
+        *,
+        release: Callable[[], object] | None = None,
+    ) -> dict[str, Any]:
+        """Wait until the pod runs and its sshd lets trainctl in. ``release`` (on a new
+        pod) terminates it when that does not happen; without it the pod is left be."""
+        probed: set[str] = set()
+
+        def poll() -> Probe:
+            pod = self._get_pod(pod_id)
+            if not _look(pod).ready:
+                return Probe(pod)
+            remote = _remote(pod)
+            if remote.endpoint.known_hosts_name not in probed:
+                # a new pod on an address an earlier one had: its host key is new too
+                probed.add(remote.endpoint.known_hosts_name)
+                _forget_host_key(remote.endpoint)
+            try:
+                remote.check(timeout=SSH_PROBE_TIMEOUT)
+            except (RemoteError, CredentialsError) as e:
+                return Probe(pod, ssh_error=e.message)
+            return Probe(pod, ssh_ok=True)
+
         return wait_ready(
             f"RunPod pod {pod_id}",
-            lambda: self._get_pod(pod_id),
-            _look,
-            release=None,
+            poll,
+            Probe.seen,
+            release=release,
             timeout=self.ready_timeout,
             interval=self.poll_interval,
             progress=progress,
             sleep=self._sleep,
-        )
+        ).pod
 
     def estimate_cost(self, options: CreateResourceOptions, hours: float = 1.0) -> CostEstimate:
         """The live catalog's price (or, for spot, the current spot price or your bid);
@@ -590,8 +623,20 @@ class RunPodProvider(TrainingProvider):
         source = f"RunPod catalog, {plan.cloud} cloud on-demand, {count}x {gpu['id']}"
         return CostEstimate(self.name, hourly, hours, source)
 
-    def connect(self, resource_id: str) -> Any:
-        raise OperationFailed("connect lands with the SSH remote")
+    def connect(self, resource_id: str) -> SSHRemote:
+        """The pod over its direct SSH mapping; a pod still starting is waited for."""
+        pod = self._own_pod(resource_id)
+        raw = pod.get("status")
+        if raw == "EXITED":
+            raise RemoteError(
+                f"RunPod pod {resource_id} is stopped",
+                hint=f"start it with `trainctl start {resource_id}`",
+            )
+        if raw == "ERROR":
+            raise RemoteError(f"RunPod pod {resource_id} is in ERROR and cannot be reached")
+        if not _look(pod).ready:
+            pod = self._wait_usable(resource_id, None)
+        return _remote(pod)
 
     # --- conversion -----------------------------------------------------------------
 
@@ -661,6 +706,41 @@ def _look(pod: dict[str, Any]) -> Seen:
     return Seen(raw)
 
 
+@dataclass
+class Probe:
+    """One poll of a new pod: what the API says, and whether sshd let trainctl in."""
+
+    pod: dict[str, Any]
+    ssh_ok: bool = False
+    ssh_error: str | None = None
+
+    def seen(self) -> Seen:
+        seen = _look(self.pod)
+        if not seen.ready or self.ssh_ok:
+            return seen
+        return Seen(f"RUNNING, waiting for sshd ({self.ssh_error})")
+
+
+def _remote(pod: dict[str, Any]) -> SSHRemote:
+    d = pod["ssh"]["direct"]
+    return SSHRemote(Endpoint(str(d["host"]), int(d["port"]), str(d["username"])))
+
+
+def _forget_host_key(endpoint: Endpoint) -> None:
+    """Drop ``endpoint`` from trainctl's known_hosts: RunPod hands a pod's address and
+    port to other pods later, each with its own host key."""
+    path = sshkeys.known_hosts_path()
+    if not path.exists():
+        return
+    subprocess.run(
+        [sshkeys.require_tool("ssh-keygen"), "-R", endpoint.known_hosts_name, "-f", str(path)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=30,
+    )
+    Path(str(path) + ".old").unlink(missing_ok=True)
+
+
 def _first(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
 
@@ -670,12 +750,6 @@ def _int(value: Any, what: str) -> int:
         return int(value)
     except (TypeError, ValueError):
         raise BadInput(f"bad {what} {value!r}: expected a whole number of GB") from None
-
-
-def _trainctl_public_key() -> str:
-    from .. import sshkeys
-
-    return sshkeys.public_key()
 
 
 def _is_capacity(text: str) -> bool:
