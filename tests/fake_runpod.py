@@ -44,7 +44,8 @@ import pytest
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-OPENAPI = Path("/work/shared/reference/runpod/openapi-v2.json")
+#: where the document lives: ``shared/reference`` beside the repository or a parent
+OPENAPI = Path("shared", "reference", "runpod", "openapi-v2.json")
 DOC_URI = "urn:runpod:openapi-v2"
 NO_CAPACITY = (
     "There are no longer any instances available with the requested specifications. "
@@ -192,7 +193,7 @@ class Knobs:
 class OpenApi:
     """Operations and schemas of the OpenAPI document, with validation."""
 
-    def __init__(self, path: Path = OPENAPI) -> None:
+    def __init__(self, path: Path) -> None:
         self.doc = json.loads(path.read_text())
         self.registry = Registry().with_resource(DOC_URI, DRAFT202012.create_resource(self.doc))
         self._validators: dict[str, jsonschema.Draft202012Validator] = {}
@@ -279,8 +280,12 @@ class OpenApi:
 
 @functools.cache
 def openapi() -> OpenApi:
-    """The document, parsed once per test session (its validators are cached too)."""
-    return OpenApi()
+    """The document, parsed once per test session (its validators are cached too).
+    Without it the fake cannot check anything, so the tests that need it skip."""
+    for parent in Path(__file__).resolve().parents:
+        if (parent / OPENAPI).is_file():
+            return OpenApi(parent / OPENAPI)
+    pytest.skip(f"RunPod's OpenAPI document ({OPENAPI}) is not beside the repository")
 
 
 def _rebase(schema: dict[str, Any]) -> dict[str, Any]:
