@@ -528,7 +528,7 @@ class RunPodProvider(TrainingProvider):
             # tidying up: the pod is gone whether or not this works
             with contextlib.suppress(OperationFailed, OSError, subprocess.SubprocessError):
                 remote.close()
-                _forget_host_key(remote.endpoint)
+                remote.forget_host_key()
         status = self._status(pod)
         status.state = ResourceState.TERMINATED
         status.raw_state = "TERMINATED"
@@ -583,7 +583,7 @@ class RunPodProvider(TrainingProvider):
             if remote.endpoint.known_hosts_name not in probed:
                 # a new pod on an address an earlier one had: its host key is new too
                 probed.add(remote.endpoint.known_hosts_name)
-                _forget_host_key(remote.endpoint)
+                remote.forget_host_key()
             try:
                 remote.check(timeout=SSH_PROBE_TIMEOUT)
             except (RemoteError, CredentialsError) as e:
@@ -724,21 +724,6 @@ class Probe:
 def _remote(pod: dict[str, Any]) -> SSHRemote:
     d = pod["ssh"]["direct"]
     return SSHRemote(Endpoint(str(d["host"]), int(d["port"]), str(d["username"])))
-
-
-def _forget_host_key(endpoint: Endpoint) -> None:
-    """Drop ``endpoint`` from trainctl's known_hosts: RunPod hands a pod's address and
-    port to other pods later, each with its own host key."""
-    path = sshkeys.known_hosts_path()
-    if not path.exists():
-        return
-    subprocess.run(
-        [sshkeys.require_tool("ssh-keygen"), "-R", endpoint.known_hosts_name, "-f", str(path)],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=30,
-    )
-    Path(str(path) + ".old").unlink(missing_ok=True)
 
 
 def _first(*values: Any) -> Any:
