@@ -162,6 +162,7 @@ def test_the_catalog_is_fetched_once_and_cached(provider, fake):
         (opts(disk_gb=0), "bad disk size"),
         (opts(name="has space"), "bad name"),
         (opts(max_price=-1), "bad --max-price"),
+        (opts(tags={"team": "x"}), "RunPod pods have no tags"),
     ],
 )
 def test_bad_options_are_refused_before_any_request(provider, fake, options, message):

@@ -370,6 +370,11 @@ class RunPodProvider(TrainingProvider):
                 "RunPod has no instance types: choose the GPU with --gpu NAME[:COUNT]",
                 hint="e.g. --gpu RTX4090 or --gpu A100-80GB:2",
             )
+        if options.tags:
+            raise BadInput(
+                "RunPod pods have no tags (trainctl tells its pods apart by their name)",
+                hint="leave out --tag",
+            )
         gpu = options.gpu or (GpuSpec.parse(str(cfg["gpu"])) if cfg.get("gpu") else None)
         if gpu is None:
             raise BadInput(
