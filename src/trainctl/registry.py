@@ -22,6 +22,7 @@ BUILTIN: dict[str, str] = {
     "local": "trainctl.providers.local:LocalProvider",
     "lyceum": "trainctl.providers.lyceum:LyceumProvider",
     "ssh": "trainctl.providers.ssh:SSHProvider",
+    "runpod": "trainctl.providers.runpod:RunPodProvider",
 }
 
 #: providers picked by auto-detection are the cloud ones; `local` is the fallback
