@@ -162,7 +162,7 @@ def test_vm_that_fails_to_provision_is_deleted(fake, provider, outcome):
 def test_vm_never_ready_times_out_and_is_deleted(fake):
     fake.provision_outcome = "stuck"
     provider = make_provider(ready_timeout=0.3)
-    with pytest.raises(OperationFailed, match=r"not ready after 0 s \(still provisioning\)"):
+    with pytest.raises(OperationFailed, match=r"not ready after 0.3 s \(still provisioning\)"):
         provider.create_resource(opts(name="slow"))
     assert fake.live_vms() == [] and len(fake.vms) == 1
 
