@@ -20,6 +20,7 @@ ENTRY_POINT_GROUP = "trainctl.providers"
 #: name -> "module:Class"
 BUILTIN: dict[str, str] = {
     "local": "trainctl.providers.local:LocalProvider",
+    "aws": "trainctl.providers.aws:AwsProvider",
 }
 
 #: providers picked by auto-detection are the cloud ones; `local` is the fallback
