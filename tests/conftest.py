@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+# real OpenSSH server fixtures: sshd, ssh_machine, sshd_factory
+pytest_plugins = ["sshd"]
+
 
 @pytest.fixture(autouse=True)
 def trainctl_home(tmp_path, monkeypatch):

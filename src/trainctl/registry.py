@@ -20,6 +20,7 @@ ENTRY_POINT_GROUP = "trainctl.providers"
 #: name -> "module:Class"
 BUILTIN: dict[str, str] = {
     "local": "trainctl.providers.local:LocalProvider",
+    "ssh": "trainctl.providers.ssh:SSHProvider",
     "aws": "trainctl.providers.aws:AwsProvider",
 }
 

@@ -72,6 +72,12 @@ def _unescape(name: str) -> str:
     return re.sub(r"\\#([0-7]{3})", lambda m: chr(int(m.group(1), 8)), name)
 
 
+def copy_args(src: str, dest: str) -> list[str]:
+    """rsync arguments that copy ``src`` (a file, or a directory's contents when it ends
+    with ``/``) to ``dest``, keeping partial files so that a new try resumes."""
+    return ["-rlptz", "--partial", "--stats", "--out-format=%n", src, dest]
+
+
 _STAT_PATTERNS = {
     "files_sent": re.compile(r"Number of regular files transferred:\s*([\d,]+)"),
     "bytes_sent": re.compile(r"Total bytes sent:\s*([\d,]+)"),

@@ -30,6 +30,8 @@ class LocalRemote(StreamingRemote):
     def run(
         self, argv: Sequence[str], *, input: bytes | None = None, timeout: float | None = None
     ) -> CommandResult:
+        if not self.root.is_dir():
+            raise RemoteError(f"workspace {self.root} does not exist")
         try:
             p = subprocess.run(
                 list(argv),

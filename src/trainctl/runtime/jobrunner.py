@@ -89,7 +89,21 @@ def _is_zombie(pid):
 
 
 def group_alive(pgid):
+    """Whether any process of the group is alive; zombies (dead, not yet reaped by
+    whichever process inherited them) do not count."""
     if not pgid:
+        return False
+    if os.path.isdir("/proc/self"):
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
         return False
     try:
         os.killpg(pgid, 0)

@@ -1,0 +1,367 @@
+"""The Python API: what the CLI does, with the state store kept in step.
+
+    from trainctl.api import Trainctl
+    tc = Trainctl()
+    res = tc.create("local", CreateResourceOptions(name="exp1"))
+    job = tc.train("exp1", TrainingJob(["python", "train.py"], workdir="."))
+    final = tc.monitor(job.job_id, follow=True, sink=sys.stdout.buffer.write)
+    tc.download("exp1", "checkpoints", "./out")
+    tc.terminate("exp1")
+
+Resources are referred to by id or name; the provider comes from the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import registry
+from .capabilities import Capability, require
+from .catalog.cheapest import CHEAPEST
+from .errors import NotFound, OperationFailed, TrainctlError
+from .provider import TAG_NAME, TrainingProvider
+from .remote.base import Progress
+from .runtime.client import OutputSink
+from .store import JobRecord, ResourceRecord, Store
+from .types import (
+    CreateResourceOptions,
+    ExecutionStatus,
+    ResourceState,
+    ResourceStatus,
+    TrainingJob,
+    TrainingStatus,
+)
+
+
+@dataclass
+class ResourceView:
+    """A resource as trainctl knows it: its record, and what the provider said when
+    refreshed. ``record`` is None for an untracked resource: one the provider lists
+    as trainctl's but that this store has no record of."""
+
+    record: ResourceRecord | None
+    live: ResourceStatus | None = None
+    error: str | None = None
+    note: str | None = None
+
+    @property
+    def state(self) -> str:
+        if self.live is not None:
+            return self.live.state.value
+        assert self.record is not None
+        return self.record.state
+
+    def to_dict(self) -> dict[str, object]:
+        if self.record is None:
+            assert self.live is not None
+            d = self.live.to_dict()
+            d["tracked"] = False
+        else:
+            d = self.record.to_dict()
+            d["state"] = self.state
+            d["hours"] = round(self.record.hours_running(), 4)
+            d["tracked"] = True
+        for key in ("error", "note"):
+            if getattr(self, key):
+                d[key] = getattr(self, key)
+        return d
+
+
+#: an intent older than this with nothing found at its provider is dropped
+STALE_INTENT_HOURS = 0.25
+
+
+class Trainctl:
+    def __init__(self, store: Store | None = None) -> None:
+        self.store = store or Store()
+        self._providers: dict[str, TrainingProvider] = {}
+
+    def provider(self, name: str) -> TrainingProvider:
+        if name not in self._providers:
+            self._providers[name] = registry.get(name)
+        return self._providers[name]
+
+    def _resolve(self, ref: str) -> tuple[ResourceRecord, TrainingProvider]:
+        record = self.store.resource(ref)
+        if not record.confirmed:
+            raise OperationFailed(
+                f"resource {record.name!r} was never confirmed by {record.provider}",
+                hint="run `trainctl list --refresh` to reconcile it",
+            )
+        return record, self.provider(record.provider)
+
+    # --- control plane -----------------------------------------------------------
+
+    def create(
+        self,
+        provider_name: str,
+        options: CreateResourceOptions,
+        *,
+        progress: Progress | None = None,
+    ) -> ResourceRecord:
+        if provider_name == CHEAPEST:
+            return self._create_cheapest(options, progress=progress)
+        provider = self.provider(provider_name)
+        require(provider, Capability.CREATE)
+        provider.validate_options(options)
+        options.name = options.name or self.store.new_name()
+        intent = self.store.begin_create(provider_name, options.name, spot=options.spot)
+        try:
+            status = provider.create_resource(options, progress=progress)
+        except TrainctlError:
+            # The provider reports its own failures after cleaning up what it made.
+            self.store.abandon_create(intent)
+            raise
+        return self.store.finish_create(intent, status)
+
+    def _create_cheapest(
+        self, options: CreateResourceOptions, *, progress: Progress | None = None
+    ) -> ResourceRecord:
+        """``provider_name="cheapest"``: the cheapest matching catalog offer among the
+        usable providers, the next one on no capacity (see ``catalog.cheapest``)."""
+        from .catalog.cheapest import create_cheapest
+
+        record, _ = create_cheapest(
+            lambda name, opts: self.create(name, opts, progress=progress),
+            options,
+            report=progress or (lambda _message: None),
+        )
+        return record
+
+    def status(self, ref: str) -> ResourceStatus:
+        record, provider = self._resolve(ref)
+        try:
+            status = provider.get_resource_status(record.id)
+        except NotFound:
+            status = ResourceStatus(record.id, record.provider, ResourceState.TERMINATED)
+            status.reason = "the provider no longer knows this resource"
+        self.store.update_status(status)
+        return status
+
+    def list(self, *, refresh: bool = False, provider: str | None = None) -> list[ResourceView]:
+        """Stored resources; with ``refresh``, also what each provider says now.
+
+        Refreshing reconciles the store with the providers' own listings: an intent
+        whose create was interrupted is matched by name and adopted (or dropped when
+        stale and nothing was made), a record whose machine is gone is marked
+        terminated, and trainctl-owned machines with no record are listed as
+        untracked."""
+        views = [ResourceView(r) for r in self.store.resources(provider)]
+        if refresh:
+            names = {v.record.provider for v in views if v.record}
+            if provider is None:
+                names |= set(registry.detect())
+            else:
+                names.add(provider)
+            for name in sorted(names):
+                group = [v for v in views if v.record and v.record.provider == name]
+                views += self._refresh(name, group)
+        return views
+
+    def _refresh(self, provider_name: str, views: list[ResourceView]) -> list[ResourceView]:
+        try:
+            listed = self.provider(provider_name).list_resources()
+        except TrainctlError as e:
+            for v in views:
+                v.error = str(e)
+            return []
+        live = {s.id: s for s in listed}
+        by_name = {s.tags.get(TAG_NAME) or s.name: s for s in listed}
+        for v in views:
+            record = v.record
+            assert record is not None
+            if not record.confirmed:
+                found = by_name.get(record.name)
+                if found is not None:
+                    v.record = self.store.finish_create(record.id, found)
+                    v.live, v.note = found, "adopted: its create had been interrupted"
+                elif record.hours_running() > STALE_INTENT_HOURS:
+                    self.store.abandon_create(record.id)
+                    v.note = "dropped: its create was interrupted and nothing was made"
+                continue
+            status = live.pop(record.id, None)
+            if status is None:
+                status = ResourceStatus(record.id, provider_name, ResourceState.TERMINATED)
+                status.reason = "the provider no longer lists it"
+            v.live = status
+            self.store.update_status(status)
+        known = {v.record.id for v in views if v.record}
+        return [
+            ResourceView(None, s, note="untracked: no local record")
+            for s in live.values()
+            if s.id not in known and s.state is not ResourceState.TERMINATED
+        ]
+
+    def terminate(self, ref: str) -> ResourceStatus:
+        record, provider = self._resolve(ref)
+        status = provider.terminate(record.id)
+        if status.state in (ResourceState.TERMINATED, ResourceState.TERMINATING):
+            self.store.forget(record.id)
+        else:
+            self.store.update_status(status)
+            raise OperationFailed(
+                f"{record.provider} did not confirm termination of {record.name} "
+                f"(state: {status.state.value}); its record is kept",
+                hint=f"retry `trainctl terminate {record.name}`",
+            )
+        return status
+
+    def stop(self, ref: str) -> ResourceStatus:
+        return self._stop_start(ref, "stop")
+
+    def start(self, ref: str) -> ResourceStatus:
+        return self._stop_start(ref, "start")
+
+    def _stop_start(self, ref: str, action: str) -> ResourceStatus:
+        record, provider = self._resolve(ref)
+        require(provider, Capability.STOP_START)
+        status: ResourceStatus = getattr(provider, action)(record.id)
+        self.store.update_status(status)
+        return status
+
+    # --- jobs --------------------------------------------------------------------
+
+    def train(
+        self, ref: str, job: TrainingJob, *, progress: Progress | None = None
+    ) -> TrainingStatus:
+        record, provider = self._resolve(ref)
+        status = provider.train(record.id, job, progress=progress)
+        self.store.add_job(record, status)
+        return status
+
+    def find_job(self, ref: str) -> tuple[ResourceRecord, TrainingProvider, str | None]:
+        """A job id, or a resource (meaning its newest job)."""
+        job = self.store.job(ref)
+        if job is not None:
+            record, provider = self._resolve(job.resource_id)
+            return record, provider, job.id
+        try:
+            record, provider = self._resolve(ref)
+        except NotFound:
+            raise NotFound(f"no job or resource {ref!r} (see `trainctl jobs`)") from None
+        return record, provider, None
+
+    def monitor(
+        self,
+        ref: str,
+        *,
+        follow: bool = False,
+        sink: OutputSink | None = None,
+    ) -> TrainingStatus:
+        record, provider, job_id = self.find_job(ref)
+        status = provider.monitor(record.id, job_id, follow=follow, sink=sink)
+        self._record_job(record, status)
+        return status
+
+    def jobs(self, ref: str | None = None) -> list[TrainingStatus]:
+        records = [self.store.resource(ref)] if ref else self.store.resources()
+        found: list[TrainingStatus] = []
+        for record in records:
+            if not record.confirmed:
+                continue
+            provider = self.provider(record.provider)
+            for status in provider.jobs(record.id):
+                self._record_job(record, status)
+                found.append(status)
+        return found
+
+    def stored_jobs(self, ref: str | None = None) -> list[JobRecord]:
+        return self.store.jobs(self.store.resource(ref).id if ref else None)
+
+    def cancel(self, job_id: str, grace: float = 10.0) -> TrainingStatus:
+        record, provider, resolved = self.find_job(job_id)
+        if resolved is None:
+            raise NotFound(f"no job {job_id!r} (give a job id; see `trainctl jobs`)")
+        status = provider.cancel(record.id, resolved, grace)
+        self._record_job(record, status)
+        return status
+
+    def _record_job(self, record: ResourceRecord, status: TrainingStatus) -> None:
+        if self.store.job(status.job_id) is None:
+            self.store.add_job(record, status)
+        else:
+            self.store.update_job(status)
+
+    def download(
+        self,
+        ref: str,
+        remote_path: str,
+        local_path: str | Path,
+        *,
+        progress: Progress | None = None,
+    ) -> Path:
+        record, provider = self._resolve(ref)
+        return provider.download(record.id, remote_path, local_path, progress=progress)
+
+
+@dataclass
+class RunResult:
+    resource: ResourceRecord
+    job: TrainingStatus | None
+    downloads: list[str]
+    terminated: bool
+    kept_reason: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.job is None or self.job.exit_code is None:
+            return 1
+        return self.job.exit_code
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "resource": self.resource.to_dict(),
+            "job": self.job.to_dict() if self.job else None,
+            "downloads": self.downloads,
+            "terminated": self.terminated,
+            "kept_reason": self.kept_reason,
+            "exit_code": self.exit_code,
+        }
+
+
+def run(
+    tc: Trainctl,
+    provider_name: str,
+    options: CreateResourceOptions,
+    job: TrainingJob,
+    *,
+    outputs: list[str],
+    output_dir: Path,
+    keep: bool = False,
+    sink: OutputSink | None = None,
+    progress: Progress | None = None,
+    on_created: Callable[[ResourceRecord], None] | None = None,
+) -> RunResult:
+    """Create a machine, train, follow the log, download outputs, terminate.
+
+    The machine is terminated on every path out, including errors and Ctrl-C,
+    unless ``keep`` is set or an output could not be downloaded (then it is kept,
+    and the result says why, so the files are not lost)."""
+    record = tc.create(provider_name, options, progress=progress)
+    if on_created:
+        on_created(record)
+    result = RunResult(record, None, [], False)
+    try:
+        started = tc.train(record.id, job, progress=progress)
+        result.job = started
+        result.job = tc.monitor(started.job_id, follow=True, sink=sink)
+        for path in outputs:
+            try:
+                dest = output_dir / Path(path.rstrip("/")).name
+                landed = tc.download(record.id, path, dest, progress=progress)
+                result.downloads.append(str(landed))
+            except NotFound:
+                if result.job.status is ExecutionStatus.COMPLETED:
+                    raise
+                # a failed job may never have written its outputs
+                continue
+            except TrainctlError as e:
+                result.kept_reason = f"download of {path} failed: {e}"
+                keep = True
+    finally:
+        if not keep:
+            tc.terminate(record.id)
+            result.terminated = True
+    return result

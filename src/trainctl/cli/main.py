@@ -1,0 +1,130 @@
+"""Entry point: a click group whose subcommands load on first use.
+
+Exit codes: 0 success, 1 operation failed, 2 bad usage or input, 3 resource or job
+not found, 4 credentials missing or rejected, 130 interrupted; `monitor --follow`
+and `run` exit with the job's own exit code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from ..errors import TrainctlError
+from .output import error_document
+
+#: command name -> ("module:attribute", one-line help shown by --help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "create": ("trainctl.cli.resources:create", "Create a machine on a provider."),
+    "list": ("trainctl.cli.resources:list_cmd", "List trainctl's machines."),
+    "status": ("trainctl.cli.resources:status", "Show one machine's state."),
+    "terminate": ("trainctl.cli.resources:terminate", "Release a machine so it stops billing."),
+    "stop": ("trainctl.cli.resources:stop", "Stop a machine (where the provider can)."),
+    "start": ("trainctl.cli.resources:start", "Start a stopped machine."),
+    "train": ("trainctl.cli.jobs:train", "Sync code to a machine and start a job."),
+    "monitor": ("trainctl.cli.jobs:monitor", "Print (or follow) a job's log."),
+    "logs": ("trainctl.cli.jobs:monitor", "Alias of monitor."),
+    "jobs": ("trainctl.cli.jobs:jobs", "List jobs and their states."),
+    "cancel": ("trainctl.cli.jobs:cancel", "Cancel a running job."),
+    "download": ("trainctl.cli.jobs:download", "Copy files from a machine."),
+    "run": ("trainctl.cli.run:run", "Create, train, follow, download, terminate."),
+    "providers": ("trainctl.cli.providers:providers", "Provider commands (list, compare)."),
+    "catalog": ("trainctl.cli.catalog:catalog", "Price catalog commands (refresh)."),
+    "check": ("trainctl.cli.providers:check", "Which providers are usable here, and why not."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported only when invoked (fast --help)."""
+
+    def __init__(self, *args, lazy: dict[str, tuple[str, str]], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.lazy, *super().list_commands(ctx)})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            target, _ = self.lazy[name]
+            module, _, attr = target.partition(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, self.lazy[name][1]) for name in sorted(self.lazy)]
+        rows += [
+            (name, cmd.get_short_help_str())
+            for name, cmd in sorted(self.commands.items())
+            if name not in self.lazy
+        ]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Exit codes: 0 ok, 1 failed, 2 bad input, 3 not found, 4 credentials; "
+    "monitor --follow and run exit with the job's own code.",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.version_option(package_name="trainctl")
+def cli(debug: bool) -> None:
+    """trainctl: run ML training jobs on rented GPUs through one interface."""
+
+
+def _options(argv: list[str]) -> tuple[bool, bool]:
+    """(--json, --debug) as given before any `--`."""
+    head = argv[: argv.index("--")] if "--" in argv else argv
+    debug = "--debug" in head or os.environ.get("TRAINCTL_DEBUG") == "1"
+    return "--json" in head, debug
+
+
+def _fail(message: str, exit_code: int, kind: str, json_mode: bool, hint: str | None = None) -> int:
+    if json_mode:
+        click.echo(error_document(kind, message, exit_code, hint), err=True)
+    else:
+        click.echo(f"error: {message}" + (f" ({hint})" if hint else ""), err=True)
+    return exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    json_mode, debug = _options(argv)
+    try:
+        result = cli.main(args=argv, prog_name="trainctl", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.exceptions.Abort:
+        return _fail("aborted", 130, "interrupted", json_mode)
+    except click.ClickException as e:
+        if debug:
+            raise
+        hint = None
+        if isinstance(e, click.NoSuchOption) and "--" not in argv:
+            hint = (
+                "put the job's command after --, e.g. trainctl train RES -- python train.py --lr 1"
+            )
+        return _fail(e.format_message(), 2, "usage", json_mode, hint)
+    except TrainctlError as e:
+        if debug:
+            raise
+        return _fail(e.message, e.exit_code, e.kind, json_mode, e.hint)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130, "interrupted", json_mode)
+    except Exception as e:
+        if debug:
+            raise
+        return _fail(
+            f"internal error: {type(e).__name__}: {e} (run with --debug for details)",
+            1,
+            "internal",
+            json_mode,
+        )
+    return result if isinstance(result, int) else 0

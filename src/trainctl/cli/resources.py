@@ -1,0 +1,185 @@
+"""Machine commands: create, list, status, terminate, stop, start."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..api import Trainctl
+from ..errors import BadInput
+from .common import (
+    build_create_options,
+    choose_provider,
+    create_options,
+    json_option,
+    progress_printer,
+)
+from .output import Output, ago, money
+
+
+@click.command()
+@create_options
+@json_option
+def create(provider: str | None, json_mode: bool, **flags) -> None:
+    """Create a machine and record it."""
+    out = Output(json_mode)
+    options = build_create_options(**flags)
+    name = choose_provider(provider)
+    record = Trainctl().create(name, options, progress=progress_printer(json_mode))
+    if json_mode:
+        out.emit(record.to_dict())
+    else:
+        price = f", {money(record.price_per_hour)}/h" if record.price_per_hour else ""
+        out.info(f"created {record.name} ({record.id}) on {record.provider}{price}")
+
+
+@click.command("list")
+@click.option("--refresh", is_flag=True, help="Ask the providers for the current state.")
+@click.option("--provider", "-p", help="Only this provider's machines.")
+@json_option
+def list_cmd(refresh: bool, provider: str | None, json_mode: bool) -> None:
+    """List trainctl's machines with their $/hour and spend so far, and the totals
+    (from the local record; --refresh asks the providers)."""
+    from ..catalog.spend import CATALOG, Rented, spend, totals
+
+    out = Output(json_mode)
+    views = Trainctl().list(refresh=refresh, provider=provider)
+    spends = [
+        spend(Rented.of_record(v.record) if v.record else Rented.of_status(v.live), v.state)
+        for v in views
+    ]
+    per_hour, spent, unknown = totals(spends)
+    if json_mode:
+        out.emit(
+            {
+                "resources": [
+                    {**v.to_dict(), "spend": s.to_dict()}
+                    for v, s in zip(views, spends, strict=True)
+                ],
+                "total": {"per_hour": per_hour, "spent": spent, "unknown_price": unknown},
+            }
+        )
+        return
+    if not views:
+        out.info("No machines. Create one with `trainctl create` or `trainctl run`.")
+        return
+    rows = []
+    for v, sp in zip(views, spends, strict=True):
+        r = v.record
+        if r is None:
+            s = v.live
+            name, prov, rid, itype = s.name or "-", s.provider, s.id, s.instance_type
+            state, gpu = f"{s.state.value} (untracked)", _gpu(s.gpu, s.gpu_count)
+        else:
+            name, prov, rid, itype = r.name, r.provider, r.id, r.instance_type
+            state, gpu = v.state + (" (spot)" if r.spot else ""), _gpu(r.gpu, r.gpu_count)
+        rows.append(
+            (
+                name,
+                prov,
+                rid,
+                state,
+                itype or "-",
+                gpu,
+                money(sp.rate) + ("*" if sp.rate_source == CATALOG else ""),
+                "-" if sp.hours is None else ago(sp.hours),
+                money(sp.spent),
+            )
+        )
+    out.table(["NAME", "PROVIDER", "ID", "STATE", "TYPE", "GPU", "$/H", "AGE", "SPENT"], rows)
+    if any(sp.rate_source == CATALOG for sp in spends):
+        out.info("* catalog price: the provider reported no price at create time")
+    unpriced = f" ({unknown} billing at an unknown price)" if unknown else ""
+    out.info(f"total: {money(per_hour)}/h, {money(spent)} spent so far{unpriced}")
+    for v in views:
+        label = v.record.name if v.record else (v.live.name or v.live.id)
+        if v.error:
+            click.echo(f"warning: could not refresh {label}: {v.error}", err=True)
+        if v.note:
+            click.echo(f"note: {label}: {v.note}", err=True)
+
+
+def _gpu(name: str | None, count: int) -> str:
+    return f"{name}x{count}" if name else "-"
+
+
+def _print_status(out: Output, status, json_mode: bool) -> None:
+    if json_mode:
+        out.emit(status.to_dict())
+        return
+    fields = {
+        "id": status.id,
+        "name": status.name,
+        "provider": status.provider,
+        "state": status.state.value + (f" ({status.reason})" if status.reason else ""),
+        "type": status.instance_type,
+        "gpu": f"{status.gpu} x{status.gpu_count}" if status.gpu else None,
+        "price": f"{money(status.cost_per_hour)}/h" if status.cost_per_hour is not None else None,
+        "launched": status.launch_time.isoformat(timespec="seconds")
+        if status.launch_time
+        else None,
+        "ssh": f"{status.ssh_user}@{status.ssh_host}:{status.ssh_port}"
+        if status.ssh_host
+        else None,
+    }
+    fields.update({k: v for k, v in status.details.items() if isinstance(v, str | int | float)})
+    for key, value in fields.items():
+        if value not in (None, ""):
+            out.info(f"{key:>9}: {value}")
+
+
+@click.command()
+@click.argument("resource")
+@json_option
+def status(resource: str, json_mode: bool) -> None:
+    """Show what the provider says about RESOURCE (id or name) now."""
+    _print_status(Output(json_mode), Trainctl().status(resource), json_mode)
+
+
+def confirm(question: str, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise BadInput(f"{question} Refusing without confirmation: pass -y")
+    if not click.confirm(question, default=False, err=True):
+        raise click.exceptions.Abort()
+
+
+@click.command()
+@click.argument("resource")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+def terminate(resource: str, yes: bool, json_mode: bool) -> None:
+    """Terminate RESOURCE: its jobs end and it stops billing."""
+    tc = Trainctl()
+    record = tc.store.resource(resource)
+    confirm(f"Terminate {record.name} ({record.id}) on {record.provider}?", yes)
+    st = tc.terminate(resource)
+    out = Output(json_mode)
+    if json_mode:
+        out.emit(st.to_dict())
+    else:
+        out.info(
+            f"terminated {record.name} ({record.id})" + (f": {st.reason}" if st.reason else "")
+        )
+
+
+@click.command()
+@click.argument("resource")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+def stop(resource: str, yes: bool, json_mode: bool) -> None:
+    """Stop RESOURCE (running jobs end; the disk is kept)."""
+    tc = Trainctl()
+    record = tc.store.resource(resource)
+    confirm(f"Stop {record.name} ({record.id}) on {record.provider}?", yes)
+    _print_status(Output(json_mode), tc.stop(resource), json_mode)
+
+
+@click.command()
+@click.argument("resource")
+@json_option
+def start(resource: str, json_mode: bool) -> None:
+    """Start a stopped RESOURCE."""
+    _print_status(Output(json_mode), Trainctl().start(resource), json_mode)

@@ -1,0 +1,111 @@
+"""`trainctl run`: create a machine, train, follow, download outputs, terminate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..api import Trainctl
+from ..api import run as run_job
+from .common import (
+    build_create_options,
+    choose_provider,
+    create_options,
+    json_option,
+    progress_printer,
+)
+from .jobs import build_job, describe, job_exit_code, job_options
+from .output import Output
+
+
+@click.command()
+@create_options
+@job_options
+@click.option(
+    "--output",
+    "-o",
+    "outputs",
+    multiple=True,
+    help="Path to download when the job ends, relative to the synced directory (repeatable).",
+)
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False),
+    help="Where outputs land (default: ./trainctl-runs/<job-id>).",
+)
+@click.option("--keep", is_flag=True, help="Keep the machine after the job ends.")
+@click.option(
+    "--file",
+    "-f",
+    "task_file",
+    type=click.Path(dir_okay=False),
+    help="YAML task file with the same settings as the flags (flags win).",
+)
+@json_option
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def run(ctx: click.Context, task_file: str | None, json_mode: bool, **params) -> int:
+    """Run COMMAND on a new machine and release the machine afterwards.
+
+    The machine is terminated however the run ends (job failure, error, Ctrl-C)
+    unless --keep is given, or an output could not be downloaded.
+    """
+    if task_file:
+        from .taskfile import merge
+
+        params = merge(ctx, params, task_file)
+    return _run(json_mode=json_mode, **params)
+
+
+def _run(provider, command, outputs, output_dir, keep, json_mode, **flags) -> int:
+    out = Output(json_mode)
+    job_flags = {
+        k: flags.pop(k) for k in ("workdir", "no_sync", "envs", "delete", "checkpoint_dir")
+    }
+    job = build_job(command, **job_flags)
+    options = build_create_options(**flags)
+    name = choose_provider(provider)
+    progress = progress_printer(json_mode)
+    tc = Trainctl()
+    from ..runtime.client import new_job_id
+
+    job.job_id = new_job_id()
+    dest = Path(output_dir) if output_dir else Path("trainctl-runs") / job.job_id
+
+    def created(record) -> None:
+        click.echo(f"created {record.name} ({record.id}) on {record.provider}", err=True)
+
+    result = run_job(
+        tc,
+        name,
+        options,
+        job,
+        outputs=list(outputs),
+        output_dir=dest,
+        keep=keep,
+        sink=out.log_bytes,
+        progress=progress,
+        on_created=created,
+    )
+    if json_mode:
+        out.emit(result.to_dict())
+        return result.exit_code
+    if result.job:
+        click.echo(describe(result.job), err=True)
+    for path in result.downloads:
+        out.info(f"downloaded: {path}")
+    if result.terminated:
+        click.echo(f"terminated {result.resource.name}", err=True)
+    elif result.kept_reason:
+        click.echo(
+            f"warning: kept {result.resource.name} because {result.kept_reason}; "
+            f"retry with `trainctl download`, then `trainctl terminate {result.resource.name}`",
+            err=True,
+        )
+    else:
+        click.echo(
+            f"kept {result.resource.name}; `trainctl terminate {result.resource.name}` ends it",
+            err=True,
+        )
+    return job_exit_code(result.job) if result.job else 1

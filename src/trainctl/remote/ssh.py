@@ -1,0 +1,433 @@
+"""A machine reached over SSH: the system OpenSSH client, files moved with rsync.
+
+Every command shares one connection per machine (ControlMaster, kept for
+``CONTROL_PERSIST`` seconds after the last use, so a second command costs a few
+milliseconds). Host keys go to trainctl's own known_hosts: a new machine's key is
+accepted on first contact (``accept-new``), a changed key is refused. Commands are
+argv lists joined with ``shlex.join`` for the login shell on the machine, so every
+argument reaches the program verbatim.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import sshkeys, sync
+from ..errors import BadInput, CredentialsError, NotFound, OperationFailed, RemoteError
+from ..home import home
+from .base import CommandResult, Progress, StreamingRemote, SyncResult
+
+CONTROL_PERSIST = 300
+CONNECT_TIMEOUT = 10
+SSH_FAILED = 255  # ssh's exit code for its own failures
+# A Unix socket path holds at most 107 characters on Linux, 103 on macOS; ssh adds a
+# 17-character suffix while it sets up a master socket.
+MAX_SOCKET_PATH = 107 if sys.platform.startswith("linux") else 103
+_SOCKET_NAME_LEN = 16
+
+_HOSTNAME = re.compile(r"^[A-Za-z0-9_.:%\-]+$")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """``user@host:port``; a missing user or port is left to ssh and its config."""
+
+    host: str
+    port: int | None = None
+    user: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Endpoint:
+        """Parse ``[user@]host[:port]`` (IPv6 addresses in brackets when a port follows)."""
+        bad = BadInput(f"bad SSH host {text!r}: expected user@host or user@host:port")
+        raw = (text or "").strip()
+        user, _, rest = raw.rpartition("@")
+        port: str | None = None
+        if rest.startswith("["):
+            host, sep, tail = rest[1:].partition("]")
+            if not sep or (tail and not tail.startswith(":")):
+                raise bad
+            port = tail[1:] if tail else None
+        elif rest.count(":") == 1:
+            host, port = rest.split(":")
+        else:
+            host = rest
+        if not host or host.startswith("-") or not _HOSTNAME.match(host):
+            raise bad
+        if user and (user.startswith("-") or any(c.isspace() or c in "@:/" for c in user)):
+            raise bad
+        if port is not None and (not port.isdigit() or not 0 < int(port) < 65536):
+            raise bad
+        return cls(host, int(port) if port else None, user or None)
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host and self.port else self.host
+        text = f"{self.user}@{host}" if self.user else host
+        return f"{text}:{self.port}" if self.port else text
+
+    @property
+    def known_hosts_name(self) -> str:
+        """How the host appears in known_hosts."""
+        return f"[{self.host}]:{self.port}" if self.port and self.port != 22 else self.host
+
+
+def _ssh_value(value: str) -> str:
+    """Quote a path for an ``ssh -o Key=value`` option (ssh splits and expands % there)."""
+    value = value.replace("%", "%%")
+    if re.search(r"[\s\"'\\]", value):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return value
+
+
+def _rsync_quote(arg: str) -> str:
+    """Quote one word of rsync's ``-e`` command: single quotes, doubled inside."""
+    if arg and re.fullmatch(r"[\w@%+=:,./-]+", arg):
+        return arg
+    return "'" + arg.replace("'", "''") + "'"
+
+
+def _private_dir(path: Path) -> Path:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = path.lstat()
+    if not path.is_dir() or path.is_symlink() or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise OperationFailed(
+            f"{path} must be a directory private to this user",
+            hint=f"remove it or run: chmod 700 {path}",
+        )
+    return path
+
+
+def control_dir() -> Path:
+    """Where the shared-connection sockets live: under the trainctl home, or in a short
+    private directory when that path is too long for a Unix socket."""
+    preferred = home() / "ssh" / "cm"
+    if len(str(preferred)) + 1 + _SOCKET_NAME_LEN + 17 <= MAX_SOCKET_PATH:
+        return _private_dir(preferred)
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    tag = hashlib.sha256(str(home()).encode()).hexdigest()[:12]
+    return _private_dir(_private_dir(Path(base) / f"trainctl-{os.getuid()}") / tag)
+
+
+# (phrases in ssh's stderr, kind): the first match decides.
+_SSH_FAILURES = (
+    (("REMOTE HOST IDENTIFICATION HAS CHANGED", "Host key verification failed"), "hostkey"),
+    (("Permission denied (", "Too many authentication failures"), "auth"),
+    (
+        (
+            "Connection refused",
+            "No route to host",
+            "Could not resolve hostname",
+            "Name or service not known",
+            "Connection timed out",
+            "Operation timed out",
+            "Network is unreachable",
+            "banner exchange",
+        ),
+        "unreachable",
+    ),
+    (
+        (
+            "closed by remote host",
+            "Connection closed by",
+            "Connection reset",
+            "Broken pipe",
+            "kex_exchange_identification",
+            "client_loop:",
+            "not responding",
+            "mux_client",
+            "Control socket connect",
+        ),
+        "lost",
+    ),
+)
+
+
+def _first_line_with(text: str, phrase: str) -> str:
+    for line in text.splitlines():
+        if phrase in line:
+            return line.strip().removeprefix("ssh: ")
+    return phrase
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+class SSHRemote(StreamingRemote):
+    """One machine reached as ``endpoint`` with ``key`` (trainctl's own by default).
+
+    With ``identities_only`` (the default) ssh offers that key alone; without it,
+    the user's agent and ssh config identities are tried too.
+    """
+
+    def __init__(
+        self,
+        endpoint: Endpoint | str,
+        *,
+        key: str | Path | None = None,
+        identities_only: bool = True,
+        runtime_root: str = ".trainctl",
+        python: str = "python3",
+        connect_timeout: float = CONNECT_TIMEOUT,
+    ) -> None:
+        self.endpoint = Endpoint.parse(endpoint) if isinstance(endpoint, str) else endpoint
+        self.key = Path(key).expanduser() if key else None
+        self.identities_only = identities_only
+        self._runtime_root = runtime_root
+        self.python = python
+        self.connect_timeout = connect_timeout
+
+    @property
+    def description(self) -> str:
+        return str(self.endpoint)
+
+    @property
+    def runtime_root(self) -> str:
+        return self._runtime_root
+
+    # -- the ssh command line -------------------------------------------------------
+
+    @property
+    def key_path(self) -> Path:
+        return self.key or sshkeys.private_key_path()
+
+    def _control_path(self) -> Path:
+        ident = f"{self.endpoint}\0{self.key_path}\0{self.identities_only}"
+        name = hashlib.sha256(ident.encode()).hexdigest()[:_SOCKET_NAME_LEN]
+        return control_dir() / name
+
+    def ssh_options(self) -> list[str]:
+        """Options shared by every ssh call to this machine, rsync's included."""
+        e = self.endpoint
+        opts = {
+            "BatchMode": "yes",
+            "ControlMaster": "auto",
+            "ControlPath": _ssh_value(str(self._control_path())),
+            "ControlPersist": str(CONTROL_PERSIST),
+            "StrictHostKeyChecking": "accept-new",
+            "UserKnownHostsFile": _ssh_value(str(sshkeys.known_hosts_path())),
+            "ConnectTimeout": str(max(1, round(self.connect_timeout))),
+            "ServerAliveInterval": "5",
+            "ServerAliveCountMax": "3",
+            "ClearAllForwardings": "yes",
+            "LogLevel": "ERROR",
+        }
+        if self.identities_only:
+            opts["IdentitiesOnly"] = "yes"
+        argv = ["-T"]
+        for name, value in opts.items():
+            argv += ["-o", f"{name}={value}"]
+        argv += ["-i", str(self.key_path)]
+        if e.port:
+            argv += ["-p", str(e.port)]
+        if e.user:
+            argv += ["-l", e.user]
+        return argv
+
+    def _ssh(self, *args: str) -> list[str]:
+        return [sshkeys.require_tool("ssh"), *self.ssh_options(), *args]
+
+    def command_line(self, argv: Sequence[str]) -> list[str]:
+        """The local ssh argv that runs ``argv`` on the machine."""
+        if not argv:
+            raise BadInput("empty remote command")
+        return self._ssh("--", self.endpoint.host, shlex.join(argv))
+
+    # -- errors ---------------------------------------------------------------------
+
+    def transport_error(self, stderr: str) -> Exception | None:
+        """The error ssh's own failure in ``stderr`` means, or None."""
+        for phrases, kind in _SSH_FAILURES:
+            for phrase in phrases:
+                if phrase in stderr:
+                    return self._error(kind, _first_line_with(stderr, phrase))
+        first = stderr.strip().splitlines()[0] if stderr.strip() else ""
+        if first.startswith("ssh:") or first.startswith("command-line"):
+            return RemoteError(f"ssh to {self.description} failed: {first}")
+        return None
+
+    def _error(self, kind: str, detail: str) -> Exception:
+        d = self.description
+        if kind == "hostkey":
+            forget = shlex.join(
+                [
+                    "ssh-keygen",
+                    "-f",
+                    str(sshkeys.known_hosts_path()),
+                    "-R",
+                    self.endpoint.known_hosts_name,
+                ]
+            )
+            return OperationFailed(
+                f"the host key of {d} has changed since trainctl first connected: refusing "
+                "to connect (the machine was rebuilt, or someone is in between)",
+                hint=f"if the machine was rebuilt, forget its old key with: {forget}",
+            )
+        if kind == "auth":
+            return CredentialsError(
+                f"{d} refused the SSH key {self.key_path}",
+                hint=f"add {self.key_path}.pub to ~/.ssh/authorized_keys there, or give the "
+                "key that machine accepts with --key",
+            )
+        if kind == "unreachable":
+            return RemoteError(
+                f"cannot reach {d}: {detail}",
+                hint="check that the machine is running and the host and port are right",
+            )
+        return RemoteError(f"lost the connection to {d}: {detail}")
+
+    def _disk_full(self) -> RemoteError:
+        return RemoteError(
+            f"the disk of {self.description} is full",
+            hint="free space there (df -h shows where) and try again",
+        )
+
+    # -- commands -------------------------------------------------------------------
+
+    def run(
+        self, argv: Sequence[str], *, input: bytes | None = None, timeout: float | None = None
+    ) -> CommandResult:
+        try:
+            p = subprocess.run(
+                self.command_line(argv),
+                input=input,
+                stdin=None if input is not None else subprocess.DEVNULL,
+                capture_output=True,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired:
+            raise RemoteError(
+                f"command {argv[0]!r} on {self.description} timed out after {timeout} s"
+            ) from None
+        if p.returncode == SSH_FAILED:
+            error = self.transport_error(p.stderr.decode("utf-8", "replace"))
+            if error:
+                raise error
+        return CommandResult(p.returncode, p.stdout, p.stderr)
+
+    def stream(self, argv: Sequence[str]) -> Iterator[bytes]:
+        with tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(
+                self.command_line(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=err,
+            )
+            assert proc.stdout is not None
+            try:
+                while chunk := os.read(proc.stdout.fileno(), 65536):
+                    yield chunk
+            finally:
+                proc.stdout.close()
+                if proc.poll() is None:
+                    proc.terminate()
+                proc.wait()
+            if proc.returncode != 0:
+                err.seek(0)
+                text = err.read().decode("utf-8", "replace")
+                raise self.transport_error(text) or RemoteError(
+                    f"{argv[0]} on {self.description} ended with exit {proc.returncode}: "
+                    f"{_last_line(text)}"
+                )
+
+    def check(self, timeout: float | None = None) -> None:
+        """Raise the matching clear error unless the machine answers."""
+        r = self.run(["true"], timeout=timeout)
+        if not r.ok:
+            raise RemoteError(
+                f"{self.description} answered but cannot run commands: "
+                f"{r.error_text() or f'exit {r.returncode}'}"
+            )
+
+    def close(self) -> None:
+        """End the shared connection, if one is open."""
+        subprocess.run(
+            self._ssh("-O", "exit", "--", self.endpoint.host),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=30,
+        )
+
+    # -- files ----------------------------------------------------------------------
+
+    def _rsync(self, *args: str) -> list[str]:
+        shell = " ".join(_rsync_quote(a) for a in self._ssh())
+        # -s: paths travel inside rsync's protocol, never through the remote shell
+        return [sync.require_rsync(), "-e", shell, "-s", *args]
+
+    def _remote_path(self, path: str) -> str:
+        host = self.endpoint.host
+        return f"[{host}]:{path}" if ":" in host else f"{host}:{path}"
+
+    def _rsync_error(self, stderr: str, code: int, what: str, upload: bool) -> Exception:
+        if "No space left on device" in stderr or "Disk quota exceeded" in stderr:
+            if upload:
+                return self._disk_full()
+            return OperationFailed(f"the local disk is full: {what} did not complete")
+        if code == 127 or re.search(r"rsync: (command )?not found", stderr):
+            return RemoteError(
+                f"rsync is not installed on {self.description}",
+                hint="install it there, e.g. apt-get install rsync",
+            )
+        error = self.transport_error(stderr) if code in (SSH_FAILED, 12) else None
+        if error:
+            return error
+        return OperationFailed(f"{what} failed: {_last_line(stderr) or f'rsync exit {code}'}")
+
+    def put_tree(
+        self,
+        src: Path,
+        dest: str,
+        *,
+        delete: bool = False,
+        protect: Sequence[str] = (),
+        progress: Progress | None = None,
+    ) -> SyncResult:
+        r = self.run(["mkdir", "-p", "--", dest])
+        if not r.ok:
+            if "No space left" in r.error_text():
+                raise self._disk_full()
+            raise RemoteError(f"cannot create {dest} on {self.description}: {r.error_text()}")
+        argv = self._rsync(
+            *sync.tree_args(str(src), self._remote_path(dest), delete=delete, protect=protect)
+        )
+        code, out, err = sync.run_rsync(argv, progress=progress)
+        if code != 0:
+            raise self._rsync_error(err, code, f"sync of {src} to {self.description}", True)
+        return sync.parse_stats(out)
+
+    def _kind(self, path: str) -> str:
+        """'d' for a directory, 'f' for anything else that exists, 'n' for nothing."""
+        script = 'if [ -d "$1" ]; then echo d; elif [ -e "$1" ]; then echo f; else echo n; fi'
+        r = self.run(["sh", "-c", script, "sh", path])
+        kind = r.text().strip()
+        if not r.ok or kind not in ("d", "f", "n"):
+            raise RemoteError(f"cannot inspect {path} on {self.description}: {r.error_text()}")
+        return kind
+
+    def get(self, src: str, dest: Path, *, progress: Progress | None = None) -> Path:
+        kind = self._kind(src)
+        if kind == "n":
+            raise NotFound(f"{src} does not exist on {self.description}")
+        if kind == "d":
+            target = dest
+            target.mkdir(parents=True, exist_ok=True)
+            args = sync.copy_args(self._remote_path(src.rstrip("/") + "/"), str(target) + "/")
+        else:
+            target = dest / Path(src).name if dest.is_dir() else dest
+            target.parent.mkdir(parents=True, exist_ok=True)
+            args = sync.copy_args(self._remote_path(src), str(target))
+        code, _, err = sync.run_rsync(self._rsync(*args), progress=progress)
+        if code != 0:
+            raise self._rsync_error(err, code, f"download of {src} from {self.description}", False)
+        return target

@@ -1,0 +1,306 @@
+"""The local state store: SQLite under the trainctl home.
+
+It is a cache and an intent log, not the truth: the provider's own listing is. A
+create first writes an intent row (state ``creating``, a placeholder id), then the
+real id once the provider answers, so a crash in between leaves a row that says a
+machine may exist. A record is deleted only after the provider confirms termination.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import BadInput, NotFound, OperationFailed
+from .home import home
+from .types import ResourceStatus, TrainingStatus
+
+SCHEMA_VERSION = 1
+CREATING = "creating"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS resources (
+    id TEXT PRIMARY KEY,
+    provider TEXT NOT NULL,
+    name TEXT NOT NULL UNIQUE,
+    instance_type TEXT,
+    gpu TEXT,
+    gpu_count INTEGER NOT NULL DEFAULT 0,
+    spot INTEGER NOT NULL DEFAULT 0,
+    region TEXT,
+    created_at TEXT NOT NULL,
+    launched_at TEXT,
+    price_per_hour REAL,
+    state TEXT NOT NULL,
+    reason TEXT,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    resource_id TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    command TEXT NOT NULL,
+    started_at TEXT,
+    ended_at TEXT,
+    exit_code INTEGER,
+    status TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_resource ON jobs (resource_id);
+"""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+@dataclass
+class ResourceRecord:
+    id: str
+    provider: str
+    name: str
+    instance_type: str | None
+    gpu: str | None
+    gpu_count: int
+    spot: bool
+    region: str | None
+    created_at: str
+    launched_at: str | None
+    price_per_hour: float | None
+    state: str
+    reason: str | None
+    updated_at: str
+
+    @property
+    def confirmed(self) -> bool:
+        """False while only the intent is recorded (the provider has not answered)."""
+        return self.state != CREATING
+
+    def hours_running(self, now: datetime | None = None) -> float:
+        start = self.launched_at or self.created_at
+        delta = (now or datetime.now(timezone.utc)) - datetime.fromisoformat(start)
+        return max(delta.total_seconds(), 0.0) / 3600
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class JobRecord:
+    id: str
+    resource_id: str
+    provider: str
+    command: list[str]
+    started_at: str | None
+    ended_at: str | None
+    exit_code: int | None
+    status: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+class Store:
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or home() / "state.db"
+        self._db: sqlite3.Connection | None = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._db = self._open()
+        return self._db
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA busy_timeout=30000")
+        row = None
+        with suppress(sqlite3.OperationalError):
+            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is None:
+            with _transaction(db):
+                _create_schema(db)
+                db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise OperationFailed(
+                f"state store {self.path} has schema version {row[0]}, newer than this "
+                f"trainctl understands ({SCHEMA_VERSION})",
+                hint="upgrade trainctl",
+            )
+        return db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    # --- resources ---------------------------------------------------------------
+
+    def new_name(self) -> str:
+        while True:
+            name = "tc-" + secrets.token_hex(3)
+            if not self._find("name", name):
+                return name
+
+    def begin_create(self, provider: str, name: str, *, spot: bool = False) -> str:
+        """Record the intent to create ``name``; returns the placeholder id."""
+        if self._find("name", name) or self._find("id", name):
+            raise BadInput(f"a resource named {name!r} already exists; choose another --name")
+        intent = "intent-" + secrets.token_hex(6)
+        now = _now()
+        self.db.execute(
+            "INSERT INTO resources (id, provider, name, spot, created_at, state, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (intent, provider, name, int(spot), now, CREATING, now),
+        )
+        return intent
+
+    def finish_create(self, intent: str, status: ResourceStatus) -> ResourceRecord:
+        """Replace the intent's placeholder id with the provider's id and status."""
+        self.db.execute(
+            "UPDATE resources SET id=?, instance_type=?, gpu=?, gpu_count=?, spot=?, region=?,"
+            " launched_at=?, price_per_hour=?, state=?, reason=?, updated_at=? WHERE id=?",
+            (
+                status.id,
+                status.instance_type,
+                status.gpu,
+                status.gpu_count,
+                int(status.spot),
+                status.region,
+                _iso(status.launch_time),
+                status.cost_per_hour,
+                status.state.value,
+                status.reason,
+                _now(),
+                intent,
+            ),
+        )
+        return self.resource(status.id)
+
+    def abandon_create(self, intent: str) -> None:
+        """Drop an intent whose create call failed with nothing left behind."""
+        self.db.execute("DELETE FROM resources WHERE id=? AND state=?", (intent, CREATING))
+
+    def update_status(self, status: ResourceStatus) -> None:
+        fields = ["state=?", "reason=?", "updated_at=?"]
+        values: list[Any] = [status.state.value, status.reason, _now()]
+        for column, value in (
+            ("instance_type", status.instance_type),
+            ("launched_at", _iso(status.launch_time)),
+            ("price_per_hour", status.cost_per_hour),
+        ):
+            if value is not None:
+                fields.append(f"{column}=?")
+                values.append(value)
+        self.db.execute(
+            f"UPDATE resources SET {', '.join(fields)} WHERE id=?", (*values, status.id)
+        )
+
+    def forget(self, resource_id: str) -> None:
+        """Delete a record (only once the provider confirmed termination)."""
+        with _transaction(self.db):
+            self.db.execute("DELETE FROM jobs WHERE resource_id=?", (resource_id,))
+            self.db.execute("DELETE FROM resources WHERE id=?", (resource_id,))
+
+    def _find(self, column: str, value: str) -> ResourceRecord | None:
+        row = self.db.execute(f"SELECT * FROM resources WHERE {column}=?", (value,)).fetchone()
+        return _resource(row) if row else None
+
+    def resource(self, ref: str) -> ResourceRecord:
+        """A resource by id or name."""
+        found = self._find("id", ref) or self._find("name", ref)
+        if found is None:
+            raise NotFound(f"no resource {ref!r} (see `trainctl list`)")
+        return found
+
+    def resources(self, provider: str | None = None) -> list[ResourceRecord]:
+        query, args = "SELECT * FROM resources", ()
+        if provider:
+            query, args = query + " WHERE provider=?", (provider,)
+        return [_resource(r) for r in self.db.execute(query + " ORDER BY created_at", args)]
+
+    # --- jobs --------------------------------------------------------------------
+
+    def add_job(self, record: ResourceRecord, status: TrainingStatus) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                status.job_id,
+                record.id,
+                record.provider,
+                json.dumps(status.command),
+                _iso(status.started_at),
+                _iso(status.ended_at),
+                status.exit_code,
+                status.status.value,
+            ),
+        )
+
+    def update_job(self, status: TrainingStatus) -> None:
+        self.db.execute(
+            "UPDATE jobs SET status=?, exit_code=?, started_at=COALESCE(?, started_at),"
+            " ended_at=COALESCE(?, ended_at) WHERE id=?",
+            (
+                status.status.value,
+                status.exit_code,
+                _iso(status.started_at),
+                _iso(status.ended_at),
+                status.job_id,
+            ),
+        )
+
+    def job(self, job_id: str) -> JobRecord | None:
+        row = self.db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+        return _job(row) if row else None
+
+    def jobs(self, resource_id: str | None = None) -> list[JobRecord]:
+        query, args = "SELECT * FROM jobs", ()
+        if resource_id:
+            query, args = query + " WHERE resource_id=?", (resource_id,)
+        return [_job(r) for r in self.db.execute(query + " ORDER BY started_at", args)]
+
+
+def _create_schema(db: sqlite3.Connection) -> None:
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+@contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _resource(row: sqlite3.Row) -> ResourceRecord:
+    d = dict(row)
+    d["spot"] = bool(d["spot"])
+    return ResourceRecord(**d)
+
+
+def _job(row: sqlite3.Row) -> JobRecord:
+    d = dict(row)
+    d["command"] = json.loads(d["command"])
+    return JobRecord(**d)

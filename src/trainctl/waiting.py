@@ -1,0 +1,91 @@
+"""Wait for a new machine to become usable, and release it if it never does.
+
+Every cloud provider has the same last step of ``create_resource``: poll the
+machine until it is ready, report progress, and on a timeout, an error state, a
+failed poll or Ctrl-C terminate it (nothing left billing) and say why.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from .errors import OperationFailed, TrainctlError
+from .remote.base import Progress
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What one poll found: ``state`` is shown in progress lines and errors;
+    ``failure`` (a reason) means the machine will never become ready."""
+
+    state: str
+    ready: bool = False
+    failure: str | None = None
+
+
+def wait_ready(
+    what: str,
+    poll: Callable[[], T],
+    look: Callable[[T], Seen],
+    *,
+    release: Callable[[], object],
+    timeout: float,
+    interval: float,
+    progress: Progress | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> T:
+    """Poll until ``look(poll())`` is ready and return that poll's value.
+
+    ``what`` names the machine in messages ("pod abc123"). On a failure state, a
+    timeout, an error raised by ``poll`` or an interrupt, ``release()`` (which
+    terminates the machine) is called first and the error then says what happened
+    and whether terminating worked.
+    A ``TrainctlError`` from ``poll`` keeps its class (and exit code)."""
+    start = clock()
+    shown = None
+    try:
+        while True:
+            value = poll()
+            seen = look(value)
+            waited = clock() - start
+            if seen.state != shown and progress:
+                progress(f"{what}: {seen.state} ({waited:.0f} s)")
+            shown = seen.state
+            if seen.ready:
+                return value
+            if seen.failure:
+                raise OperationFailed(f"{what} failed: {seen.failure}")
+            if waited >= timeout:
+                raise OperationFailed(
+                    f"{what} was not ready after {timeout:.0f} s (still {seen.state})"
+                )
+            sleep(min(interval, timeout - waited))
+    except (Exception, KeyboardInterrupt) as e:
+        released = _release(release, progress, what)
+        if isinstance(e, TrainctlError):
+            err = copy.copy(e)
+            err.message = f"{e.message}; {released}"
+            err.args = (err.message,)
+            raise err from None
+        if isinstance(e, KeyboardInterrupt):
+            if progress:
+                progress(f"interrupted: {released}")
+            raise
+        raise OperationFailed(f"{what}: {type(e).__name__}: {e}; {released}") from e
+
+
+def _release(release: Callable[[], object], progress: Progress | None, what: str) -> str:
+    if progress:
+        progress(f"terminating {what}")
+    try:
+        release()
+    except Exception as e:  # report, never mask the original error
+        return f"terminating {what} failed too ({e}): it may still be billing"
+    return f"{what} was terminated"

@@ -1,0 +1,84 @@
+"""providers compare, catalog refresh, --provider cheapest and list spend, through the CLI."""
+
+from __future__ import annotations
+
+import pytest
+
+from cli_helpers import trainctl
+from moto_helpers import aws_env, closed_port_url, moto_url  # noqa: F401 (fixture)
+
+
+def test_compare_a100_cheapest_first_with_sources():
+    r = trainctl("providers", "compare", "--gpu", "A100", "--json")
+    assert r.code == 0, r.err
+    doc = r.json()
+    offers = doc["offers"]
+    assert {o["gpu"] for o in offers} == {"A100-40GB", "A100-80GB"}
+    assert {o["provider"] for o in offers} == {"aws", "runpod"}
+    rates = [o["on_demand"] for o in offers]
+    assert rates == sorted(rates)
+    assert all(o["on_demand_source"] for o in offers)
+    assert [c["provider"] for c in doc["catalogs"]] == ["aws", "runpod", "lyceum"]
+
+
+def test_compare_table_count_hours_and_memory():
+    r = trainctl("providers", "compare", "--gpu", "A100:8", "--hours", "10", "-p", "aws")
+    assert r.code == 0, r.err
+    lines = r.out.splitlines()
+    assert "TOTAL 10H" in lines[0] and "SOURCE" in lines[0] and "AGE" in lines[0]
+    assert lines[1].split()[:2] == ["aws", "p4d.24xlarge"] and "$219.58" in lines[1]
+    assert lines[2].split()[:2] == ["aws", "p4de.24xlarge"]
+    assert "aws: bundled prices, oldest from 2026-01-21" in r.out
+    big = trainctl("providers", "compare", "--min-gpu-memory", "100", "--json").json()
+    assert big["offers"] and all(o["gpu_memory_gb"] >= 100 for o in big["offers"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--gpu", "Z9"], "unknown GPU 'Z9'; known GPUs: A10, A100, A100-40GB"),
+        (["--gpu", "A100:0"], "the count must be at least 1"),
+        (["-p", "nimbus"], "no price catalog for provider 'nimbus'"),
+    ],
+)
+def test_compare_bad_input_is_one_line_and_exit_2(args, message):
+    r = trainctl("providers", "compare", *args)
+    assert r.code == 2 and message in r.err and "Traceback" not in r.err
+
+
+def test_refresh_aws_then_compare_spot(moto_url, monkeypatch):  # noqa: F811
+    aws_env(monkeypatch, moto_url)
+    r = trainctl("catalog", "refresh", "--provider", "aws")
+    assert r.code == 0, r.err
+    assert r.out.startswith("aws: refreshed: ") and "Price List API is unavailable" in r.out
+    spot = trainctl("providers", "compare", "--gpu", "T4", "--spot", "--json").json()["offers"]
+    assert spot and all(o["provider"] == "aws" and o["spot"] == 0.00001 for o in spot)
+    assert all(o["spot_age_seconds"] < 600 for o in spot)
+
+
+def test_refresh_offline_falls_back_and_says_how_old(monkeypatch):
+    aws_env(monkeypatch, closed_port_url())
+    r = trainctl("catalog", "refresh", "--provider", "aws", "--json")
+    assert r.code == 1
+    (result,) = r.json()["results"]
+    assert result["status"] == "failed"
+    assert "using bundled prices, oldest from 2026-01-21" in result["detail"]
+
+
+def test_create_cheapest_needs_gpu_and_a_usable_provider():
+    r = trainctl("create", "--provider", "cheapest")
+    assert r.code == 2 and "--provider cheapest needs --gpu" in r.err
+    r = trainctl("run", "--provider", "cheapest", "--gpu", "A100", "--", "true")
+    assert r.code == 2 and "found no usable provider with prices" in r.err
+    assert "Traceback" not in r.err
+
+
+def test_list_shows_spend_and_total():
+    assert trainctl("create", "-p", "local", "-n", "box", "--json").code == 0
+    r = trainctl("list")
+    assert r.code == 0 and "SPENT" in r.out.splitlines()[0]
+    assert "total: $0.000/h, $0.000 spent so far" in r.out
+    doc = trainctl("list", "--json").json()
+    assert doc["total"] == {"per_hour": 0.0, "spent": 0.0, "unknown_price": 0}
+    assert doc["resources"][0]["spend"]["price_source"] == "rented"
+    assert trainctl("terminate", "box", "-y").code == 0
