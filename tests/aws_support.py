@@ -154,3 +154,17 @@ def record_backoff(monkeypatch) -> list[float]:
     pauses: list[float] = []
     monkeypatch.setattr(botocore.endpoint, "time", SimpleNamespace(sleep=pauses.append))
     return pauses
+
+
+def set_up(monkeypatch, region: str) -> str:
+    """``use_moto`` plus what ``trainctl aws setup`` makes in ``region`` (made once per
+    session) and a published Deep Learning AMI; returns the moto server's URL."""
+    from trainctl.providers.aws import AwsProvider
+
+    url = use_moto(monkeypatch, region)
+    publish_dlami(region)
+    done = _state.setdefault("set_up", set())
+    if region not in done:
+        AwsProvider(region=region).setup()
+        done.add(region)
+    return url

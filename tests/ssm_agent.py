@@ -56,6 +56,7 @@ class SSMAgent:
         self.root = root
         self.env = env
         self.offline: set[str] = set()  # instances whose agent never comes online
+        self.all_offline = False  # no agent comes online
         self.lag = False
         self.history: list[Invocation] = []
         self._seen: set[str] = set()
@@ -68,7 +69,7 @@ class SSMAgent:
         return path
 
     def online(self, account: str, region: str, instance_id: str) -> bool:
-        if instance_id in self.offline:
+        if self.all_offline or instance_id in self.offline:
             return False
         try:
             instance = ec2_backends[account][region].get_instance(instance_id)
@@ -87,14 +88,17 @@ class SSMAgent:
         self._saved = {"send_command": send, "get_command_invocation": get}
 
         def send_command(backend, **kwargs):
-            for instance_id in kwargs.get("instance_ids") or []:
+            named = list(kwargs.get("instance_ids") or [])
+            for instance_id in named:
                 if not agent.online(backend.account_id, backend.region_name, instance_id):
                     raise JsonRESTError(
                         "InvalidInstanceId", f"Instances [[{instance_id}]] not in a valid state"
                     )
             command = send(backend, **kwargs)
             if command.document_name == "AWS-RunShellScript":
-                for invocation in command.invocations:
+                # moto also adds every instance of the region when no Targets are given:
+                # only the instances named run the command
+                for invocation in [i for i in command.invocations if i["InstanceId"] in named]:
                     invocation.update(
                         Status="InProgress",
                         StatusDetails="InProgress",

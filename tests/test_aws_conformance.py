@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from aws_support import publish_dlami, use_moto
+from aws_support import set_up
 from conformance import ProviderConformance
 from trainctl.providers.aws import AwsProvider
 from trainctl.runtime import client
@@ -17,13 +17,10 @@ REGION = "us-east-2"
 class TestAwsProvider(ProviderConformance):
     @pytest.fixture
     def provider(self, monkeypatch):
-        use_moto(monkeypatch, REGION)
+        set_up(monkeypatch, REGION)
         # the runtime's follow polls once a second; a shorter pause keeps the suite quick
         monkeypatch.setattr(client, "POLL_SECONDS", 0.2)
-        publish_dlami(REGION)
-        provider = AwsProvider(progress=lambda _line: None, ssm_poll_interval=0.1)
-        provider.setup()
-        return provider
+        return AwsProvider(progress=lambda _line: None, poll_interval=0.1)
 
     @pytest.fixture
     def create_options(self):

@@ -33,7 +33,8 @@ from ...provider import TAG_MANAGED, TAG_NAME, TAG_OWNER, CheckResult, TrainingP
 from ...remote.base import Progress
 from ...states import normalize_state
 from ...types import CostEstimate, CreateResourceOptions, ResourceState, ResourceStatus
-from . import images, instance_types, setup
+from ...waiting import Seen, wait_ready
+from . import images, setup
 from .session import (
     aws_errors,
     client,
@@ -88,17 +89,19 @@ class AwsProvider(TrainingProvider):
         *,
         profile: str | None = None,
         progress: Progress | None = None,
-        ssm_online_timeout: float | None = None,
-        ssm_poll_interval: float = 1.0,
+        ready_timeout: float | None = None,
+        poll_interval: float = 1.0,
     ) -> None:
+        """``ready_timeout``: how long a machine may take to run with its SSM agent
+        online (default 600 s, or ``ready_timeout`` in [providers.aws]);
+        ``poll_interval``: the longest pause between two polls of a command (waits
+        for a machine poll half as often)."""
         self.config = provider_config("aws")
         self._region = region or self.config.get("region")
         self._profile = profile or self.config.get("profile")
         self.progress = progress
-        self.ssm_online_timeout = float(
-            ssm_online_timeout or self.config.get("ssm_online_timeout") or 600
-        )
-        self.ssm_poll_interval = ssm_poll_interval
+        self.ready_timeout = float(ready_timeout or self.config.get("ready_timeout") or 600)
+        self.poll_interval = poll_interval
         self._sessions: dict[str, Any] = {}
 
     # --- sessions, identity, names -------------------------------------------------
@@ -120,7 +123,7 @@ class AwsProvider(TrainingProvider):
         session = new_session(None, self._profile)
         if not session.region_name:
             raise translate(_no_region(), "choose a region")
-        self._sessions[session.region_name] = session
+        self._sessions.setdefault(session.region_name, session)
         return session.region_name
 
     @property
@@ -179,11 +182,15 @@ class AwsProvider(TrainingProvider):
     def _id(self, region: str, instance_id: str) -> str:
         return instance_id if region == self.region else f"{region}/{instance_id}"
 
-    def _status(self, inst: dict[str, Any], region: str) -> ResourceStatus:
+    def _status(
+        self, inst: dict[str, Any], region: str, offers: dict[str, Any] | None = None
+    ) -> ResourceStatus:
+        """``offers`` (instance type -> catalog offer) gives GPUs and price."""
         tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
         raw = inst["State"]["Name"]
         state = normalize_state(self.name, raw)
-        known = instance_types.lookup(inst.get("InstanceType", ""))
+        offers = _catalog_offers() if offers is None else offers
+        known = offers.get(inst.get("InstanceType", ""))
         spot = inst.get("InstanceLifecycle") == "spot"
         reason = inst.get("StateReason", {}).get("Message")
         return ResourceStatus(
@@ -196,7 +203,7 @@ class AwsProvider(TrainingProvider):
             gpu=known.gpu if known else None,
             gpu_count=known.gpu_count if known else 0,
             launch_time=inst.get("LaunchTime"),
-            cost_per_hour=known.hourly if known and not spot else None,
+            cost_per_hour=known.hourly(spot) if known else None,
             spot=spot,
             region=region,
             public_ip=inst.get("PublicIpAddress"),
@@ -256,9 +263,10 @@ class AwsProvider(TrainingProvider):
                 PaginationConfig={"PageSize": PAGE_SIZE},
             )
         )
+        offers = _catalog_offers()
         with aws_errors("list instances"):
             return [
-                self._status(inst, region)
+                self._status(inst, region, offers)
                 for page in pages
                 for reservation in page["Reservations"]
                 for inst in reservation["Instances"]
@@ -334,9 +342,59 @@ class AwsProvider(TrainingProvider):
             inst = self._launch_spot(ec2, params, options, token, tag_list, say)
         else:
             inst = self._launch(ec2, params, token, say)
-        status = self._status(inst, region)
-        say(f"launched {status.id} ({instance_type}, {'spot' if status.spot else 'on-demand'})")
-        return status
+        spot = inst.get("InstanceLifecycle") == "spot"
+        say(f"launched {inst['InstanceId']} ({instance_type}, {'spot' if spot else 'on-demand'})")
+        return self._status(self._wait_usable(ec2, session, region, inst, say), region)
+
+    def _wait_usable(
+        self, ec2: Any, session: Any, region: str, inst: dict[str, Any], say: Progress
+    ) -> dict[str, Any]:
+        """Wait until the machine runs with its SSM agent online; one that never gets
+        there (or goes away) is terminated, since it would bill without being usable."""
+        instance_id = inst["InstanceId"]
+        ssm = client(session, "ssm", region)
+
+        def poll() -> tuple[dict[str, Any], str | None]:
+            with aws_errors(f"wait for {instance_id}"):
+                current = self._describe(ec2, instance_id) or inst
+                if current["State"]["Name"] != "running":
+                    return current, None
+                found = ssm.describe_instance_information(
+                    Filters=[{"Key": "InstanceIds", "Values": [instance_id]}]
+                )["InstanceInformationList"]
+            return current, found[0].get("PingStatus") if found else None
+
+        def look(seen: tuple[dict[str, Any], str | None]) -> Seen:
+            current, ping = seen
+            raw = current["State"]["Name"]
+            if raw in ("shutting-down", "terminated", "stopping", "stopped"):
+                reason = current.get("StateReason", {}).get("Message") or raw
+                return Seen(raw, failure=f"it is {raw}: {reason}")
+            if raw != "running":
+                return Seen(raw)
+            return Seen(f"running, SSM agent {ping or 'not registered yet'}", ping == "Online")
+
+        def release() -> None:
+            with aws_errors(f"terminate {instance_id}"):
+                ec2.terminate_instances(InstanceIds=[instance_id])
+
+        try:
+            current, _ = wait_ready(
+                f"instance {instance_id}",
+                poll,
+                look,
+                release=release,
+                timeout=self.ready_timeout,
+                interval=self.poll_interval * 2,
+                progress=say,
+            )
+        except OperationFailed as e:
+            e.hint = e.hint or (
+                "its SSM agent needs the trainctl instance profile and outbound HTTPS "
+                "to the SSM endpoints (a default VPC subnet with a public IP has both)"
+            )
+            raise
+        return current
 
     def _instance_type(
         self, ec2: Any, options: CreateResourceOptions, region: str
@@ -347,8 +405,11 @@ class AwsProvider(TrainingProvider):
         if options.instance_type:
             wanted = [options.instance_type]
         else:
+            from ... import catalog
+
             assert options.gpu is not None
-            wanted = [t.name for t in instance_types.candidates(options.gpu)]
+            catalog.resolve(self.name, options.gpu)  # says what AWS has when nothing fits
+            wanted = [o.offer_id for o in catalog.offers(self.name, options.gpu)]
         with aws_errors("look up instance types"):
             if options.instance_type:
                 try:
@@ -559,32 +620,22 @@ class AwsProvider(TrainingProvider):
             bucket=self.names(region).bucket,
             state_dir=home() / "aws" / "sync",
             progress=self.progress,
-            online_timeout=self.ssm_online_timeout,
-            poll_interval=self.ssm_poll_interval,
+            online_timeout=self.ready_timeout,
+            poll_interval=self.poll_interval,
             instance_state=instance_state,
         )
 
     def estimate_cost(self, options: CreateResourceOptions, hours: float = 1.0) -> CostEstimate:
-        """From the bundled us-east-1 list price; for spot, the on-demand price is the
-        ceiling (AWS's default max price) unless a lower max price is given."""
-        if options.instance_type:
-            known = instance_types.lookup(options.instance_type)
-            if known is None:
-                return CostEstimate(
-                    self.name, None, hours, f"no bundled price for {options.instance_type}"
-                )
-        elif options.gpu:
-            known = instance_types.candidates(options.gpu)[0]
-        else:
-            raise BadInput("give an instance type or a GPU, e.g. --gpu A10G:1")
-        hourly, source = known.hourly, f"{known.name}: {instance_types.PRICE_SOURCE}"
-        if options.region and options.region != "us-east-1":
-            source += f"; prices in {options.region} differ"
-        if options.spot:
-            if options.max_price is not None:
-                hourly = min(hourly, options.max_price)
-            source += "; spot: at most this"
-        return CostEstimate(self.name, hourly, hours, source, spot=options.spot)
+        from ... import catalog
+
+        return catalog.estimate(self.name, options, hours)
+
+
+def _catalog_offers() -> dict[str, Any]:
+    """The price catalog's AWS offers by instance type (live prices when refreshed)."""
+    from ... import catalog
+
+    return {o.offer_id: o for loaded in catalog.load("aws") for o in loaded.offers}
 
 
 def _no_region() -> Exception:

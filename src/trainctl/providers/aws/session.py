@@ -84,13 +84,27 @@ def _file_has_credentials(path: Path) -> bool:
     )
 
 
+_loader: list[Any] = []
+
+
 def new_session(region: str | None = None, profile: str | None = None) -> Any:
-    """A boto3 session on the standard chain (``profile`` overrides ``AWS_PROFILE``)."""
+    """A boto3 session on the standard chain (``profile`` overrides ``AWS_PROFILE``).
+
+    Sessions share one loader of botocore's API models, so a second session (another
+    region) does not parse the large EC2 model again."""
     import boto3
+    import botocore.loaders
+    import botocore.session
     from botocore.exceptions import ProfileNotFound
 
+    if not _loader:
+        _loader.append(botocore.loaders.create_loader())
+    core = botocore.session.get_session()
+    core.register_component("data_loader", _loader[0])
     try:
-        return boto3.session.Session(region_name=region or None, profile_name=profile or None)
+        return boto3.session.Session(
+            botocore_session=core, region_name=region or None, profile_name=profile or None
+        )
     except ProfileNotFound as e:
         raise CredentialsError(
             str(e), hint="check AWS_PROFILE or `profile` in the config"
