@@ -149,7 +149,7 @@ class SSMRemote(Remote):
             cleanup.append(out_key)
             raise
         finally:
-            self._delete_keys(sorted(set(cleanup)))
+            self._discard(sorted(set(cleanup)))
 
     def _script(self, argv: Sequence[str], nonce: str, in_key: str | None, out_key: str) -> str:
         """The shell text SSM runs: ``argv`` with stdin from the staged input (or
@@ -337,13 +337,14 @@ class SSMRemote(Remote):
             self._download(prefix, target, single=kind == "file", progress=progress)
             return target
         finally:
-            self._delete_prefix(prefix)
+            self._discard([], prefix)
 
     def _download(
         self, prefix: str, target: Path, *, single: bool, progress: Progress | None
     ) -> None:
-        """Fetch every object under ``prefix`` with boto3's managed transfer
-        (multipart and parallel for large objects, several objects at once)."""
+        """Fetch every object under ``prefix``, several at once: large ones with boto3's
+        managed transfer (multipart, parallel ranges), small ones in one GET each (the
+        listing already gave their size, so no HEAD is needed)."""
         from boto3.s3.transfer import TransferConfig
 
         from ..providers.aws.session import aws_errors
@@ -368,7 +369,13 @@ class SSMRemote(Remote):
                     raise RemoteError(f"refusing to write {rel!r} outside {target}")
                 path = target.joinpath(*parts)
                 path.parent.mkdir(parents=True, exist_ok=True)
-            self._s3.download_file(self.bucket, obj["Key"], str(path), Config=config)
+            if obj["Size"] >= config.multipart_threshold:
+                self._s3.download_file(self.bucket, obj["Key"], str(path), Config=config)
+            else:
+                body = self._s3.get_object(Bucket=self.bucket, Key=obj["Key"])["Body"]
+                with path.open("wb") as f:
+                    for block in body.iter_chunks(1 << 20):
+                        f.write(block)
             with lock:
                 done[0] += obj["Size"]
                 if progress:
@@ -376,7 +383,7 @@ class SSMRemote(Remote):
 
         with (
             aws_errors(f"download from the staging bucket {self.bucket}"),
-            ThreadPoolExecutor(max_workers=4) as pool,
+            ThreadPoolExecutor(max_workers=8) as pool,
         ):
             for future in [pool.submit(fetch, o) for o in objects]:
                 future.result()
@@ -402,6 +409,19 @@ class SSMRemote(Remote):
 
     def _delete_prefix(self, prefix: str) -> None:
         self._delete_keys([o["Key"] for o in self._list(prefix)])
+
+    def _discard(self, keys: list[str], prefix: str | None = None) -> None:
+        """Delete staging objects after use; a failure is reported, never raised (the
+        bucket's lifecycle rule removes what is left within a day)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            if prefix is not None:
+                keys = keys + [o["Key"] for o in self._list(prefix)]
+            if keys:
+                self._delete_keys(keys)
+        except (BotoCoreError, ClientError) as e:
+            self.progress(f"could not delete staging objects in {self.bucket}: {e}")
 
     def forget(self) -> None:
         """Drop what this machine left: staged objects and the local sync manifest."""

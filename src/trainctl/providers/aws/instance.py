@@ -65,7 +65,6 @@ PROFILE_PROPAGATION_TRIES = 6
 PROFILE_PROPAGATION_SECONDS = 5.0
 _INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}")
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
-_KNOWN_EXTRA = {"client_token"}
 
 
 class AwsProvider(TrainingProvider):
@@ -282,9 +281,7 @@ class AwsProvider(TrainingProvider):
             raise BadInput("--spot-fallback applies to spot machines only (add --spot)")
         if options.disk_gb is not None and not 1 <= options.disk_gb <= 16384:
             raise BadInput(f"disk size {options.disk_gb} GB is out of range (1-16384)")
-        unknown = sorted(
-            k for k, v in options.extra.items() if v is not None and k not in _KNOWN_EXTRA
-        )
+        unknown = sorted(k for k, v in options.extra.items() if v is not None)
         if unknown:
             raise BadInput(f"provider 'aws' does not take {', '.join(unknown)}")
         if not options.instance_type and not options.gpu:
@@ -309,13 +306,13 @@ class AwsProvider(TrainingProvider):
             )
         image = images.find_image(ec2, ssm, arch, options.image)
         name = options.name or f"trainctl-{secrets.token_hex(3)}"
-        token = str(options.extra.get("client_token") or secrets.token_hex(16))
+        token = secrets.token_hex(16)
         tags = {
             **options.tags,
             "Name": name,
             TAG_MANAGED: "true",
             TAG_NAME: name,
-            TAG_OWNER: f"{getpass.getuser()}@{socket.gethostname()}",
+            TAG_OWNER: _owner(),
             TAG_LAUNCH: token,
         }
         tag_list = [{"Key": k, "Value": str(v)} for k, v in tags.items()]
@@ -575,21 +572,19 @@ class AwsProvider(TrainingProvider):
             )
 
     def stop(self, resource_id: str) -> ResourceStatus:
-        ec2, region, instance_id, inst = self._owned(resource_id)
-        if inst is None:
-            raise NotFound(f"no AWS instance {resource_id}")
-        if inst.get("InstanceLifecycle") == "spot":
-            raise CapabilityError("a one-time spot machine cannot be stopped; terminate it instead")
-        with aws_errors(f"stop {instance_id}"):
-            ec2.stop_instances(InstanceIds=[instance_id])
-        return self.get_resource_status(resource_id)
+        return self._power(resource_id, "stop")
 
     def start(self, resource_id: str) -> ResourceStatus:
-        ec2, region, instance_id, inst = self._owned(resource_id)
+        return self._power(resource_id, "start")
+
+    def _power(self, resource_id: str, action: str) -> ResourceStatus:
+        ec2, _, instance_id, inst = self._owned(resource_id)
         if inst is None:
             raise NotFound(f"no AWS instance {resource_id}")
-        with aws_errors(f"start {instance_id}"):
-            ec2.start_instances(InstanceIds=[instance_id])
+        if action == "stop" and inst.get("InstanceLifecycle") == "spot":
+            raise CapabilityError("a one-time spot machine cannot be stopped; terminate it instead")
+        with aws_errors(f"{action} {instance_id}"):
+            getattr(ec2, f"{action}_instances")(InstanceIds=[instance_id])
         return self.get_resource_status(resource_id)
 
     def connect(self, resource_id: str) -> Any:
@@ -629,6 +624,15 @@ class AwsProvider(TrainingProvider):
         from ... import catalog
 
         return catalog.estimate(self.name, options, hours)
+
+
+def _owner() -> str:
+    """Who launched the machine, for people reading the tags: user@host."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
 
 
 def _catalog_offers() -> dict[str, Any]:
