@@ -290,6 +290,29 @@ def test_throttling_is_retried_with_backoff(provider, monkeypatch):
     assert len(throttled) == 3 and len(pauses) == 3
 
 
+def test_a_fresh_instance_profile_is_waited_for_and_quotas_explained(provider, monkeypatch):
+    monkeypatch.setattr(aws_instance, "PROFILE_PROPAGATION_SECONDS", 0)
+    answers = [
+        ec2_error(
+            "InvalidParameterValue",
+            "Value (trainctl-instance) for parameter iamInstanceProfile.name is invalid. "
+            "Invalid IAM Instance Profile name",
+        )
+    ]
+    ec2_of(provider).meta.events.register(
+        "before-send.ec2.RunInstances", lambda **_: answers.pop() if answers else None
+    )
+    lines: list[str] = []
+    st = provider.create_resource(opts(), progress=lines.append)
+    assert any("not visible to EC2 yet" in line for line in lines)
+    provider.terminate(st.id)
+
+    answers.append(ec2_error("VcpuLimitExceeded", "You have requested more vCPU capacity"))
+    with pytest.raises(OperationFailed, match="quota reached") as e:
+        provider.create_resource(opts())
+    assert "Service Quotas" in (e.value.hint or "")
+
+
 # --- ownership, listing, lifecycle ---------------------------------------------------
 
 

@@ -158,7 +158,7 @@ class SSMRemote(Remote):
         cp = f"aws s3 cp --only-show-errors --region {shlex.quote(self.region)}"
         command = shlex.join(argv)
         lines = [
-            'export HOME="${HOME:-/root}"',
+            'export HOME="${HOME:-/root}" PATH="$PATH:/usr/local/bin:/snap/bin"',
             f'fail() {{ echo "{mark}: $*" >&2; exit 1; }}',
             'cd "$HOME" || fail "no home directory $HOME"',
             't=$(mktemp -d) || fail "cannot make a temporary directory"',
