@@ -45,9 +45,12 @@ test: system-packages $(VENV)/.test-installed
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/python -m pytest
 
-bench: $(VENV)/.test-installed
+bench: system-packages $(VENV)/.test-installed
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/compare.py
+	$(BIN)/python bench/ssh_warm_command.py
+	$(BIN)/python bench/ssh_follow_latency.py
+	$(BIN)/python bench/ssh_resync.py
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

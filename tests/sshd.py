@@ -34,6 +34,7 @@ from pathlib import Path
 import pytest
 
 SBIN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+BASE_PREFIX = "trainctl-sshd-"
 # Serializes useradd / userdel between concurrent test processes on this machine:
 # both lock /etc/passwd and fail instead of waiting when another holds it.
 USERS_LOCK = Path(tempfile.gettempdir()) / "trainctl-sshd-users.lock"
@@ -116,6 +117,41 @@ def kill_uid(uid: int, timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
+def reap_stale() -> None:
+    """Remove what the servers of test processes that died without teardown left:
+    their sshd, their users and their directory (only when the owner is gone)."""
+    for base in Path(tempfile.gettempdir()).glob(BASE_PREFIX + "*"):
+        try:
+            owner = int((base / "owner").read_text())
+        except (OSError, ValueError):
+            continue
+        try:
+            os.kill(owner, 0)
+            continue
+        except ProcessLookupError:
+            pass
+        try:
+            daemon = int((base / "sshd.pid").read_text())
+            if str(base).encode() in Path(f"/proc/{daemon}/cmdline").read_bytes():
+                os.kill(daemon, signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+        for line in Path("/proc/mounts").read_text().splitlines():
+            mountpoint = line.split()[1]
+            if mountpoint.startswith(str(base) + "/"):
+                subprocess.run(["umount", "-l", mountpoint], capture_output=True)
+        homes = base / "homes"
+        for home in homes.iterdir() if homes.is_dir() else ():
+            try:
+                pw = pwd.getpwnam(home.name)
+            except KeyError:
+                continue
+            if pw.pw_dir == str(home):
+                kill_uid(pw.pw_uid)
+                run_admin(["userdel", "--force", home.name])
+        shutil.rmtree(base, ignore_errors=True)
+
+
 @dataclass
 class Machine:
     """One isolated machine: a Unix user reachable as ``user@host:port``."""
@@ -167,6 +203,21 @@ class Machine:
     def processes(self) -> list[int]:
         return pids_of_uid(self.uid)
 
+    def drop_connections(self) -> int:
+        """Kill the server side of every SSH session to this machine (as a network
+        drop does); the machine's other processes live on. Returns how many died."""
+        killed = 0
+        for pid in self.processes():
+            try:
+                with open(f"/proc/{pid}/comm") as f:
+                    if f.read().strip() != "sshd":
+                        continue
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except (OSError, ProcessLookupError):
+                continue
+        return killed
+
     def destroy(self) -> None:
         """Kill the machine's processes and remove its user and home. Idempotent."""
         if self.destroyed:
@@ -182,9 +233,11 @@ class Machine:
 class SSHServer:
     """sshd on 127.0.0.1:``port``; stop() kills it, its sessions and its machines."""
 
-    def __init__(self, base: Path | None = None) -> None:
+    def __init__(self) -> None:
+        reap_stale()
         self.tag = secrets.token_hex(3)
-        self.base = Path(base or tempfile.mkdtemp(prefix="trainctl-sshd-"))
+        self.base = Path(tempfile.mkdtemp(prefix=BASE_PREFIX))
+        (self.base / "owner").write_text(str(os.getpid()))
         # users must traverse the base to reach their homes
         self.base.chmod(0o755)
         self.homes = self.base / "homes"
@@ -210,6 +263,7 @@ class SSHServer:
         for _attempt in range(5):
             self.port = port or free_port()
             self._write_config()
+            seen = self.log.stat().st_size if self.log.exists() else 0
             with self.log.open("ab") as log:
                 self._proc = subprocess.Popen(
                     [sshd, "-D", "-e", "-f", str(self.config)],
@@ -218,7 +272,8 @@ class SSHServer:
                     stderr=log,
                     start_new_session=True,
                 )
-            if self._wait_listening():
+            (self.base / "sshd.pid").write_text(str(self._proc.pid))
+            if self._wait_listening(seen):
                 return self
             self._kill_daemon()
             if port:
@@ -251,11 +306,12 @@ LogLevel VERBOSE
 """
         )
 
-    def _wait_listening(self, timeout: float = 10.0) -> bool:
+    def _wait_listening(self, seen: int, timeout: float = 10.0) -> bool:
+        """Wait for this start's "listening" line (past the ``seen`` bytes of the log)."""
         needle = f"Server listening on {self.host} port {self.port}".encode()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if needle in self.log.read_bytes():
+            if needle in self.log.read_bytes()[seen:]:
                 return True
             if self._proc is not None and self._proc.poll() is not None:
                 return False
@@ -362,8 +418,14 @@ LogLevel VERBOSE
 # -- pytest plugin ------------------------------------------------------------------
 
 
+def require_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the sshd fixture runs sshd and creates Unix users: it needs root")
+
+
 @pytest.fixture(scope="session")
 def sshd() -> Iterator[SSHServer]:
+    require_root()
     server = SSHServer().start()
     try:
         yield server
@@ -386,6 +448,7 @@ def sshd_factory() -> Iterator[Callable[[], SSHServer]]:
     started: list[SSHServer] = []
 
     def make() -> SSHServer:
+        require_root()
         server = SSHServer()
         started.append(server)
         return server.start()

@@ -19,7 +19,7 @@ class Clock:
         self.now += s
 
 
-def run(states, *, timeout=10.0, release=None):
+def run(states, *, timeout=10.0, release=None, keep=False):
     clock = Clock()
     lines: list[str] = []
     released: list[int] = []
@@ -38,7 +38,7 @@ def run(states, *, timeout=10.0, release=None):
         "pod p1",
         poll,
         look,
-        release=release or (lambda: released.append(1)),
+        release=None if keep else (release or (lambda: released.append(1))),
         timeout=timeout,
         interval=2.0,
         progress=lines.append,
@@ -101,3 +101,9 @@ def test_failed_release_is_reported_not_hidden():
         run(["ERROR"], release=boom)
     assert "container error" in str(e.value)
     assert "terminating pod p1 failed too (API down): it may still be billing" in str(e.value)
+
+
+def test_without_release_the_machine_is_left_alone():
+    with pytest.raises(OperationFailed) as e:
+        run(["STARTING"] * 100, timeout=4, keep=True)
+    assert str(e.value) == "pod p1 was not ready after 4 s (still STARTING)"

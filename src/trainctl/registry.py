@@ -21,6 +21,7 @@ ENTRY_POINT_GROUP = "trainctl.providers"
 BUILTIN: dict[str, str] = {
     "local": "trainctl.providers.local:LocalProvider",
     "ssh": "trainctl.providers.ssh:SSHProvider",
+    "runpod": "trainctl.providers.runpod:RunPodProvider",
     "aws": "trainctl.providers.aws:AwsProvider",
 }
 

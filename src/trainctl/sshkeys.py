@@ -45,6 +45,20 @@ def public_key() -> str:
     return Path(str(private_key_path()) + ".pub").read_text().strip()
 
 
+def forget_host(name: str) -> None:
+    """Drop the keys of ``name`` (``host`` or ``[host]:port``) from trainctl's known_hosts.
+
+    For providers that have just created or deleted a machine: its address may come back
+    with another machine, and a new key, behind it."""
+    path = known_hosts_path()
+    if path.exists():
+        subprocess.run(
+            [require_tool("ssh-keygen"), "-R", name, "-f", str(path)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+        )
+
+
 def require_tool(name: str) -> str:
     path = shutil.which(name)
     if not path:

@@ -34,7 +34,7 @@ def wait_ready(
     poll: Callable[[], T],
     look: Callable[[T], Seen],
     *,
-    release: Callable[[], object],
+    release: Callable[[], object] | None,
     timeout: float,
     interval: float,
     progress: Progress | None = None,
@@ -46,7 +46,8 @@ def wait_ready(
     ``what`` names the machine in messages ("pod abc123"). On a failure state, a
     timeout, an error raised by ``poll`` or an interrupt, ``release()`` (which
     terminates the machine) is called first and the error then says what happened
-    and whether terminating worked.
+    and whether terminating worked. ``release=None`` leaves the machine alone (for
+    waits on a machine that already existed, e.g. after a start).
     A ``TrainctlError`` from ``poll`` keeps its class (and exit code)."""
     start = clock()
     shown = None
@@ -64,10 +65,12 @@ def wait_ready(
                 raise OperationFailed(f"{what} failed: {seen.failure}")
             if waited >= timeout:
                 raise OperationFailed(
-                    f"{what} was not ready after {timeout:.0f} s (still {seen.state})"
+                    f"{what} was not ready after {timeout:g} s (still {seen.state})"
                 )
             sleep(min(interval, timeout - waited))
     except (Exception, KeyboardInterrupt) as e:
+        if release is None:
+            raise
         released = _release(release, progress, what)
         if isinstance(e, TrainctlError):
             err = copy.copy(e)

@@ -10,6 +10,7 @@ argument reaches the program verbatim.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -131,6 +132,7 @@ _SSH_FAILURES = (
             "Operation timed out",
             "Network is unreachable",
             "banner exchange",
+            "kex_exchange_identification",
         ),
         "unreachable",
     ),
@@ -140,7 +142,6 @@ _SSH_FAILURES = (
             "Connection closed by",
             "Connection reset",
             "Broken pipe",
-            "kex_exchange_identification",
             "client_loop:",
             "not responding",
             "mux_client",
@@ -256,6 +257,24 @@ class SSHRemote(StreamingRemote):
             return RemoteError(f"ssh to {self.description} failed: {first}")
         return None
 
+    def _failure(self, stderr: str) -> Exception | None:
+        """Why a command ended with ssh's exit code 255: ssh's own failure, or the shared
+        connection gone (its clients then exit 255 without a word), or None when the
+        command itself exited 255."""
+        error = self.transport_error(stderr)
+        if error is None and not stderr.strip() and not self._master_alive():
+            error = self._error("lost", "the connection closed")
+        return error
+
+    def _master_alive(self) -> bool:
+        p = subprocess.run(
+            self._ssh("-O", "check", "--", self.endpoint.host),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=30,
+        )
+        return p.returncode == 0
+
     def _error(self, kind: str, detail: str) -> Exception:
         d = self.description
         if kind == "hostkey":
@@ -310,7 +329,7 @@ class SSHRemote(StreamingRemote):
                 f"command {argv[0]!r} on {self.description} timed out after {timeout} s"
             ) from None
         if p.returncode == SSH_FAILED:
-            error = self.transport_error(p.stderr.decode("utf-8", "replace"))
+            error = self._failure(p.stderr.decode("utf-8", "replace"))
             if error:
                 raise error
         return CommandResult(p.returncode, p.stdout, p.stderr)
@@ -335,7 +354,8 @@ class SSHRemote(StreamingRemote):
             if proc.returncode != 0:
                 err.seek(0)
                 text = err.read().decode("utf-8", "replace")
-                raise self.transport_error(text) or RemoteError(
+                failure = self._failure(text) if proc.returncode == SSH_FAILED else None
+                raise failure or RemoteError(
                     f"{argv[0]} on {self.description} ended with exit {proc.returncode}: "
                     f"{_last_line(text)}"
                 )
@@ -349,14 +369,20 @@ class SSHRemote(StreamingRemote):
                 f"{r.error_text() or f'exit {r.returncode}'}"
             )
 
+    def forget_host_key(self) -> None:
+        """Forget the machine's host key: call it when the provider has just created or
+        deleted the machine, so that the next machine at this address is accepted."""
+        sshkeys.forget_host(self.endpoint.known_hosts_name)
+
     def close(self) -> None:
         """End the shared connection, if one is open."""
-        subprocess.run(
-            self._ssh("-O", "exit", "--", self.endpoint.host),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=30,
-        )
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            subprocess.run(
+                self._ssh("-O", "exit", "--", self.endpoint.host),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=30,
+            )
 
     # -- files ----------------------------------------------------------------------
 

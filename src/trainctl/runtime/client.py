@@ -69,10 +69,8 @@ class JobRuntime:
             [self.remote.python, "-c", _INSTALL, self._script_path], input=_script()
         )
         if not r.ok:
-            raise RemoteError(
-                f"cannot install the job runtime on {self.remote.description}: "
-                f"{r.error_text() or f'exit {r.returncode}'}",
-                hint="the machine needs python3",
+            raise self._failure(
+                r, "cannot install the job runtime", hint="the machine needs python3"
             )
         self._installed = True
 
@@ -93,13 +91,24 @@ class JobRuntime:
         try:
             data = json.loads(r.stdout)
         except ValueError:
-            raise RemoteError(
-                f"job runtime on {self.remote.description} failed: "
-                f"{r.error_text() or r.text().strip() or f'exit {r.returncode}'}"
-            ) from None
+            raise self._failure(r, "job runtime failed") from None
         if isinstance(data, dict) and "error" in data:
             raise RemoteError(f"job runtime on {self.remote.description}: {data['error']}")
         return data
+
+    def _failure(self, r: CommandResult, what: str, hint: str | None = None) -> RemoteError:
+        """One line for a failed runtime command: its stderr's last line (a Python
+        traceback ends with the exception), or a full disk said plainly."""
+        where = self.remote.description
+        text = r.error_text() or r.text().strip()
+        if "No space left on device" in text or "Disk quota exceeded" in text:
+            return RemoteError(
+                f"the disk of {where} is full", hint="free space there (df -h shows where)"
+            )
+        lines = text.splitlines()
+        return RemoteError(
+            f"{what} on {where}: {lines[-1] if lines else f'exit {r.returncode}'}", hint=hint
+        )
 
     @cached_property
     def info(self) -> dict[str, Any]:
@@ -155,7 +164,7 @@ class JobRuntime:
             args.append("--b64")
         r = self._run(*args)
         if not r.ok:
-            raise RemoteError(f"cannot read the log of {job_id}: {r.error_text()}")
+            raise self._failure(r, f"cannot read the log of {job_id}")
         return r.stdout if self.remote.binary_output else base64.b64decode(r.stdout)
 
     def follow(self, job_id: str, sink: OutputSink, offset: int = 0) -> TrainingStatus:

@@ -1,0 +1,83 @@
+"""`trainctl create --provider ssh` and a job on the machine, through the real entry point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cli_helpers import trainctl
+from sshd import Machine, SSHServer, free_port, keygen
+
+JOB = """\
+import os, sys
+print("argv", sys.argv[1:], flush=True)
+d = os.environ["TRAINCTL_CHECKPOINT_DIR"]
+os.makedirs(d, exist_ok=True)
+open(os.path.join(d, "model.txt"), "w").write("w")
+sys.exit(int(os.environ.get("CODE", "0")))
+"""
+
+
+def test_ssh_machine_from_create_to_terminate(sshd: SSHServer, ssh_machine: Machine, tmp_path):
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "job.py").write_text(JOB)
+    created = trainctl(
+        "create",
+        "--provider",
+        "ssh",
+        "--host",
+        ssh_machine.target,
+        "--key",
+        str(sshd.client_key),
+        "--name",
+        "box",
+        "--price-per-hour",
+        "0.75",
+        "--json",
+    )
+    assert created.code == 0, created.err
+    c = created.json()
+    assert (c["provider"], c["name"], c["price_per_hour"]) == ("ssh", "box", 0.75)
+
+    st = trainctl("status", "box", "--json").json()
+    assert st["state"] == "running" and st["raw_state"] == "reachable"
+    assert st["ssh_user"] == ssh_machine.user and st["ssh_port"] == ssh_machine.port
+
+    r = trainctl(
+        "train", "box", "--workdir", str(project), "--env", "CODE=3", "--",
+        "python3", "job.py", "a b", "$(x)",
+    )  # fmt: skip
+    assert r.code == 3, r.err
+    assert "argv ['a b', '$(x)']" in r.out
+    assert (ssh_machine.home / ".trainctl" / "work" / "job.py").read_text() == JOB
+
+    d = trainctl("download", "box", "checkpoints", str(tmp_path / "out"), "--json")
+    assert d.code == 0, d.err
+    assert (Path(tmp_path) / "out" / "model.txt").read_text() == "w"
+
+    gone = trainctl("terminate", "box", "-y", "--json")
+    assert gone.code == 0, gone.err
+    assert gone.json()["state"] == "terminated"
+    assert trainctl("list", "--json").json()["resources"] == []
+    assert (ssh_machine.home / ".trainctl" / "work" / "job.py").exists()  # machine untouched
+
+
+def test_create_errors_are_one_line(sshd: SSHServer, ssh_machine: Machine, tmp_path):
+    port = free_port()
+    cases = [
+        (["--host", f"u@127.0.0.1:{port}"], 1, f"cannot reach u@127.0.0.1:{port}"),
+        (
+            ["--host", ssh_machine.target, "--key", str(keygen(tmp_path / "k", "other"))],
+            4,
+            f"{ssh_machine.target} refused the SSH key",
+        ),
+        ([], 2, "needs the machine's address"),
+        (["--host", "u@h:notaport"], 2, "bad SSH host"),
+    ]
+    for args, code, needle in cases:
+        r = trainctl("create", "--provider", "ssh", *args)
+        assert r.code == code, (args, r.err)
+        # progress lines may come first; the error is one line
+        (error,) = [ln for ln in r.err.splitlines() if ln.startswith("error")]
+        assert needle in error and "Traceback" not in r.err, r.err
+    assert trainctl("list", "--json").json()["resources"] == []
