@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import urllib.request
@@ -41,7 +42,8 @@ def server_url() -> str:
         url = f"http://{host}:{port}"
         sandboxes = Path(tempfile.mkdtemp(prefix="trainctl-ssm-"))
         agent = SSMAgent(sandboxes, machine_env(url)).install()
-        atexit.register(agent.kill_all)
+        atexit.register(shutil.rmtree, sandboxes, ignore_errors=True)
+        atexit.register(agent.kill_all)  # runs first
         _state.update(url=url, server=server, agent=agent)
     return str(_state["url"])
 

@@ -42,6 +42,7 @@ from .session import (
     error_code,
     error_message,
     new_session,
+    no_region,
     translate,
 )
 
@@ -121,7 +122,7 @@ class AwsProvider(TrainingProvider):
     def default_region(self) -> str:
         session = new_session(None, self._profile)
         if not session.region_name:
-            raise translate(_no_region(), "choose a region")
+            raise no_region()
         self._sessions.setdefault(session.region_name, session)
         return session.region_name
 
@@ -137,8 +138,7 @@ class AwsProvider(TrainingProvider):
         return {"account": found["Account"], "arn": found["Arn"]}
 
     def names(self, region: str) -> setup.Names:
-        account = "" if self.config.get("bucket") else self.identity["account"]
-        return setup.Names.for_account(account, region, self.config)
+        return setup.Names.for_account(self.identity["account"], region, self.config)
 
     @property
     def partition(self) -> str:
@@ -640,12 +640,6 @@ def _catalog_offers() -> dict[str, Any]:
     from ... import catalog
 
     return {o.offer_id: o for loaded in catalog.load("aws") for o in loaded.offers}
-
-
-def _no_region() -> Exception:
-    from botocore.exceptions import NoRegionError
-
-    return NoRegionError()
 
 
 def _root_volume(image: dict[str, Any], disk_gb: int | None) -> dict[str, Any]:

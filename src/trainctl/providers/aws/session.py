@@ -135,6 +135,13 @@ def error_message(error: BaseException) -> str:
     return str(response.get("Error", {}).get("Message", "")) or str(error)
 
 
+def no_region() -> BadInput:
+    return BadInput(
+        "no AWS region is configured",
+        hint="set AWS_REGION, `region` in ~/.aws/config or [providers.aws], or pass --region",
+    )
+
+
 def translate(error: BaseException, action: str) -> BaseException:
     """The trainctl error for a botocore exception raised while doing ``action``
     (``error`` itself when it is not botocore's)."""
@@ -153,10 +160,7 @@ def translate(error: BaseException, action: str) -> BaseException:
     if isinstance(error, TokenRetrievalError):
         return CredentialsError(f"AWS sign-in expired: {error}", hint="run `aws sso login`")
     if isinstance(error, NoRegionError):
-        return BadInput(
-            "no AWS region is configured",
-            hint="set AWS_REGION, `region` in ~/.aws/config or [providers.aws], or pass --region",
-        )
+        return no_region()
     if isinstance(error, EndpointConnectionError):
         return OperationFailed(f"cannot reach AWS to {action}: {error}")
     if isinstance(error, ClientError):
