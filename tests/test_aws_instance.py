@@ -143,7 +143,7 @@ def test_bad_option_combinations(provider):
         provider.create_resource(opts(max_price=0.5))
     with pytest.raises(BadInput, match="spot machines only"):
         provider.create_resource(opts(spot_fallback=True))
-    with pytest.raises(BadInput, match="does not take host"):
+    with pytest.raises(BadInput, match="does not take --host"):
         provider.create_resource(opts(extra={"host": "x"}))
     with pytest.raises(BadInput, match="smaller than the image"):
         provider.create_resource(opts(disk_gb=1))

@@ -15,7 +15,8 @@ from trainctl.types import CreateResourceOptions, GpuSpec
 
 
 class GpuFake(FakeProvider):
-    capabilities = FakeProvider.capabilities | {Capability.GPU_SELECTION}
+    capabilities = FakeProvider.capabilities | {Capability.GPU_SELECTION, Capability.INSTANCE_TYPE}
+    extra_options = frozenset({"cloud"})
 
 
 def offers(*specs):
@@ -58,8 +59,11 @@ def test_cheapest_offer_first_then_the_next_on_no_capacity(fakes):
     status, taken = launch(options, found, creator(fakes, seen), report=reports.append)
     assert [n for n, _ in seen] == ["aws", "runpod"]
     assert taken.offer_id == "r1" and status.provider == "fake"
-    assert seen[1][1].instance_type == "r1" and seen[1][1].extra["cloud"] == "community"
-    assert seen[1][1].gpu == GpuSpec("A100-80GB", 1)
+    # each offer is put in its provider's own terms: an AWS instance type, a RunPod
+    # GPU type id on one cloud
+    assert seen[0][1].instance_type == "a1" and seen[0][1].gpu is None
+    assert seen[1][1].instance_type is None and seen[1][1].extra["cloud"] == "community"
+    assert seen[1][1].gpu == GpuSpec("r1", 1)
     assert reports[0].startswith("cheapest: 5 matching offers on aws, lyceum, runpod")
     assert "picked aws a1: A100-80GB x1 at $1/h on-demand" in reports[1]
     assert reports[1].endswith(": the cheapest")
@@ -149,3 +153,29 @@ def test_api_create_cheapest_over_the_bundled_catalog(monkeypatch, tmp_path):
     ]
     # the refused tries left no records behind
     assert [r.provider for r in tc.store.resources()] == ["aws"]
+
+
+@pytest.mark.parametrize(
+    ("provider", "offer", "expect"),
+    [
+        ("aws", Offer("aws", "p4d.24xlarge", "A100-40GB", 8), {"instance_type": "p4d.24xlarge"}),
+        (
+            "runpod",
+            Offer("runpod", "NVIDIA A100 80GB PCIe", "A100-80GB", 2, cloud="community"),
+            {"gpu": GpuSpec("NVIDIA A100 80GB PCIe", 2), "cloud": "community"},
+        ),
+        (
+            "lyceum",
+            Offer("lyceum", "a100", "A100-80GB", 1),
+            {"instance_type": "a100", "gpu": GpuSpec("A100-80GB", 1)},
+        ),
+    ],
+)
+def test_offers_become_options_each_real_provider_accepts(provider, offer, expect):
+    from trainctl.catalog.cheapest import options_for
+
+    options = options_for(offer, CreateResourceOptions(gpu=GpuSpec("A100", offer.gpu_count)))
+    registry.get_class(provider).validate_options(registry.get(provider), options)
+    for key, value in expect.items():
+        got = options.extra.get(key) if key == "cloud" else getattr(options, key)
+        assert got == value

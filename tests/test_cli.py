@@ -177,6 +177,8 @@ def test_run_failing_job_still_terminates(project, tmp_path):
         (["create", "-p", "local", "--spot"], 2, "cannot rent spot"),
         (["create", "-p", "local", "--name", "bad name!"], 2, "bad name"),
         (["create", "-p", "local", "--gpu", "A100:x"], 2, "bad GPU spec"),
+        (["create", "-p", "local", "--cloud", "secure"], 2, "does not take --cloud"),
+        (["create", "-p", "local", "--instance-type", "g5.xlarge"], 2, "cannot choose an instance"),
         (["frobnicate"], 2, "No such command"),
     ],
 )

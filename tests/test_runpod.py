@@ -156,7 +156,7 @@ def test_the_catalog_is_fetched_once_and_cached(provider, fake):
     ("options", "message"),
     [
         (CreateResourceOptions(name="x"), "RunPod needs a GPU"),
-        (opts(instance_type="g5.xlarge"), "no instance types"),
+        (opts(instance_type="g5.xlarge"), "cannot choose an instance type"),
         (opts(extra={"cloud": "moon"}), "unknown RunPod cloud 'moon'"),
         (opts(extra={"volume_gb": 5}), "at least 10 GB"),
         (opts(disk_gb=0), "bad disk size"),

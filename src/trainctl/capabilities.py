@@ -19,6 +19,7 @@ class Capability(enum.Enum):
     REGIONS = "regions"  # the user can choose a region / data centre
     CUSTOM_IMAGE = "custom-image"
     GPU_SELECTION = "gpu-selection"  # `--gpu` picks the hardware
+    INSTANCE_TYPE = "instance-type"  # `--instance-type` names the machine kind
     DOWNLOAD = "download"
     DISK_SIZE = "disk-size"
 
@@ -34,6 +35,7 @@ _DESCRIPTIONS = {
     Capability.REGIONS: "choose a region",
     Capability.CUSTOM_IMAGE: "use a custom image",
     Capability.GPU_SELECTION: "choose GPUs with --gpu",
+    Capability.INSTANCE_TYPE: "choose an instance type",
     Capability.DOWNLOAD: "download files from a machine",
     Capability.DISK_SIZE: "set the disk size",
 }

@@ -9,17 +9,18 @@ and the job runtime, so they behave the same on every provider.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
 from .capabilities import Capability, require
-from .errors import BadInput, NotFound
+from .errors import BadInput, CapabilityError, NotFound
 from .remote.base import Progress, Remote
 from .runtime.client import JobRuntime, OutputSink
 from .types import (
     CostEstimate,
     CreateResourceOptions,
+    GpuSpec,
     ResourceStatus,
     TrainingJob,
     TrainingStatus,
@@ -50,6 +51,8 @@ class TrainingProvider(ABC):
 
     name: ClassVar[str]
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    #: keys of ``CreateResourceOptions.extra`` this provider reads (flags like --host)
+    extra_options: ClassVar[frozenset[str]] = frozenset()
 
     # --- control plane, supplied by each provider -------------------------------
 
@@ -85,8 +88,23 @@ class TrainingProvider(ABC):
     @abstractmethod
     def estimate_cost(self, options: CreateResourceOptions, hours: float = 1.0) -> CostEstimate: ...
 
+    @classmethod
+    def options_for_offer(
+        cls, options: CreateResourceOptions, *, offer_id: str, gpu: GpuSpec, cloud: str = ""
+    ) -> CreateResourceOptions:
+        """The create options that rent one catalog offer (``--provider cheapest``):
+        by default the offer id is the instance type."""
+        return replace(options, instance_type=offer_id, gpu=None)
+
     def validate_options(self, options: CreateResourceOptions) -> None:
         """Refuse options this provider cannot honour, before any side effect."""
+        unknown = sorted(k for k, v in options.extra.items() if v is not None)
+        unknown = [k for k in unknown if k not in self.extra_options]
+        if unknown:
+            flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
+            raise CapabilityError(f"provider '{self.name}' does not take {flags}")
+        if options.instance_type:
+            require(self, Capability.INSTANCE_TYPE)
         if options.spot:
             require(self, Capability.SPOT)
         if options.region:

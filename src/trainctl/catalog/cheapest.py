@@ -10,7 +10,6 @@ offers are tried, so a market without capacity fails in bounded time.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TypeVar
 
 from ..errors import BadInput, NoCapacity
@@ -52,13 +51,11 @@ def candidates(options: CreateResourceOptions, catalog: list[Offer]) -> list[Off
 
 
 def options_for(offer: Offer, options: CreateResourceOptions) -> CreateResourceOptions:
-    """The create options that rent ``offer``."""
-    extra = {**options.extra, **({"cloud": offer.cloud} if offer.cloud else {})}
-    return replace(
-        options,
-        instance_type=offer.offer_id,
-        gpu=GpuSpec(offer.gpu, offer.gpu_count),
-        extra=extra,
+    """The create options that rent ``offer``, in the terms of its provider."""
+    from .. import registry
+
+    return registry.get_class(offer.provider).options_for_offer(
+        options, offer_id=offer.offer_id, gpu=GpuSpec(offer.gpu, offer.gpu_count), cloud=offer.cloud
     )
 
 

@@ -20,7 +20,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,7 +39,7 @@ from ..home import provider_config
 from ..provider import NAME_PREFIX, TAG_MANAGED, TAG_NAME, CheckResult, TrainingProvider
 from ..remote.base import Progress, Remote
 from ..states import normalize_state
-from ..types import CostEstimate, CreateResourceOptions, ResourceState, ResourceStatus
+from ..types import CostEstimate, CreateResourceOptions, GpuSpec, ResourceState, ResourceStatus
 
 if TYPE_CHECKING:
     from ..httpapi import ApiError, JsonApi
@@ -57,8 +57,6 @@ CREATE_TIMEOUT_VOLUME = 300.0
 #: (longer when the server asks for it with Retry-After)
 MAX_ATTEMPTS = 8
 #: extra options ``create`` understands (``CreateResourceOptions.extra``)
-EXTRA_OPTIONS = frozenset({"volume_gb"})
-
 CREDENTIALS_HINT = (
     "set LYCEUM_API_KEY to an API key (lk_...) from the Lyceum dashboard, "
     "or run `lyceum auth login` to refresh ~/.lyceum/config.json"
@@ -190,8 +188,22 @@ def _seconds(conf: dict[str, Any], key: str, default: float) -> float:
 class LyceumProvider(TrainingProvider):
     name = "lyceum"
     capabilities = frozenset(
-        {Capability.CREATE, Capability.SPOT, Capability.GPU_SELECTION, Capability.DOWNLOAD}
+        {
+            Capability.CREATE,
+            Capability.SPOT,
+            Capability.GPU_SELECTION,
+            Capability.INSTANCE_TYPE,
+            Capability.DOWNLOAD,
+        }
     )
+    extra_options = frozenset({"volume_gb"})
+
+    @classmethod
+    def options_for_offer(
+        cls, options: CreateResourceOptions, *, offer_id: str, gpu: GpuSpec, cloud: str = ""
+    ) -> CreateResourceOptions:
+        """A Lyceum offer is a hardware profile; the GPU count goes with it."""
+        return replace(options, instance_type=offer_id, gpu=gpu)
 
     def __init__(
         self,
@@ -373,12 +385,6 @@ class LyceumProvider(TrainingProvider):
 
     def validate_options(self, options: CreateResourceOptions) -> None:
         super().validate_options(options)
-        unknown = sorted(
-            k for k, v in options.extra.items() if v is not None and k not in EXTRA_OPTIONS
-        )
-        if unknown:
-            flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
-            raise BadInput(f"provider 'lyceum' does not take {flags}")
         size = options.extra.get("volume_gb")
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
             raise BadInput(f"volume_gb must be a whole number of GB >= 1, not {size!r}")

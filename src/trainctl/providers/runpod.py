@@ -29,7 +29,7 @@ import subprocess
 import time
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -166,6 +166,15 @@ class RunPodProvider(TrainingProvider):
             Capability.DISK_SIZE,
         }
     )
+    extra_options = frozenset({"cloud", "volume_gb", "env"})
+
+    @classmethod
+    def options_for_offer(
+        cls, options: CreateResourceOptions, *, offer_id: str, gpu: GpuSpec, cloud: str = ""
+    ) -> CreateResourceOptions:
+        """A RunPod offer is a GPU type id on one cloud; the count goes with it."""
+        extra = {**options.extra, "cloud": cloud} if cloud else options.extra
+        return replace(options, instance_type=None, gpu=GpuSpec(offer_id, gpu.count), extra=extra)
 
     def __init__(
         self,
@@ -365,11 +374,6 @@ class RunPodProvider(TrainingProvider):
     def _plan(self, options: CreateResourceOptions) -> PodPlan:
         self.validate_options(options)
         cfg = self.config
-        if options.instance_type:
-            raise BadInput(
-                "RunPod has no instance types: choose the GPU with --gpu NAME[:COUNT]",
-                hint="e.g. --gpu RTX4090 or --gpu A100-80GB:2",
-            )
         if options.tags:
             raise BadInput(
                 "RunPod pods have no tags (trainctl tells its pods apart by their name)",

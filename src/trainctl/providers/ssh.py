@@ -53,6 +53,7 @@ def _price(value: Any) -> float | None:
 class SSHProvider(TrainingProvider):
     name = "ssh"
     capabilities = frozenset({Capability.CREATE, Capability.DOWNLOAD})
+    extra_options = frozenset({"host", "key", "price_per_hour"})
 
     def __init__(self, records: Path | None = None) -> None:
         self._records_path = records
@@ -114,11 +115,6 @@ class SSHProvider(TrainingProvider):
 
     def validate_options(self, options: CreateResourceOptions) -> None:
         super().validate_options(options)
-        if options.instance_type:
-            raise BadInput(
-                "the ssh provider registers a machine you already have: "
-                "--instance-type does not apply"
-            )
         if not options.extra.get("host"):
             raise BadInput(
                 "the ssh provider needs the machine's address",

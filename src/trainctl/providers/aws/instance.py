@@ -78,6 +78,7 @@ class AwsProvider(TrainingProvider):
             Capability.REGIONS,
             Capability.CUSTOM_IMAGE,
             Capability.GPU_SELECTION,
+            Capability.INSTANCE_TYPE,
             Capability.DOWNLOAD,
             Capability.DISK_SIZE,
         }
@@ -281,9 +282,6 @@ class AwsProvider(TrainingProvider):
             raise BadInput("--spot-fallback applies to spot machines only (add --spot)")
         if options.disk_gb is not None and not 1 <= options.disk_gb <= 16384:
             raise BadInput(f"disk size {options.disk_gb} GB is out of range (1-16384)")
-        unknown = sorted(k for k, v in options.extra.items() if v is not None)
-        if unknown:
-            raise BadInput(f"provider 'aws' does not take {', '.join(unknown)}")
         if not options.instance_type and not options.gpu:
             raise BadInput("give an instance type or a GPU, e.g. --gpu A10G:1")
         if options.instance_type and options.gpu:
