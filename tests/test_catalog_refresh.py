@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from fakes import FakeProvider
-from moto_helpers import aws_env, closed_port_url, moto_url  # noqa: F401 (fixture)
+from price_apis import aws_env, closed_port_url, moto_url, runpod_api  # noqa: F401 (fixtures)
 from trainctl import catalog, registry
 from trainctl.catalog import live_aws, live_lyceum, live_runpod, refresh, store
 from trainctl.errors import BadInput
@@ -77,6 +77,30 @@ def test_without_credentials_every_provider_is_skipped(monkeypatch, tmp_path):
     assert aws.detail == "no credentials; using bundled prices, oldest from 2026-01-21 (308d old)"
     assert all(r.detail.startswith("not installed; using") for r in results.values())
     assert not store.cache_path("aws").exists()
+
+
+def test_runpod_refresh_against_the_fake(runpod_api):  # noqa: F811
+    (result,) = refresh.refresh(["runpod"], now=NOW)
+    assert result.status == refresh.REFRESHED, result.detail
+    assert result.notes == []
+    (loaded,) = catalog.load("runpod")
+    assert loaded.origin == store.LIVE and len(loaded.offers) == result.offers
+    rtx = catalog.find("runpod", "NVIDIA GeForce RTX 4090", cloud="community", gpu_count=2)
+    assert (rtx.gpu, rtx.on_demand, rtx.spot, rtx.max_gpu_count) == ("RTX4090", 0.68, 0.34, 8)
+    assert rtx.on_demand_source == live_runpod.SOURCE and rtx.spot_source == live_runpod.SPOT_SOURCE
+    # the fake's H100 SXM is secure-only, its H100 PCIe goes to four GPUs on community
+    assert catalog.find("runpod", "NVIDIA H100 80GB HBM3", cloud="community") is None
+    assert catalog.find("runpod", "NVIDIA H100 PCIe", cloud="community", gpu_count=8) is None
+    cheapest = catalog.offers("runpod", "A100:2", spot=True)[0]
+    # the fake quotes half the community price, rounded: 0.59 per GPU
+    assert cheapest.gpu == "A100-80GB" and cheapest.spot == pytest.approx(2 * 0.59)
+
+
+def test_runpod_rejected_key_keeps_bundled_prices(runpod_api, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("RUNPOD_API_KEY", "rpa_wrong")
+    (result,) = refresh.refresh(["runpod"], now=NOW)
+    assert result.status == refresh.FAILED and "using bundled prices" in result.detail
+    assert not store.cache_path("runpod").exists()
 
 
 def test_unknown_provider_is_bad_input():

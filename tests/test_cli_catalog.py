@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cli_helpers import trainctl
-from moto_helpers import aws_env, closed_port_url, moto_url  # noqa: F401 (fixture)
+from price_apis import aws_env, closed_port_url, moto_url, runpod_api  # noqa: F401 (fixtures)
 
 
 def test_compare_a100_cheapest_first_with_sources():
@@ -54,6 +54,18 @@ def test_refresh_aws_then_compare_spot(moto_url, monkeypatch):  # noqa: F811
     spot = trainctl("providers", "compare", "--gpu", "T4", "--spot", "--json").json()["offers"]
     assert spot and all(o["provider"] == "aws" and o["spot"] == 0.00001 for o in spot)
     assert all(o["spot_age_seconds"] < 600 for o in spot)
+
+
+def test_refresh_without_provider_takes_those_with_credentials(runpod_api):  # noqa: F811
+    r = trainctl("catalog", "refresh", "--json")
+    assert r.code == 0, r.err
+    results = {x["provider"]: x for x in r.json()["results"]}
+    assert results["runpod"]["status"] == "refreshed" and results["runpod"]["offers"] > 0
+    assert all(x["status"] == "skipped" for p, x in results.items() if p != "runpod")
+    table = trainctl("providers", "compare", "--gpu", "RTX4090:2", "--spot", "-p", "runpod")
+    lines = table.out.splitlines()
+    assert table.code == 0 and lines[1].split()[:2] == ["runpod", "NVIDIA"]
+    assert "RunPod" in lines[1] and "runpod: live cache prices, oldest from" in table.out
 
 
 def test_refresh_offline_falls_back_and_says_how_old(monkeypatch):
