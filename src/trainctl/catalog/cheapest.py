@@ -51,21 +51,29 @@ def candidates(options: CreateResourceOptions, catalog: list[Offer]) -> list[Off
     ]
 
 
+#: providers whose create call names an offer by ``instance_type`` (with no ``--gpu``);
+#: the others (RunPod GPU type ids, Lyceum hardware profiles) take the offer id as the
+#: GPU name with the count: ``--gpu "NVIDIA A100 80GB PCIe:2"``
+BY_INSTANCE_TYPE = frozenset({"aws"})
+
+
 def options_for(offer: Offer, options: CreateResourceOptions) -> CreateResourceOptions:
-    """The create options that rent ``offer``."""
-    extra = {**options.extra, **({"cloud": offer.cloud} if offer.cloud else {})}
+    """The create options that rent ``offer`` (a ``--cloud`` choice goes only to the
+    offers that have clouds)."""
+    extra = {k: v for k, v in options.extra.items() if k != "cloud"}
+    if offer.cloud:
+        extra["cloud"] = offer.cloud
+    if offer.provider in BY_INSTANCE_TYPE:
+        return replace(options, instance_type=offer.offer_id, gpu=None, extra=extra)
     return replace(
-        options,
-        instance_type=offer.offer_id,
-        gpu=GpuSpec(offer.gpu, offer.gpu_count),
-        extra=extra,
+        options, instance_type=None, gpu=GpuSpec(offer.offer_id, offer.gpu_count), extra=extra
     )
 
 
-def describe(offer: Offer, spot: bool) -> str:
+def describe(offer: Offer, spot: bool, why: str) -> str:
     kind = "spot" if spot else "on-demand"
     return (
-        f"{offer.provider} {offer.label}: {offer.gpu} x{offer.gpu_count} at "
+        f"{offer.provider} {offer.label}, {why}: {offer.gpu} x{offer.gpu_count} at "
         f"${offer.hourly(spot):.4g}/h {kind} ({query.describe_source(offer, spot)})"
     )
 
@@ -96,7 +104,7 @@ def launch(
     refused = []
     for i, offer in enumerate(tries, 1):
         why = "the cheapest" if i == 1 else f"next cheapest ({i} of {len(tries)})"
-        report(f"picked {describe(offer, options.spot)}: {why}")
+        report(f"picked {describe(offer, options.spot, why)}")
         try:
             return create(offer.provider, options_for(offer, options)), offer
         except NoCapacity as e:
@@ -105,8 +113,9 @@ def launch(
     left = len(offers) - len(tries)
     raise NoCapacity(
         f"no capacity on the {len(tries)} cheapest offers ({'; '.join(refused)})"
-        + (f"; {left} dearer offers not tried" if left else ""),
-        hint="try again later, or name a provider and instance type",
+        + (f"; {left} dearer offer{'s' if left > 1 else ''} not tried" if left else ""),
+        hint="try again later, or pick another offer from "
+        f"`trainctl providers compare --gpu {options.gpu}` and name its provider",
     )
 
 
