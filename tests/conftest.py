@@ -19,13 +19,14 @@ def trainctl_home(tmp_path, monkeypatch):
         "TRAINCTL_PROVIDER",
         "RUNPOD_API_KEY",
         "LYCEUM_API_KEY",
+        "LYCEUM_ORG",
+        "TRAINCTL_LYCEUM_API_URL",
         "AWS_PROFILE",
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
         "AWS_SESSION_TOKEN",
         "AWS_CONFIG_FILE",
         "AWS_SHARED_CREDENTIALS_FILE",
-        "LYCEUM_ORG",
     ):
         monkeypatch.delenv(var, raising=False)
     return home

@@ -20,6 +20,7 @@ ENTRY_POINT_GROUP = "trainctl.providers"
 #: name -> "module:Class"
 BUILTIN: dict[str, str] = {
     "local": "trainctl.providers.local:LocalProvider",
+    "lyceum": "trainctl.providers.lyceum:LyceumProvider",
     "ssh": "trainctl.providers.ssh:SSHProvider",
     "runpod": "trainctl.providers.runpod:RunPodProvider",
 }

@@ -54,3 +54,10 @@ def offers_from_availability(payload: dict[str, Any], now: datetime) -> list[Off
                 )
             )
     return sorted(offers, key=lambda o: (o.gpu, o.gpu_count))
+
+
+def fetch(now: datetime) -> tuple[list[Offer], list[str]]:
+    """Lyceum's offers now, through the provider's API client and credentials."""
+    from ..providers.lyceum import LyceumProvider
+
+    return offers_from_availability(LyceumProvider().availability(), now), []

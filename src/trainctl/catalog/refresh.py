@@ -22,6 +22,7 @@ from .usable import usable_providers
 FETCHERS: dict[str, str] = {
     "aws": "trainctl.catalog.live_aws:fetch",
     "runpod": "trainctl.catalog.live_runpod:fetch",
+    "lyceum": "trainctl.catalog.live_lyceum:fetch",
 }
 
 Fetch = Callable[[datetime], tuple[list[Offer], list[str]]]

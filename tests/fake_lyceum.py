@@ -1,0 +1,681 @@
+"""A fake Lyceum Cloud API on 127.0.0.1, built from ``reference/lyceum/api.md``.
+
+It serves the VM part of the API the way api.md describes it: the same paths,
+fields, status strings and FastAPI-style error bodies (``{"detail": ...}``; 422
+with a list of field errors for a malformed body). It is strict where a real
+server would be and more: a request without a bearer token, with an unknown key,
+an unknown org, a body field of the wrong type or a field api.md does not list is
+refused. Every request is recorded so that tests can inspect what was sent.
+
+Knobs (attributes, set by tests):
+
+- ``variants``: the on-demand and spot offers of ``/vms/availability``; a profile
+  not listed is refused by create. ``machine_types``: what ``/machine-types`` lists.
+- ``provision_outcome``: ``"ready"`` (default), ``"failed"``, ``"error"`` or
+  ``"stuck"`` (never leaves ``provisioning``); ``provision_seconds`` how long it takes.
+- ``credit``: False makes create answer 402.
+- ``fail_next(status, times, ...)``: the next matching requests (after ``after``
+  of them) answer ``status`` (429, 500, 502, 503 ...), optionally with ``Retry-After``.
+- ``lose_next_create(mode)``: the next create makes the VM but its response is
+  lost: ``"drop"`` closes the connection, ``"delay"`` answers too late.
+- ``ip_with_port``: report ``ip_address`` as ``host:port`` (default) or ``host``.
+- ``machines``: what backs a VM once it is ready: an object with
+  ``start(vm_id, public_key) -> (host, port, user)`` and ``stop(vm_id)``.
+  ``SshdMachines`` uses the test SSH server; the default, ``NoMachines``, backs
+  nothing and reports a documentation address.
+- Volumes: a create with ``new_volume`` makes a volume attached to the VM;
+  deleting the VM detaches it (it lives on, billing) as api.md says.
+
+``ssh_user`` is the one field the fake adds to api.md: only for VMs backed by a
+machine whose login user is not ``lyceum`` (the test SSH server's users), so a real
+gateway, which never sends it, leaves the provider on the documented ``lyceum``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
+
+API = "/api/v2/external"
+DEFAULT_KEY = "lk_fake_0123456789abcdef"
+DEFAULT_ORG = "acme-ml"
+LOGIN_USER = "lyceum"
+
+DEFAULT_VARIANTS: list[dict[str, Any]] = [
+    {
+        "hardware_profile": "a100",
+        "instance_type": "on-demand",
+        "price_per_hour": 1.79,
+        "available_gpus_per_instance": [1, 2, 4, 8],
+        "block_storage_gpu_counts": [1, 2],
+    },
+    {
+        "hardware_profile": "a100",
+        "instance_type": "spot",
+        "price_per_hour": 0.99,
+        "available_gpus_per_instance": [1, 2],
+        "block_storage_gpu_counts": None,
+    },
+    {
+        "hardware_profile": "h100",
+        "instance_type": "on-demand",
+        "price_per_hour": 2.89,
+        "available_gpus_per_instance": [1, 2, 8],
+        "block_storage_gpu_counts": [1],
+    },
+    {
+        "hardware_profile": "cpu",
+        "instance_type": "on-demand",
+        "price_per_hour": 0.12,
+        "available_gpus_per_instance": [0],
+        "block_storage_gpu_counts": None,
+    },
+]
+
+_PUBLIC_KEY = re.compile(r"^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+( .*)?$")
+
+
+class Machines(Protocol):
+    def start(self, vm_id: str, public_key: str) -> tuple[str, int, str]: ...
+
+    def stop(self, vm_id: str) -> None: ...
+
+
+class NoMachines:
+    """Backs nothing: a ready VM reports an address from the documentation range."""
+
+    def __init__(self) -> None:
+        self._n = 0
+
+    def start(self, vm_id: str, public_key: str) -> tuple[str, int, str]:
+        self._n += 1
+        return f"192.0.2.{self._n % 250 + 1}", 22000 + self._n, LOGIN_USER
+
+    def stop(self, vm_id: str) -> None:
+        return None
+
+
+class SshdMachines:
+    """Backs each VM by one machine of the test SSH server (``tests/sshd.py``): a
+    dedicated Unix user that accepts the key the VM was created with. Deleting the
+    VM destroys the machine."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.by_vm: dict[str, Any] = {}
+
+    def start(self, vm_id: str, public_key: str) -> tuple[str, int, str]:
+        machine = self.server.new_machine(authorize_client_key=False)
+        machine.authorize(public_key)
+        self.by_vm[vm_id] = machine
+        return machine.host, machine.port, machine.user
+
+    def stop(self, vm_id: str) -> None:
+        machine = self.by_vm.get(vm_id)
+        if machine is not None:
+            machine.destroy()
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: Any
+    status: int = 0
+
+
+@dataclass
+class Injected:
+    status: int
+    times: int
+    method: str | None
+    path_contains: str | None
+    retry_after: str | None
+    after: int = 0  # matching requests let through first
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.method is None or self.method == method) and (
+            self.path_contains is None or self.path_contains in path
+        )
+
+
+@dataclass
+class VM:
+    vm_id: str
+    org: str
+    hardware_profile: str
+    instance_type: str
+    gpu_count: int
+    display_name: str | None
+    public_key: str
+    created: float
+    status: str = "pending"
+    ip_address: str | None = None
+    ssh_user: str = LOGIN_USER
+    ended: float | None = None
+    volumes: list[dict[str, Any]] = field(default_factory=list)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, detail: Any, headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.headers = headers or {}
+
+
+class _Drop(Exception):
+    """Close the connection without an answer."""
+
+
+class _Late(Exception):
+    """Answer, but only after the client has given up waiting."""
+
+    def __init__(self, answer: tuple[int, Any, dict[str, str]], delay: float) -> None:
+        super().__init__("late")
+        self.answer = answer
+        self.delay = delay
+
+
+def _field_error(loc: list[str], msg: str, kind: str, where: str = "body") -> dict[str, Any]:
+    return {"loc": [where, *loc], "msg": msg, "type": kind}
+
+
+def _check_type(value: Any, expected: str) -> bool:
+    if expected == "str":
+        return isinstance(value, str)
+    if expected == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected == "bool":
+        return isinstance(value, bool)
+    if expected == "[str]":
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if expected == "dict":
+        return isinstance(value, dict)
+    raise AssertionError(expected)
+
+
+#: the create body as api.md lists it: field -> (type, required)
+CREATE_FIELDS = {
+    "user_public_key": ("str", True),
+    "hardware_profile": ("str", False),
+    "instance_type": ("str", False),
+    "instance_specs": ("dict", False),
+    "display_name": ("str", False),
+    "volume_ids": ("[str]", False),
+    "volume_migration_allowed": ("bool", False),
+    "new_volume": ("dict", False),
+}
+
+
+def validate_create(body: Any) -> list[dict[str, Any]]:
+    """Field errors of a create body, pydantic-style (an empty list when valid)."""
+    if not isinstance(body, dict):
+        return [_field_error([], "value is not a valid dict", "type_error.dict")]
+    errors = []
+    for name, (kind, required) in CREATE_FIELDS.items():
+        if name not in body:
+            if required:
+                errors.append(_field_error([name], "field required", "value_error.missing"))
+            continue
+        if not _check_type(body[name], kind):
+            errors.append(_field_error([name], f"value is not a valid {kind}", "type_error"))
+    for name in body:
+        if name not in CREATE_FIELDS:
+            errors.append(_field_error([name], "extra fields not permitted", "value_error.extra"))
+    if errors:
+        return errors
+    if not _PUBLIC_KEY.match(body["user_public_key"].strip()):
+        errors.append(_field_error(["user_public_key"], "not an OpenSSH public key", "value_error"))
+    if body.get("instance_type", "on-demand") not in ("on-demand", "spot"):
+        errors.append(
+            _field_error(
+                ["instance_type"], "unexpected value; permitted: 'on-demand', 'spot'", "enum"
+            )
+        )
+    specs = body.get("instance_specs")
+    if specs is not None:
+        count = specs.get("gpu_count")
+        if set(specs) != {"gpu_count"} or not _check_type(count, "int") or count < 1:
+            errors.append(
+                _field_error(["instance_specs", "gpu_count"], "must be an integer >= 1", "value")
+            )
+    volume = body.get("new_volume")
+    if volume is not None:
+        size = volume.get("size_gb")
+        if set(volume) != {"size_gb"} or not _check_type(size, "int") or size < 1:
+            errors.append(_field_error(["new_volume", "size_gb"], "must be >= 1", "value"))
+        if "volume_ids" in body:
+            errors.append(
+                _field_error(["new_volume"], "cannot be combined with volume_ids", "value")
+            )
+    return errors
+
+
+_BOOL_QUERY = {"true": True, "false": False}
+_LIST_FILTERS = {
+    "include_provisioning": ("pending", "provisioning", "running"),
+    "include_ready": ("ready",),
+    "include_failed": ("failed", "error"),
+    "include_terminated": ("terminated",),
+}
+
+
+class FakeLyceum:
+    """The fake server. Use as a context manager, or call ``start()``/``stop()``."""
+
+    def __init__(
+        self,
+        *,
+        api_keys: dict[str, str] | None = None,
+        orgs: tuple[str, ...] = (DEFAULT_ORG,),
+        machines: Machines | None = None,
+    ) -> None:
+        #: api key -> the org it was created in (None: a personal key)
+        self.api_keys = api_keys if api_keys is not None else {DEFAULT_KEY: None}
+        self.orgs = set(orgs) | {"personal"}
+        self.machines: Machines = machines or NoMachines()
+        self.variants = [dict(v) for v in DEFAULT_VARIANTS]
+        #: every profile the org may know, available right now or not
+        self.machine_types = {v["hardware_profile"]: v["price_per_hour"] for v in self.variants}
+        self.provision_outcome = "ready"
+        self.provision_seconds = 0.15
+        self.credit = True
+        self.ip_with_port = True
+        self.vms: dict[str, VM] = {}
+        self.volumes: dict[str, dict[str, Any]] = {}
+        self.requests: list[Recorded] = []
+        self._injected: list[Injected] = []
+        self._lose: list[str] = []
+        self.lost_delay = 2.0
+        self._lock = threading.RLock()
+        self._server: ThreadingHTTPServer | None = None
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def start(self) -> FakeLyceum:
+        fake = self
+
+        class Handler(_Handler):
+            server_fake = fake
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        ).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+        for vm in list(self.vms.values()):
+            if vm.status != "terminated":
+                self.machines.stop(vm.vm_id)
+
+    def __enter__(self) -> FakeLyceum:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        assert self._server, "not started"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    # -- knobs ------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        status: int,
+        times: int = 1,
+        *,
+        method: str | None = None,
+        path_contains: str | None = None,
+        retry_after: str | None = None,
+        after: int = 0,
+    ) -> None:
+        with self._lock:
+            self._injected.append(
+                Injected(status, times, method, path_contains, retry_after, after)
+            )
+
+    def lose_next_create(self, mode: str = "drop") -> None:
+        assert mode in ("drop", "delay")
+        with self._lock:
+            self._lose.append(mode)
+
+    def live_vms(self) -> list[VM]:
+        with self._lock:
+            self._advance_all()
+            return [vm for vm in self.vms.values() if vm.status != "terminated"]
+
+    def creates(self) -> list[Recorded]:
+        return [r for r in self.requests if r.method == "POST" and r.path == f"{API}/vms/create"]
+
+    # -- dispatch ---------------------------------------------------------------
+
+    def handle(self, rec: Recorded) -> tuple[int, Any, dict[str, str]]:
+        with self._lock:
+            for inj in self._injected:
+                if inj.times > 0 and inj.matches(rec.method, rec.path):
+                    if inj.after > 0:
+                        inj.after -= 1
+                        continue
+                    inj.times -= 1
+                    headers = {"Retry-After": inj.retry_after} if inj.retry_after else {}
+                    return inj.status, {"detail": f"injected {inj.status}"}, headers
+            org = self._authenticate(rec.headers)
+            return self._route(rec, org)
+
+    def _authenticate(self, headers: dict[str, str]) -> str:
+        auth = headers.get("authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme != "Bearer" or not token:
+            raise ApiError(401, "Not authenticated", {"WWW-Authenticate": "Bearer"})
+        if token not in self.api_keys:
+            raise ApiError(401, "Invalid or expired token", {"WWW-Authenticate": "Bearer"})
+        key_org = self.api_keys[token]
+        slug = headers.get("x-org-slug")
+        if slug is not None and slug not in self.orgs:
+            raise ApiError(403, f"You do not have access to organization '{slug}'")
+        # api.md: the key's own org, then X-Org-Slug, then the personal org
+        return key_org or slug or "personal"
+
+    def _route(self, rec: Recorded, org: str) -> tuple[int, Any, dict[str, str]]:
+        m, p = rec.method, rec.path
+        if m == "GET" and p == f"{API}/machine-types":
+            types = self.machine_types
+            return (
+                200,
+                {
+                    "machine_types": [
+                        {"hardware_profile": k, "price_per_hour": v} for k, v in types.items()
+                    ]
+                },
+                {},
+            )
+        if m == "GET" and p == f"{API}/user/org":
+            return (
+                200,
+                {
+                    "org_id": f"org_{org}",
+                    "slug": org,
+                    "name": org.replace("-", " ").title(),
+                    "is_personal": org == "personal",
+                    "is_key_scoped": self.api_keys.get(self._token(rec)) is not None,
+                },
+                {},
+            )
+        if m == "GET" and p == f"{API}/vms/availability":
+            return 200, {"available_instance_variants": [dict(v) for v in self.variants]}, {}
+        if m == "POST" and p == f"{API}/vms/create":
+            return self._create(rec, org)
+        if m == "GET" and p == f"{API}/vms/list":
+            return self._list(rec, org)
+        if m == "GET" and p == f"{API}/storage/block":
+            return 200, {"volumes": [dict(v) for v in self.volumes.values() if v["org"] == org]}, {}
+        if match := re.fullmatch(rf"{API}/vms/([^/]+)/status", p):
+            if m != "GET":
+                raise ApiError(405, "Method Not Allowed")
+            return 200, self._describe(self._vm(match.group(1), org)), {}
+        if match := re.fullmatch(rf"{API}/vms/([^/]+)", p):
+            if m != "DELETE":
+                raise ApiError(405, "Method Not Allowed")
+            return self._delete(self._vm(match.group(1), org))
+        raise ApiError(404, "Not Found")
+
+    @staticmethod
+    def _token(rec: Recorded) -> str:
+        return rec.headers.get("authorization", "").partition(" ")[2]
+
+    # -- VMs --------------------------------------------------------------------
+
+    def _create(self, rec: Recorded, org: str) -> tuple[int, Any, dict[str, str]]:
+        body = rec.body
+        if errors := validate_create(body):
+            raise ApiError(422, errors)
+        if not self.credit:
+            raise ApiError(402, "Insufficient credits. Please add credits to your account.")
+        profile = body.get("hardware_profile", "a100")
+        itype = body.get("instance_type", "on-demand")
+        variant = next(
+            (
+                v
+                for v in self.variants
+                if v["hardware_profile"] == profile and v["instance_type"] == itype
+            ),
+            None,
+        )
+        if variant is None:
+            raise ApiError(400, f"Hardware profile '{profile}' is not available for {itype}")
+        # api.md: the server defaults to one GPU (none on a profile without GPUs)
+        default = 1 if max(variant["available_gpus_per_instance"], default=0) > 0 else 0
+        count = body.get("instance_specs", {}).get("gpu_count", default)
+        if count not in variant["available_gpus_per_instance"]:
+            raise ApiError(400, f"gpu_count {count} is not available for {profile}")
+        vm = VM(
+            vm_id="vm-" + secrets.token_hex(6),
+            org=org,
+            hardware_profile=profile,
+            instance_type=itype,
+            gpu_count=count,
+            display_name=body.get("display_name"),
+            public_key=body["user_public_key"].strip(),
+            created=time.time(),
+        )
+        answer: dict[str, Any] = {
+            "vm_id": vm.vm_id,
+            "status": vm.status,
+            "created_at": _iso(vm.created),
+            "name": vm.vm_id,
+        }
+        if vm.display_name is not None:
+            answer["display_name"] = vm.display_name
+        if "new_volume" in body:
+            vol = {
+                "volume_id": "vol-" + secrets.token_hex(5),
+                "size_gb": body["new_volume"]["size_gb"],
+                "status": "attached",
+                "location": "eu-central",
+                "attached_vm_id": vm.vm_id,
+                "mount_path": "/mnt/data",
+                "org": org,
+            }
+            self.volumes[vol["volume_id"]] = vol
+            vm.volumes.append(vol)
+            answer["volume"] = {
+                "name": vol["volume_id"],
+                "size_gb": vol["size_gb"],
+                "status": "creating",
+            }
+            answer["volume_notice"] = (
+                "Block volumes are billed separately and are kept when the VM is deleted."
+            )
+        self.vms[vm.vm_id] = vm
+        if self._lose:
+            if self._lose.pop(0) == "drop":
+                raise _Drop()
+            raise _Late((200, answer, {}), self.lost_delay)
+        return 200, answer, {}
+
+    def _vm(self, vm_id: str, org: str) -> VM:
+        vm = self.vms.get(vm_id)
+        if vm is None or vm.org != org:
+            raise ApiError(404, "VM not found")
+        self._advance(vm)
+        return vm
+
+    def _advance_all(self) -> None:
+        for vm in self.vms.values():
+            self._advance(vm)
+
+    def _advance(self, vm: VM) -> None:
+        """Move a VM along pending -> provisioning -> running -> ready (or a failure)."""
+        if vm.status in ("ready", "failed", "error", "terminated"):
+            return
+        age = time.time() - vm.created
+        step = self.provision_seconds / 3
+        if age < step:
+            return
+        vm.status = "provisioning"
+        if self.provision_outcome == "stuck" or age < 2 * step:
+            return
+        if self.provision_outcome in ("failed", "error"):
+            vm.status = self.provision_outcome
+            return
+        vm.status = "running"
+        if age < 3 * step:
+            return
+        host, port, user = self.machines.start(vm.vm_id, vm.public_key)
+        vm.ip_address = f"{host}:{port}" if self.ip_with_port else host
+        vm.ssh_user = user
+        vm.status = "ready"
+
+    def _describe(self, vm: VM) -> dict[str, Any]:
+        end = vm.ended or time.time()
+        uptime = int(end - vm.created)
+        price = next(
+            (
+                v["price_per_hour"]
+                for v in self.variants
+                if v["hardware_profile"] == vm.hardware_profile
+                and v["instance_type"] == vm.instance_type
+            ),
+            0.0,
+        )
+        d: dict[str, Any] = {
+            "status": vm.status,
+            "instance_type": vm.instance_type,
+            "display_name": vm.display_name,
+            "name": vm.vm_id,
+            "ip_address": vm.ip_address,
+            "hardware_profile": vm.hardware_profile,
+            "gpu_count": vm.gpu_count,
+            "croesus_billed": round(price * vm.gpu_count * (end - vm.created) / 3600, 6),
+            "uptime_seconds": uptime,
+            "created_at": _iso(vm.created),
+            "volumes": [
+                {k: v[k] for k in ("volume_id", "size_gb", "mount_path")} for v in vm.volumes
+            ],
+        }
+        if vm.ssh_user != LOGIN_USER:
+            d["ssh_user"] = vm.ssh_user
+        return d
+
+    def _list(self, rec: Recorded, org: str) -> tuple[int, Any, dict[str, str]]:
+        wanted: set[str] = set()
+        for name, statuses in _LIST_FILTERS.items():
+            raw = rec.query.get(name, ["true"])[-1].lower()
+            if raw not in _BOOL_QUERY:
+                msg = "value could not be parsed to a boolean"
+                raise ApiError(422, [_field_error([name], msg, "type_error.bool", "query")])
+            if _BOOL_QUERY[raw]:
+                wanted.update(statuses)
+        for name in rec.query:
+            if name not in _LIST_FILTERS:
+                msg = "unexpected query parameter"
+                raise ApiError(422, [_field_error([name], msg, "value_error.extra", "query")])
+        self._advance_all()
+        vms = [
+            # api.md lists no id among the status fields; a list entry needs one
+            {"vm_id": vm.vm_id, **self._describe(vm)}
+            for vm in self.vms.values()
+            if vm.org == org and vm.status in wanted
+        ]
+        return 200, {"vms": vms}, {}
+
+    def _delete(self, vm: VM) -> tuple[int, Any, dict[str, str]]:
+        if vm.status == "terminated":
+            raise ApiError(404, "VM not found")
+        vm.status = "terminated"
+        vm.ended = time.time()
+        vm.ip_address = None
+        self.machines.stop(vm.vm_id)
+        detached = []
+        for vol in vm.volumes:
+            vol["status"] = "available"
+            vol["attached_vm_id"] = None
+            detached.append({k: vol[k] for k in ("volume_id", "size_gb", "mount_path")})
+        vm.volumes = []
+        return 200, {"message": f"VM {vm.vm_id} stopped", "detached_volumes": detached}, {}
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_fake: FakeLyceum
+    protocol_version = "HTTP/1.1"
+    # headers and body leave in two writes: without this, Nagle's algorithm holds the
+    # body until the client's delayed ACK (~40 ms a request on a kept-alive connection)
+    disable_nagle_algorithm = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+    def _serve(self) -> None:
+        url = urlsplit(self.path)
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        rec = Recorded(self.command, url.path, parse_qs(url.query), headers, None)
+        fake = self.server_fake
+        with fake._lock:
+            fake.requests.append(rec)
+        extra: dict[str, str] = {}
+        try:
+            if raw:
+                if "application/json" not in headers.get("content-type", ""):
+                    raise ApiError(415, "Content-Type must be application/json")
+                try:
+                    rec.body = json.loads(raw)
+                except ValueError:
+                    raise ApiError(
+                        422,
+                        [{"loc": ["body"], "msg": "invalid JSON", "type": "value_error.json"}],
+                    ) from None
+            elif self.command in ("POST", "PATCH", "PUT"):
+                rec.body = None
+            status, payload, extra = fake.handle(rec)
+        except _Late as late:
+            time.sleep(late.delay)  # outside the lock: other requests go on meanwhile
+            status, payload, extra = late.answer
+        except ApiError as e:
+            status, payload, extra = e.status, {"detail": e.detail}, e.headers
+        except _Drop:
+            rec.status = -1
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        rec.status = status
+        data = json.dumps(payload).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in extra.items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:
+            self.close_connection = True
+
+    do_GET = do_POST = do_DELETE = do_PATCH = do_PUT = _serve

@@ -1,0 +1,124 @@
+"""`trainctl ... --provider lyceum` through the real entry point, against the fake API."""
+
+from __future__ import annotations
+
+import pytest
+
+from cli_helpers import trainctl
+from fake_lyceum import DEFAULT_ORG, FakeLyceum, SshdMachines
+
+SECRET = "lk_cli_secret_never_printed_42"
+
+
+def serve(monkeypatch, trainctl_home, machines=None):
+    fake = FakeLyceum(api_keys={SECRET: None}, machines=machines).start()
+    monkeypatch.setenv("TRAINCTL_LYCEUM_API_URL", fake.url)
+    monkeypatch.setenv("LYCEUM_API_KEY", SECRET)
+    monkeypatch.setenv("LYCEUM_ORG", DEFAULT_ORG)
+    trainctl_home.mkdir(parents=True, exist_ok=True)
+    (trainctl_home / "config.toml").write_text(
+        "[providers.lyceum]\npoll_interval = 0.05\nready_timeout = 20\n"
+    )
+    return fake
+
+
+@pytest.fixture
+def fake(monkeypatch, trainctl_home):
+    f = serve(monkeypatch, trainctl_home)
+    yield f
+    f.stop()
+
+
+def secret_free(*results) -> bool:
+    return all(SECRET not in r.out and SECRET not in r.err for r in results)
+
+
+@pytest.mark.parametrize("spot", [False, True])
+def test_create_status_terminate(fake, trainctl_home, spot):
+    flags = ["--spot"] if spot else []
+    r = trainctl("create", "--provider", "lyceum", "--gpu", "A100:1", "--name", "exp", *flags)
+    assert r.code == 0, r.err
+    assert "created exp" in r.out and "on lyceum" in r.out
+    assert "creating Lyceum VM trainctl-exp" in r.err and "ready at" in r.err
+    body = fake.creates()[0].body
+    assert body["instance_type"] == ("spot" if spot else "on-demand")
+    assert body["instance_specs"] == {"gpu_count": 1} and body["display_name"] == "trainctl-exp"
+
+    st = trainctl("status", "exp", "--json")
+    assert st.code == 0, st.err
+    data = st.json()
+    assert data["state"] == "running" and data["spot"] is spot and data["ssh_user"] == "lyceum"
+    assert data["details"]["billed_usd"] >= 0 and "uptime_seconds" in data["details"]
+    listed = trainctl("list", "--refresh", "--json").json()["resources"]
+    assert [x["name"] for x in listed] == ["exp"]
+
+    gone = trainctl("terminate", "exp", "-y")
+    assert gone.code == 0, gone.err
+    assert fake.live_vms() == []
+    assert secret_free(r, st, gone)
+    assert SECRET.encode() not in (trainctl_home / "state.db").read_bytes()
+
+
+def test_unknown_gpu_lists_the_offers(fake):
+    r = trainctl("create", "--provider", "lyceum", "--gpu", "B200:1")
+    assert r.code == 2
+    assert "no hardware profile 'B200'" in r.err and "a100 on-demand" in r.err
+    assert fake.creates() == []
+
+
+def test_rejected_key_exits_4_with_the_fix(fake, monkeypatch):
+    monkeypatch.setenv("LYCEUM_API_KEY", "lk_wrong_" + SECRET)
+    r = trainctl("create", "--provider", "lyceum", "--gpu", "A100:1", "--json")
+    assert r.code == 4
+    err = r.error()
+    assert err["type"] == "credentials" and "LYCEUM_API_KEY" in err["hint"]
+    assert secret_free(r)
+
+
+def test_no_credit(fake):
+    fake.credit = False
+    r = trainctl("create", "--provider", "lyceum", "--gpu", "H100:1")
+    assert r.code == 1 and "not enough credit" in r.err
+    assert trainctl("list", "--json").json()["resources"] == []
+
+
+def test_volume_warning_on_terminate(fake):
+    r = trainctl("create", "-p", "lyceum", "--gpu", "A100:1", "-n", "vol", "--volume-gb", "10")
+    assert r.code == 0, r.err
+    gone = trainctl("terminate", "vol", "-y")
+    assert gone.code == 0 and "keep billing" in gone.out
+
+
+def test_train_and_download_over_ssh(sshd, monkeypatch, tmp_path, trainctl_home):
+    fake = serve(monkeypatch, trainctl_home, SshdMachines(sshd))
+    try:
+        project = tmp_path / "proj"
+        project.mkdir()
+        (project / "job.py").write_text(
+            "import os, sys\n"
+            "print('argv', sys.argv[1:])\n"
+            "d = os.environ['TRAINCTL_CHECKPOINT_DIR']\n"
+            "os.makedirs(d, exist_ok=True)\n"
+            "open(os.path.join(d, 'w.txt'), 'w').write('weights')\n"
+        )
+        r = trainctl("create", "-p", "lyceum", "--gpu", "A100:1", "-n", "ssh1")
+        assert r.code == 0, r.err
+        t = trainctl("train", "ssh1", "-w", str(project), "--", "python3", "job.py", "a b")
+        assert t.code == 0, t.err
+        assert "argv ['a b']" in t.out
+        d = trainctl("download", "ssh1", "checkpoints", str(tmp_path / "out"))
+        assert d.code == 0, d.err
+        assert (tmp_path / "out" / "w.txt").read_text() == "weights"
+        assert trainctl("terminate", "ssh1", "-y").code == 0
+        assert fake.live_vms() == []
+        assert next(iter(fake.machines.by_vm.values())).destroyed
+    finally:
+        fake.stop()
+
+
+def test_org_header_reaches_the_server(fake):
+    assert trainctl("check", "--provider", "lyceum").code == 0
+    assert fake.requests and all(
+        r.headers.get("x-org-slug") == DEFAULT_ORG and r.headers["authorization"].endswith(SECRET)
+        for r in fake.requests
+    )
