@@ -23,6 +23,7 @@ BUILTIN: dict[str, str] = {
     "lyceum": "trainctl.providers.lyceum:LyceumProvider",
     "ssh": "trainctl.providers.ssh:SSHProvider",
     "runpod": "trainctl.providers.runpod:RunPodProvider",
+    "aws": "trainctl.providers.aws:AwsProvider",
 }
 
 #: providers picked by auto-detection are the cloud ones; `local` is the fallback

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Sequence
 
 from .errors import OperationFailed
@@ -42,6 +43,33 @@ def tree_args(
     if delete:
         args.append("--delete")
     return args + filter_args(protect) + [src.rstrip("/") + "/", dest.rstrip("/") + "/"]
+
+
+def list_tree(src: str) -> list[str]:
+    """Paths under ``src`` that a sync would send, relative, under the same ignore rules
+    as ``tree_args`` (rsync itself decides). Directories end with ``/``; symlinks are
+    listed, not followed. For transports that move files without rsync."""
+    with tempfile.TemporaryDirectory(prefix="trainctl-list-") as empty:
+        argv = [require_rsync(), "-rl", "--dry-run", "-8", "--out-format=%n", *filter_args()]
+        proc = subprocess.run(
+            [*argv, src.rstrip("/") + "/", empty + "/"],
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+        )
+    if proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", "replace").strip()
+        raise OperationFailed(f"cannot list {src}: {err or f'rsync exit {proc.returncode}'}")
+    paths = []
+    for line in proc.stdout.decode("utf-8", "surrogateescape").splitlines():
+        name = _unescape(line)
+        if name and name != "./":
+            paths.append(name)
+    return paths
+
+
+def _unescape(name: str) -> str:
+    """Undo rsync's ``\\#ooo`` escapes of unprintable characters (e.g. newlines)."""
+    return re.sub(r"\\#([0-7]{3})", lambda m: chr(int(m.group(1), 8)), name)
 
 
 def copy_args(src: str, dest: str) -> list[str]:

@@ -48,6 +48,10 @@ class Remote(ABC):
 
     #: interpreter used on the machine for the job runtime
     python: str = "python3"
+    #: most log bytes one read may return (transports with output limits set it)
+    max_read: int | None = None
+    #: False when command output is carried as text: binary data then travels base64-encoded
+    binary_output: bool = True
 
     @property
     @abstractmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import secrets
@@ -73,9 +74,20 @@ class JobRuntime:
             )
         self._installed = True
 
-    def _call(self, *args: str, input: bytes | None = None) -> Any:
-        self.ensure_installed()
+    def _run(self, *args: str, input: bytes | None = None) -> CommandResult:
+        """Run a runtime sub-command, installing the runtime first if the machine lacks it.
+
+        The script's path carries its digest, so it is either there and current or
+        missing: trying first saves a round trip on every call but the first."""
         r = self.remote.run(self._argv(*args), input=input)
+        if not self._installed and r.returncode == 2 and b"can't open file" in r.stderr:
+            self.ensure_installed()
+            r = self.remote.run(self._argv(*args), input=input)
+        self._installed = self._installed or r.ok
+        return r
+
+    def _call(self, *args: str, input: bytes | None = None) -> Any:
+        r = self._run(*args, input=input)
         try:
             data = json.loads(r.stdout)
         except ValueError:
@@ -144,18 +156,24 @@ class JobRuntime:
         return self._status(raw)
 
     def read(self, job_id: str, offset: int = 0, limit: int = READ_CHUNK) -> bytes:
-        self.ensure_installed()
-        r = self.remote.run(self._argv("read", job_id, str(offset), str(limit)))
+        """Log bytes from ``offset``: at most ``limit``, and no more than the Remote's
+        ``max_read`` (base64-encoded in transit where output is text)."""
+        limit = min(limit, self.remote.max_read or limit)
+        args = ["read", job_id, str(offset), str(limit)]
+        if not self.remote.binary_output:
+            args.append("--b64")
+        r = self._run(*args)
         if not r.ok:
             raise self._failure(r, f"cannot read the log of {job_id}")
-        return r.stdout
+        return r.stdout if self.remote.binary_output else base64.b64decode(r.stdout)
 
     def follow(self, job_id: str, sink: OutputSink, offset: int = 0) -> TrainingStatus:
         """Pass the log from ``offset`` to ``sink`` until the job ends; return its status.
 
         Streams where the Remote can, else polls. A dropped stream resumes from the
         last byte delivered, so no byte is lost or repeated."""
-        self.ensure_installed()
+        if isinstance(self.remote, StreamingRemote):
+            self.ensure_installed()
         failures = 0
         while True:
             if isinstance(self.remote, StreamingRemote):

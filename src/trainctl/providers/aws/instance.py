@@ -1,0 +1,662 @@
+"""The aws provider's control plane: EC2 instances owned by trainctl.
+
+A resource id is the instance id (``i-...``) for the provider's region, and
+``REGION/i-...`` for an instance in another region. Every instance is launched
+with the ownership tags on the instance and its volumes, IMDSv2 required, a root
+volume deleted with the instance, the trainctl instance profile (SSM and the
+staging bucket), ``InstanceInitiatedShutdownBehavior=terminate`` (a machine that
+powers itself off stops billing) and a ClientToken, so a retried launch never
+makes a second machine.
+"""
+
+from __future__ import annotations
+
+import getpass
+import re
+import secrets
+import socket
+import time
+from functools import cached_property
+from typing import Any
+
+from ...capabilities import Capability
+from ...errors import (
+    BadInput,
+    CapabilityError,
+    NoCapacity,
+    NotFound,
+    OperationFailed,
+    TrainctlError,
+)
+from ...home import home, provider_config
+from ...provider import TAG_MANAGED, TAG_NAME, TAG_OWNER, CheckResult, TrainingProvider
+from ...remote.base import Progress
+from ...states import normalize_state
+from ...types import CostEstimate, CreateResourceOptions, ResourceState, ResourceStatus
+from ...waiting import Seen, wait_ready
+from . import images, setup
+from .session import (
+    aws_errors,
+    client,
+    credentials_present,
+    error_code,
+    error_message,
+    new_session,
+    no_region,
+    translate,
+)
+
+#: tag holding the launch's idempotency token, to find what a failed launch made
+TAG_LAUNCH = "trainctl-launch"
+LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
+#: DescribeInstances page size for list (the API's maximum)
+PAGE_SIZE = 1000
+#: errors that mean "no machine of that kind right now": another offer may do
+CAPACITY_CODES = {
+    "InsufficientInstanceCapacity",
+    "InsufficientCapacity",
+    "InsufficientHostCapacity",
+    "SpotMaxPriceTooLow",
+    "MaxSpotInstanceCountExceeded",
+    "Unsupported",
+}
+QUOTA_CODES = {"VcpuLimitExceeded", "InstanceLimitExceeded"}
+#: a freshly made instance profile takes a few seconds to be usable by EC2
+PROFILE_PROPAGATION_TRIES = 6
+PROFILE_PROPAGATION_SECONDS = 5.0
+_INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}")
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
+
+
+class AwsProvider(TrainingProvider):
+    name = "aws"
+    capabilities = frozenset(
+        {
+            Capability.CREATE,
+            Capability.SPOT,
+            Capability.STOP_START,
+            Capability.REGIONS,
+            Capability.CUSTOM_IMAGE,
+            Capability.GPU_SELECTION,
+            Capability.DOWNLOAD,
+            Capability.DISK_SIZE,
+        }
+    )
+
+    def __init__(
+        self,
+        region: str | None = None,
+        *,
+        profile: str | None = None,
+        progress: Progress | None = None,
+        ready_timeout: float | None = None,
+        poll_interval: float = 1.0,
+    ) -> None:
+        """``ready_timeout``: how long a machine may take to run with its SSM agent
+        online (default 600 s, or ``ready_timeout`` in [providers.aws]);
+        ``poll_interval``: the longest pause between two polls of a command (waits
+        for a machine poll half as often)."""
+        self.config = provider_config("aws")
+        self._region = region or self.config.get("region")
+        self._profile = profile or self.config.get("profile")
+        self.progress = progress
+        self.ready_timeout = float(ready_timeout or self.config.get("ready_timeout") or 600)
+        self.poll_interval = poll_interval
+        self._sessions: dict[str, Any] = {}
+
+    # --- sessions, identity, names -------------------------------------------------
+
+    @classmethod
+    def credentials_present(cls) -> bool:
+        return credentials_present()
+
+    def session(self, region: str | None = None) -> tuple[Any, str]:
+        """A boto3 session (one per region) and the region it works in: ``region``, or
+        the provider's, or the standard chain's default."""
+        region = region or self._region or self.default_region
+        if region not in self._sessions:
+            self._sessions[region] = new_session(region, self._profile)
+        return self._sessions[region], region
+
+    @cached_property
+    def default_region(self) -> str:
+        session = new_session(None, self._profile)
+        if not session.region_name:
+            raise no_region()
+        self._sessions.setdefault(session.region_name, session)
+        return session.region_name
+
+    @property
+    def region(self) -> str:
+        return self.session()[1]
+
+    @cached_property
+    def identity(self) -> dict[str, str]:
+        session, region = self.session()
+        with aws_errors("identify the AWS caller"):
+            found = client(session, "sts", region).get_caller_identity()
+        return {"account": found["Account"], "arn": found["Arn"]}
+
+    def names(self, region: str) -> setup.Names:
+        return setup.Names.for_account(self.identity["account"], region, self.config)
+
+    @property
+    def partition(self) -> str:
+        return self.identity["arn"].split(":")[1]
+
+    def check(self) -> CheckResult:
+        try:
+            region = self.region
+            ident = self.identity
+            session, _ = self.session()
+            absent = setup.missing(session, region, self.names(region))
+        except TrainctlError as e:
+            return CheckResult(self.name, False, str(e))
+        detail = f"account {ident['account']} as {ident['arn']}, region {region}"
+        if absent:
+            return CheckResult(
+                self.name,
+                False,
+                f"{detail}; not set up: missing {', '.join(absent)} (run `trainctl aws setup`)",
+            )
+        return CheckResult(self.name, True, f"{detail}; instance profile and staging bucket ready")
+
+    def setup(
+        self, region: str | None = None, progress: Progress | None = None
+    ) -> setup.SetupReport:
+        """Create what the provider needs (idempotent); the report says what was made."""
+        session, region = self.session(region)
+        return setup.run_setup(
+            session, region, self.names(region), partition=self.partition, progress=progress
+        )
+
+    # --- ids and statuses ----------------------------------------------------------
+
+    def _parse(self, resource_id: str) -> tuple[str, str]:
+        region, _, instance_id = str(resource_id).rpartition("/")
+        if not _INSTANCE_ID.fullmatch(instance_id) or (region and not _REGION.fullmatch(region)):
+            raise NotFound(f"no AWS instance {resource_id!r} (ids look like i-0123456789abcdef0)")
+        return region or self.region, instance_id
+
+    def _id(self, region: str, instance_id: str) -> str:
+        return instance_id if region == self.region else f"{region}/{instance_id}"
+
+    def _status(
+        self, inst: dict[str, Any], region: str, offers: dict[str, Any] | None = None
+    ) -> ResourceStatus:
+        """``offers`` (instance type -> catalog offer) gives GPUs and price."""
+        tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
+        raw = inst["State"]["Name"]
+        state = normalize_state(self.name, raw)
+        offers = _catalog_offers() if offers is None else offers
+        known = offers.get(inst.get("InstanceType", ""))
+        spot = inst.get("InstanceLifecycle") == "spot"
+        reason = inst.get("StateReason", {}).get("Message")
+        return ResourceStatus(
+            id=self._id(region, inst["InstanceId"]),
+            provider=self.name,
+            state=state,
+            name=tags.get(TAG_NAME),
+            reason=reason if state is not ResourceState.RUNNING else None,
+            instance_type=inst.get("InstanceType"),
+            gpu=known.gpu if known else None,
+            gpu_count=known.gpu_count if known else 0,
+            launch_time=inst.get("LaunchTime"),
+            cost_per_hour=known.hourly(spot) if known else None,
+            spot=spot,
+            region=region,
+            public_ip=inst.get("PublicIpAddress"),
+            tags=tags,
+            raw_state=raw,
+            details={
+                "image": inst.get("ImageId"),
+                "availability_zone": inst.get("Placement", {}).get("AvailabilityZone"),
+            },
+        )
+
+    @staticmethod
+    def _describe(ec2: Any, instance_id: str) -> dict[str, Any] | None:
+        from botocore.exceptions import ClientError
+
+        with aws_errors(f"describe {instance_id}"):
+            try:
+                reservations = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+            except ClientError as e:
+                if error_code(e).startswith("InvalidInstanceID"):
+                    return None
+                raise
+        found = [i for r in reservations for i in r["Instances"]]
+        return found[0] if found else None
+
+    def _owned(self, resource_id: str) -> tuple[Any, str, str, dict[str, Any] | None]:
+        """(ec2 client, region, instance id, instance or None when AWS does not know
+        it); an instance trainctl does not own is refused."""
+        region, instance_id = self._parse(resource_id)
+        session, region = self.session(region)
+        ec2 = client(session, "ec2", region)
+        inst = self._describe(ec2, instance_id)
+        if inst is not None:
+            tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
+            if tags.get(TAG_MANAGED) != "true":
+                raise NotFound(f"{instance_id} is not a trainctl machine; trainctl leaves it alone")
+        return ec2, region, instance_id, inst
+
+    def get_resource_status(self, resource_id: str) -> ResourceStatus:
+        _, region, _, inst = self._owned(resource_id)
+        if inst is None:
+            raise NotFound(f"no AWS instance {resource_id}")
+        return self._status(inst, region)
+
+    def list_resources(self) -> list[ResourceStatus]:
+        """trainctl's live instances in the provider's region: one DescribeInstances
+        per page of up to 1000."""
+        session, region = self.session()
+        pages = (
+            client(session, "ec2", region)
+            .get_paginator("describe_instances")
+            .paginate(
+                Filters=[
+                    {"Name": f"tag:{TAG_MANAGED}", "Values": ["true"]},
+                    {"Name": "instance-state-name", "Values": LIVE_STATES},
+                ],
+                PaginationConfig={"PageSize": PAGE_SIZE},
+            )
+        )
+        offers = _catalog_offers()
+        with aws_errors("list instances"):
+            return [
+                self._status(inst, region, offers)
+                for page in pages
+                for reservation in page["Reservations"]
+                for inst in reservation["Instances"]
+            ]
+
+    # --- create --------------------------------------------------------------------
+
+    def validate_options(self, options: CreateResourceOptions) -> None:
+        super().validate_options(options)
+        if options.max_price is not None and not options.spot:
+            raise BadInput("a max price applies to spot machines only (add --spot)")
+        if options.spot_fallback and not options.spot:
+            raise BadInput("--spot-fallback applies to spot machines only (add --spot)")
+        if options.disk_gb is not None and not 1 <= options.disk_gb <= 16384:
+            raise BadInput(f"disk size {options.disk_gb} GB is out of range (1-16384)")
+        unknown = sorted(k for k, v in options.extra.items() if v is not None)
+        if unknown:
+            raise BadInput(f"provider 'aws' does not take {', '.join(unknown)}")
+        if not options.instance_type and not options.gpu:
+            raise BadInput("give an instance type or a GPU, e.g. --gpu A10G:1")
+        if options.instance_type and options.gpu:
+            raise BadInput("give either an instance type or a GPU, not both")
+
+    def create_resource(
+        self, options: CreateResourceOptions, *, progress: Progress | None = None
+    ) -> ResourceStatus:
+        self.validate_options(options)
+        say = progress or (lambda _line: None)
+        session, region = self.session(options.region)
+        ec2, ssm = client(session, "ec2", region), client(session, "ssm", region)
+        instance_type, arch = self._instance_type(ec2, options, region)
+        names = self.names(region)
+        absent = setup.missing(session, region, names)
+        if absent:
+            raise OperationFailed(
+                f"AWS is not set up for trainctl in {region}: missing {' and '.join(absent)}",
+                hint=f"run `trainctl aws setup --region {region}`",
+            )
+        image = images.find_image(ec2, ssm, arch, options.image)
+        name = options.name or f"trainctl-{secrets.token_hex(3)}"
+        token = secrets.token_hex(16)
+        tags = {
+            **options.tags,
+            "Name": name,
+            TAG_MANAGED: "true",
+            TAG_NAME: name,
+            TAG_OWNER: _owner(),
+            TAG_LAUNCH: token,
+        }
+        tag_list = [{"Key": k, "Value": str(v)} for k, v in tags.items()]
+        params: dict[str, Any] = {
+            "ImageId": image["ImageId"],
+            "InstanceType": instance_type,
+            "MinCount": 1,
+            "MaxCount": 1,
+            "IamInstanceProfile": {"Name": names.profile},
+            "InstanceInitiatedShutdownBehavior": "terminate",
+            "MetadataOptions": {
+                "HttpTokens": "required",
+                "HttpEndpoint": "enabled",
+                "HttpPutResponseHopLimit": 2,  # containers on the machine reach IMDS too
+            },
+            "BlockDeviceMappings": [_root_volume(image, options.disk_gb)],
+            "TagSpecifications": [
+                {"ResourceType": "instance", "Tags": tag_list},
+                {"ResourceType": "volume", "Tags": tag_list},
+            ],
+        }
+        say(f"launching {instance_type} in {region} from {image['ImageId']}")
+        if options.spot:
+            inst = self._launch_spot(ec2, params, options, token, tag_list, say)
+        else:
+            inst = self._launch(ec2, params, token, say)
+        spot = inst.get("InstanceLifecycle") == "spot"
+        say(f"launched {inst['InstanceId']} ({instance_type}, {'spot' if spot else 'on-demand'})")
+        return self._status(self._wait_usable(ec2, session, region, inst, say), region)
+
+    def _wait_usable(
+        self, ec2: Any, session: Any, region: str, inst: dict[str, Any], say: Progress
+    ) -> dict[str, Any]:
+        """Wait until the machine runs with its SSM agent online; one that never gets
+        there (or goes away) is terminated, since it would bill without being usable."""
+        instance_id = inst["InstanceId"]
+        ssm = client(session, "ssm", region)
+
+        def poll() -> tuple[dict[str, Any], str | None]:
+            with aws_errors(f"wait for {instance_id}"):
+                current = self._describe(ec2, instance_id) or inst
+                if current["State"]["Name"] != "running":
+                    return current, None
+                found = ssm.describe_instance_information(
+                    Filters=[{"Key": "InstanceIds", "Values": [instance_id]}]
+                )["InstanceInformationList"]
+            return current, found[0].get("PingStatus") if found else None
+
+        def look(seen: tuple[dict[str, Any], str | None]) -> Seen:
+            current, ping = seen
+            raw = current["State"]["Name"]
+            if raw in ("shutting-down", "terminated", "stopping", "stopped"):
+                reason = current.get("StateReason", {}).get("Message") or raw
+                return Seen(raw, failure=f"it is {raw}: {reason}")
+            if raw != "running":
+                return Seen(raw)
+            return Seen(f"running, SSM agent {ping or 'not registered yet'}", ping == "Online")
+
+        def release() -> None:
+            with aws_errors(f"terminate {instance_id}"):
+                ec2.terminate_instances(InstanceIds=[instance_id])
+
+        try:
+            current, _ = wait_ready(
+                f"instance {instance_id}",
+                poll,
+                look,
+                release=release,
+                timeout=self.ready_timeout,
+                interval=self.poll_interval * 2,
+                progress=say,
+            )
+        except OperationFailed as e:
+            e.hint = e.hint or (
+                "its SSM agent needs the trainctl instance profile and outbound HTTPS "
+                "to the SSM endpoints (a default VPC subnet with a public IP has both)"
+            )
+            raise
+        return current
+
+    def _instance_type(
+        self, ec2: Any, options: CreateResourceOptions, region: str
+    ) -> tuple[str, str]:
+        """The instance type to launch and its architecture, checked against the region."""
+        from botocore.exceptions import ClientError
+
+        if options.instance_type:
+            wanted = [options.instance_type]
+        else:
+            from ... import catalog
+
+            assert options.gpu is not None
+            catalog.resolve(self.name, options.gpu)  # says what AWS has when nothing fits
+            wanted = [o.offer_id for o in catalog.offers(self.name, options.gpu)]
+        with aws_errors("look up instance types"):
+            if options.instance_type:
+                try:
+                    info = ec2.describe_instance_types(InstanceTypes=wanted)["InstanceTypes"]
+                except ClientError as e:
+                    if error_code(e) == "InvalidInstanceType":
+                        raise BadInput(f"unknown instance type {options.instance_type!r}") from None
+                    raise
+            offered = {
+                o["InstanceType"]
+                for o in ec2.describe_instance_type_offerings(
+                    LocationType="region",
+                    Filters=[{"Name": "instance-type", "Values": wanted}],
+                )["InstanceTypeOfferings"]
+            }
+            chosen = next((t for t in wanted if t in offered), None)
+            if chosen is None:
+                what = options.instance_type or f"instance type with {options.gpu}"
+                raise NoCapacity(
+                    f"no {what} is offered in {region}"
+                    + ("" if options.instance_type else f" (looked for {', '.join(wanted)})"),
+                    hint="choose another region with --region",
+                )
+            if not options.instance_type:
+                info = ec2.describe_instance_types(InstanceTypes=[chosen])["InstanceTypes"]
+        archs = info[0].get("ProcessorInfo", {}).get("SupportedArchitectures", ["x86_64"])
+        return chosen, "x86_64" if "x86_64" in archs else archs[0]
+
+    def _launch_spot(
+        self,
+        ec2: Any,
+        params: dict[str, Any],
+        options: CreateResourceOptions,
+        token: str,
+        tag_list: list[dict[str, str]],
+        say: Progress,
+    ) -> dict[str, Any]:
+        """One-time spot (max price: the given one, else AWS's default, the on-demand
+        price); on no capacity, on-demand only with ``spot_fallback``. No spot request
+        is left open whatever happens."""
+        spot_options: dict[str, Any] = {
+            "SpotInstanceType": "one-time",
+            "InstanceInterruptionBehavior": "terminate",
+        }
+        if options.max_price is not None:
+            spot_options["MaxPrice"] = f"{options.max_price:.4f}"
+        spot = {
+            **params,
+            "InstanceMarketOptions": {"MarketType": "spot", "SpotOptions": spot_options},
+            "TagSpecifications": [
+                *params["TagSpecifications"],
+                {"ResourceType": "spot-instances-request", "Tags": tag_list},
+            ],
+        }
+        try:
+            return self._launch(ec2, spot, f"{token}-spot", say)
+        except NoCapacity as e:
+            if not options.spot_fallback:
+                raise NoCapacity(
+                    f"no spot capacity for {params['InstanceType']}: {e.message}",
+                    hint="retry later, or add --spot-fallback to take on-demand instead",
+                ) from None
+            say(f"no spot capacity ({e.message}); launching on-demand instead")
+        finally:
+            self._close_spot_requests(ec2, token, say)
+        return self._launch(ec2, params, token, say)
+
+    def _close_spot_requests(self, ec2: Any, token: str, say: Progress) -> None:
+        with aws_errors("close the spot request"):
+            requests = ec2.describe_spot_instance_requests(
+                Filters=[
+                    {"Name": f"tag:{TAG_LAUNCH}", "Values": [token]},
+                    {"Name": "state", "Values": ["open"]},
+                ]
+            )["SpotInstanceRequests"]
+            if requests:
+                ids = [r["SpotInstanceRequestId"] for r in requests]
+                ec2.cancel_spot_instance_requests(SpotInstanceRequestIds=ids)
+                say(f"cancelled open spot request {', '.join(ids)}")
+
+    def _launch(
+        self, ec2: Any, params: dict[str, Any], client_token: str, say: Progress
+    ) -> dict[str, Any]:
+        """RunInstances with ``client_token``. botocore retries throttled and failed
+        calls with the same token; if the outcome stays unknown, the launch tag finds
+        a machine the call may have made."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        for attempt in range(PROFILE_PROPAGATION_TRIES):
+            try:
+                return ec2.run_instances(**params, ClientToken=client_token)["Instances"][0]
+            except ClientError as e:
+                code, message = error_code(e), error_message(e)
+                status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+                if code in CAPACITY_CODES:
+                    raise NoCapacity(f"{code}: {message}") from None
+                if code in QUOTA_CODES:
+                    raise OperationFailed(
+                        f"AWS quota reached: {message}",
+                        hint="request a higher quota in the Service Quotas console",
+                    ) from None
+                if code == "InvalidInstanceType":
+                    raise BadInput(f"cannot launch {params['InstanceType']}: {message}") from None
+                if (
+                    code == "InvalidParameterValue"
+                    and "iamInstanceProfile" in message
+                    and attempt + 1 < PROFILE_PROPAGATION_TRIES
+                ):
+                    say("the instance profile is not visible to EC2 yet; retrying")
+                    time.sleep(PROFILE_PROPAGATION_SECONDS)
+                    continue
+                if status >= 500:
+                    return self._recover(ec2, params, e)
+                raise translate(e, f"launch {params['InstanceType']}") from None
+            except BotoCoreError as e:
+                return self._recover(ec2, params, e)
+        raise OperationFailed("the instance profile never became visible to EC2")
+
+    def _recover(self, ec2: Any, params: dict[str, Any], error: Exception) -> dict[str, Any]:
+        """After a launch whose outcome is unknown: the machine it made, if any."""
+        token = next(
+            t["Value"]
+            for spec in params["TagSpecifications"]
+            for t in spec["Tags"]
+            if t["Key"] == TAG_LAUNCH
+        )
+        with aws_errors("look for the machine of a failed launch"):
+            reservations = ec2.describe_instances(
+                Filters=[
+                    {"Name": f"tag:{TAG_LAUNCH}", "Values": [token]},
+                    {"Name": "instance-state-name", "Values": ["pending", "running"]},
+                ]
+            )["Reservations"]
+        found = [i for r in reservations for i in r["Instances"]]
+        if found:
+            return found[0]
+        raise translate(error, f"launch {params['InstanceType']}") from None
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    def terminate(self, resource_id: str) -> ResourceStatus:
+        """Idempotent; returns once AWS reports shutting-down or terminated."""
+        ec2, region, instance_id, inst = self._owned(resource_id)
+        if inst is None:
+            return ResourceStatus(resource_id, self.name, ResourceState.TERMINATED, region=region)
+        if inst["State"]["Name"] != "terminated":
+            with aws_errors(f"terminate {instance_id}"):
+                changes = ec2.terminate_instances(InstanceIds=[instance_id])["TerminatingInstances"]
+            now = changes[0]["CurrentState"]["Name"] if changes else None
+            if now not in ("shutting-down", "terminated"):
+                raise OperationFailed(f"{instance_id} is still {now} after the terminate call")
+            inst = {**inst, "State": {"Name": now}}
+        self._forget(region, instance_id)
+        return self._status(inst, region)
+
+    def _forget(self, region: str, instance_id: str) -> None:
+        """Remove what the machine left in the staging bucket and the sync manifest."""
+        try:
+            self._remote(region, instance_id).forget()
+        except (OperationFailed, NotFound, BadInput) as e:
+            (self.progress or (lambda _l: None))(
+                f"could not clean up staging for {instance_id}: {e}"
+            )
+
+    def stop(self, resource_id: str) -> ResourceStatus:
+        return self._power(resource_id, "stop")
+
+    def start(self, resource_id: str) -> ResourceStatus:
+        return self._power(resource_id, "start")
+
+    def _power(self, resource_id: str, action: str) -> ResourceStatus:
+        ec2, _, instance_id, inst = self._owned(resource_id)
+        if inst is None:
+            raise NotFound(f"no AWS instance {resource_id}")
+        if action == "stop" and inst.get("InstanceLifecycle") == "spot":
+            raise CapabilityError("a one-time spot machine cannot be stopped; terminate it instead")
+        with aws_errors(f"{action} {instance_id}"):
+            getattr(ec2, f"{action}_instances")(InstanceIds=[instance_id])
+        return self.get_resource_status(resource_id)
+
+    def connect(self, resource_id: str) -> Any:
+        ec2, region, instance_id, inst = self._owned(resource_id)
+        if inst is None:
+            raise NotFound(f"no AWS instance {resource_id}")
+        state = normalize_state(self.name, inst["State"]["Name"])
+        if state not in (ResourceState.RUNNING, ResourceState.STARTING):
+            raise OperationFailed(
+                f"{resource_id} is {inst['State']['Name']}",
+                hint="start it with `trainctl start`" if state is ResourceState.STOPPED else None,
+            )
+        return self._remote(region, instance_id, ec2)
+
+    def _remote(self, region: str, instance_id: str, ec2: Any = None) -> Any:
+        from ...remote.ssm import SSMRemote
+
+        session, region = self.session(region)
+
+        def instance_state() -> str | None:
+            inst = self._describe(ec2 or client(session, "ec2", region), instance_id)
+            return inst["State"]["Name"] if inst else None
+
+        return SSMRemote(
+            session,
+            instance_id,
+            region=region,
+            bucket=self.names(region).bucket,
+            state_dir=home() / "aws" / "sync",
+            progress=self.progress,
+            online_timeout=self.ready_timeout,
+            poll_interval=self.poll_interval,
+            instance_state=instance_state,
+        )
+
+    def estimate_cost(self, options: CreateResourceOptions, hours: float = 1.0) -> CostEstimate:
+        from ... import catalog
+
+        return catalog.estimate(self.name, options, hours)
+
+
+def _owner() -> str:
+    """Who launched the machine, for people reading the tags: user@host."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _catalog_offers() -> dict[str, Any]:
+    """The price catalog's AWS offers by instance type (live prices when refreshed)."""
+    from ... import catalog
+
+    return {o.offer_id: o for loaded in catalog.load("aws") for o in loaded.offers}
+
+
+def _root_volume(image: dict[str, Any], disk_gb: int | None) -> dict[str, Any]:
+    """The root volume mapping: ``disk_gb`` (default: the image's size), deleted with
+    the instance."""
+    root = image.get("RootDeviceName") or "/dev/sda1"
+    image_gb = next(
+        (
+            m["Ebs"].get("VolumeSize")
+            for m in image.get("BlockDeviceMappings", [])
+            if m.get("DeviceName") == root and "Ebs" in m
+        ),
+        None,
+    )
+    if disk_gb is not None and image_gb and disk_gb < image_gb:
+        raise BadInput(f"disk of {disk_gb} GB is smaller than the image's {image_gb} GB")
+    ebs: dict[str, Any] = {"DeleteOnTermination": True, "VolumeType": "gp3"}
+    if disk_gb or image_gb:
+        ebs["VolumeSize"] = disk_gb or image_gb
+    return {"DeviceName": root, "Ebs": ebs}

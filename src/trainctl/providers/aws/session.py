@@ -1,0 +1,196 @@
+"""AWS credentials, sessions, clients and error translation for the aws provider.
+
+boto3 and botocore are imported inside functions only, so importing this module
+costs nothing. Endpoints are botocore's own business: ``AWS_ENDPOINT_URL`` and its
+per-service variants (``AWS_ENDPOINT_URL_EC2``, ...) apply as botocore documents.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ...errors import BadInput, CredentialsError, NotFound, OperationFailed
+
+#: botocore retry policy: throttled and transient failures are retried, up to 10
+#: attempts in all, with exponential backoff and jitter (standard mode)
+RETRIES = {"mode": "standard", "max_attempts": 10}
+
+CREDENTIALS_HINT = (
+    "run `aws configure` (or `aws sso login`), set AWS_PROFILE, "
+    "or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+)
+
+_AUTH_CODES = {
+    "AuthFailure",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "InvalidClientTokenId",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "UnrecognizedClientException",
+    "RequestExpired",
+}
+_DENIED_CODES = {
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "Forbidden",
+}
+
+_CONFIG_CREDENTIAL_KEYS = (
+    "aws_access_key_id",
+    "credential_process",
+    "role_arn",
+    "sso_start_url",
+    "sso_session",
+    "web_identity_token_file",
+)
+
+
+def credentials_present() -> bool:
+    """Whether the standard credential chain has a source here, looked up cheaply:
+    environment variables, ``AWS_PROFILE``, the shared credentials and config files.
+    No network, no SDK import."""
+    env = os.environ
+    if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+        return True
+    if env.get("AWS_PROFILE") or env.get("AWS_WEB_IDENTITY_TOKEN_FILE"):
+        return True
+    if env.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") or env.get(
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI"
+    ):
+        return True
+    files = (
+        env.get("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"),
+        env.get("AWS_CONFIG_FILE", "~/.aws/config"),
+    )
+    return any(_file_has_credentials(Path(f).expanduser()) for f in files)
+
+
+def _file_has_credentials(path: Path) -> bool:
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read(path, encoding="utf-8")
+    except (OSError, configparser.Error, UnicodeDecodeError):
+        return False
+    return any(
+        any(parser.has_option(section, key) for key in _CONFIG_CREDENTIAL_KEYS)
+        for section in parser.sections()
+    )
+
+
+_loader: list[Any] = []
+
+
+def new_session(region: str | None = None, profile: str | None = None) -> Any:
+    """A boto3 session on the standard chain (``profile`` overrides ``AWS_PROFILE``).
+
+    Sessions share one loader of botocore's API models, so a second session (another
+    region) does not parse the large EC2 model again."""
+    import boto3
+    import botocore.loaders
+    import botocore.session
+    from botocore.exceptions import ProfileNotFound
+
+    if not _loader:
+        _loader.append(botocore.loaders.create_loader())
+    core = botocore.session.get_session()
+    core.register_component("data_loader", _loader[0])
+    try:
+        return boto3.session.Session(
+            botocore_session=core, region_name=region or None, profile_name=profile or None
+        )
+    except ProfileNotFound as e:
+        raise CredentialsError(
+            str(e), hint="check AWS_PROFILE or `profile` in the config"
+        ) from None
+
+
+def client(session: Any, service: str, region: str | None = None) -> Any:
+    """A client with trainctl's retry policy, made once per session, service and region
+    (making one costs tens of milliseconds; clients are thread-safe)."""
+    from botocore.config import Config
+
+    cache = session.__dict__.setdefault("_trainctl_clients", {})
+    key = (service, region or session.region_name)
+    if key not in cache:
+        config = Config(retries=dict(RETRIES), user_agent_extra="trainctl")
+        cache[key] = session.client(service, region_name=key[1], config=config)
+    return cache[key]
+
+
+def error_code(error: BaseException) -> str:
+    """The AWS error code of a botocore ``ClientError`` ('' for anything else)."""
+    response = getattr(error, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def error_message(error: BaseException) -> str:
+    response = getattr(error, "response", None) or {}
+    return str(response.get("Error", {}).get("Message", "")) or str(error)
+
+
+def no_region() -> BadInput:
+    return BadInput(
+        "no AWS region is configured",
+        hint="set AWS_REGION, `region` in ~/.aws/config or [providers.aws], or pass --region",
+    )
+
+
+def translate(error: BaseException, action: str) -> BaseException:
+    """The trainctl error for a botocore exception raised while doing ``action``
+    (``error`` itself when it is not botocore's)."""
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        NoRegionError,
+        PartialCredentialsError,
+        TokenRetrievalError,
+    )
+
+    if isinstance(error, NoCredentialsError | PartialCredentialsError):
+        return CredentialsError(f"no usable AWS credentials found ({error})", hint=CREDENTIALS_HINT)
+    if isinstance(error, TokenRetrievalError):
+        return CredentialsError(f"AWS sign-in expired: {error}", hint="run `aws sso login`")
+    if isinstance(error, NoRegionError):
+        return no_region()
+    if isinstance(error, EndpointConnectionError):
+        return OperationFailed(f"cannot reach AWS to {action}: {error}")
+    if isinstance(error, ClientError):
+        code, message = error_code(error), error_message(error)
+        if code in _AUTH_CODES:
+            return CredentialsError(
+                f"AWS rejected the credentials ({code}) while trying to {action}: {message}",
+                hint=CREDENTIALS_HINT,
+            )
+        if code in _DENIED_CODES:
+            return CredentialsError(
+                f"not allowed to {action}: {message}",
+                hint="the AWS identity in use lacks this permission",
+            )
+        if code.endswith(".NotFound") or code in ("NoSuchEntity", "NoSuchBucket", "404"):
+            return NotFound(f"cannot {action}: {message}")
+        return OperationFailed(f"cannot {action}: {code}: {message}")
+    if isinstance(error, BotoCoreError):
+        return OperationFailed(f"cannot {action}: {error}")
+    return error
+
+
+@contextmanager
+def aws_errors(action: str) -> Iterator[None]:
+    """Turn botocore's exceptions into trainctl's one-line errors while doing ``action``.
+
+    Errors the caller raised itself (trainctl errors) pass through untouched."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except (BotoCoreError, ClientError) as e:
+        raise translate(e, action) from None

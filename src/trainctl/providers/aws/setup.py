@@ -1,0 +1,268 @@
+"""`trainctl aws setup`: what the aws provider needs in an account, made idempotently.
+
+- an IAM role and instance profile for the machines, allowed to talk to SSM
+  (AmazonSSMManagedInstanceCore) and to read and write the staging bucket, nothing else;
+- the staging bucket (private, objects expire after a day: everything in it is
+  transient), through which code, command input and downloads travel.
+
+``missing`` is the cheap check that ``create`` runs before launching anything.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...errors import OperationFailed
+from ...provider import TAG_MANAGED
+from ...remote.base import Progress
+from .session import aws_errors, client, error_code
+
+ROLE_NAME = "trainctl-instance"
+PROFILE_NAME = "trainctl-instance"
+STAGING_POLICY_NAME = "trainctl-staging"
+SSM_CORE_POLICY = "AmazonSSMManagedInstanceCore"
+EXPIRE_DAYS = 1
+
+_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "ec2.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ],
+}
+
+
+def default_bucket(account: str, region: str) -> str:
+    return f"trainctl-staging-{account}-{region}"
+
+
+@dataclass(frozen=True)
+class Names:
+    """The names of what the provider needs in one account and region."""
+
+    account: str
+    bucket: str
+    profile: str = PROFILE_NAME
+    role: str = ROLE_NAME
+
+    @classmethod
+    def for_account(cls, account: str, region: str, config: dict[str, Any]) -> Names:
+        bucket = config.get("bucket") or default_bucket(account, region)
+        profile = config.get("instance_profile") or PROFILE_NAME
+        return cls(account=account, bucket=bucket, profile=profile)
+
+
+@dataclass
+class SetupReport:
+    region: str
+    names: Names
+    created: list[str] = field(default_factory=list)
+    present: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "region": self.region,
+            "bucket": self.names.bucket,
+            "instance_profile": self.names.profile,
+            "role": self.names.role,
+            "created": self.created,
+            "present": self.present,
+        }
+
+
+def staging_policy(buckets: list[str], partition: str = "aws") -> dict[str, Any]:
+    """Read and write on the objects of ``buckets`` (names, ``*`` allowed), nothing else."""
+    arns = [f"arn:{partition}:s3:::{b}" for b in sorted(set(buckets))]
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                "Resource": [f"{arn}/*" for arn in arns],
+            },
+            {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": arns},
+        ],
+    }
+
+
+def _policy_buckets(document: dict[str, Any]) -> set[str]:
+    found = set()
+    for statement in document.get("Statement", []):
+        resources = statement.get("Resource", [])
+        for arn in [resources] if isinstance(resources, str) else resources:
+            found.add(arn.split(":::", 1)[-1].split("/", 1)[0])
+    return found
+
+
+def missing(session: Any, region: str, names: Names) -> list[str]:
+    """What ``setup`` would still have to make (a check the caller cannot do counts as
+    present: the launch itself will then say what is wrong)."""
+    from botocore.exceptions import ClientError
+
+    iam, s3 = client(session, "iam"), client(session, "s3", region)
+    absent = []
+    with aws_errors("check the trainctl instance profile and staging bucket"):
+        try:
+            iam.get_instance_profile(InstanceProfileName=names.profile)
+        except ClientError as e:
+            if error_code(e) == "NoSuchEntity":
+                absent.append(f"instance profile {names.profile}")
+            elif error_code(e) not in ("AccessDenied", "AccessDeniedException"):
+                raise
+        try:
+            s3.head_bucket(Bucket=names.bucket)
+        except ClientError as e:
+            if error_code(e) in ("404", "NoSuchBucket", "NotFound"):
+                absent.append(f"staging bucket {names.bucket}")
+            elif error_code(e) not in ("403", "AccessDenied"):
+                raise
+    return absent
+
+
+def run_setup(
+    session: Any,
+    region: str,
+    names: Names,
+    *,
+    partition: str = "aws",
+    progress: Progress | None = None,
+) -> SetupReport:
+    report = SetupReport(region, names)
+    say = progress or (lambda _line: None)
+    with aws_errors("set up the trainctl role, instance profile and staging bucket"):
+        _role(client(session, "iam"), names, partition, report, say)
+        _bucket(client(session, "s3", region), region, names.bucket, report, say)
+    return report
+
+
+def _note(report: SetupReport, say: Progress, made: bool, what: str) -> None:
+    (report.created if made else report.present).append(what)
+    if made:
+        say(f"created {what}")
+
+
+def _role(iam: Any, names: Names, partition: str, report: SetupReport, say: Progress) -> None:
+    from botocore.exceptions import ClientError
+
+    tags = [{"Key": TAG_MANAGED, "Value": "true"}]
+    try:
+        iam.get_role(RoleName=names.role)
+        made = False
+    except ClientError as e:
+        if error_code(e) != "NoSuchEntity":
+            raise
+        iam.create_role(
+            RoleName=names.role,
+            AssumeRolePolicyDocument=json.dumps(_TRUST),
+            Description="trainctl training machines: SSM and the staging bucket",
+            Tags=tags,
+        )
+        made = True
+    _note(report, say, made, f"IAM role {names.role}")
+
+    core = f"arn:{partition}:iam::aws:policy/{SSM_CORE_POLICY}"
+    attached = iam.list_attached_role_policies(RoleName=names.role)["AttachedPolicies"]
+    made = core not in {p["PolicyArn"] for p in attached}
+    if made:
+        iam.attach_role_policy(RoleName=names.role, PolicyArn=core)
+    _note(report, say, made, f"policy {SSM_CORE_POLICY} on role {names.role}")
+
+    # The role serves every region: it keeps the buckets it already allows and covers
+    # every default staging bucket of the account.
+    pattern = default_bucket(names.account, "*")
+    buckets = {pattern} if fnmatch.fnmatchcase(names.bucket, pattern) else {pattern, names.bucket}
+    try:
+        document = iam.get_role_policy(RoleName=names.role, PolicyName=STAGING_POLICY_NAME)[
+            "PolicyDocument"
+        ]
+        current = json.loads(document) if isinstance(document, str) else document
+        buckets |= _policy_buckets(current)
+    except ClientError as e:
+        if error_code(e) != "NoSuchEntity":
+            raise
+        current = None
+    wanted = staging_policy(sorted(buckets), partition)
+    made = current != wanted
+    if made:
+        iam.put_role_policy(
+            RoleName=names.role,
+            PolicyName=STAGING_POLICY_NAME,
+            PolicyDocument=json.dumps(wanted),
+        )
+    _note(report, say, made, f"policy {STAGING_POLICY_NAME} (staging buckets only)")
+
+    try:
+        profile = iam.get_instance_profile(InstanceProfileName=names.profile)["InstanceProfile"]
+        made = False
+    except ClientError as e:
+        if error_code(e) != "NoSuchEntity":
+            raise
+        profile = iam.create_instance_profile(InstanceProfileName=names.profile, Tags=tags)[
+            "InstanceProfile"
+        ]
+        made = True
+    _note(report, say, made, f"instance profile {names.profile}")
+    if names.role not in {r["RoleName"] for r in profile.get("Roles", [])}:
+        if profile.get("Roles"):
+            other = profile["Roles"][0]["RoleName"]
+            raise OperationFailed(
+                f"instance profile {names.profile} already holds role {other}",
+                hint="set instance_profile in [providers.aws] to another name",
+            )
+        iam.add_role_to_instance_profile(InstanceProfileName=names.profile, RoleName=names.role)
+        _note(report, say, True, f"role {names.role} in instance profile {names.profile}")
+
+
+def _bucket(s3: Any, region: str, bucket: str, report: SetupReport, say: Progress) -> None:
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.head_bucket(Bucket=bucket)
+        _note(report, say, False, f"staging bucket {bucket}")
+        return
+    except ClientError as e:
+        if error_code(e) in ("403", "AccessDenied"):
+            raise OperationFailed(
+                f"bucket {bucket} exists but this account cannot use it",
+                hint="set bucket in [providers.aws] to a name of your own",
+            ) from None
+        if error_code(e) not in ("404", "NoSuchBucket", "NotFound"):
+            raise
+    args: dict[str, Any] = {"Bucket": bucket}
+    if region != "us-east-1":
+        args["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    s3.create_bucket(**args)
+    s3.put_public_access_block(
+        Bucket=bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=bucket,
+        LifecycleConfiguration={
+            "Rules": [
+                {
+                    "ID": "trainctl-staging-expiry",
+                    "Filter": {"Prefix": ""},
+                    "Status": "Enabled",
+                    "Expiration": {"Days": EXPIRE_DAYS},
+                    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": EXPIRE_DAYS},
+                }
+            ]
+        },
+    )
+    s3.put_bucket_tagging(
+        Bucket=bucket, Tagging={"TagSet": [{"Key": TAG_MANAGED, "Value": "true"}]}
+    )
+    _note(report, say, True, f"staging bucket {bucket} (private, objects expire after a day)")

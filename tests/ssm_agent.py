@@ -1,0 +1,212 @@
+"""A stand-in for the SSM agent, for tests against moto's server.
+
+moto records SSM commands but runs nothing. With this hook installed (moto's server
+runs in the test process), each ``AWS-RunShellScript`` sent to an instance is run for
+real, with ``sh`` as the agent does, in a sandbox directory that stands for that
+instance (its HOME); GetCommandInvocation then reports the true stdout, stderr and
+exit code, cut to SSM's limits (24,000 and 8,000 characters). Like the real agent,
+it waits until the command's output streams close, so a background process that
+keeps them open hangs the invocation. The sandbox's ``aws`` commands reach the same
+moto server. DescribeInstanceInformation, which moto lacks, reports each running
+instance Online unless the test says otherwise.
+
+What is patched, and nothing else:
+- ``SimpleSystemManagerBackend.send_command``: refuses instances whose agent is not
+  online (InvalidInstanceId, as SSM does); after moto records the command, its
+  invocations are marked InProgress and run in a thread.
+- ``SimpleSystemManagerBackend.get_command_invocation``: with ``lag``, the first
+  call for each command fails with InvocationDoesNotExist, as SSM sometimes does.
+- ``SimpleSystemManagerResponse.describe_instance_information``: added.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from moto.core.exceptions import JsonRESTError
+from moto.core.responses import ActionResult
+from moto.ec2.models import ec2_backends
+from moto.ssm.models import SimpleSystemManagerBackend
+from moto.ssm.responses import SimpleSystemManagerResponse
+
+STDOUT_LIMIT = 24_000
+STDERR_LIMIT = 8_000
+
+
+@dataclass
+class Invocation:
+    instance_id: str
+    script: str
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+class SSMAgent:
+    def __init__(self, root: Path, env: dict[str, str]) -> None:
+        self.root = root
+        self.env = env
+        self.offline: set[str] = set()  # instances whose agent never comes online
+        self.all_offline = False  # no agent comes online
+        self.lag = False
+        self.history: list[Invocation] = []
+        self._seen: set[str] = set()
+        self._saved: dict[str, object] = {}
+
+    def home(self, instance_id: str) -> Path:
+        """The sandbox standing for ``instance_id``: its root user's home."""
+        path = self.root / instance_id / "home"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def online(self, account: str, region: str, instance_id: str) -> bool:
+        if self.all_offline or instance_id in self.offline:
+            return False
+        try:
+            instance = ec2_backends[account][region].get_instance(instance_id)
+        except Exception:
+            return False
+        return instance.state == "running"
+
+    # --- the hook ------------------------------------------------------------------
+
+    def install(self) -> SSMAgent:
+        agent = self
+        send, get = (
+            SimpleSystemManagerBackend.send_command,
+            SimpleSystemManagerBackend.get_command_invocation,
+        )
+        self._saved = {"send_command": send, "get_command_invocation": get}
+
+        def send_command(backend, **kwargs):
+            named = list(kwargs.get("instance_ids") or [])
+            for instance_id in named:
+                if not agent.online(backend.account_id, backend.region_name, instance_id):
+                    raise JsonRESTError(
+                        "InvalidInstanceId", f"Instances [[{instance_id}]] not in a valid state"
+                    )
+            command = send(backend, **kwargs)
+            if command.document_name == "AWS-RunShellScript":
+                # moto also adds every instance of the region when no Targets are given:
+                # only the instances named run the command
+                for invocation in [i for i in command.invocations if i["InstanceId"] in named]:
+                    invocation.update(
+                        Status="InProgress",
+                        StatusDetails="InProgress",
+                        ResponseCode=-1,
+                        StandardOutputContent="",
+                        StandardErrorContent="",
+                    )
+                    threading.Thread(
+                        target=agent._execute, args=(command, invocation), daemon=True
+                    ).start()
+            return command
+
+        def get_command_invocation(backend, command_id, instance_id, plugin_name):
+            if agent.lag and command_id not in agent._seen:
+                agent._seen.add(command_id)
+                raise JsonRESTError("InvocationDoesNotExist", "")
+            return get(backend, command_id, instance_id, plugin_name)
+
+        def describe_instance_information(response):
+            filters = response._get_param("Filters") or []
+            wanted = [v for f in filters if f.get("Key") == "InstanceIds" for v in f["Values"]]
+            backend = ec2_backends[response.current_account][response.region]
+            found = []
+            for instance_id in wanted:
+                try:
+                    instance = backend.get_instance(instance_id)
+                except Exception:
+                    continue
+                if instance.state != "running":
+                    continue
+                ping = (
+                    "Online"
+                    if agent.online(response.current_account, response.region, instance_id)
+                    else "ConnectionLost"
+                )
+                found.append(
+                    {
+                        "InstanceId": instance_id,
+                        "PingStatus": ping,
+                        "LastPingDateTime": datetime.now(timezone.utc),
+                        "AgentVersion": "3.3.0.0",
+                        "PlatformType": "Linux",
+                        "ResourceType": "EC2Instance",
+                    }
+                )
+            return ActionResult({"InstanceInformationList": found})
+
+        SimpleSystemManagerBackend.send_command = send_command
+        SimpleSystemManagerBackend.get_command_invocation = get_command_invocation
+        SimpleSystemManagerResponse.describe_instance_information = describe_instance_information
+        return self
+
+    def uninstall(self) -> None:
+        for name, original in self._saved.items():
+            setattr(SimpleSystemManagerBackend, name, original)
+        del SimpleSystemManagerResponse.describe_instance_information
+        self.kill_all()
+
+    # --- running a command ---------------------------------------------------------
+
+    def _execute(self, command, invocation: dict) -> None:
+        instance_id = invocation["InstanceId"]
+        home = self.home(instance_id)
+        workdir = self.root / instance_id / "orchestration" / command.command_id
+        workdir.mkdir(parents=True)
+        script = "\n".join(command.parameters.get("commands", []))
+        (workdir / "_script.sh").write_text(script)
+        timeout = float(command.parameters.get("executionTimeout", ["3600"])[0])
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            ["sh", str(workdir / "_script.sh")],
+            cwd=workdir,
+            env={**self.env, "HOME": str(home)},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        try:
+            out, err = proc.communicate(timeout=timeout)
+            code = proc.returncode
+            status = "Success" if code == 0 else "Failed"
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate(timeout=5)
+            code, status = -1, "TimedOut"
+        stdout, stderr = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+        self.history.append(
+            Invocation(instance_id, script, code, stdout, stderr, time.monotonic() - started)
+        )
+        invocation.update(
+            Status=status,
+            StatusDetails=status,
+            ResponseCode=code,
+            StandardOutputContent=stdout[:STDOUT_LIMIT],
+            StandardErrorContent=stderr[:STDERR_LIMIT],
+        )
+
+    def kill_all(self) -> None:
+        """Kill every process still running in a sandbox (detached jobs included)."""
+        marker = f"HOME={self.root}/".encode()
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                environ = Path(f"/proc/{pid}/environ").read_bytes()
+            except OSError:
+                continue
+            if any(v.startswith(marker) for v in environ.split(b"\0")):
+                with contextlib.suppress(OSError):
+                    os.kill(int(pid), signal.SIGKILL)

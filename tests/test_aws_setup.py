@@ -1,0 +1,96 @@
+"""`trainctl aws setup` against moto: what it makes, idempotence, the CLI."""
+
+from __future__ import annotations
+
+import os
+
+import boto3
+import pytest
+
+from aws_support import server_url, use_moto
+from cli_helpers import trainctl
+from trainctl.errors import OperationFailed
+from trainctl.providers.aws.session import new_session
+from trainctl.providers.aws.setup import Names, run_setup
+
+REGION = "ap-south-1"
+
+
+def test_setup_makes_the_role_profile_and_bucket_once(monkeypatch):
+    use_moto(monkeypatch, REGION)
+    names = Names("123456789012", "trainctl-staging-test-once", "tp-once", "tr-once")
+    session = new_session(REGION)
+    first = run_setup(session, REGION, names)
+    assert first.created == [
+        "IAM role tr-once",
+        "policy AmazonSSMManagedInstanceCore on role tr-once",
+        "policy trainctl-staging (staging buckets only)",
+        "instance profile tp-once",
+        "role tr-once in instance profile tp-once",
+        "staging bucket trainctl-staging-test-once (private, objects expire after a day)",
+    ]
+    again = run_setup(session, REGION, names)
+    assert again.created == [] and len(again.present) == 5
+
+    iam = boto3.client("iam")
+    trust = iam.get_role(RoleName="tr-once")["Role"]["AssumeRolePolicyDocument"]
+    assert trust["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
+    policy = iam.get_role_policy(RoleName="tr-once", PolicyName="trainctl-staging")
+    resources = [r for s in policy["PolicyDocument"]["Statement"] for r in s["Resource"]]
+    assert sorted(resources) == [
+        "arn:aws:s3:::trainctl-staging-123456789012-*",
+        "arn:aws:s3:::trainctl-staging-123456789012-*/*",
+        "arn:aws:s3:::trainctl-staging-test-once",
+        "arn:aws:s3:::trainctl-staging-test-once/*",
+    ]
+    s3 = boto3.client("s3", region_name=REGION)
+    block = s3.get_public_access_block(Bucket="trainctl-staging-test-once")
+    assert all(block["PublicAccessBlockConfiguration"].values())
+    rules = s3.get_bucket_lifecycle_configuration(Bucket="trainctl-staging-test-once")["Rules"]
+    assert rules[0]["Expiration"]["Days"] == 1
+
+
+def test_a_profile_holding_another_role_is_refused(monkeypatch):
+    use_moto(monkeypatch, REGION)
+    iam = boto3.client("iam")
+    iam.create_role(RoleName="someone-else", AssumeRolePolicyDocument="{}")
+    iam.create_instance_profile(InstanceProfileName="tp-taken")
+    iam.add_role_to_instance_profile(InstanceProfileName="tp-taken", RoleName="someone-else")
+    names = Names("123456789012", "trainctl-staging-test-taken", "tp-taken", "tr-taken")
+    with pytest.raises(OperationFailed, match="already holds role someone-else"):
+        run_setup(new_session(REGION), REGION, names)
+
+
+def _cli_env(monkeypatch, **extra: str) -> None:
+    """The environment the CLI subprocess inherits: moto's endpoint, nothing ambient."""
+    for key in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(key)
+    for key, value in {
+        "AWS_ENDPOINT_URL": server_url(),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        **extra,
+    }.items():
+        monkeypatch.setenv(key, value)
+
+
+def test_cli_aws_setup(monkeypatch):
+    _cli_env(monkeypatch, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
+    first = trainctl("aws", "setup", "--region", "sa-east-1", "--json")
+    assert first.code == 0, first.err
+    doc = first.json()
+    assert doc["account"] == "123456789012" and doc["region"] == "sa-east-1"
+    assert doc["bucket"] == "trainctl-staging-123456789012-sa-east-1"
+    assert f"staging bucket {doc['bucket']} (private, objects expire after a day)" in doc["created"]
+    again = trainctl("aws", "setup", "--region", "sa-east-1")
+    assert again.code == 0 and "nothing to do" in again.out
+    assert "present  instance profile trainctl-instance" in again.out
+
+
+def test_cli_aws_setup_without_credentials(monkeypatch):
+    _cli_env(monkeypatch, AWS_DEFAULT_REGION="sa-east-1")
+    r = trainctl("aws", "setup", "--json")
+    assert r.code == 4 and r.out == ""
+    error = r.error()
+    assert error["type"] == "credentials" and "aws configure" in error["hint"]
