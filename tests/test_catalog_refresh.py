@@ -33,11 +33,33 @@ def test_aws_refresh_against_moto(moto_url, monkeypatch):  # noqa: F811
     assert cheapest_spot.offer_id in ("p4d.24xlarge", "p4de.24xlarge")
 
 
+def test_aws_refresh_takes_the_aws_providers_region(moto_url, monkeypatch, trainctl_home):  # noqa: F811
+    aws_env(monkeypatch, moto_url)
+    trainctl_home.mkdir(parents=True, exist_ok=True)
+    (trainctl_home / "config.toml").write_text('[providers.aws]\nregion = "eu-west-1"\n')
+    (result,) = refresh.refresh(["aws"], now=NOW)
+    assert result.status == refresh.REFRESHED, result.detail
+    offers = catalog.load("aws")[0].offers
+    assert offers and {o.region for o in offers} == {"eu-west-1"}
+    # the on-demand price stays the bundled us-east-1 one, and says so
+    assert all("us-east-1" in o.on_demand_source for o in offers)
+    assert all("(eu-west-1" in o.spot_source for o in offers if o.spot is not None)
+
+
+def test_aws_refresh_without_a_region_says_so(moto_url, monkeypatch):  # noqa: F811
+    aws_env(monkeypatch, moto_url)
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    (result,) = refresh.refresh(["aws"], now=NOW)
+    assert result.status == refresh.FAILED
+    assert result.detail.startswith("no AWS region is configured (set AWS_REGION")
+
+
 def test_aws_refresh_offline_keeps_bundled_prices(monkeypatch):
     aws_env(monkeypatch, closed_port_url())
     (result,) = refresh.refresh(["aws"], now=NOW)
     assert result.status == refresh.FAILED
-    assert "could not reach AWS EC2" in result.detail
+    assert "cannot reach AWS to read EC2 spot prices" in result.detail
     assert "using bundled prices, oldest from 2026-01-21 (308d old)" in result.detail
     assert not store.cache_path("aws").exists()
 
