@@ -6,6 +6,7 @@ import pytest
 
 from cli_helpers import trainctl
 from price_apis import aws_env, closed_port_url, moto_url, runpod_api  # noqa: F401 (fixtures)
+from test_cli_runpod import runpod_cli  # noqa: F401 (fixture: fake pods, short polls)
 
 
 def test_compare_a100_cheapest_first_with_sources():
@@ -85,22 +86,12 @@ def test_create_cheapest_needs_gpu_and_a_usable_provider():
     assert "Traceback" not in r.err
 
 
-@pytest.fixture
-def runpod_machines(fake_runpod, trainctl_home):
-    """The RunPod fake with real (SSH test server) machines and short polls."""
-    trainctl_home.mkdir(parents=True, exist_ok=True)
-    (trainctl_home / "config.toml").write_text(
-        "[providers.runpod]\npoll_interval = 0.01\nready_timeout = 30\n"
-    )
-    return fake_runpod
-
-
-def test_create_cheapest_rents_the_cheapest_runpod_offer(runpod_machines):
+def test_create_cheapest_rents_the_cheapest_runpod_offer(runpod_cli):  # noqa: F811
     r = trainctl("create", "--provider", "cheapest", "--gpu", "RTX4090", "-n", "c1", "--json")
     assert r.code == 0, r.err
     created = r.json()
     assert created["provider"] == "runpod"
-    pod = runpod_machines.pods[created["id"]].data
+    pod = runpod_cli.pods[created["id"]].data
     assert pod["gpu"] == {"id": "NVIDIA GeForce RTX 4090", "count": 1}
     assert pod["cloud"] == "COMMUNITY"
     assert "picked runpod NVIDIA GeForce RTX 4090 (community), the cheapest: " in r.err
@@ -109,15 +100,15 @@ def test_create_cheapest_rents_the_cheapest_runpod_offer(runpod_machines):
     assert trainctl("terminate", "c1", "-y").code == 0
 
 
-def test_create_cheapest_goes_to_the_next_offer_then_gives_up(runpod_machines):
-    runpod_machines.knobs.no_capacity = True
+def test_create_cheapest_goes_to_the_next_offer_then_gives_up(runpod_cli):  # noqa: F811
+    runpod_cli.knobs.no_capacity = True
     r = trainctl("create", "--provider", "cheapest", "--gpu", "RTX4090", "--json")
     assert r.code == 1, r.err
     assert r.error()["type"] == "no_capacity"
     tried = [line for line in r.err.splitlines() if "no capacity on runpod" in line]
     assert len(tried) == 2  # RunPod's two RTX 4090 offers: community, then secure
     assert "(community)" in tried[0] and "(secure)" in tried[1]
-    assert runpod_machines.pods == {}
+    assert runpod_cli.pods == {}
     assert trainctl("list", "--json").json()["resources"] == []
 
 
