@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +13,7 @@ import pytest
 from fakes import FakeProvider
 from trainctl import registry
 from trainctl.api import Trainctl, run
-from trainctl.errors import OperationFailed
+from trainctl.errors import BadInput, NotFound, OperationFailed
 from trainctl.types import CreateResourceOptions, TrainingJob
 
 
@@ -113,3 +116,89 @@ def test_refresh_marks_gone_machines_and_lists_untracked(recoverable):
     assert views["mine"].state == "terminated"
     assert views["stray"].record is None and views["stray"].live.id == stray.id
     assert views["stray"].to_dict()["tracked"] is False
+
+
+def test_missing_output_keeps_the_machine_and_brings_the_rest(tmp_path):
+    tc = Trainctl()
+    script = "import os; open(os.environ['TRAINCTL_CHECKPOINT_DIR'] + '/c.pt', 'w').write('w')"
+    result = run(
+        tc,
+        "local",
+        CreateResourceOptions(),
+        TrainingJob([sys.executable, "-c", script]),
+        outputs=["typo_dir", "checkpoints"],
+        output_dir=tmp_path / "out",
+    )
+    assert (tmp_path / "out" / "checkpoints" / "c.pt").read_text() == "w"
+    assert not result.terminated and "typo_dir" in result.kept_reason
+    assert result.exit_code == 1
+    tc.terminate(result.resource.id)
+
+
+def test_unwritable_output_dir_is_refused_before_renting(tmp_path):
+    (tmp_path / "file").write_text("x")
+    tc = Trainctl()
+    with pytest.raises(BadInput, match="cannot write outputs"):
+        run(
+            tc,
+            "local",
+            CreateResourceOptions(),
+            TrainingJob(["true"]),
+            outputs=["checkpoints"],
+            output_dir=tmp_path / "file" / "out",
+        )
+    assert tc.store.resources() == []
+
+
+class Impatient(FakeProvider):
+    """A provider whose release is interrupted by a Ctrl-C half-way."""
+
+    name = "impatient"
+    root: Path
+
+    def __init__(self) -> None:
+        super().__init__(self.root)
+
+    def terminate(self, resource_id):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1)
+        return super().terminate(resource_id)
+
+
+def test_ctrl_c_during_release_does_not_leave_the_machine(tmp_path):
+    Impatient.root = tmp_path / "machines"
+    registry.register(Impatient)
+    try:
+        tc = Trainctl()
+        with pytest.raises(KeyboardInterrupt):
+            run(
+                tc,
+                "impatient",
+                CreateResourceOptions(),
+                TrainingJob([sys.executable, "-c", "pass"]),
+                outputs=[],
+                output_dir=tmp_path / "out",
+            )
+        assert tc.store.resources() == []
+    finally:
+        registry.unregister("impatient")
+
+
+def test_terminate_settles_an_interrupted_create(recoverable):
+    tc = Trainctl()
+    tc.store.begin_create("recoverable", "ghost")  # the create died before the provider answered
+    with pytest.raises(NotFound, match="never made"):
+        tc.terminate("ghost")
+    assert tc.store.resources() == []
+    tc.store.begin_create("recoverable", "real")
+    made = Recoverable().create_resource(CreateResourceOptions(name="real"))
+    assert tc.terminate("real").state.value == "terminated"
+    assert made.id not in {m.id for m in Recoverable().list_resources()}
+
+
+def test_concurrent_create_of_one_name_is_bad_input(tmp_path, monkeypatch):
+    tc = Trainctl()
+    tc.store.begin_create("local", "same")
+    monkeypatch.setattr(tc.store, "_find", lambda column, value: None)  # lost the race
+    with pytest.raises(BadInput, match="already exists"):
+        tc.store.begin_create("local", "same")

@@ -208,7 +208,7 @@ def test_train_bad_input(args, needle):
 
 def test_debug_shows_traceback():
     r = trainctl("--debug", "status", "missing")
-    assert r.code != 0 and "Traceback" in r.err
+    assert r.code == 3 and "Traceback" in r.err
 
 
 def test_terminate_asks_unless_yes():

@@ -67,7 +67,8 @@ def test_entry_point_discovery(monkeypatch):
 
     monkeypatch.setattr(registry, "_entry_points", None)
     monkeypatch.setattr(
-        registry, "entry_points", lambda group: [EP] if group == registry.ENTRY_POINT_GROUP else []
+        "importlib.metadata.entry_points",
+        lambda group: [EP] if group == registry.ENTRY_POINT_GROUP else [],
     )
     assert "plugin" in registry.names()
     assert registry.get_class("plugin") is FakeProvider

@@ -126,3 +126,30 @@ def test_follow_client_interrupted_job_keeps_running(tmp_path, trainctl_home):
     jobs = json.loads(run("jobs", "m", "--json").stdout)["jobs"]
     assert [j["status"] for j in jobs] == ["running"]
     run("terminate", "m", "-y")
+
+
+def test_processes_left_behind_are_ended_by_cancel_all(rt):
+    """A job whose main process exited but left a child in its group: the job is
+    final, and cancel_all still ends the child."""
+    st = rt.start(["sh", "-c", "sleep 987 & echo started"])
+    wait_for(lambda: rt.status(st.job_id).status.is_final)
+    pgid = pid_info(rt, st.job_id)["pgid"]
+    assert jobrunner.leftover_pids(pgid, st.job_id)
+    rt.cancel_all(grace=1)
+    assert not jobrunner.leftover_pids(pgid, st.job_id)
+    assert rt.status(st.job_id).status is ExecutionStatus.COMPLETED
+
+
+def test_newest_job_is_the_last_requested(tmp_path):
+    from trainctl.providers.local import LocalProvider
+    from trainctl.types import CreateResourceOptions, TrainingJob
+
+    p = LocalProvider()
+    rid = p.create_resource(CreateResourceOptions()).id
+    first = p.train(rid, TrainingJob(["sh", "-c", "echo first"]))
+    wait_for(lambda: p.job_status(rid, first.job_id).status.is_final)
+    second = p.train(rid, TrainingJob(["no-such-command-here"]))  # never starts
+    out = bytearray()
+    assert p.monitor(rid, sink=out.extend).job_id == second.job_id
+    assert [j.job_id for j in p.jobs(rid)] == [first.job_id, second.job_id]
+    p.terminate(rid)

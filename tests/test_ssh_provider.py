@@ -198,3 +198,18 @@ def test_estimate_cost_from_the_declared_price(provider):
     assert (est.hourly, est.total) == (2.5, 7.5)
     unknown = provider.estimate_cost(options(host="u@h"), hours=3)
     assert unknown.hourly is None and "no price" in unknown.source
+
+
+def test_terminating_one_registration_leaves_anothers_jobs(provider, ssh_machine: Machine):
+    """The same machine registered twice (as 127.0.0.1 and localhost): each
+    registration cancels and lists only the jobs it started."""
+    a = provider.create_resource(options(ssh_machine, name="a")).id
+    other_target = ssh_machine.target.replace("127.0.0.1", "localhost")
+    b = provider.create_resource(options(ssh_machine, name="b", host=other_target)).id
+    job = provider.train(a, TrainingJob(command=["sleep", "300"]))
+    wait_running(provider, a, job.job_id)
+    assert [j.job_id for j in provider.jobs(b)] == []
+    provider.terminate(b)
+    assert provider.job_status(a, job.job_id).status is ExecutionStatus.RUNNING
+    provider.terminate(a)
+    assert not any("sleep" in _cmdline(p) for p in ssh_machine.processes())

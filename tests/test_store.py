@@ -49,7 +49,7 @@ def test_abandon_and_forget(tmp_path):
         store.resource("b"), TrainingStatus("j-1", "r-2", ExecutionStatus.RUNNING, command=["x"])
     )
     store.forget("r-2")
-    assert store.resources() == [] and store.jobs() == []
+    assert store.resources() == [] and store.job("j-1") is None
 
 
 def test_jobs_recorded_and_updated(tmp_path):

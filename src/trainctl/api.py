@@ -13,18 +13,21 @@ Resources are referred to by id or name; the provider comes from the store.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import registry
 from .capabilities import Capability, require
-from .catalog.cheapest import CHEAPEST
-from .errors import NotFound, OperationFailed, TrainctlError
+from .errors import BadInput, NotFound, OperationFailed, TrainctlError
 from .provider import TAG_NAME, TrainingProvider
 from .remote.base import Progress
 from .runtime.client import OutputSink
-from .store import JobRecord, ResourceRecord, Store
+from .store import ResourceRecord, Store
 from .types import (
     CreateResourceOptions,
     ExecutionStatus,
@@ -101,7 +104,7 @@ class Trainctl:
         *,
         progress: Progress | None = None,
     ) -> ResourceRecord:
-        if provider_name == CHEAPEST:
+        if provider_name == "cheapest":  # catalog.cheapest.CHEAPEST, imported lazily
             return self._create_cheapest(options, progress=progress)
         provider = self.provider(provider_name)
         require(provider, Capability.CREATE)
@@ -160,7 +163,12 @@ class Trainctl:
                 views += self._refresh(name, group)
         return views
 
-    def _refresh(self, provider_name: str, views: list[ResourceView]) -> list[ResourceView]:
+    def _refresh(
+        self,
+        provider_name: str,
+        views: list[ResourceView],
+        stale_after: float = STALE_INTENT_HOURS,
+    ) -> list[ResourceView]:
         try:
             listed = self.provider(provider_name).list_resources()
         except TrainctlError as e:
@@ -177,8 +185,9 @@ class Trainctl:
                 if found is not None:
                     v.record = self.store.finish_create(record.id, found)
                     v.live, v.note = found, "adopted: its create had been interrupted"
-                elif record.hours_running() > STALE_INTENT_HOURS:
+                elif record.hours_running() >= stale_after:
                     self.store.abandon_create(record.id)
+                    v.live = ResourceStatus(record.id, provider_name, ResourceState.TERMINATED)
                     v.note = "dropped: its create was interrupted and nothing was made"
                 continue
             status = live.pop(record.id, None)
@@ -195,7 +204,10 @@ class Trainctl:
         ]
 
     def terminate(self, ref: str) -> ResourceStatus:
-        record, provider = self._resolve(ref)
+        record = self.store.resource(ref)
+        if not record.confirmed:
+            record = self._settle_intent(record)
+        provider = self.provider(record.provider)
         status = provider.terminate(record.id)
         if status.state in (ResourceState.TERMINATED, ResourceState.TERMINATING):
             self.store.forget(record.id)
@@ -207,6 +219,23 @@ class Trainctl:
                 hint=f"retry `trainctl terminate {record.name}`",
             )
         return status
+
+    def _settle_intent(self, record: ResourceRecord) -> ResourceRecord:
+        """An interrupted create: adopt what the provider made under its name, or,
+        when it made nothing, drop the record and say so."""
+        view = ResourceView(record)
+        self._refresh(record.provider, [view], stale_after=0.0)
+        assert view.record is not None
+        if view.error:
+            raise OperationFailed(
+                f"cannot tell whether {record.provider} made {record.name!r}: {view.error}"
+            )
+        if not view.record.confirmed:
+            raise NotFound(
+                f"{record.name!r} was never made by {record.provider} "
+                "(its create was interrupted); its record is dropped"
+            )
+        return view.record
 
     def stop(self, ref: str) -> ResourceStatus:
         return self._stop_start(ref, "stop")
@@ -255,20 +284,32 @@ class Trainctl:
         self._record_job(record, status)
         return status
 
-    def jobs(self, ref: str | None = None) -> list[TrainingStatus]:
-        records = [self.store.resource(ref)] if ref else self.store.resources()
-        found: list[TrainingStatus] = []
-        for record in records:
-            if not record.confirmed:
+    def jobs(
+        self, ref: str | None = None, *, on_error: Callable[[str], None] | None = None
+    ) -> list[TrainingStatus]:
+        """Jobs on ``ref``, or on every live machine. Without ``ref``, a machine that
+        cannot be asked is reported to ``on_error`` and the others still answer."""
+        if ref:
+            record, provider = self._resolve(ref)
+            found = provider.jobs(record.id)
+            for status in found:
+                self._record_job(record, status)
+            return found
+        found = []
+        for record in self.store.resources():
+            if not record.confirmed or record.state == ResourceState.TERMINATED.value:
                 continue
-            provider = self.provider(record.provider)
-            for status in provider.jobs(record.id):
+            try:
+                statuses = self.provider(record.provider).jobs(record.id)
+            except TrainctlError as e:
+                if on_error is None:
+                    raise
+                on_error(f"{record.name}: {e}")
+                continue
+            for status in statuses:
                 self._record_job(record, status)
                 found.append(status)
         return found
-
-    def stored_jobs(self, ref: str | None = None) -> list[JobRecord]:
-        return self.store.jobs(self.store.resource(ref).id if ref else None)
 
     def cancel(self, job_id: str, grace: float = 10.0) -> TrainingStatus:
         record, provider, resolved = self.find_job(job_id)
@@ -306,7 +347,11 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
+        """The job's own code; 1 when it has none, or when it succeeded but an
+        output could not be brought home."""
         if self.job is None or self.job.exit_code is None:
+            return 1
+        if self.job.exit_code == 0 and self.kept_reason:
             return 1
         return self.job.exit_code
 
@@ -339,10 +384,12 @@ def run(
     The machine is terminated on every path out, including errors and Ctrl-C,
     unless ``keep`` is set or an output could not be downloaded (then it is kept,
     and the result says why, so the files are not lost)."""
+    _check_writable(output_dir)
     record = tc.create(provider_name, options, progress=progress)
     if on_created:
         on_created(record)
     result = RunResult(record, None, [], False)
+    failed: list[str] = []
     try:
         started = tc.train(record.id, job, progress=progress)
         result.job = started
@@ -352,16 +399,47 @@ def run(
                 dest = output_dir / Path(path.rstrip("/")).name
                 landed = tc.download(record.id, path, dest, progress=progress)
                 result.downloads.append(str(landed))
-            except NotFound:
-                if result.job.status is ExecutionStatus.COMPLETED:
-                    raise
+            except NotFound as e:
                 # a failed job may never have written its outputs
-                continue
-            except TrainctlError as e:
-                result.kept_reason = f"download of {path} failed: {e}"
-                keep = True
+                if result.job.status is ExecutionStatus.COMPLETED:
+                    failed.append(f"{path}: {e}")
+            except (TrainctlError, OSError) as e:
+                failed.append(f"{path}: {e}")
+        if failed:
+            # keep the machine: what could not be brought home is not lost
+            result.kept_reason = "download failed for " + "; ".join(failed)
+            keep = True
     finally:
         if not keep:
-            tc.terminate(record.id)
+            with _interrupts_deferred():
+                tc.terminate(record.id)
             result.terminated = True
     return result
+
+
+def _check_writable(output_dir: Path) -> None:
+    """Refuse, before anything is rented, an output directory that cannot be made."""
+    existing = output_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise BadInput(
+            f"cannot write outputs to {output_dir}: {existing} is not a writable directory"
+        )
+
+
+@contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Let a release finish: a Ctrl-C during it is held and raised afterwards, so an
+    impatient second Ctrl-C cannot leave a machine billing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt

@@ -1,7 +1,7 @@
 """Errors that reach the user, each with the exit code the CLI documents.
 
 0 success, 1 operation failed, 2 bad usage or input, 3 not found,
-4 credentials missing or rejected. ``JobExit`` carries a job's own exit code.
+4 credentials missing or rejected.
 """
 
 from __future__ import annotations
@@ -56,13 +56,3 @@ class RemoteError(OperationFailed):
     """A machine could not be reached or a command on it failed."""
 
     kind = "remote"
-
-
-class JobExit(TrainctlError):
-    """A followed job ended; the CLI exits with the job's own exit code."""
-
-    kind = "job_exit"
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import ClassVar
 
@@ -179,5 +178,4 @@ class TrainingProvider(ABC):
         jobs = rt.list()
         if not jobs:
             raise NotFound(f"no jobs on {rt.resource_id}")
-        oldest = datetime.min.replace(tzinfo=timezone.utc)
-        return max(jobs, key=lambda j: j.started_at or oldest).job_id
+        return jobs[-1].job_id

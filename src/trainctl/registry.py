@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import os
-from importlib.metadata import entry_points
 
 from .errors import BadInput, OperationFailed
 from .home import load_config
@@ -45,6 +44,8 @@ def unregister(name: str) -> None:
 def _discovered() -> dict[str, str]:
     global _entry_points
     if _entry_points is None:
+        from importlib.metadata import entry_points  # slow to import: only when needed
+
         _entry_points = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
     return _entry_points
 

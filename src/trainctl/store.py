@@ -165,11 +165,16 @@ class Store:
             raise BadInput(f"a resource named {name!r} already exists; choose another --name")
         intent = "intent-" + secrets.token_hex(6)
         now = _now()
-        self.db.execute(
-            "INSERT INTO resources (id, provider, name, spot, created_at, state, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (intent, provider, name, int(spot), now, CREATING, now),
-        )
+        try:
+            self.db.execute(
+                "INSERT INTO resources (id, provider, name, spot, created_at, state, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (intent, provider, name, int(spot), now, CREATING, now),
+            )
+        except sqlite3.IntegrityError:  # another process took the name just now
+            raise BadInput(
+                f"a resource named {name!r} already exists; choose another --name"
+            ) from None
         return intent
 
     def finish_create(self, intent: str, status: ResourceStatus) -> ResourceRecord:
@@ -269,12 +274,6 @@ class Store:
     def job(self, job_id: str) -> JobRecord | None:
         row = self.db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
         return _job(row) if row else None
-
-    def jobs(self, resource_id: str | None = None) -> list[JobRecord]:
-        query, args = "SELECT * FROM jobs", ()
-        if resource_id:
-            query, args = query + " WHERE resource_id=?", (resource_id,)
-        return [_job(r) for r in self.db.execute(query + " ORDER BY started_at", args)]
 
 
 def _create_schema(db: sqlite3.Connection) -> None:

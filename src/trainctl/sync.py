@@ -98,26 +98,29 @@ def run_rsync(
 ) -> tuple[int, str, str]:
     """Run rsync, passing each transferred file name to ``progress``.
 
-    Returns (returncode, stdout, stderr)."""
-    proc = subprocess.Popen(
-        list(argv),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        errors="replace",
-        env=env,
-    )
-    out_lines: list[str] = []
-    assert proc.stdout is not None
-    in_stats = False
-    for line in proc.stdout:
-        out_lines.append(line)
-        stripped = line.rstrip("\n")
-        if stripped.startswith("Number of files:"):
-            in_stats = True
-        if progress and stripped and not in_stats and not stripped.endswith("/"):
-            progress(stripped)
-    stderr = proc.stderr.read() if proc.stderr else ""
-    proc.wait()
+    Returns (returncode, stdout, stderr). stderr goes to a file while stdout is
+    read, so a long stream of warnings cannot fill a pipe and stall rsync."""
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(
+            list(argv),
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            errors="replace",
+            env=env,
+        )
+        out_lines: list[str] = []
+        assert proc.stdout is not None
+        in_stats = False
+        for line in proc.stdout:
+            out_lines.append(line)
+            stripped = line.rstrip("\n")
+            if stripped.startswith("Number of files:"):
+                in_stats = True
+            if progress and stripped and not in_stats and not stripped.endswith("/"):
+                progress(stripped)
+        proc.wait()
+        errors.seek(0)
+        stderr = errors.read().decode("utf-8", "replace")
     return proc.returncode, "".join(out_lines), stderr

@@ -127,9 +127,12 @@ def monitor(ref: str, follow: bool, json_mode: bool) -> int:
 def jobs(resource: str | None, json_mode: bool) -> None:
     """List jobs on RESOURCE (or on every machine) with their states."""
     out = Output(json_mode)
-    found = Trainctl().jobs(resource)
+    errors: list[str] = []
+    found = Trainctl().jobs(resource, on_error=errors.append)
+    for error in errors:
+        click.echo(f"warning: could not list jobs on {error}", err=True)
     if json_mode:
-        out.emit({"jobs": [j.to_dict() for j in found]})
+        out.emit({"jobs": [j.to_dict() for j in found], "errors": errors})
         return
     if not found:
         out.info("No jobs.")

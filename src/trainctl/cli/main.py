@@ -95,6 +95,14 @@ def _fail(message: str, exit_code: int, kind: str, json_mode: bool, hint: str | 
     return exit_code
 
 
+def _traceback(debug: bool) -> None:
+    """With --debug, the traceback goes to stderr; the exit code stays the same."""
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     json_mode, debug = _options(argv)
@@ -105,8 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         return _fail("aborted", 130, "interrupted", json_mode)
     except click.ClickException as e:
-        if debug:
-            raise
+        _traceback(debug)
         hint = None
         if isinstance(e, click.NoSuchOption) and "--" not in argv:
             hint = (
@@ -114,14 +121,12 @@ def main(argv: list[str] | None = None) -> int:
             )
         return _fail(e.format_message(), 2, "usage", json_mode, hint)
     except TrainctlError as e:
-        if debug:
-            raise
+        _traceback(debug)
         return _fail(e.message, e.exit_code, e.kind, json_mode, e.hint)
     except KeyboardInterrupt:
         return _fail("interrupted", 130, "interrupted", json_mode)
     except Exception as e:
-        if debug:
-            raise
+        _traceback(debug)
         return _fail(
             f"internal error: {type(e).__name__}: {e} (run with --debug for details)",
             1,

@@ -7,7 +7,7 @@ import sys
 import click
 
 from ..api import Trainctl
-from ..errors import BadInput
+from ..errors import BadInput, OperationFailed
 from .common import (
     build_create_options,
     choose_provider,
@@ -143,7 +143,7 @@ def confirm(question: str, yes: bool) -> None:
     if not sys.stdin.isatty():
         raise BadInput(f"{question} Refusing without confirmation: pass -y")
     if not click.confirm(question, default=False, err=True):
-        raise click.exceptions.Abort()
+        raise OperationFailed("nothing was done: not confirmed")
 
 
 @click.command()

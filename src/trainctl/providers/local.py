@@ -18,7 +18,6 @@ from ..runtime.client import JobRuntime
 from ..types import (
     CostEstimate,
     CreateResourceOptions,
-    ExecutionStatus,
     ResourceState,
     ResourceStatus,
 )
@@ -97,11 +96,8 @@ class LocalProvider(TrainingProvider):
         d = self._dir(resource_id)
         if not d.exists():
             return ResourceStatus(resource_id, self.name, ResourceState.TERMINATED)
-        rt = JobRuntime(LocalRemote(d), resource_id)
         if (d / "jobs").is_dir():
-            for job in rt.list():
-                if job.status in (ExecutionStatus.RUNNING, ExecutionStatus.PENDING):
-                    rt.cancel(job.job_id, grace=5.0)
+            JobRuntime(LocalRemote(d), resource_id).cancel_all(grace=5.0)
         shutil.rmtree(d, ignore_errors=True)
         return ResourceStatus(resource_id, self.name, ResourceState.TERMINATED)
 

@@ -28,7 +28,7 @@ from ..remote.base import Progress
 from ..remote.ssh import Endpoint, SSHRemote
 from ..runtime.client import JobRuntime
 from ..states import normalize_state
-from ..types import CostEstimate, CreateResourceOptions, ExecutionStatus, ResourceStatus
+from ..types import CostEstimate, CreateResourceOptions, ResourceStatus
 
 PROBE_TIMEOUT = 20.0
 # Prints one line per GPU where nvidia-smi exists, nothing elsewhere.
@@ -253,10 +253,7 @@ class SSHProvider(TrainingProvider):
         remote = self._remote(record, connect_timeout=5)
         note = None
         try:
-            rt = JobRuntime(remote, resource_id)
-            for job in rt.list():
-                if job.status in (ExecutionStatus.RUNNING, ExecutionStatus.PENDING):
-                    rt.cancel(job.job_id, grace=5.0)
+            JobRuntime(remote, resource_id).cancel_all(grace=5.0)
         except TrainctlError as e:
             note = f"forgotten without cancelling its jobs: {e}"
         finally:

@@ -47,7 +47,10 @@ def _script() -> bytes:
 
 
 class JobRuntime:
-    """The runtime on one machine: start, inspect, cancel and read jobs."""
+    """The runtime on one machine: start, inspect, cancel and read jobs.
+
+    Jobs are started for ``resource_id`` and listed or cancelled in bulk for it
+    alone, so two registrations of one machine never touch each other's jobs."""
 
     def __init__(self, remote: Remote, resource_id: str) -> None:
         self.remote = remote
@@ -136,6 +139,7 @@ class JobRuntime:
             "argv": list(argv),
             "env": dict(env or {}),
             "checkpoint_dir": checkpoint_dir,
+            "owner": self.resource_id,
         }
         # The spec, env included, travels on stdin: never on a command line.
         return self._status(self._call("start", input=json.dumps(spec).encode()))
@@ -147,13 +151,19 @@ class JobRuntime:
         return self._status(raw)
 
     def list(self) -> list[TrainingStatus]:
-        return [self._status(raw) for raw in self._call("status")]
+        """This resource's jobs, oldest first."""
+        return [self._status(raw) for raw in self._call("status", "--owner", self.resource_id)]
 
     def cancel(self, job_id: str, grace: float = 10.0) -> TrainingStatus:
         raw = self._call("cancel", job_id, str(grace))
         if raw.get("status") == "unknown":
             raise NotFound(f"no job {job_id} on {self.resource_id}")
         return self._status(raw)
+
+    def cancel_all(self, grace: float = 10.0) -> list[TrainingStatus]:
+        """End every process this resource's jobs still have, running or left behind."""
+        raws = self._call("cancel", "--all", str(grace), "--owner", self.resource_id)
+        return [self._status(raw) for raw in raws]
 
     def read(self, job_id: str, offset: int = 0, limit: int = READ_CHUNK) -> bytes:
         """Log bytes from ``offset``: at most ``limit``, and no more than the Remote's

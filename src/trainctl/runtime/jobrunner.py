@@ -190,7 +190,7 @@ def cmd_start(root, args):
     cwd = os.path.join(root.work, spec.get("cwd") or "")
     write_json(
         os.path.join(d, "cmd.json"),
-        {"argv": spec["argv"], "cwd": cwd, "requested_at": now()},
+        {"argv": spec["argv"], "cwd": cwd, "requested_at": now(), "owner": spec.get("owner")},
     )
     spec["cwd"] = cwd
     spec["checkpoint_dir"] = os.path.join(cwd, spec.get("checkpoint_dir") or "checkpoints")
@@ -273,45 +273,107 @@ def cmd_supervise(root, args):
     write_json(os.path.join(d, "exit.json"), result)
 
 
+def owned_jobs(root, owner):
+    """Job ids started for ``owner`` (all when None), oldest request first."""
+    try:
+        ids = os.listdir(root.jobs)
+    except OSError:
+        return []
+    found = []
+    for job_id in ids:
+        cmd = read_json(os.path.join(root.jobs, job_id, "cmd.json"))
+        if cmd is None or (owner is not None and cmd.get("owner") != owner):
+            continue
+        found.append((cmd.get("requested_at") or 0, job_id))
+    return [job_id for _, job_id in sorted(found)]
+
+
+def split_owner(args):
+    """(owner, other args) from args that may hold ``--owner NAME``."""
+    if "--owner" in args:
+        i = args.index("--owner")
+        return args[i + 1], args[:i] + args[i + 2 :]
+    return None, list(args)
+
+
 def cmd_status(root, args):
-    ids = args
-    if not ids:
+    """status [JOB...] [--owner NAME]: the named jobs, or all of NAME's."""
+    owner, ids = split_owner(args)
+    print(json.dumps([job_status(root, j) for j in ids or owned_jobs(root, owner)]))
+
+
+def leftover_pids(pgid, job_id):
+    """Live processes of the job's process group that still carry its job id in
+    their environment (so a reused process group id is never mistaken for it)."""
+    if not pgid or not os.path.isdir("/proc/self"):
+        return []
+    marker = ("TRAINCTL_JOB_ID=%s" % job_id).encode()
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
         try:
-            ids = sorted(os.listdir(root.jobs))
-        except OSError:
-            ids = []
-    print(json.dumps([job_status(root, j) for j in ids]))
+            with open("/proc/%s/stat" % entry) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid or fields[0] == "Z":
+                continue
+            with open("/proc/%s/environ" % entry, "rb") as f:
+                if marker in f.read().split(b"\0"):
+                    pids.append(int(entry))
+        except (OSError, IndexError, ValueError):
+            continue
+    return pids
 
 
 def cmd_cancel(root, args):
-    job_id = args[0]
-    grace = float(args[1]) if len(args) > 1 else 10.0
+    """cancel JOB [GRACE] | cancel --all [GRACE] [--owner NAME]
+
+    SIGTERM to the job's process group, SIGKILL after GRACE seconds. A job that
+    has ended but left processes behind in its group has those ended too."""
+    owner, rest = split_owner(args)
+    if rest and rest[0] == "--all":
+        grace = float(rest[1]) if len(rest) > 1 else 10.0
+        print(json.dumps([cancel_job(root, j, grace) for j in owned_jobs(root, owner)]))
+        return
+    grace = float(rest[1]) if len(rest) > 1 else 10.0
+    print(json.dumps(cancel_job(root, rest[0], grace)))
+
+
+def cancel_job(root, job_id, grace):
     d = root.job_dir(job_id)
     st = job_status(root, job_id)
+    if st["status"] == "unknown":
+        return st
+    pid = read_json(os.path.join(d, "pid.json"))
+    pgid = (pid or {}).get("pgid")
     if st["status"] not in ("running", "pending"):
-        print(json.dumps(st))
-        return
+        if leftover_pids(pgid, job_id):
+            _end_group(pgid, grace)
+        return st
     with open(os.path.join(d, "cancelled"), "w") as f:
         f.write(str(now()))
     deadline = now() + 5
-    pid = read_json(os.path.join(d, "pid.json"))
     while pid is None and now() < deadline:
         time.sleep(0.05)
         pid = read_json(os.path.join(d, "pid.json"))
     pgid = (pid or {}).get("pgid")
     if pgid:
-        _killpg(pgid, signal.SIGTERM)
-        deadline = now() + grace
-        while group_alive(pgid) and now() < deadline:
-            time.sleep(0.05)
-        if group_alive(pgid):
-            _killpg(pgid, signal.SIGKILL)
+        _end_group(pgid, grace)
     deadline = now() + HEARTBEAT_SECONDS + 5
     while not os.path.exists(os.path.join(d, "exit.json")) and now() < deadline:
         if not pid_alive((pid or {}).get("supervisor_pid"), must_contain=job_id):
             break
         time.sleep(0.05)
-    print(json.dumps(job_status(root, job_id)))
+    return job_status(root, job_id)
+
+
+def _end_group(pgid, grace):
+    _killpg(pgid, signal.SIGTERM)
+    deadline = now() + grace
+    while group_alive(pgid) and now() < deadline:
+        time.sleep(0.05)
+    if group_alive(pgid):
+        _killpg(pgid, signal.SIGKILL)
 
 
 def _killpg(pgid, sig):
@@ -385,6 +447,10 @@ COMMANDS = {
 def main(argv):
     if len(argv) < 3 or argv[0] != "--root" or argv[2] not in COMMANDS:
         fail("usage: jobrunner.py --root ROOT {%s} ..." % ",".join(sorted(COMMANDS)))
+    if argv[2] in ("read", "tail"):
+        # a reader interrupted with its client (Ctrl-C, closed pipe) ends quietly
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     COMMANDS[argv[2]](Root(argv[1]), argv[3:])
 
 
