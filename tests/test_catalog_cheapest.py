@@ -16,7 +16,7 @@ from trainctl.types import CreateResourceOptions, GpuSpec
 
 class GpuFake(FakeProvider):
     capabilities = FakeProvider.capabilities | {Capability.GPU_SELECTION, Capability.INSTANCE_TYPE}
-    extra_options = frozenset({"cloud"})
+    extra_options = frozenset({"cloud", "v"})
 
 
 def offers(*specs):
@@ -59,16 +59,15 @@ def test_cheapest_offer_first_then_the_next_on_no_capacity(fakes):
     status, taken = launch(options, found, creator(fakes, seen), report=reports.append)
     assert [n for n, _ in seen] == ["aws", "runpod"]
     assert taken.offer_id == "r1" and status.provider == "fake"
-    # each offer is put in its provider's own terms: an AWS instance type, a RunPod
-    # GPU type id on one cloud
-    assert seen[0][1].instance_type == "a1" and seen[0][1].gpu is None
-    assert seen[1][1].instance_type is None and seen[1][1].extra["cloud"] == "community"
-    assert seen[1][1].gpu == GpuSpec("r1", 1)
+    # AWS takes the instance type; RunPod the GPU type id with the count, and a cloud
+    aws, runpod = seen[0][1], seen[1][1]
+    assert (aws.instance_type, aws.gpu, aws.extra) == ("a1", None, {})
+    assert (runpod.instance_type, runpod.gpu) == (None, GpuSpec("r1", 1))
+    assert runpod.extra == {"cloud": "community"}
     assert reports[0].startswith("cheapest: 5 matching offers on aws, lyceum, runpod")
-    assert "picked aws a1: A100-80GB x1 at $1/h on-demand" in reports[1]
-    assert reports[1].endswith(": the cheapest")
+    assert reports[1].startswith("picked aws a1, the cheapest: A100-80GB x1 at $1/h on-demand")
     assert reports[2].startswith("no capacity on aws a1")
-    assert "picked runpod r1 (community)" in reports[3] and "next cheapest (2 of 3)" in reports[3]
+    assert reports[3].startswith("picked runpod r1 (community), next cheapest (2 of 3): ")
     assert fakes["aws"].calls == ["create"] and len(fakes["runpod"].machines) == 1
 
 
@@ -82,6 +81,16 @@ def test_spot_sorts_by_spot_price_and_skips_offers_without_one(fakes):
 def test_cloud_choice_narrows_runpod_only():
     options = CreateResourceOptions(gpu=GpuSpec("A100", 1), extra={"cloud": "secure"})
     assert [o.offer_id for o in candidates(options, CATALOG)] == ["a1", "r2", "a2", "l1"]
+
+
+def test_a_cloud_choice_reaches_only_offers_with_clouds(fakes):
+    options = CreateResourceOptions(gpu=GpuSpec("A100", 1), extra={"cloud": "secure", "v": 1})
+    seen = []
+    launch(options, candidates(options, CATALOG), creator(fakes, seen), report=lambda _m: None)
+    assert [(n, o.extra) for n, o in seen] == [
+        ("aws", {"v": 1}),
+        ("runpod", {"v": 1, "cloud": "secure"}),
+    ]
 
 
 def test_tries_are_bounded_and_each_is_reported(fakes):
@@ -144,12 +153,12 @@ def test_api_create_cheapest_over_the_bundled_catalog(monkeypatch, tmp_path):
         "cheapest", CreateResourceOptions(gpu=GpuSpec("L40S")), progress=reports.append
     )
     assert record.provider == "aws"
-    assert any("not considered: lyceum: no credentials" in r for r in reports)
+    assert any(r.startswith("cheapest: not considered: lyceum: ") for r in reports)
     picks = [r for r in reports if r.startswith("picked")]
     assert [p.split(":")[0] for p in picks] == [
-        "picked runpod NVIDIA L40S (community)",
-        "picked runpod NVIDIA L40S (secure)",
-        "picked aws g6e.xlarge",
+        "picked runpod NVIDIA L40S (community), the cheapest",
+        "picked runpod NVIDIA L40S (secure), next cheapest (2 of 3)",
+        "picked aws g6e.xlarge, next cheapest (3 of 3)",
     ]
     # the refused tries left no records behind
     assert [r.provider for r in tc.store.resources()] == ["aws"]

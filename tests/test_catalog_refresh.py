@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from fakes import FakeProvider
-from moto_helpers import aws_env, closed_port_url, moto_url  # noqa: F401 (fixture)
+from price_apis import aws_env, closed_port_url, moto_url, runpod_api  # noqa: F401 (fixtures)
 from trainctl import catalog, registry
 from trainctl.catalog import live_aws, live_lyceum, live_runpod, refresh, store
 from trainctl.errors import BadInput
@@ -33,11 +33,33 @@ def test_aws_refresh_against_moto(moto_url, monkeypatch):  # noqa: F811
     assert cheapest_spot.offer_id in ("p4d.24xlarge", "p4de.24xlarge")
 
 
+def test_aws_refresh_takes_the_aws_providers_region(moto_url, monkeypatch, trainctl_home):  # noqa: F811
+    aws_env(monkeypatch, moto_url)
+    trainctl_home.mkdir(parents=True, exist_ok=True)
+    (trainctl_home / "config.toml").write_text('[providers.aws]\nregion = "eu-west-1"\n')
+    (result,) = refresh.refresh(["aws"], now=NOW)
+    assert result.status == refresh.REFRESHED, result.detail
+    offers = catalog.load("aws")[0].offers
+    assert offers and {o.region for o in offers} == {"eu-west-1"}
+    # the on-demand price stays the bundled us-east-1 one, and says so
+    assert all("us-east-1" in o.on_demand_source for o in offers)
+    assert all("(eu-west-1" in o.spot_source for o in offers if o.spot is not None)
+
+
+def test_aws_refresh_without_a_region_says_so(moto_url, monkeypatch):  # noqa: F811
+    aws_env(monkeypatch, moto_url)
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    (result,) = refresh.refresh(["aws"], now=NOW)
+    assert result.status == refresh.FAILED
+    assert result.detail.startswith("no AWS region is configured (set AWS_REGION")
+
+
 def test_aws_refresh_offline_keeps_bundled_prices(monkeypatch):
     aws_env(monkeypatch, closed_port_url())
     (result,) = refresh.refresh(["aws"], now=NOW)
     assert result.status == refresh.FAILED
-    assert "could not reach AWS EC2" in result.detail
+    assert "cannot reach AWS to read EC2 spot prices" in result.detail
     assert "using bundled prices, oldest from 2026-01-21 (308d old)" in result.detail
     assert not store.cache_path("aws").exists()
 
@@ -77,6 +99,30 @@ def test_without_credentials_every_provider_is_skipped(monkeypatch, tmp_path):
     assert aws.detail == "no credentials; using bundled prices, oldest from 2026-01-21 (308d old)"
     assert all(r.detail.startswith("not installed; using") for r in results.values())
     assert not store.cache_path("aws").exists()
+
+
+def test_runpod_refresh_against_the_fake(runpod_api):  # noqa: F811
+    (result,) = refresh.refresh(["runpod"], now=NOW)
+    assert result.status == refresh.REFRESHED, result.detail
+    assert result.notes == []
+    (loaded,) = catalog.load("runpod")
+    assert loaded.origin == store.LIVE and len(loaded.offers) == result.offers
+    rtx = catalog.find("runpod", "NVIDIA GeForce RTX 4090", cloud="community", gpu_count=2)
+    assert (rtx.gpu, rtx.on_demand, rtx.spot, rtx.max_gpu_count) == ("RTX4090", 0.68, 0.34, 8)
+    assert rtx.on_demand_source == live_runpod.SOURCE and rtx.spot_source == live_runpod.SPOT_SOURCE
+    # the fake's H100 SXM is secure-only, its H100 PCIe goes to four GPUs on community
+    assert catalog.find("runpod", "NVIDIA H100 80GB HBM3", cloud="community") is None
+    assert catalog.find("runpod", "NVIDIA H100 PCIe", cloud="community", gpu_count=8) is None
+    cheapest = catalog.offers("runpod", "A100:2", spot=True)[0]
+    # the fake quotes half the community price, rounded: 0.59 per GPU
+    assert cheapest.gpu == "A100-80GB" and cheapest.spot == pytest.approx(2 * 0.59)
+
+
+def test_runpod_rejected_key_keeps_bundled_prices(runpod_api, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("RUNPOD_API_KEY", "rpa_wrong")
+    (result,) = refresh.refresh(["runpod"], now=NOW)
+    assert result.status == refresh.FAILED and "using bundled prices" in result.detail
+    assert not store.cache_path("runpod").exists()
 
 
 def test_unknown_provider_is_bad_input():

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from cli_helpers import trainctl
-from moto_helpers import aws_env, closed_port_url, moto_url  # noqa: F401 (fixture)
+from price_apis import aws_env, closed_port_url, moto_url, runpod_api  # noqa: F401 (fixtures)
+from test_cli_runpod import runpod_cli  # noqa: F401 (fixture: fake pods, short polls)
 
 
 def test_compare_a100_cheapest_first_with_sources():
@@ -56,6 +57,18 @@ def test_refresh_aws_then_compare_spot(moto_url, monkeypatch):  # noqa: F811
     assert all(o["spot_age_seconds"] < 600 for o in spot)
 
 
+def test_refresh_without_provider_takes_those_with_credentials(runpod_api):  # noqa: F811
+    r = trainctl("catalog", "refresh", "--json")
+    assert r.code == 0, r.err
+    results = {x["provider"]: x for x in r.json()["results"]}
+    assert results["runpod"]["status"] == "refreshed" and results["runpod"]["offers"] > 0
+    assert all(x["status"] == "skipped" for p, x in results.items() if p != "runpod")
+    table = trainctl("providers", "compare", "--gpu", "RTX4090:2", "--spot", "-p", "runpod")
+    lines = table.out.splitlines()
+    assert table.code == 0 and lines[1].split()[:2] == ["runpod", "NVIDIA"]
+    assert "RunPod" in lines[1] and "runpod: live cache prices, oldest from" in table.out
+
+
 def test_refresh_offline_falls_back_and_says_how_old(monkeypatch):
     aws_env(monkeypatch, closed_port_url())
     r = trainctl("catalog", "refresh", "--provider", "aws", "--json")
@@ -71,6 +84,32 @@ def test_create_cheapest_needs_gpu_and_a_usable_provider():
     r = trainctl("run", "--provider", "cheapest", "--gpu", "A100", "--", "true")
     assert r.code == 2 and "found no usable provider with prices" in r.err
     assert "Traceback" not in r.err
+
+
+def test_create_cheapest_rents_the_cheapest_runpod_offer(runpod_cli):  # noqa: F811
+    r = trainctl("create", "--provider", "cheapest", "--gpu", "RTX4090", "-n", "c1", "--json")
+    assert r.code == 0, r.err
+    created = r.json()
+    assert created["provider"] == "runpod"
+    pod = runpod_cli.pods[created["id"]].data
+    assert pod["gpu"] == {"id": "NVIDIA GeForce RTX 4090", "count": 1}
+    assert pod["cloud"] == "COMMUNITY"
+    assert "picked runpod NVIDIA GeForce RTX 4090 (community), the cheapest: " in r.err
+    listed = trainctl("list", "--json").json()
+    assert listed["total"]["per_hour"] == created["price_per_hour"] > 0
+    assert trainctl("terminate", "c1", "-y").code == 0
+
+
+def test_create_cheapest_goes_to_the_next_offer_then_gives_up(runpod_cli):  # noqa: F811
+    runpod_cli.knobs.no_capacity = True
+    r = trainctl("create", "--provider", "cheapest", "--gpu", "RTX4090", "--json")
+    assert r.code == 1, r.err
+    assert r.error()["type"] == "no_capacity"
+    tried = [line for line in r.err.splitlines() if "no capacity on runpod" in line]
+    assert len(tried) == 2  # RunPod's two RTX 4090 offers: community, then secure
+    assert "(community)" in tried[0] and "(secure)" in tried[1]
+    assert runpod_cli.pods == {}
+    assert trainctl("list", "--json").json()["resources"] == []
 
 
 def test_list_shows_spend_and_total():

@@ -10,6 +10,7 @@ offers are tried, so a market without capacity fails in bounded time.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TypeVar
 
 from ..errors import BadInput, NoCapacity
@@ -51,18 +52,23 @@ def candidates(options: CreateResourceOptions, catalog: list[Offer]) -> list[Off
 
 
 def options_for(offer: Offer, options: CreateResourceOptions) -> CreateResourceOptions:
-    """The create options that rent ``offer``, in the terms of its provider."""
+    """The create options that rent ``offer``, in the terms of its provider (a
+    ``--cloud`` choice goes only to the offers that have clouds)."""
     from .. import registry
 
+    extra = {k: v for k, v in options.extra.items() if k != "cloud"}
     return registry.get_class(offer.provider).options_for_offer(
-        options, offer_id=offer.offer_id, gpu=GpuSpec(offer.gpu, offer.gpu_count), cloud=offer.cloud
+        replace(options, extra=extra),
+        offer_id=offer.offer_id,
+        gpu=GpuSpec(offer.gpu, offer.gpu_count),
+        cloud=offer.cloud,
     )
 
 
-def describe(offer: Offer, spot: bool) -> str:
+def describe(offer: Offer, spot: bool, why: str) -> str:
     kind = "spot" if spot else "on-demand"
     return (
-        f"{offer.provider} {offer.label}: {offer.gpu} x{offer.gpu_count} at "
+        f"{offer.provider} {offer.label}, {why}: {offer.gpu} x{offer.gpu_count} at "
         f"${offer.hourly(spot):.4g}/h {kind} ({query.describe_source(offer, spot)})"
     )
 
@@ -93,7 +99,7 @@ def launch(
     refused = []
     for i, offer in enumerate(tries, 1):
         why = "the cheapest" if i == 1 else f"next cheapest ({i} of {len(tries)})"
-        report(f"picked {describe(offer, options.spot)}: {why}")
+        report(f"picked {describe(offer, options.spot, why)}")
         try:
             return create(offer.provider, options_for(offer, options)), offer
         except NoCapacity as e:
@@ -102,8 +108,9 @@ def launch(
     left = len(offers) - len(tries)
     raise NoCapacity(
         f"no capacity on the {len(tries)} cheapest offers ({'; '.join(refused)})"
-        + (f"; {left} dearer offers not tried" if left else ""),
-        hint="try again later, or name a provider and instance type",
+        + (f"; {left} dearer offer{'s' if left > 1 else ''} not tried" if left else ""),
+        hint="try again later, or pick another offer from "
+        f"`trainctl providers compare --gpu {options.gpu}` and name its provider",
     )
 
 

@@ -9,29 +9,16 @@ bundled us-east-1 on-demand price stays, and its source says so.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from ..errors import CredentialsError, OperationFailed
 from . import store
 from .offer import Offer
 
 SPOT_SOURCE = "AWS EC2 spot price history, lowest zone"
 ON_DEMAND_SOURCE = "AWS Price List API"
 PRICING_REGION = "us-east-1"  # one of the regions that serve the Price List API
-
-
-def region() -> str:
-    """The region prices are read for: AWS_REGION, AWS_DEFAULT_REGION, the profile's
-    region, else us-east-1 (the bundled prices' region)."""
-    for var in ("AWS_REGION", "AWS_DEFAULT_REGION"):
-        if os.environ.get(var):
-            return os.environ[var]
-    import boto3
-
-    return boto3.session.Session().region_name or "us-east-1"
 
 
 def _config() -> Any:
@@ -78,10 +65,8 @@ def parse_price_list(items: list[str]) -> dict[str, float]:
     return prices
 
 
-def on_demand_prices(region_name: str, types: set[str]) -> dict[str, float]:
-    import boto3
-
-    pricing = boto3.client("pricing", region_name=PRICING_REGION, config=_config())
+def on_demand_prices(session: Any, region_name: str, types: set[str]) -> dict[str, float]:
+    pricing = session.client("pricing", region_name=PRICING_REGION, config=_config())
     filters = [
         ("regionCode", region_name),
         ("operatingSystem", "Linux"),
@@ -101,28 +86,25 @@ def on_demand_prices(region_name: str, types: set[str]) -> dict[str, float]:
 
 
 def fetch(now: datetime) -> tuple[list[Offer], list[str]]:
-    """Offers with live spot (and, where reachable, on-demand) prices, and notes."""
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+    """Offers with live spot (and, where reachable, on-demand) prices, and notes.
+
+    The region and profile are the aws provider's (``[providers.aws]``, then the
+    standard chain), and so are its error messages; retries are kept short so that
+    an offline refresh falls back quickly."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from ..providers.aws import AwsProvider
+    from ..providers.aws.session import aws_errors
 
     bundled = {o.offer_id: o for o in store.load("aws", live=False).offers}
-    region_name = region()
     notes: list[str] = []
-    try:
-        ec2 = boto3.client("ec2", region_name=region_name, config=_config())
+    with aws_errors("read EC2 spot prices"):
+        session, region_name = AwsProvider().session()
+        ec2 = session.client("ec2", region_name=region_name, config=_config())
         types = sorted(offered(ec2, list(bundled)))
         spot = spot_prices(ec2, types, now)
-    except NoCredentialsError:
-        raise CredentialsError("no AWS credentials found") from None
-    except ClientError as e:
-        code = e.response.get("Error", {}).get("Code", "")
-        if code in ("AuthFailure", "UnauthorizedOperation", "InvalidClientTokenId"):
-            raise CredentialsError(f"AWS refused the credentials: {code}") from None
-        raise OperationFailed(f"AWS EC2 answered an error: {code or e}") from None
-    except BotoCoreError as e:
-        raise OperationFailed(f"could not reach AWS EC2: {e}") from None
     try:
-        on_demand = on_demand_prices(region_name, set(types))
+        on_demand = on_demand_prices(session, region_name, set(types))
     except (BotoCoreError, ClientError) as e:
         on_demand = {}
         notes.append(

@@ -1,17 +1,26 @@
-"""Live RunPod prices from ``GET /v2/catalog/gpus`` (per GPU, per cloud)."""
+"""Live RunPod prices: on-demand from ``GET /v2/catalog/gpus`` (per GPU, per cloud),
+spot from the GraphQL ``gpuTypes`` query (REST v2 has no spot prices), both through
+the runpod provider's own client."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
+from ..errors import TrainctlError
 from . import gpus
 from .offer import Offer
 
 SOURCE = "RunPod GET /v2/catalog/gpus"
+SPOT_SOURCE = "RunPod GraphQL gpuTypes spot price"
+
+#: GPU type id -> cloud (secure, community) -> spot $/hour per GPU
+SpotPrices = dict[str, dict[str, float]]
 
 
-def offers_from_catalog(payload: dict[str, Any], now: datetime) -> list[Offer]:
+def offers_from_catalog(
+    payload: dict[str, Any], now: datetime, spot: SpotPrices | None = None
+) -> list[Offer]:
     """One per-GPU offer for each GPU type and cloud (secure, community) it is
     rented in. A model missing from the naming table keeps a derived name."""
     stamp = now.isoformat(timespec="seconds")
@@ -24,6 +33,7 @@ def offers_from_catalog(payload: dict[str, Any], now: datetime) -> list[Offer]:
             rate = prices.get(cloud)
             if not gpu.get(cloud) or not rate:
                 continue
+            spot_rate = (spot or {}).get(gpu["id"], {}).get(cloud)
             offers.append(
                 Offer(
                     provider="runpod",
@@ -37,6 +47,31 @@ def offers_from_catalog(payload: dict[str, Any], now: datetime) -> list[Offer]:
                     on_demand=float(rate),
                     on_demand_source=SOURCE,
                     on_demand_as_of=stamp,
+                    spot=spot_rate,
+                    spot_source=SPOT_SOURCE if spot_rate else "",
+                    spot_as_of=stamp if spot_rate else "",
                 )
             )
     return sorted(offers, key=lambda o: (o.gpu, o.offer_id, o.cloud))
+
+
+def fetch(now: datetime) -> tuple[list[Offer], list[str]]:
+    from ..providers.runpod import SPOT_PRICES, RunPodProvider
+
+    provider = RunPodProvider()
+    payload = provider.rest.get("/v2/catalog/gpus") or {}
+    spot: SpotPrices = {}
+    notes = []
+    try:
+        for gpu in payload.get("gpus", []):
+            data = provider._gql(SPOT_PRICES, {"id": gpu["id"], "gpuCount": 1}, mutation=False)
+            for found in data.get("gpuTypes") or []:
+                spot[gpu["id"]] = {
+                    cloud: float(found[f"{cloud}SpotPrice"])
+                    for cloud in ("secure", "community")
+                    if found.get(f"{cloud}SpotPrice")
+                }
+    except TrainctlError as e:
+        spot = {}
+        notes.append(f"spot: RunPod's GraphQL spot prices could not be read ({e}); none kept")
+    return offers_from_catalog(payload, now, spot), notes

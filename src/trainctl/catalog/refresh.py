@@ -21,6 +21,7 @@ from .usable import usable_providers
 #: provider -> "module:function" returning (offers, notes); imported only when used
 FETCHERS: dict[str, str] = {
     "aws": "trainctl.catalog.live_aws:fetch",
+    "runpod": "trainctl.catalog.live_runpod:fetch",
     "lyceum": "trainctl.catalog.live_lyceum:fetch",
 }
 

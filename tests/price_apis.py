@@ -1,4 +1,5 @@
-"""A moto server on loopback for AWS price refresh tests (import the fixture)."""
+"""Price APIs on loopback for refresh tests: moto for AWS, the RunPod fake (import
+the fixtures)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,17 @@ def closed_port_url() -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def runpod_api(monkeypatch):
+    """The RunPod fake (no machines: price refresh needs none), with the environment
+    pointing the runpod provider at it. Fails the test on any OpenAPI violation."""
+    from fake_runpod import FakeRunPod
+
+    with FakeRunPod() as server:
+        monkeypatch.setenv("RUNPOD_API_KEY", server.api_key)
+        monkeypatch.setenv("TRAINCTL_RUNPOD_API_URL", server.url)
+        monkeypatch.setenv("TRAINCTL_RUNPOD_GRAPHQL_URL", server.graphql_url)
+        yield server
+        assert server.violations == []
