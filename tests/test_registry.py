@@ -81,3 +81,17 @@ def test_capability_refused_before_side_effects(tmp_path):
     with pytest.raises(CapabilityError, match="stop-start"):
         require(provider, Capability.STOP_START)
     assert provider.calls == []
+
+
+@pytest.mark.parametrize(("module", "extra"), [("httpx", "runpod,lyceum"), ("boto3", "aws")])
+def test_a_missing_sdk_names_the_extra_to_install(monkeypatch, module, extra):
+    import sys
+
+    from trainctl.errors import OperationFailed
+    from trainctl.httpapi import JsonApi
+    from trainctl.providers.aws.session import new_session
+
+    monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
+    with pytest.raises(OperationFailed, match=f"'{module}' is not installed") as e:
+        JsonApi("http://127.0.0.1:9", "k", service="x") if module == "httpx" else new_session()
+    assert e.value.hint == f"pip install 'trainctl[{extra}]'"

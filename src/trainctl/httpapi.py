@@ -93,7 +93,9 @@ class JsonApi:
         rng: random.Random | None = None,
         transport: Any = None,
     ) -> None:
-        import httpx
+        from . import sdk
+
+        httpx = sdk.require("httpx", "runpod,lyceum")
 
         self.base_url = base_url.rstrip("/")
         self.service = service

@@ -92,7 +92,9 @@ def new_session(region: str | None = None, profile: str | None = None) -> Any:
 
     Sessions share one loader of botocore's API models, so a second session (another
     region) does not parse the large EC2 model again."""
-    import boto3
+    from ... import sdk
+
+    boto3 = sdk.require("boto3", "aws")
     import botocore.loaders
     import botocore.session
     from botocore.exceptions import ProfileNotFound
