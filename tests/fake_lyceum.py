@@ -24,7 +24,8 @@ Knobs (attributes, set by tests):
   ``SshdMachines`` uses the test SSH server; the default, ``NoMachines``, backs
   nothing and reports a documentation address.
 - Volumes: a create with ``new_volume`` makes a volume attached to the VM;
-  deleting the VM detaches it (it lives on, billing) as api.md says.
+  deleting the VM detaches it (it lives on, billing) as api.md says;
+  ``DELETE /storage/block/{id}`` deletes a detached one (409 while attached).
 
 ``ssh_user`` is the one field the fake adds to api.md: only for VMs backed by a
 machine whose login user is not ``lyceum`` (the test SSH server's users), so a real
@@ -430,6 +431,10 @@ class FakeLyceum:
             return self._list(rec, org)
         if m == "GET" and p == f"{API}/storage/block":
             return 200, {"volumes": [dict(v) for v in self.volumes.values() if v["org"] == org]}, {}
+        if match := re.fullmatch(rf"{API}/storage/block/([^/]+)", p):
+            if m != "DELETE":
+                raise ApiError(405, "Method Not Allowed")
+            return self._delete_volume(match.group(1), org)
         if match := re.fullmatch(rf"{API}/vms/([^/]+)/status", p):
             if m != "GET":
                 raise ApiError(405, "Method Not Allowed")
@@ -614,6 +619,15 @@ class FakeLyceum:
             detached.append({k: vol[k] for k in ("volume_id", "size_gb", "mount_path")})
         vm.volumes = []
         return 200, {"message": f"VM {vm.vm_id} stopped", "detached_volumes": detached}, {}
+
+    def _delete_volume(self, volume_id: str, org: str) -> tuple[int, Any, dict[str, str]]:
+        vol = self.volumes.get(volume_id)
+        if vol is None or vol["org"] != org:
+            raise ApiError(404, "Volume not found")
+        if vol["attached_vm_id"] is not None:
+            raise ApiError(409, f"Volume {volume_id} is attached to {vol['attached_vm_id']}")
+        del self.volumes[volume_id]
+        return 200, {"message": f"Volume {volume_id} deleted"}, {}
 
 
 def _iso(ts: float) -> str:

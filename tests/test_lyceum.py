@@ -307,6 +307,29 @@ def test_volume_outliving_the_vm_is_warned_about(fake, provider, caplog):
     assert fake.volumes[vol]["attached_vm_id"] is None
 
 
+@pytest.mark.parametrize("outcome", ["failed", "stuck"])
+def test_failed_create_deletes_the_volume_it_made(fake, outcome):
+    fake.provision_outcome = outcome
+    provider = make_provider(ready_timeout=0.3)
+    with pytest.raises(OperationFailed) as e:
+        provider.create_resource(opts(name="gone", extra={"volume_gb": 20}))
+    assert "was terminated" in e.value.message
+    assert fake.live_vms() == [] and fake.volumes == {}
+    deletes = [r for r in fake.requests if r.method == "DELETE" and "/storage/block/" in r.path]
+    assert len(deletes) == 1
+
+
+def test_failed_create_names_the_volume_it_could_not_delete(fake, provider):
+    fake.provision_outcome = "error"
+    fake.fail_next(500, 100, path_contains="/storage/block/")
+    with pytest.raises(OperationFailed) as e:
+        provider.create_resource(opts(name="stuck-vol", extra={"volume_gb": 20}))
+    vol = next(iter(fake.volumes))
+    assert f"not its volume(s) {vol} (20 GB), which keep billing" in e.value.message
+    assert "delete them in the Lyceum dashboard" in e.value.message
+    assert fake.live_vms() == [] and fake.volumes[vol]["attached_vm_id"] is None
+
+
 def test_bad_volume_size(fake, provider):
     with pytest.raises(BadInput, match="volume_gb"):
         provider.create_resource(opts(extra={"volume_gb": 0}))

@@ -9,7 +9,8 @@ how a create whose answer was lost is found again instead of being repeated.
 A VM is usable once its status is ``ready`` *and* it has an ``ip_address``
 (``host`` or ``host:port``); Lyceum reports ``running`` while it is still being set
 up. The login user is ``lyceum``. Deleting a VM detaches its block volumes, which
-live on and keep billing: ``terminate`` says so.
+live on and keep billing: ``terminate`` says so. A create that fails deletes the
+volume it made along with the VM.
 """
 
 from __future__ import annotations
@@ -439,7 +440,7 @@ class LyceumProvider(TrainingProvider):
             f"Lyceum VM {vm_id}",
             lambda: self._describe(vm_id),
             look,
-            release=lambda: self._delete(vm_id),
+            release=lambda: self._release(vm_id, delete_volumes=volume_gb is not None),
             timeout=self.ready_timeout,
             interval=self.poll_interval,
             progress=progress,
@@ -566,6 +567,32 @@ class LyceumProvider(TrainingProvider):
         except NotFound:
             return []
         return [v for v in gone.get("detached_volumes") or [] if isinstance(v, dict)]
+
+    def _release(self, vm_id: str, *, delete_volumes: bool) -> None:
+        """Delete a VM whose create failed and, with ``delete_volumes``, the volumes it
+        leaves behind (the create made them: trainctl attaches no existing volume), so
+        nothing keeps billing. The error of a failed volume delete names them."""
+        detached = self._delete(vm_id)
+        if not delete_volumes:
+            return
+        left: list[str] = []
+        errors: list[str] = []
+        for vol in detached:
+            vol_id = str(vol.get("volume_id") or "")
+            try:
+                if not vol_id or "/" in vol_id:
+                    raise OperationFailed(f"Lyceum reported a volume without a usable id: {vol}")
+                self._call("DELETE", f"/storage/block/{vol_id}")
+            except NotFound:
+                continue
+            except TrainctlError as e:
+                left.append(f"{vol_id or '?'} ({vol.get('size_gb')} GB)")
+                errors.append(e.message)
+        if left:
+            raise OperationFailed(
+                f"the VM was deleted, but not its volume(s) {', '.join(left)}, which keep "
+                f"billing: delete them in the Lyceum dashboard ({'; '.join(errors)})"
+            )
 
     def terminate(self, resource_id: str) -> ResourceStatus:
         try:
