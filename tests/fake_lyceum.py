@@ -18,6 +18,8 @@ Knobs (attributes, set by tests):
   of them) answer ``status`` (429, 500, 502, 503 ...), optionally with ``Retry-After``.
 - ``lose_next_create(mode)``: the next create makes the VM but its response is
   lost: ``"drop"`` closes the connection, ``"delay"`` answers too late.
+- ``list_id_field``: the key that holds each ``vms/list`` entry's id: ``"vm_id"``
+  (default), ``"id"``, or ``None`` for none (api.md does not say which).
 - ``ip_with_port``: report ``ip_address`` as ``host:port`` (default) or ``host``.
 - ``machines``: what backs a VM once it is ready: an object with
   ``start(vm_id, public_key) -> (host, port, user)`` and ``stop(vm_id)``.
@@ -295,6 +297,7 @@ class FakeLyceum:
         self.provision_seconds = 0.15
         self.credit = True
         self.ip_with_port = True
+        self.list_id_field: str | None = "vm_id"
         self.vms: dict[str, VM] = {}
         self.volumes: dict[str, dict[str, Any]] = {}
         self.requests: list[Recorded] = []
@@ -599,7 +602,7 @@ class FakeLyceum:
         self._advance_all()
         vms = [
             # api.md lists no id among the status fields; a list entry needs one
-            {"vm_id": vm.vm_id, **self._describe(vm)}
+            {**({self.list_id_field: vm.vm_id} if self.list_id_field else {}), **self._describe(vm)}
             for vm in self.vms.values()
             if vm.org == org and vm.status in wanted
         ]

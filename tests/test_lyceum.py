@@ -275,6 +275,30 @@ def test_list_and_status_show_only_trainctl_vms_with_billing(fake, provider):
     assert other in {vm.vm_id for vm in fake.live_vms()}
 
 
+@pytest.mark.parametrize("id_field", ["vm_id", "id"])
+def test_list_entries_with_either_id_field(fake, provider, id_field):
+    fake.list_id_field = id_field
+    mine = provider.create_resource(opts(name="either"))
+    assert [r.id for r in provider.list_resources()] == [mine.id]
+    with pytest.raises(BadInput, match=rf"trainctl-either already exists \({mine.id}\)"):
+        provider.create_resource(opts(name="either"))
+    fake.lose_next_create("drop")
+    found = provider.create_resource(opts(name="lost"))
+    assert len(fake.creates()) == 2 and len(fake.vms) == 2
+    assert found.id in fake.vms and found.name == "lost"
+
+
+def test_list_entry_without_an_id_is_an_error_not_dropped(fake, provider):
+    provider.create_resource(opts(name="anon"))
+    fake.list_id_field = None
+    with pytest.raises(OperationFailed, match="listed a VM without an id") as e:
+        provider.list_resources()
+    assert "trainctl-anon" in e.value.message
+    with pytest.raises(OperationFailed, match="without an id"):
+        provider.create_resource(opts(name="anon"))
+    assert len(fake.creates()) == 1
+
+
 def test_unknown_vm(fake, provider):
     with pytest.raises(NotFound):
         provider.get_resource_status("vm-000000000000")

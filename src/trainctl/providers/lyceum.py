@@ -498,7 +498,7 @@ class LyceumProvider(TrainingProvider):
             "include_terminated": "true" if terminated else "false",
         }
         raw = self._call("GET", "/vms/list", params=params) or {}
-        return [vm for vm in raw.get("vms") or [] if isinstance(vm, dict) and vm.get("vm_id")]
+        return [_with_id(vm) for vm in raw.get("vms") or [] if isinstance(vm, dict)]
 
     def _find_by_display_name(self, display: str) -> dict[str, Any] | None:
         """The VM a lost create made, if it made one (``None`` to send it again)."""
@@ -632,6 +632,21 @@ class LyceumProvider(TrainingProvider):
                 hint=f"check it with `trainctl status {resource_id}`",
             )
         return _ssh(st)
+
+
+def _with_id(vm: dict[str, Any]) -> dict[str, Any]:
+    """A ``vms/list`` entry with its id as ``vm_id``. api.md gives list entries the
+    status fields, which hold no id, so ``id`` is taken too; an entry with neither is
+    an error: dropping it would hide a VM from listing, the duplicate-name check and
+    the search for a VM whose create answer was lost."""
+    vm_id = vm.get("vm_id") or vm.get("id")
+    if not vm_id:
+        raise OperationFailed(
+            "Lyceum listed a VM without an id (neither vm_id nor id): "
+            f"{vm.get('display_name') or 'no name'}, status {vm.get('status')}",
+            hint="trainctl cannot tell which VM this is; see it in the Lyceum dashboard",
+        )
+    return {**vm, "vm_id": str(vm_id)}
 
 
 def _tidy_ssh(st: ResourceStatus, *, close: bool) -> None:
