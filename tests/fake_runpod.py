@@ -18,7 +18,8 @@ is not in the OpenAPI document).
 Pods advance on each read (``PROVISIONING`` -> ``STARTING`` -> ``RUNNING``); when
 a pod first runs it is given a machine by ``machine_factory`` (the SSH test
 server provides real ones) and its ``22/tcp`` mapping points at it. Knobs:
-``no_capacity``, ``stuck`` (never leaves PROVISIONING), ``error_on_start``,
+``no_capacity``, ``no_spot_capacity`` (spot rentals only), ``stuck`` (never leaves
+PROVISIONING), ``error_on_start``,
 ``sshd_late_reads`` (the image installs ``PUBLIC_KEY`` only after that many reads),
 ``fail_next(operation, *faults)`` for bursts of 429 / 5xx / dropped connections,
 and the ``"lose"`` fault (the pod is created, the response is lost).
@@ -181,6 +182,7 @@ class FakePod:
 @dataclass
 class Knobs:
     no_capacity: bool = False
+    no_spot_capacity: bool = False
     stuck: bool = False  # pods never leave PROVISIONING
     error_on_start: bool = False  # pods go STARTING -> ERROR
     provisioning_reads: int = 1  # reads spent in PROVISIONING, then in STARTING
@@ -589,7 +591,7 @@ class FakeRunPod:
         gpu = _gpu(spec["gpuTypeId"])
         if gpu is None:
             return _gql_error("podRentInterruptable", f"GPU type {spec['gpuTypeId']} not found")
-        if self.knobs.no_capacity:
+        if self.knobs.no_capacity or self.knobs.no_spot_capacity:
             return _gql_error("podRentInterruptable", NO_CAPACITY)
         minimum = _spot_prices(gpu, spec["gpuCount"])["lowestPrice"]["minimumBidPrice"]
         if spec["bidPerGpu"] < minimum:

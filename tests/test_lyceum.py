@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import pytest
 
@@ -127,8 +128,37 @@ def test_cpu_profile_by_instance_type_sends_no_gpu_count(fake, provider):
 def test_max_price(fake, provider):
     with pytest.raises(NoCapacity, match=r"costs \$1.98/h, above the maximum price \$1.5/h"):
         provider.create_resource(opts("A100:2", spot=True, max_price=1.5))
+    with pytest.raises(NoCapacity, match=r"on-demand costs \$1.79/h, above the maximum price"):
+        provider.create_resource(opts("A100:1", max_price=1.5))
     assert fake.creates() == []
     assert provider.create_resource(opts("A100:1", spot=True, max_price=1.5, name="ok")).spot
+
+
+def test_spot_above_max_price_falls_back_to_on_demand_within_it(fake, provider):
+    spot = next(v for v in fake.variants if v["instance_type"] == "spot")
+    spot["price_per_hour"] = 2.5  # dearer than on-demand ($1.79) for once
+    st = provider.create_resource(opts("A100:1", spot=True, spot_fallback=True, max_price=2.0))
+    assert create_bodies(fake)[0]["instance_type"] == "on-demand" and not st.spot
+
+
+@pytest.mark.parametrize(
+    ("gpu", "first"),
+    [
+        ("A100:1", r"1 x a100 spot costs \$0.99/h, above the maximum price \$0.5/h"),
+        ("A100:4", r"no spot a100 VM with 4 GPU\(s\) right now"),
+    ],
+)
+def test_on_demand_fallback_above_max_price_is_refused(fake, provider, gpu, first):
+    with pytest.raises(NoCapacity) as e:
+        provider.create_resource(opts(gpu, spot=True, spot_fallback=True, max_price=0.5))
+    n = int(gpu.split(":")[1])
+    assert re.fullmatch(
+        rf"{first}; the on-demand fallback: {n} x a100 on-demand costs \${n * 1.79:g}/h, "
+        r"above the maximum price \$0.5/h",
+        e.value.message,
+    )
+    assert "raise --max-price" in e.value.hint
+    assert fake.creates() == []
 
 
 def test_duplicate_name_is_refused(fake, provider):

@@ -308,12 +308,23 @@ def test_spot_fallback_when_neither_has_capacity(provider, fake):
     assert fake.created == []
 
 
-def test_spot_fallback_after_a_refused_bid(provider, fake):
+def test_spot_fallback_above_max_price_is_refused(provider, fake):
+    with pytest.raises(NoCapacity) as e:
+        provider.create_resource(opts("RTX4090", spot=True, spot_fallback=True, max_price=0.1))
+    assert "below the minimum bid" in e.value.message
+    assert "the on-demand fallback: 1x NVIDIA GeForce RTX 4090 costs $0.69/h" in e.value.message
+    assert "above --max-price $0.10/h" in e.value.message and "0.69" in e.value.hint
+    assert fake.created == []
+    assert not any((m, p) == ("POST", "/v2/pods") for m, p, _ in fake.log)
+
+
+def test_spot_fallback_within_max_price(provider, fake):
+    fake.knobs.no_spot_capacity = True
     lines: list[str] = []
     st = provider.create_resource(
-        opts("RTX4090", spot=True, spot_fallback=True, max_price=0.1), progress=lines.append
+        opts("RTX4090", spot=True, spot_fallback=True, max_price=0.7), progress=lines.append
     )
-    assert not st.spot
+    assert not st.spot and st.cost_per_hour == pytest.approx(0.69)
     assert any("falling back to on-demand" in ln for ln in lines)
     assert ("POST", "/v2/pods", 201) in fake.log
 

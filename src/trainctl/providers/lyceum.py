@@ -343,28 +343,32 @@ class LyceumProvider(TrainingProvider):
         kinds = ["spot"] if options.spot else ["on-demand"]
         if options.spot and options.spot_fallback:
             kinds.append("on-demand")
+        count_text = f"{options.gpu.count} GPU(s)" if options.gpu else "any GPU count"
+        # why each kind was passed over; --max-price is the most the user pays per hour,
+        # so an offer above it is passed over like one without capacity
+        refused: list[str] = []
+        too_dear = False
         for kind in kinds:
+            why = f"no {kind} {profile} VM with {count_text} right now"
             for v in same:
                 if v.instance_type != kind or not v.gpu_counts:
                     continue
                 count = options.gpu.count if options.gpu else min(v.gpu_counts)
-                if count in v.gpu_counts:
-                    self._check_price(v, count, options.max_price)
+                if count not in v.gpu_counts:
+                    continue
+                if options.max_price is None or v.hourly(count) <= options.max_price:
                     return v, count
-        count_text = f"{options.gpu.count} GPU(s)" if options.gpu else "any GPU count"
-        raise NoCapacity(
-            f"Lyceum Cloud offers no {kinds[0]} {profile} VM with {count_text} right now",
-            hint=f"offered: {self._offered()}",
-        )
-
-    @staticmethod
-    def _check_price(v: Variant, count: int, max_price: float | None) -> None:
-        """``--max-price`` caps what spot capacity may cost, as everywhere in trainctl."""
-        if max_price is not None and v.instance_type == "spot" and v.hourly(count) > max_price:
-            raise NoCapacity(
-                f"{count} x {v.profile} {v.instance_type} costs ${v.hourly(count)}/h, "
-                f"above the maximum price ${max_price}/h"
-            )
+                too_dear = True
+                why = (
+                    f"{count} x {v.profile} {kind} costs ${v.hourly(count)}/h, "
+                    f"above the maximum price ${options.max_price}/h"
+                )
+                break
+            refused.append(why)
+        if not too_dear:
+            offered = self._offered()
+            raise NoCapacity(f"Lyceum Cloud offers {refused[0]}", hint=f"offered: {offered}")
+        raise NoCapacity("; the on-demand fallback: ".join(refused), hint="raise --max-price")
 
     def estimate_cost(self, options: CreateResourceOptions, hours: float = 1.0) -> CostEstimate:
         v, count = self.choose(options)

@@ -336,16 +336,8 @@ class RunPodProvider(TrainingProvider):
         say = progress or (lambda _line: None)
         plan = self._plan(options)
         gpu = self._resolve(plan)
-        per_gpu = gpu["price"][plan.cloud]
-        if (
-            not plan.spot
-            and plan.max_price is not None
-            and per_gpu * plan.gpu.count > plan.max_price
-        ):
-            raise NoCapacity(
-                f"{plan.gpu.count}x {gpu['id']} costs ${per_gpu * plan.gpu.count:.2f}/h on "
-                f"RunPod's {plan.cloud} cloud, above --max-price ${plan.max_price:.2f}/h"
-            )
+        if not plan.spot:
+            self._check_price(plan, gpu)
         existing = self._find_by_name(plan.pod_name)
         if existing:
             raise BadInput(
@@ -362,6 +354,7 @@ class RunPodProvider(TrainingProvider):
             except NoCapacity as e:
                 if not plan.spot_fallback:
                     raise
+                self._check_price(plan, gpu, why=f"no spot pod ({e.message}); ")
                 say(f"no spot pod ({e}); falling back to on-demand")
         if pod_id is None:
             pod_id = self._create_pod(plan, gpu, env)["id"]
@@ -370,6 +363,19 @@ class RunPodProvider(TrainingProvider):
         status = self._status(pod)
         say(f"ready: ssh {status.ssh_user}@{status.ssh_host} -p {status.ssh_port}")
         return status
+
+    @staticmethod
+    def _check_price(plan: PodPlan, gpu: dict[str, Any], why: str = "") -> None:
+        """``--max-price`` is the most the user pays per hour: an on-demand pod above
+        it is refused, the fallback from spot included."""
+        hourly = gpu["price"][plan.cloud] * plan.gpu.count
+        if plan.max_price is not None and hourly > plan.max_price:
+            fallback = "the on-demand fallback: " if why else ""
+            raise NoCapacity(
+                f"{why}{fallback}{plan.gpu.count}x {gpu['id']} costs ${hourly:.2f}/h on "
+                f"RunPod's {plan.cloud} cloud, above --max-price ${plan.max_price:.2f}/h",
+                hint=f"--max-price {hourly:.2f} or more allows it" if why else None,
+            )
 
     def _plan(self, options: CreateResourceOptions) -> PodPlan:
         self.validate_options(options)
