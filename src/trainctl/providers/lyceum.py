@@ -445,6 +445,7 @@ class LyceumProvider(TrainingProvider):
             lambda: self._describe(vm_id),
             look,
             release=lambda: self._release(vm_id, delete_volumes=volume_gb is not None),
+            resource_id=vm_id,
             timeout=self.ready_timeout,
             interval=self.poll_interval,
             progress=progress,
