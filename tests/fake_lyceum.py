@@ -15,7 +15,9 @@ Knobs (attributes, set by tests):
   ``"stuck"`` (never leaves ``provisioning``); ``provision_seconds`` how long it takes.
 - ``credit``: False makes create answer 402.
 - ``fail_next(status, times, ...)``: the next matching requests (after ``after``
-  of them) answer ``status`` (429, 500, 502, 503 ...), optionally with ``Retry-After``.
+  of them) answer ``status`` (429, 500, 502, 503 ...), optionally with ``Retry-After``;
+  with ``acted=True`` each is carried out first (a create makes its VM), then
+  answered with ``status`` all the same.
 - ``lose_next_create(mode)``: the next create makes the VM but its response is
   lost: ``"drop"`` closes the connection, ``"delay"`` answers too late.
 - ``list_id_field``: the key that holds each ``vms/list`` entry's id: ``"vm_id"``
@@ -147,6 +149,7 @@ class Injected:
     path_contains: str | None
     retry_after: str | None
     after: int = 0  # matching requests let through first
+    acted: bool = False  # carry the request out, then answer the status anyway
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method is None or self.method == method) and (
@@ -353,10 +356,11 @@ class FakeLyceum:
         path_contains: str | None = None,
         retry_after: str | None = None,
         after: int = 0,
+        acted: bool = False,
     ) -> None:
         with self._lock:
             self._injected.append(
-                Injected(status, times, method, path_contains, retry_after, after)
+                Injected(status, times, method, path_contains, retry_after, after, acted)
             )
 
     def lose_next_create(self, mode: str = "drop") -> None:
@@ -382,6 +386,8 @@ class FakeLyceum:
                         inj.after -= 1
                         continue
                     inj.times -= 1
+                    if inj.acted:
+                        self._route(rec, self._authenticate(rec.headers))
                     headers = {"Retry-After": inj.retry_after} if inj.retry_after else {}
                     return inj.status, {"detail": f"injected {inj.status}"}, headers
             org = self._authenticate(rec.headers)

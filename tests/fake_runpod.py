@@ -22,7 +22,8 @@ server provides real ones) and its ``22/tcp`` mapping points at it. Knobs:
 PROVISIONING), ``error_on_start``,
 ``sshd_late_reads`` (the image installs ``PUBLIC_KEY`` only after that many reads),
 ``fail_next(operation, *faults)`` for bursts of 429 / 5xx / dropped connections,
-and the ``"lose"`` fault (the pod is created, the response is lost).
+the ``"lose"`` fault (the pod is created, the response is lost) and ``"act-503"``
+(the pod is created, then the answer is a 503, or any other status after ``act-``).
 """
 
 from __future__ import annotations
@@ -369,8 +370,9 @@ class FakeRunPod:
     def fail_next(self, operation: str, *faults: int | str) -> None:
         """Answer the next calls of ``operation`` (an operationId, or
         ``podRentInterruptable``) with these faults, in order: an HTTP status, or
-        ``"drop"`` (connection closed, request not processed) or ``"lose"`` (request
-        processed, then the connection closed before the response)."""
+        ``"drop"`` (connection closed, request not processed), ``"lose"`` (request
+        processed, then the connection closed before the response) or ``"act-STATUS"``
+        (request processed, then answered with that error status instead)."""
         with self.lock:
             self.knobs.faults.setdefault(operation, []).extend(faults)
 
@@ -659,6 +661,11 @@ def _gpu(gpu_id: str) -> dict[str, Any] | None:
     return next((g for g in GPUS if g["id"] == gpu_id), None)
 
 
+def _acts_first(fault: int | str) -> bool:
+    """Whether a fault of ``fail_next`` lets the request be processed first."""
+    return fault == "lose" or str(fault).startswith("act-")
+
+
 def _spot_prices(gpu: dict[str, Any], count: int) -> dict[str, Any]:
     secure = round(gpu["price"]["secure"] * 0.5, 2)
     community = round(gpu["price"]["community"] * 0.5, 2) if gpu["community"] else None
@@ -784,8 +791,8 @@ def _handler(fake: FakeRunPod) -> type[BaseHTTPRequestHandler]:
                 status, out = handler(*args) if body is _NO_BODY else handler(*args, body)
             else:
                 status, out = handler(query, body)
-            if self._lost(name):
-                return self._drop(method, path)
+            if self._after_acting(name, method, path, op):
+                return
             self._reply(method, path, op, status, out)
 
         def _graphql(self, body: Any) -> None:
@@ -796,13 +803,13 @@ def _handler(fake: FakeRunPod) -> type[BaseHTTPRequestHandler]:
                 return
             status, out, problems = fake.graphql(body)
             fake.violations += [f"graphql {name}: {p}" for p in problems]
-            if self._lost(name):
-                return self._drop("POST", "/graphql")
+            if self._after_acting(name, "POST", "/graphql", None):
+                return
             self._reply("POST", "/graphql", None, status, out)
 
         def _fault(self, name: str, method: str, path: str, op: dict[str, Any] | None) -> bool:
             faults = fake.knobs.faults.get(name)
-            if not faults or faults[0] == "lose":
+            if not faults or _acts_first(faults[0]):
                 return False
             fault = faults.pop(0)
             if fault == "drop":
@@ -816,12 +823,20 @@ def _handler(fake: FakeRunPod) -> type[BaseHTTPRequestHandler]:
                 self._reply(method, path, op, *_problem(int(fault), "upstream failure"))
             return True
 
-        def _lost(self, name: str) -> bool:
+        def _after_acting(
+            self, name: str, method: str, path: str, op: dict[str, Any] | None
+        ) -> bool:
+            """Apply a fault that comes after the request was processed, if one is next."""
             faults = fake.knobs.faults.get(name)
-            if faults and faults[0] == "lose":
-                faults.pop(0)
-                return True
-            return False
+            if not faults or not _acts_first(faults[0]):
+                return False
+            fault = str(faults.pop(0))
+            if fault == "lose":
+                self._drop(method, path)
+            else:
+                status = int(fault.removeprefix("act-"))
+                self._reply(method, path, op, *_problem(status, "upstream failure"))
+            return True
 
         def _drop(self, method: str, path: str) -> None:
             fake.log.append((method, path, 0))

@@ -10,7 +10,15 @@ import pytest
 
 from fake_lyceum import API, DEFAULT_KEY, DEFAULT_ORG, FakeLyceum
 from trainctl import sshkeys
-from trainctl.errors import BadInput, CredentialsError, NoCapacity, NotFound, OperationFailed
+from trainctl.errors import (
+    BadInput,
+    CredentialsError,
+    NoCapacity,
+    NotFound,
+    OperationFailed,
+    ResourceLeft,
+)
+from trainctl.providers import lyceum
 from trainctl.providers.lyceum import LyceumProvider, split_address
 from trainctl.types import CreateResourceOptions, GpuSpec, ResourceState
 
@@ -255,6 +263,20 @@ def test_lost_create_response_is_found_by_name_not_repeated(fake, mode):
     assert st.state is ResourceState.RUNNING
 
 
+@pytest.mark.parametrize("acting", ["every", "last"])
+def test_create_that_acts_then_answers_5xx_is_found_by_name(fake, provider, acting):
+    """The server makes the VM, then answers 503: on every attempt, or only on the
+    last one (the others refused with no VM made); the VM is found by its name."""
+    attempts = lyceum.MAX_ATTEMPTS
+    if acting == "last":
+        fake.fail_next(503, attempts - 1, path_contains="/vms/create")
+    fake.fail_next(503, attempts, path_contains="/vms/create", acted=True)
+    st = provider.create_resource(opts(name="acted"))
+    assert [vm.vm_id for vm in fake.vms.values()] == [st.id]
+    assert st.state is ResourceState.RUNNING and st.name == "acted"
+    assert [r.status for r in fake.creates()] == [503] * (1 if acting == "every" else attempts)
+
+
 @pytest.mark.parametrize("failure", ["lost-and-lookup-fails", "5xx-every-time"])
 def test_create_that_cannot_be_settled_says_a_vm_may_exist(fake, provider, failure):
     if failure == "lost-and-lookup-fails":
@@ -262,7 +284,7 @@ def test_create_that_cannot_be_settled_says_a_vm_may_exist(fake, provider, failu
         fake.fail_next(503, 100, path_contains="/vms/list", after=1)  # after the name check
     else:
         fake.fail_next(503, 100, path_contains="/vms/create")
-    with pytest.raises(OperationFailed) as e:
+    with pytest.raises(ResourceLeft) as e:
         provider.create_resource(opts(name="unsure"))
     assert "could not create Lyceum VM trainctl-unsure" in e.value.message
     assert "may exist anyway" in e.value.hint
@@ -376,9 +398,10 @@ def test_failed_create_deletes_the_volume_it_made(fake, outcome):
 def test_failed_create_names_the_volume_it_could_not_delete(fake, provider):
     fake.provision_outcome = "error"
     fake.fail_next(500, 100, path_contains="/storage/block/")
-    with pytest.raises(OperationFailed) as e:
+    with pytest.raises(ResourceLeft) as e:
         provider.create_resource(opts(name="stuck-vol", extra={"volume_gb": 20}))
     vol = next(iter(fake.volumes))
+    assert e.value.resource_id == next(iter(fake.vms))
     assert f"not its volume(s) {vol} (20 GB), which keep billing" in e.value.message
     assert "delete them in the Lyceum dashboard" in e.value.message
     assert fake.live_vms() == [] and fake.volumes[vol]["attached_vm_id"] is None

@@ -9,7 +9,14 @@ import pytest
 from conformance import ProviderConformance
 from fake_runpod import GPUS, NO_CAPACITY, FakeRunPod
 from trainctl import sshkeys
-from trainctl.errors import BadInput, CredentialsError, NoCapacity, NotFound, OperationFailed
+from trainctl.errors import (
+    BadInput,
+    CredentialsError,
+    NoCapacity,
+    NotFound,
+    OperationFailed,
+    ResourceLeft,
+)
 from trainctl.providers import runpod_gpus
 from trainctl.providers.runpod import DEFAULT_IMAGE, RunPodProvider, find_api_key
 from trainctl.types import CreateResourceOptions, GpuSpec, ResourceState
@@ -264,6 +271,33 @@ def test_a_5xx_on_create_looks_the_pod_up_before_retrying(provider, fake):
     assert len(fake.created) == 1
     posts = [s for m, p, s in fake.log if (m, p) == ("POST", "/v2/pods")]
     assert posts == [503, 201]
+
+
+@pytest.mark.parametrize("spot", [False, True])
+@pytest.mark.parametrize("acting", ["every", "last"])
+def test_create_that_acts_then_answers_5xx_is_found_by_name(provider, fake, spot, acting):
+    """The server makes the pod, then answers 503: on every attempt, or only on the
+    last one (the others refused with no pod made); the pod is found by its name."""
+    operation = "podRentInterruptable" if spot else "createPod"
+    attempts = 5  # JsonApi's default
+    if acting == "every":
+        fake.fail_next(operation, *["act-503"] * attempts)
+    else:
+        fake.fail_next(operation, *[503] * (attempts - 1), "act-503")
+    # with a bid (--max-price), the spot price is not asked for: every POST is a rent
+    st = provider.create_resource(opts(name="acted", spot=spot, max_price=1.0))
+    assert fake.created == [st.id] and len(fake.pods) == 1
+    assert st.state is ResourceState.RUNNING and st.name == "acted" and st.spot is spot
+    path = "/graphql" if spot else "/v2/pods"
+    creates = [s for m, p, s in fake.log if (m, p) == ("POST", path)]
+    assert creates == ([503] if acting == "every" else [503] * attempts)
+
+
+def test_create_that_cannot_be_settled_is_a_resource_left(provider, fake):
+    fake.fail_next("createPod", *[503] * 5)
+    with pytest.raises(ResourceLeft, match="gave up after 5 attempts; it may have taken effect"):
+        provider.create_resource(opts(name="unsure"))
+    assert fake.pods == {}
 
 
 def test_lost_create_response_is_found_by_name_not_repeated(provider, fake):

@@ -34,6 +34,7 @@ from ..errors import (
     NoCapacity,
     NotFound,
     OperationFailed,
+    ResourceLeft,
     TrainctlError,
 )
 from ..home import provider_config
@@ -459,7 +460,7 @@ class LyceumProvider(TrainingProvider):
     def _post_create(self, body: dict[str, Any], display: str, timeout: float) -> dict[str, Any]:
         """POST the create; a lost answer is looked up by display name, not repeated.
 
-        When even that cannot settle whether a VM was made, the error says so."""
+        When even that cannot settle whether a VM was made, ``ResourceLeft`` says so."""
         from ..httpapi import ApiError
 
         try:
@@ -478,7 +479,7 @@ class LyceumProvider(TrainingProvider):
             raise
         except OperationFailed as e:  # the connection failed, or so did the lookup
             uncertain = e
-        raise OperationFailed(
+        raise ResourceLeft(
             f"could not create Lyceum VM {display}: {uncertain.message}",
             hint=f"a VM named {display} may exist anyway: look with `trainctl list --refresh` "
             "or in the Lyceum dashboard",
