@@ -249,6 +249,21 @@ def test_spot_fallback_takes_on_demand(provider):
     provider.terminate(st.id)
 
 
+def test_spot_request_that_cannot_be_checked_after_launch_is_a_warning(provider):
+    def denied(**_):
+        return ec2_error("UnauthorizedOperation", "not authorized", status=403)
+
+    ec2_of(provider).meta.events.register("before-send.ec2.DescribeSpotInstanceRequests", denied)
+    lines: list[str] = []
+    st = provider.create_resource(opts(spot=True, name="spot-unchecked"), progress=lines.append)
+    assert st.state is ResourceState.RUNNING and st.spot
+    (warning,) = [line for line in lines if line.startswith("warning:")]
+    assert st.id in warning and "could not check its spot request" in warning
+    # moto's RunInstances names no request: the warning names its tag instead
+    assert f"tagged {aws_instance.TAG_LAUNCH}=" in warning and "cancel it" in warning
+    provider.terminate(st.id)
+
+
 # --- retries -------------------------------------------------------------------------
 
 

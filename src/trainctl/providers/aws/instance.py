@@ -15,6 +15,7 @@ import getpass
 import re
 import secrets
 import socket
+import sys
 import time
 from functools import cached_property
 from typing import Any
@@ -334,7 +335,8 @@ class AwsProvider(TrainingProvider):
         }
         say(f"launching {instance_type} in {region} from {image['ImageId']}")
         if options.spot:
-            inst = self._launch_spot(ec2, params, options, token, tag_list, say)
+            warn = progress or _stderr_warning
+            inst = self._launch_spot(ec2, params, options, token, tag_list, say, warn)
         else:
             inst = self._launch(ec2, params, token, say)
         spot = inst.get("InstanceLifecycle") == "spot"
@@ -441,10 +443,13 @@ class AwsProvider(TrainingProvider):
         token: str,
         tag_list: list[dict[str, str]],
         say: Progress,
+        warn: Progress,
     ) -> dict[str, Any]:
         """One-time spot (max price: the given one, else AWS's default, the on-demand
         price); on no capacity, on-demand only with ``spot_fallback``. No spot request
-        is left open whatever happens."""
+        is left open: after a failed launch, a request that cannot be closed fails the
+        create; after a successful one, it is a warning (through ``warn``) naming the
+        request, since the machine runs and must keep its record."""
         spot_options: dict[str, Any] = {
             "SpotInstanceType": "one-time",
             "InstanceInterruptionBehavior": "terminate",
@@ -460,17 +465,30 @@ class AwsProvider(TrainingProvider):
             ],
         }
         try:
-            return self._launch(ec2, spot, f"{token}-spot", say)
+            inst = self._launch(ec2, spot, f"{token}-spot", say)
         except NoCapacity as e:
+            self._close_spot_requests(ec2, token, say)
             if not options.spot_fallback:
                 raise NoCapacity(
                     f"no spot capacity for {params['InstanceType']}: {e.message}",
                     hint="retry later, or add --spot-fallback to take on-demand instead",
                 ) from None
             say(f"no spot capacity ({e.message}); launching on-demand instead")
-        finally:
+            return self._launch(ec2, params, token, say)
+        except BaseException:
             self._close_spot_requests(ec2, token, say)
-        return self._launch(ec2, params, token, say)
+            raise
+        try:
+            self._close_spot_requests(ec2, token, say)
+        except TrainctlError as e:
+            # the machine runs: failing now would leave it without a record
+            request = inst.get("SpotInstanceRequestId") or f"tagged {TAG_LAUNCH}={token}"
+            warn(
+                f"warning: launched {inst['InstanceId']} but could not check its spot request "
+                f"{request} ({e}); if that request is still open it may launch another "
+                "machine later: cancel it in the EC2 console",
+            )
+        return inst
 
     def _close_spot_requests(self, ec2: Any, token: str, say: Progress) -> None:
         with aws_errors("close the spot request"):
@@ -622,6 +640,12 @@ class AwsProvider(TrainingProvider):
         from ... import catalog
 
         return catalog.estimate(self.name, options, hours)
+
+
+def _stderr_warning(line: str) -> None:
+    """Where a warning goes when the caller gave no progress callback."""
+    sys.stderr.write(f"trainctl: {line}\n")
+    sys.stderr.flush()
 
 
 def _owner() -> str:
