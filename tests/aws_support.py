@@ -140,6 +140,12 @@ def ec2_error(code: str, message: str = "injected", status: int = 400) -> AWSRes
     return AWSResponse("http://injected", status, {"Content-Type": "text/xml"}, _Raw(body))
 
 
+def s3_error(code: str, message: str = "injected", status: int = 403) -> AWSResponse:
+    """An S3 (REST-XML protocol) error answer, as AWS sends it."""
+    body = f"<Error><Code>{code}</Code><Message>{message}</Message></Error>".encode()
+    return AWSResponse("http://injected", status, {"Content-Type": "application/xml"}, _Raw(body))
+
+
 def forward(request) -> None:
     """Send a prepared botocore request to the server for real, ignoring the answer."""
     headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}

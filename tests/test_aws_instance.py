@@ -19,6 +19,7 @@ from aws_support import (
     instance,
     publish_dlami,
     record_backoff,
+    s3_error,
     set_up,
     use_moto,
 )
@@ -364,6 +365,27 @@ def test_terminate_confirms_and_is_idempotent(provider):
     assert st.id not in {r.id for r in provider.list_resources()}
     with pytest.raises(NotFound, match="ids look like"):
         provider.terminate("not-an-id")
+
+
+def test_staging_cleanup_failure_after_terminate_is_a_warning(monkeypatch, trainctl_home):
+    set_up(monkeypatch, REGION)
+    lines: list[str] = []
+    provider = AwsProvider(progress=lines.append, poll_interval=0.05)
+    st = provider.create_resource(opts())
+    manifest = trainctl_home / "aws" / "sync" / f"{st.id}.json"
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text("{}")
+
+    s3 = client(provider.session(REGION)[0], "s3", REGION)
+    s3.meta.events.register(
+        "before-send.s3.ListObjectsV2", lambda **_: s3_error("AccessDenied", "Access Denied")
+    )
+    done = provider.terminate(st.id)
+    assert done.state in (ResourceState.TERMINATING, ResourceState.TERMINATED)
+    assert instance(REGION, st.id).state in ("shutting-down", "terminated")
+    (warning,) = [line for line in lines if line.startswith("warning:")]
+    assert st.id in warning and "Access Denied" in warning
+    assert not manifest.exists()
 
 
 def test_stop_and_start(provider):

@@ -579,12 +579,13 @@ class AwsProvider(TrainingProvider):
         return self._status(inst, region)
 
     def _forget(self, region: str, instance_id: str) -> None:
-        """Remove what the machine left in the staging bucket and the sync manifest."""
+        """Remove what the machine left in the staging bucket and the sync manifest.
+        The machine is gone by now, so a failure is a warning, never a failed terminate."""
         try:
             self._remote(region, instance_id).forget()
-        except (OperationFailed, NotFound, BadInput) as e:
-            (self.progress or (lambda _l: None))(
-                f"could not clean up staging for {instance_id}: {e}"
+        except TrainctlError as e:
+            (self.progress or _stderr_warning)(
+                f"warning: terminated {instance_id} but could not clean up its staging objects: {e}"
             )
 
     def stop(self, resource_id: str) -> ResourceStatus:
