@@ -403,8 +403,29 @@ def test_instance_in_another_region_has_a_region_prefixed_id(provider):
     st = provider.create_resource(opts(gpu=GpuSpec("T4", 1), region="us-west-1"))
     assert st.id.startswith("us-west-1/i-") and st.region == "us-west-1"
     assert provider.get_resource_status(st.id).region == "us-west-1"
-    assert st.id not in {r.id for r in provider.list_resources()}  # lists its own region
     provider.terminate(st.id)
+
+
+def test_list_covers_every_region_launched_in(provider, trainctl_home):
+    from trainctl.api import Trainctl
+
+    publish_dlami("us-west-1")
+    provider.setup(region="us-west-1")
+    tc = Trainctl()
+    tc._providers["aws"] = AwsProvider(poll_interval=0.05)  # what registry.get makes, faster
+    record = tc.create("aws", opts(gpu=GpuSpec("T4", 1), region="us-west-1", name="far"))
+    assert record.id.startswith("us-west-1/i-")
+    assert aws_instance.regions.remembered() == ["us-west-1"]
+    pages = {
+        region: calls(provider, "DescribeInstances", region) for region in (REGION, "us-west-1")
+    }
+    assert record.id in {r.id for r in provider.list_resources()}
+    assert [len(p) for p in pages.values()] == [1, 1]  # one call per region
+
+    (view,) = [v for v in tc.list(refresh=True, provider="aws") if v.record]
+    assert view.live.state is ResourceState.RUNNING  # not marked terminated
+    tc.terminate(record.id)
+    assert record.id not in {r.id for r in provider.list_resources()}
 
 
 # --- setup checks, images ------------------------------------------------------------

@@ -35,7 +35,7 @@ from ...remote.base import Progress
 from ...states import normalize_state
 from ...types import CostEstimate, CreateResourceOptions, ResourceState, ResourceStatus
 from ...waiting import Seen, wait_ready
-from . import images, setup
+from . import images, regions, setup
 from .session import (
     aws_errors,
     client,
@@ -250,28 +250,31 @@ class AwsProvider(TrainingProvider):
         return self._status(inst, region)
 
     def list_resources(self) -> list[ResourceStatus]:
-        """trainctl's live instances in the provider's region: one DescribeInstances
-        per page of up to 1000."""
-        session, region = self.session()
-        pages = (
-            client(session, "ec2", region)
-            .get_paginator("describe_instances")
-            .paginate(
-                Filters=[
-                    {"Name": f"tag:{TAG_MANAGED}", "Values": ["true"]},
-                    {"Name": "instance-state-name", "Values": LIVE_STATES},
-                ],
-                PaginationConfig={"PageSize": PAGE_SIZE},
-            )
-        )
+        """trainctl's live instances in the provider's region and every region trainctl
+        has launched in: one DescribeInstances per page of up to 1000, per region."""
         offers = _catalog_offers()
-        with aws_errors("list instances"):
-            return [
-                self._status(inst, region, offers)
-                for page in pages
-                for reservation in page["Reservations"]
-                for inst in reservation["Instances"]
-            ]
+        found: list[ResourceStatus] = []
+        for region in sorted({self.region, *regions.remembered()}):
+            session, region = self.session(region)
+            pages = (
+                client(session, "ec2", region)
+                .get_paginator("describe_instances")
+                .paginate(
+                    Filters=[
+                        {"Name": f"tag:{TAG_MANAGED}", "Values": ["true"]},
+                        {"Name": "instance-state-name", "Values": LIVE_STATES},
+                    ],
+                    PaginationConfig={"PageSize": PAGE_SIZE},
+                )
+            )
+            with aws_errors(f"list instances in {region}"):
+                found += [
+                    self._status(inst, region, offers)
+                    for page in pages
+                    for reservation in page["Reservations"]
+                    for inst in reservation["Instances"]
+                ]
+        return found
 
     # --- create --------------------------------------------------------------------
 
@@ -333,6 +336,7 @@ class AwsProvider(TrainingProvider):
                 {"ResourceType": "volume", "Tags": tag_list},
             ],
         }
+        regions.remember(region)  # before the launch: list looks wherever a machine may be
         say(f"launching {instance_type} in {region} from {image['ImageId']}")
         if options.spot:
             warn = progress or _stderr_warning
