@@ -13,7 +13,7 @@ import pytest
 from fakes import FakeProvider
 from trainctl import registry
 from trainctl.api import Trainctl, run
-from trainctl.errors import BadInput, NotFound, OperationFailed
+from trainctl.errors import BadInput, NotFound, OperationFailed, ResourceLeft
 from trainctl.types import CreateResourceOptions, TrainingJob
 
 
@@ -202,3 +202,40 @@ def test_concurrent_create_of_one_name_is_bad_input(tmp_path, monkeypatch):
     monkeypatch.setattr(tc.store, "_find", lambda column, value: None)  # lost the race
     with pytest.raises(BadInput, match="already exists"):
         tc.store.begin_create("local", "same")
+
+
+class Leaky(FakeProvider):
+    """Fails a create after making a machine it could not release."""
+
+    name = "leaky"
+    root: Path
+    known_id = True
+
+    def __init__(self) -> None:
+        super().__init__(self.root)
+
+    def create_resource(self, options, *, progress=None):
+        made = super().create_resource(options)
+        raise ResourceLeft(
+            "not ready; terminating it failed too",
+            resource_id=made.id if self.known_id else None,
+        )
+
+
+@pytest.mark.parametrize("known_id", [True, False])
+def test_a_machine_left_by_a_failed_create_keeps_its_record(tmp_path, known_id):
+    Leaky.root, Leaky.known_id = tmp_path / "machines", known_id
+    registry.register(Leaky)
+    try:
+        tc = Trainctl()
+        with pytest.raises(ResourceLeft) as e:
+            tc.create("leaky", CreateResourceOptions(name="exp"))
+        assert "trainctl terminate exp" in e.value.hint
+        record = tc.store.resource("exp")
+        if known_id:
+            assert record.confirmed and record.state == "unknown"
+            assert record.id.startswith("fake-")
+        else:
+            assert not record.confirmed  # the intent stays for list --refresh to settle
+    finally:
+        registry.unregister("leaky")

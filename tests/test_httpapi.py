@@ -8,7 +8,7 @@ import random
 import httpx
 import pytest
 
-from trainctl.errors import CredentialsError, OperationFailed
+from trainctl.errors import CredentialsError, OperationFailed, ResourceLeft
 from trainctl.httpapi import ApiError, JsonApi, error_detail
 
 KEY = "rpa_SECRET_KEY_123"
@@ -128,6 +128,25 @@ def test_unsafe_post_is_repeated_when_recover_finds_nothing():
     s = Script(problem(500, "oops"), ok({"id": "p1"}))
     got = api(s).post("/v2/pods", {}, recover=lambda: looked.append(1))
     assert got == {"id": "p1"} and looked == [1] and len(s.requests) == 2
+
+
+def test_unsafe_post_asks_recover_on_the_last_attempt_too():
+    """The server may act on the last attempt as on any other: the lookup decides."""
+    looked = []
+
+    def recover():
+        looked.append(1)
+        return {"id": "p"} if len(looked) == 3 else None
+
+    s = Script(problem(502, "bad gateway"))
+    got = api(s, max_attempts=3).post("/v2/pods", {}, recover=recover)
+    assert got == {"id": "p"} and len(looked) == 3 and len(s.requests) == 3
+
+
+def test_unsafe_post_outcome_unknown_on_the_last_attempt_is_resource_left():
+    s = Script(problem(502, "bad gateway"))
+    with pytest.raises(ResourceLeft, match="may have taken effect"):
+        api(s, max_attempts=2).post("/v2/pods", {}, recover=lambda: None)
 
 
 def test_idempotent_flag_allows_repeating_a_post():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainctl.errors import CredentialsError, OperationFailed
+from trainctl.errors import CredentialsError, OperationFailed, ResourceLeft
 from trainctl.waiting import Seen, wait_ready
 
 
@@ -97,7 +97,7 @@ def test_failed_release_is_reported_not_hidden():
     def boom():
         raise OperationFailed("API down")
 
-    with pytest.raises(OperationFailed) as e:
+    with pytest.raises(ResourceLeft) as e:
         run(["ERROR"], release=boom)
     assert "container error" in str(e.value)
     assert "terminating pod p1 failed too (API down): it may still be billing" in str(e.value)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from . import registry
 from .capabilities import Capability, require
-from .errors import BadInput, NotFound, OperationFailed, TrainctlError
+from .errors import BadInput, NotFound, OperationFailed, ResourceLeft, TrainctlError
 from .provider import TAG_NAME, TrainingProvider
 from .remote.base import Progress
 from .runtime.client import OutputSink
@@ -113,6 +113,17 @@ class Trainctl:
         intent = self.store.begin_create(provider_name, options.name, spot=options.spot)
         try:
             status = provider.create_resource(options, progress=progress)
+        except ResourceLeft as e:
+            # A machine may exist: keep its record (with its id when known).
+            if e.resource_id:
+                left = ResourceStatus(e.resource_id, provider_name, ResourceState.UNKNOWN)
+                left.reason = e.message
+                self.store.finish_create(intent, left)
+            e.hint = e.hint or (
+                f"check with `trainctl list --refresh`; `trainctl terminate {options.name}` "
+                "releases it"
+            )
+            raise
         except TrainctlError:
             # The provider reports its own failures after cleaning up what it made.
             self.store.abandon_create(intent)

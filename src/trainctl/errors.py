@@ -56,3 +56,17 @@ class RemoteError(OperationFailed):
     """A machine could not be reached or a command on it failed."""
 
     kind = "remote"
+
+
+class ResourceLeft(OperationFailed):
+    """A create failed, yet a machine may exist and cost money, so its record is kept
+    (with ``resource_id`` when known) for ``trainctl list --refresh`` or
+    ``trainctl terminate`` to settle."""
+
+    kind = "resource_left"
+
+    def __init__(
+        self, message: str, *, resource_id: str | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.resource_id = resource_id

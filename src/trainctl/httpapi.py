@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .errors import CredentialsError, OperationFailed
+from .errors import CredentialsError, OperationFailed, ResourceLeft
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ class JsonApi:
                 self._pause(attempt, retry_after, what, "429 rate limited")
                 continue
             if status in RETRY_STATUSES:
-                if last:
+                if last and idempotent:
                     raise self._api_error(resp, what, hint=f"gave up after {attempt} attempts")
                 outcome = self._uncertain(what, f"HTTP {status}", idempotent, recover, last)
                 if outcome is not _RETRY:
@@ -229,7 +229,7 @@ class JsonApi:
                 raise OperationFailed(f"{what}: {why}, gave up after {self.max_attempts} attempts")
             return _RETRY
         if recover is None:
-            raise OperationFailed(
+            raise ResourceLeft(
                 f"{what}: {why}; the request may or may not have taken effect, "
                 "so it was not repeated"
             )
@@ -238,7 +238,10 @@ class JsonApi:
             log.info("%s: %s, but the result was found; not repeating it", what, why)
             return found
         if last:
-            raise OperationFailed(f"{what}: {why}, gave up after {self.max_attempts} attempts")
+            raise ResourceLeft(
+                f"{what}: {why}, gave up after {self.max_attempts} attempts; "
+                "it may have taken effect"
+            )
         return _RETRY
 
     def _pause(self, attempt: int, retry_after: float | None, what: str, why: str) -> None:

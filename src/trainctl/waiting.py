@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from .errors import OperationFailed, TrainctlError
+from .errors import OperationFailed, ResourceLeft, TrainctlError
 from .remote.base import Progress
 
 T = TypeVar("T")
@@ -35,6 +35,7 @@ def wait_ready(
     look: Callable[[T], Seen],
     *,
     release: Callable[[], object] | None,
+    resource_id: str | None = None,
     timeout: float,
     interval: float,
     progress: Progress | None = None,
@@ -48,7 +49,9 @@ def wait_ready(
     terminates the machine) is called first and the error then says what happened
     and whether terminating worked. ``release=None`` leaves the machine alone (for
     waits on a machine that already existed, e.g. after a start).
-    A ``TrainctlError`` from ``poll`` keeps its class (and exit code)."""
+    A ``TrainctlError`` from ``poll`` keeps its class (and exit code), unless the
+    release fails too: then ``ResourceLeft`` (carrying ``resource_id``) says that
+    the machine may still be billing, so that its record is kept."""
     start = clock()
     shown = None
     try:
@@ -71,7 +74,12 @@ def wait_ready(
     except (Exception, KeyboardInterrupt) as e:
         if release is None:
             raise
-        released = _release(release, progress, what)
+        released, ok = _release(release, progress, what)
+        if not ok:
+            if isinstance(e, KeyboardInterrupt) and progress:
+                progress(f"interrupted: {released}")
+            message = e.message if isinstance(e, TrainctlError) else f"{type(e).__name__}: {e}"
+            raise ResourceLeft(f"{message}; {released}", resource_id=resource_id) from None
         if isinstance(e, TrainctlError):
             err = copy.copy(e)
             err.message = f"{e.message}; {released}"
@@ -84,11 +92,13 @@ def wait_ready(
         raise OperationFailed(f"{what}: {type(e).__name__}: {e}; {released}") from e
 
 
-def _release(release: Callable[[], object], progress: Progress | None, what: str) -> str:
+def _release(
+    release: Callable[[], object], progress: Progress | None, what: str
+) -> tuple[str, bool]:
     if progress:
         progress(f"terminating {what}")
     try:
         release()
     except Exception as e:  # report, never mask the original error
-        return f"terminating {what} failed too ({e}): it may still be billing"
-    return f"{what} was terminated"
+        return f"terminating {what} failed too ({e}): it may still be billing", False
+    return f"{what} was terminated", True

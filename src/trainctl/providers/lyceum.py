@@ -440,6 +440,7 @@ class LyceumProvider(TrainingProvider):
             lambda: self._describe(vm_id),
             look,
             release=lambda: self._delete(vm_id),
+            resource_id=vm_id,
             timeout=self.ready_timeout,
             interval=self.poll_interval,
             progress=progress,

@@ -604,6 +604,7 @@ class RunPodProvider(TrainingProvider):
             poll,
             Probe.seen,
             release=release,
+            resource_id=pod_id,
             timeout=self.ready_timeout,
             interval=self.poll_interval,
             progress=progress,

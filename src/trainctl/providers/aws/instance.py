@@ -385,6 +385,7 @@ class AwsProvider(TrainingProvider):
                 poll,
                 look,
                 release=release,
+                resource_id=instance_id,
                 timeout=self.ready_timeout,
                 interval=self.poll_interval * 2,
                 progress=say,
