@@ -14,6 +14,7 @@ from moto.ec2.models.amis import Ami
 
 from aws_support import (
     ACCOUNT,
+    ec2_answer,
     ec2_error,
     forward,
     instance,
@@ -30,6 +31,7 @@ from trainctl.errors import (
     NoCapacity,
     NotFound,
     OperationFailed,
+    ResourceLeft,
 )
 from trainctl.provider import TAG_MANAGED, TAG_NAME, TAG_OWNER
 from trainctl.providers.aws import AwsProvider
@@ -265,6 +267,21 @@ def test_spot_request_that_cannot_be_checked_after_launch_is_a_warning(provider)
     provider.terminate(st.id)
 
 
+def test_spot_request_left_open_by_a_failed_launch_keeps_the_record(provider):
+    left_open: list[str] = []
+    _no_spot_capacity(provider, left_open)
+    ec2_of(provider).meta.events.register(
+        "before-send.ec2.DescribeSpotInstanceRequests",
+        lambda **_: ec2_error("UnauthorizedOperation", "not authorized", status=403),
+    )
+    with pytest.raises(ResourceLeft, match="could not close the spot request") as e:
+        provider.create_resource(opts(spot=True, spot_fallback=True))
+    assert "no g5.xlarge spot capacity" in e.value.message
+    boto3.client("ec2", region_name=REGION).cancel_spot_instance_requests(
+        SpotInstanceRequestIds=left_open
+    )
+
+
 # --- retries -------------------------------------------------------------------------
 
 
@@ -289,6 +306,69 @@ def test_retried_launch_keeps_its_client_token_and_makes_one_machine(provider, m
     made = [r for r in provider.list_resources() if r.name == "retried"]
     assert [r.id for r in made] == [st.id]
     provider.terminate(st.id)
+
+
+#: DescribeInstances as it may answer, eventually consistent, just after a launch
+NOT_SEEN_YET = (
+    b'<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">'
+    b"<requestId>injected</requestId><reservationSet/></DescribeInstancesResponse>"
+)
+
+
+def _lost_launch(provider, *, repeat_answers: bool) -> list[int]:
+    """The first RunInstances makes its machine but every answer is lost; the launch
+    tag lookup does not see the machine yet. With ``repeat_answers``, a RunInstances
+    after that lookup gets the original reservation, as AWS answers a repeated
+    ClientToken (moto does not). Returns the list of lookups made."""
+    made: list[bytes] = []
+    looked: list[int] = []
+
+    def run(request, **_):
+        if not made:
+            made.append(forward(request))
+        elif looked and repeat_answers:
+            return ec2_answer(made[0])
+        return ec2_error("InternalError", "injected", status=500)
+
+    def describe(request, **_):
+        if aws_instance.TAG_LAUNCH in request.body:
+            looked.append(1)
+            return ec2_answer(NOT_SEEN_YET)
+        return None
+
+    events = ec2_of(provider).meta.events
+    events.register("before-send.ec2.RunInstances", run, unique_id="lost-run")
+    events.register("before-send.ec2.DescribeInstances", describe, unique_id="lost-describe")
+    return looked
+
+
+def test_unclear_launch_not_yet_seen_is_asked_again_with_its_token(provider, monkeypatch):
+    record_backoff(monkeypatch)
+    launches = calls(provider, "RunInstances")
+    looked = _lost_launch(provider, repeat_answers=True)
+    st = provider.create_resource(opts(name="unseen"))
+    assert looked and len(launches) == 2
+    assert launches[0]["ClientToken"] == launches[1]["ClientToken"]
+    assert [r.id for r in provider.list_resources() if r.name == "unseen"] == [st.id]
+    provider.terminate(st.id)
+
+
+def test_launch_whose_outcome_stays_unknown_keeps_its_record(provider, monkeypatch):
+    from trainctl.api import Trainctl
+
+    record_backoff(monkeypatch)
+    _lost_launch(provider, repeat_answers=False)
+    tc = Trainctl()
+    tc._providers["aws"] = provider
+    with pytest.raises(ResourceLeft, match="unknown outcome"):
+        tc.create("aws", opts(name="maybe"))
+    assert tc.store.resource("maybe").provider == "aws"  # the record is kept
+    events = ec2_of(provider).meta.events
+    events.unregister("before-send.ec2.RunInstances", unique_id="lost-run")
+    events.unregister("before-send.ec2.DescribeInstances", unique_id="lost-describe")
+    (view,) = [v for v in tc.list(refresh=True, provider="aws") if v.record]
+    assert view.note and "adopted" in view.note  # the machine it made, found by name
+    tc.terminate("maybe")
 
 
 def test_throttling_is_retried_with_backoff(provider, monkeypatch):

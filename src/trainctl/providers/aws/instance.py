@@ -27,6 +27,7 @@ from ...errors import (
     NoCapacity,
     NotFound,
     OperationFailed,
+    ResourceLeft,
     TrainctlError,
 )
 from ...home import home, provider_config
@@ -472,7 +473,7 @@ class AwsProvider(TrainingProvider):
         try:
             inst = self._launch(ec2, spot, f"{token}-spot", say)
         except NoCapacity as e:
-            self._close_spot_requests(ec2, token, say)
+            self._close_after_failure(ec2, token, say, e)
             if not options.spot_fallback:
                 raise NoCapacity(
                     f"no spot capacity for {params['InstanceType']}: {e.message}",
@@ -480,8 +481,8 @@ class AwsProvider(TrainingProvider):
                 ) from None
             say(f"no spot capacity ({e.message}); launching on-demand instead")
             return self._launch(ec2, params, token, say)
-        except BaseException:
-            self._close_spot_requests(ec2, token, say)
+        except BaseException as e:
+            self._close_after_failure(ec2, token, say, e)
             raise
         try:
             self._close_spot_requests(ec2, token, say)
@@ -494,6 +495,23 @@ class AwsProvider(TrainingProvider):
                 "machine later: cancel it in the EC2 console",
             )
         return inst
+
+    def _close_after_failure(
+        self, ec2: Any, token: str, say: Progress, error: BaseException
+    ) -> None:
+        """Close the spot request of a failed launch; if that fails, the request may
+        still launch a machine, so the create ends in ``ResourceLeft`` (its record is
+        kept, and found by its name if the request is fulfilled)."""
+        try:
+            self._close_spot_requests(ec2, token, say)
+        except TrainctlError as e:
+            failed = error.message if isinstance(error, TrainctlError) else repr(error)
+            raise ResourceLeft(
+                f"{failed}; could not close the spot request tagged {TAG_LAUNCH}={token} "
+                f"({e}): it may still launch a machine",
+                hint="cancel the request in the EC2 console; `trainctl list --refresh` "
+                "finds a machine it launches",
+            ) from None
 
     def _close_spot_requests(self, ec2: Any, token: str, say: Progress) -> None:
         with aws_errors("close the spot request"):
@@ -512,8 +530,8 @@ class AwsProvider(TrainingProvider):
         self, ec2: Any, params: dict[str, Any], client_token: str, say: Progress
     ) -> dict[str, Any]:
         """RunInstances with ``client_token``. botocore retries throttled and failed
-        calls with the same token; if the outcome stays unknown, the launch tag finds
-        a machine the call may have made."""
+        calls with the same token; if the outcome stays unknown, ``_recover`` finds
+        the machine the call may have made."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         for attempt in range(PROFILE_PROPAGATION_TRIES):
@@ -521,16 +539,6 @@ class AwsProvider(TrainingProvider):
                 return ec2.run_instances(**params, ClientToken=client_token)["Instances"][0]
             except ClientError as e:
                 code, message = error_code(e), error_message(e)
-                status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-                if code in CAPACITY_CODES:
-                    raise NoCapacity(f"{code}: {message}") from None
-                if code in QUOTA_CODES:
-                    raise OperationFailed(
-                        f"AWS quota reached: {message}",
-                        hint="request a higher quota in the Service Quotas console",
-                    ) from None
-                if code == "InvalidInstanceType":
-                    raise BadInput(f"cannot launch {params['InstanceType']}: {message}") from None
                 if (
                     code == "InvalidParameterValue"
                     and "iamInstanceProfile" in message
@@ -539,32 +547,62 @@ class AwsProvider(TrainingProvider):
                     say("the instance profile is not visible to EC2 yet; retrying")
                     time.sleep(PROFILE_PROPAGATION_SECONDS)
                     continue
-                if status >= 500:
-                    return self._recover(ec2, params, e)
-                raise translate(e, f"launch {params['InstanceType']}") from None
+                if _unclear(e):
+                    return self._recover(ec2, params, client_token, e, say)
+                raise _refusal(e, params["InstanceType"]) from None
             except BotoCoreError as e:
-                return self._recover(ec2, params, e)
+                return self._recover(ec2, params, client_token, e, say)
         raise OperationFailed("the instance profile never became visible to EC2")
 
-    def _recover(self, ec2: Any, params: dict[str, Any], error: Exception) -> dict[str, Any]:
-        """After a launch whose outcome is unknown: the machine it made, if any."""
+    def _recover(
+        self,
+        ec2: Any,
+        params: dict[str, Any],
+        client_token: str,
+        error: Exception,
+        say: Progress,
+    ) -> dict[str, Any]:
+        """After a launch whose outcome is unknown: the machine it made, if any.
+
+        The launch tag is looked for first; DescribeInstances is eventually
+        consistent, so finding nothing proves nothing, and RunInstances is then
+        called once more with the same ClientToken (AWS answers a repeated token with
+        the original reservation, or launches now if nothing was made). If that is
+        unclear too, ``ResourceLeft`` says a machine may exist, so that the caller
+        keeps its record (``trainctl list --refresh`` finds it by its name)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
         token = next(
             t["Value"]
             for spec in params["TagSpecifications"]
             for t in spec["Tags"]
             if t["Key"] == TAG_LAUNCH
         )
-        with aws_errors("look for the machine of a failed launch"):
+        say(f"the launch's outcome is unknown ({translate(error, 'launch')}); looking for it")
+        try:
             reservations = ec2.describe_instances(
                 Filters=[
                     {"Name": f"tag:{TAG_LAUNCH}", "Values": [token]},
                     {"Name": "instance-state-name", "Values": ["pending", "running"]},
                 ]
             )["Reservations"]
+        except (BotoCoreError, ClientError):
+            reservations = []
         found = [i for r in reservations for i in r["Instances"]]
         if found:
             return found[0]
-        raise translate(error, f"launch {params['InstanceType']}") from None
+        try:
+            return ec2.run_instances(**params, ClientToken=client_token)["Instances"][0]
+        except ClientError as e:
+            if not _unclear(e):
+                raise _refusal(e, params["InstanceType"]) from None
+            error = e
+        except BotoCoreError as e:
+            error = e
+        raise ResourceLeft(
+            f"the launch of {params['InstanceType']} has an unknown outcome: "
+            f"{translate(error, 'launch')}; a machine may exist"
+        ) from None
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -646,6 +684,31 @@ class AwsProvider(TrainingProvider):
         from ... import catalog
 
         return catalog.estimate(self.name, options, hours)
+
+
+def _unclear(error: Any) -> bool:
+    """Whether a RunInstances ``ClientError`` leaves its outcome unknown: an AWS-side
+    failure (5xx) other than the refusals AWS also sends with a 5xx status."""
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    known = CAPACITY_CODES | QUOTA_CODES | {"InvalidInstanceType"}
+    return status >= 500 and error_code(error) not in known
+
+
+def _refusal(error: Any, instance_type: str) -> TrainctlError:
+    """The trainctl error for a RunInstances call AWS refused."""
+    code, message = error_code(error), error_message(error)
+    if code in CAPACITY_CODES:
+        return NoCapacity(f"{code}: {message}")
+    if code in QUOTA_CODES:
+        return OperationFailed(
+            f"AWS quota reached: {message}",
+            hint="request a higher quota in the Service Quotas console",
+        )
+    if code == "InvalidInstanceType":
+        return BadInput(f"cannot launch {instance_type}: {message}")
+    found = translate(error, f"launch {instance_type}")
+    assert isinstance(found, TrainctlError)
+    return found
 
 
 def _stderr_warning(line: str) -> None:
