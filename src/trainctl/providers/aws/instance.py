@@ -453,9 +453,9 @@ class AwsProvider(TrainingProvider):
     ) -> dict[str, Any]:
         """One-time spot (max price: the given one, else AWS's default, the on-demand
         price); on no capacity, on-demand only with ``spot_fallback``. No spot request
-        is left open: after a failed launch, a request that cannot be closed fails the
-        create; after a successful one, it is a warning (through ``warn``) naming the
-        request, since the machine runs and must keep its record."""
+        is left open: after a failed launch, a request that cannot be closed ends the
+        create in ``ResourceLeft``; after a successful one, it is a warning (through
+        ``warn``) naming the request, since the machine runs and must keep its record."""
         spot_options: dict[str, Any] = {
             "SpotInstanceType": "one-time",
             "InstanceInterruptionBehavior": "terminate",
