@@ -140,13 +140,24 @@ def ec2_error(code: str, message: str = "injected", status: int = 400) -> AWSRes
     return AWSResponse("http://injected", status, {"Content-Type": "text/xml"}, _Raw(body))
 
 
-def forward(request) -> None:
-    """Send a prepared botocore request to the server for real, ignoring the answer."""
+def s3_error(code: str, message: str = "injected", status: int = 403) -> AWSResponse:
+    """An S3 (REST-XML protocol) error answer, as AWS sends it."""
+    body = f"<Error><Code>{code}</Code><Message>{message}</Message></Error>".encode()
+    return AWSResponse("http://injected", status, {"Content-Type": "application/xml"}, _Raw(body))
+
+
+def ec2_answer(body: bytes) -> AWSResponse:
+    """A successful EC2 answer with ``body`` (XML)."""
+    return AWSResponse("http://injected", 200, {"Content-Type": "text/xml"}, _Raw(body))
+
+
+def forward(request) -> bytes:
+    """Send a prepared botocore request to the server for real; the answer's body."""
     headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}
     body = request.body.encode() if isinstance(request.body, str) else request.body
     req = urllib.request.Request(request.url, data=body, headers=headers, method=request.method)
     with urllib.request.urlopen(req) as answer:
-        answer.read()
+        return answer.read()
 
 
 def record_backoff(monkeypatch) -> list[float]:

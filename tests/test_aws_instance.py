@@ -14,11 +14,13 @@ from moto.ec2.models.amis import Ami
 
 from aws_support import (
     ACCOUNT,
+    ec2_answer,
     ec2_error,
     forward,
     instance,
     publish_dlami,
     record_backoff,
+    s3_error,
     set_up,
     use_moto,
 )
@@ -29,6 +31,7 @@ from trainctl.errors import (
     NoCapacity,
     NotFound,
     OperationFailed,
+    ResourceLeft,
 )
 from trainctl.provider import TAG_MANAGED, TAG_NAME, TAG_OWNER
 from trainctl.providers.aws import AwsProvider
@@ -249,6 +252,36 @@ def test_spot_fallback_takes_on_demand(provider):
     provider.terminate(st.id)
 
 
+def test_spot_request_that_cannot_be_checked_after_launch_is_a_warning(provider):
+    def denied(**_):
+        return ec2_error("UnauthorizedOperation", "not authorized", status=403)
+
+    ec2_of(provider).meta.events.register("before-send.ec2.DescribeSpotInstanceRequests", denied)
+    lines: list[str] = []
+    st = provider.create_resource(opts(spot=True, name="spot-unchecked"), progress=lines.append)
+    assert st.state is ResourceState.RUNNING and st.spot
+    (warning,) = [line for line in lines if line.startswith("warning:")]
+    assert st.id in warning and "could not check its spot request" in warning
+    # moto's RunInstances names no request: the warning names its tag instead
+    assert f"tagged {aws_instance.TAG_LAUNCH}=" in warning and "cancel it" in warning
+    provider.terminate(st.id)
+
+
+def test_spot_request_left_open_by_a_failed_launch_keeps_the_record(provider):
+    left_open: list[str] = []
+    _no_spot_capacity(provider, left_open)
+    ec2_of(provider).meta.events.register(
+        "before-send.ec2.DescribeSpotInstanceRequests",
+        lambda **_: ec2_error("UnauthorizedOperation", "not authorized", status=403),
+    )
+    with pytest.raises(ResourceLeft, match="could not close the spot request") as e:
+        provider.create_resource(opts(spot=True, spot_fallback=True))
+    assert "no g5.xlarge spot capacity" in e.value.message
+    boto3.client("ec2", region_name=REGION).cancel_spot_instance_requests(
+        SpotInstanceRequestIds=left_open
+    )
+
+
 # --- retries -------------------------------------------------------------------------
 
 
@@ -273,6 +306,69 @@ def test_retried_launch_keeps_its_client_token_and_makes_one_machine(provider, m
     made = [r for r in provider.list_resources() if r.name == "retried"]
     assert [r.id for r in made] == [st.id]
     provider.terminate(st.id)
+
+
+#: DescribeInstances as it may answer, eventually consistent, just after a launch
+NOT_SEEN_YET = (
+    b'<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">'
+    b"<requestId>injected</requestId><reservationSet/></DescribeInstancesResponse>"
+)
+
+
+def _lost_launch(provider, *, repeat_answers: bool) -> list[int]:
+    """The first RunInstances makes its machine but every answer is lost; the launch
+    tag lookup does not see the machine yet. With ``repeat_answers``, a RunInstances
+    after that lookup gets the original reservation, as AWS answers a repeated
+    ClientToken (moto does not). Returns the list of lookups made."""
+    made: list[bytes] = []
+    looked: list[int] = []
+
+    def run(request, **_):
+        if not made:
+            made.append(forward(request))
+        elif looked and repeat_answers:
+            return ec2_answer(made[0])
+        return ec2_error("InternalError", "injected", status=500)
+
+    def describe(request, **_):
+        if aws_instance.TAG_LAUNCH in request.body:
+            looked.append(1)
+            return ec2_answer(NOT_SEEN_YET)
+        return None
+
+    events = ec2_of(provider).meta.events
+    events.register("before-send.ec2.RunInstances", run, unique_id="lost-run")
+    events.register("before-send.ec2.DescribeInstances", describe, unique_id="lost-describe")
+    return looked
+
+
+def test_unclear_launch_not_yet_seen_is_asked_again_with_its_token(provider, monkeypatch):
+    record_backoff(monkeypatch)
+    launches = calls(provider, "RunInstances")
+    looked = _lost_launch(provider, repeat_answers=True)
+    st = provider.create_resource(opts(name="unseen"))
+    assert looked and len(launches) == 2
+    assert launches[0]["ClientToken"] == launches[1]["ClientToken"]
+    assert [r.id for r in provider.list_resources() if r.name == "unseen"] == [st.id]
+    provider.terminate(st.id)
+
+
+def test_launch_whose_outcome_stays_unknown_keeps_its_record(provider, monkeypatch):
+    from trainctl.api import Trainctl
+
+    record_backoff(monkeypatch)
+    _lost_launch(provider, repeat_answers=False)
+    tc = Trainctl()
+    tc._providers["aws"] = provider
+    with pytest.raises(ResourceLeft, match="unknown outcome"):
+        tc.create("aws", opts(name="maybe"))
+    assert tc.store.resource("maybe").provider == "aws"  # the record is kept
+    events = ec2_of(provider).meta.events
+    events.unregister("before-send.ec2.RunInstances", unique_id="lost-run")
+    events.unregister("before-send.ec2.DescribeInstances", unique_id="lost-describe")
+    (view,) = [v for v in tc.list(refresh=True, provider="aws") if v.record]
+    assert view.note and "adopted" in view.note  # the machine it made, found by name
+    tc.terminate("maybe")
 
 
 def test_throttling_is_retried_with_backoff(provider, monkeypatch):
@@ -351,6 +447,27 @@ def test_terminate_confirms_and_is_idempotent(provider):
         provider.terminate("not-an-id")
 
 
+def test_staging_cleanup_failure_after_terminate_is_a_warning(monkeypatch, trainctl_home):
+    set_up(monkeypatch, REGION)
+    lines: list[str] = []
+    provider = AwsProvider(progress=lines.append, poll_interval=0.05)
+    st = provider.create_resource(opts())
+    manifest = trainctl_home / "aws" / "sync" / f"{st.id}.json"
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text("{}")
+
+    s3 = client(provider.session(REGION)[0], "s3", REGION)
+    s3.meta.events.register(
+        "before-send.s3.ListObjectsV2", lambda **_: s3_error("AccessDenied", "Access Denied")
+    )
+    done = provider.terminate(st.id)
+    assert done.state in (ResourceState.TERMINATING, ResourceState.TERMINATED)
+    assert instance(REGION, st.id).state in ("shutting-down", "terminated")
+    (warning,) = [line for line in lines if line.startswith("warning:")]
+    assert st.id in warning and "Access Denied" in warning
+    assert not manifest.exists()
+
+
 def test_stop_and_start(provider):
     st = provider.create_resource(opts())
     assert provider.stop(st.id).state is ResourceState.STOPPED
@@ -366,8 +483,29 @@ def test_instance_in_another_region_has_a_region_prefixed_id(provider):
     st = provider.create_resource(opts(gpu=GpuSpec("T4", 1), region="us-west-1"))
     assert st.id.startswith("us-west-1/i-") and st.region == "us-west-1"
     assert provider.get_resource_status(st.id).region == "us-west-1"
-    assert st.id not in {r.id for r in provider.list_resources()}  # lists its own region
     provider.terminate(st.id)
+
+
+def test_list_covers_every_region_launched_in(provider, trainctl_home):
+    from trainctl.api import Trainctl
+
+    publish_dlami("us-west-1")
+    provider.setup(region="us-west-1")
+    tc = Trainctl()
+    tc._providers["aws"] = AwsProvider(poll_interval=0.05)  # what registry.get makes, faster
+    record = tc.create("aws", opts(gpu=GpuSpec("T4", 1), region="us-west-1", name="far"))
+    assert record.id.startswith("us-west-1/i-")
+    assert aws_instance.regions.remembered() == ["us-west-1"]
+    pages = {
+        region: calls(provider, "DescribeInstances", region) for region in (REGION, "us-west-1")
+    }
+    assert record.id in {r.id for r in provider.list_resources()}
+    assert [len(p) for p in pages.values()] == [1, 1]  # one call per region
+
+    (view,) = [v for v in tc.list(refresh=True, provider="aws") if v.record]
+    assert view.live.state is ResourceState.RUNNING  # not marked terminated
+    tc.terminate(record.id)
+    assert record.id not in {r.id for r in provider.list_resources()}
 
 
 # --- setup checks, images ------------------------------------------------------------

@@ -424,6 +424,14 @@ class SSMRemote(Remote):
             self.progress(f"could not delete staging objects in {self.bucket}: {e}")
 
     def forget(self) -> None:
-        """Drop what this machine left: staged objects and the local sync manifest."""
-        self._delete_prefix(f"{self.instance_id}/")
-        self.manifest.forget()
+        """Drop what this machine left: staged objects and the local sync manifest.
+
+        The manifest goes even when the bucket cannot be cleaned, which raises a
+        trainctl error (the bucket's lifecycle rule removes what is left)."""
+        from ..providers.aws.session import aws_errors
+
+        try:
+            with aws_errors(f"clean up {self.instance_id}'s objects in {self.bucket}"):
+                self._delete_prefix(f"{self.instance_id}/")
+        finally:
+            self.manifest.forget()

@@ -40,9 +40,39 @@ def clear(path):
         os.unlink(path)
 
 
+def real_dirs(dest, rel):
+    """Make every component of ``rel`` (a directory under ``dest``) a real directory:
+    a file or symlink standing in the way is removed, so nothing is ever written
+    through a symlink out of ``dest``."""
+    path = dest
+    for part in rel.split("/") if rel else []:
+        path = os.path.join(path, part)
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            os.mkdir(path)
+            continue
+        if not stat.S_ISDIR(mode):
+            os.unlink(path)
+            os.mkdir(path)
+
+
+def under_real_dirs(dest, rel):
+    """Whether every parent of ``rel`` under ``dest`` is a real directory."""
+    path = dest
+    for part in rel.split("/")[:-1]:
+        path = os.path.join(path, part)
+        try:
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                return False
+        except OSError:
+            return False
+    return True
+
+
 def write(dest, member, tar):
     path = inside(dest, member.name)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    real_dirs(dest, os.path.dirname(member.name))
     if member.issym():
         clear(path)
         os.symlink(member.linkname, path)
@@ -50,8 +80,10 @@ def write(dest, member, tar):
     if not member.isfile():
         fail("unexpected member %r" % member.name)
     tmp = path + ".trainctl-tmp"
+    clear(tmp)
     src = tar.extractfile(member)
-    with open(tmp, "wb") as out:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as out:
         shutil.copyfileobj(src, out)
     os.chmod(tmp, member.mode & 0o7777)
     os.utime(tmp, (member.mtime, member.mtime))
@@ -60,7 +92,10 @@ def write(dest, member, tar):
     os.replace(tmp, path)
 
 
-def is_current(path, want):
+def is_current(dest, rel, want):
+    if not under_real_dirs(dest, rel):
+        return False
+    path = inside(dest, rel)
     if "link" in want:
         return os.path.islink(path) and os.readlink(path) == want["link"]
     try:
@@ -128,11 +163,10 @@ def main(argv):
     if header is None:
         fail("empty bundle")
     for d in header["dirs"]:
-        os.makedirs(inside(dest, d), exist_ok=True)
+        inside(dest, d)
+        real_dirs(dest, d)
     deleted = prune(dest, header) if header.get("delete") else 0
-    stale = sorted(
-        p for p, want in header["files"].items() if not is_current(inside(dest, p), want)
-    )
+    stale = sorted(p for p, want in header["files"].items() if not is_current(dest, p, want))
     sys.stdout.write(json.dumps({"stale": stale, "deleted": deleted}) + "\n")
 
 

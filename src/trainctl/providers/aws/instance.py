@@ -15,6 +15,7 @@ import getpass
 import re
 import secrets
 import socket
+import sys
 import time
 from functools import cached_property
 from typing import Any
@@ -26,6 +27,7 @@ from ...errors import (
     NoCapacity,
     NotFound,
     OperationFailed,
+    ResourceLeft,
     TrainctlError,
 )
 from ...home import home, provider_config
@@ -34,7 +36,7 @@ from ...remote.base import Progress
 from ...states import normalize_state
 from ...types import CostEstimate, CreateResourceOptions, ResourceState, ResourceStatus
 from ...waiting import Seen, wait_ready
-from . import images, setup
+from . import images, regions, setup
 from .session import (
     aws_errors,
     client,
@@ -249,28 +251,31 @@ class AwsProvider(TrainingProvider):
         return self._status(inst, region)
 
     def list_resources(self) -> list[ResourceStatus]:
-        """trainctl's live instances in the provider's region: one DescribeInstances
-        per page of up to 1000."""
-        session, region = self.session()
-        pages = (
-            client(session, "ec2", region)
-            .get_paginator("describe_instances")
-            .paginate(
-                Filters=[
-                    {"Name": f"tag:{TAG_MANAGED}", "Values": ["true"]},
-                    {"Name": "instance-state-name", "Values": LIVE_STATES},
-                ],
-                PaginationConfig={"PageSize": PAGE_SIZE},
-            )
-        )
+        """trainctl's live instances in the provider's region and every region trainctl
+        has launched in: one DescribeInstances per page of up to 1000, per region."""
         offers = _catalog_offers()
-        with aws_errors("list instances"):
-            return [
-                self._status(inst, region, offers)
-                for page in pages
-                for reservation in page["Reservations"]
-                for inst in reservation["Instances"]
-            ]
+        found: list[ResourceStatus] = []
+        for region in sorted({self.region, *regions.remembered()}):
+            session, region = self.session(region)
+            pages = (
+                client(session, "ec2", region)
+                .get_paginator("describe_instances")
+                .paginate(
+                    Filters=[
+                        {"Name": f"tag:{TAG_MANAGED}", "Values": ["true"]},
+                        {"Name": "instance-state-name", "Values": LIVE_STATES},
+                    ],
+                    PaginationConfig={"PageSize": PAGE_SIZE},
+                )
+            )
+            with aws_errors(f"list instances in {region}"):
+                found += [
+                    self._status(inst, region, offers)
+                    for page in pages
+                    for reservation in page["Reservations"]
+                    for inst in reservation["Instances"]
+                ]
+        return found
 
     # --- create --------------------------------------------------------------------
 
@@ -332,9 +337,11 @@ class AwsProvider(TrainingProvider):
                 {"ResourceType": "volume", "Tags": tag_list},
             ],
         }
+        regions.remember(region)  # before the launch: list looks wherever a machine may be
         say(f"launching {instance_type} in {region} from {image['ImageId']}")
         if options.spot:
-            inst = self._launch_spot(ec2, params, options, token, tag_list, say)
+            warn = progress or _stderr_warning
+            inst = self._launch_spot(ec2, params, options, token, tag_list, say, warn)
         else:
             inst = self._launch(ec2, params, token, say)
         spot = inst.get("InstanceLifecycle") == "spot"
@@ -442,10 +449,13 @@ class AwsProvider(TrainingProvider):
         token: str,
         tag_list: list[dict[str, str]],
         say: Progress,
+        warn: Progress,
     ) -> dict[str, Any]:
         """One-time spot (max price: the given one, else AWS's default, the on-demand
         price); on no capacity, on-demand only with ``spot_fallback``. No spot request
-        is left open whatever happens."""
+        is left open: after a failed launch, a request that cannot be closed ends the
+        create in ``ResourceLeft``; after a successful one, it is a warning (through
+        ``warn``) naming the request, since the machine runs and must keep its record."""
         spot_options: dict[str, Any] = {
             "SpotInstanceType": "one-time",
             "InstanceInterruptionBehavior": "terminate",
@@ -461,17 +471,47 @@ class AwsProvider(TrainingProvider):
             ],
         }
         try:
-            return self._launch(ec2, spot, f"{token}-spot", say)
+            inst = self._launch(ec2, spot, f"{token}-spot", say)
         except NoCapacity as e:
+            self._close_after_failure(ec2, token, say, e)
             if not options.spot_fallback:
                 raise NoCapacity(
                     f"no spot capacity for {params['InstanceType']}: {e.message}",
                     hint="retry later, or add --spot-fallback to take on-demand instead",
                 ) from None
             say(f"no spot capacity ({e.message}); launching on-demand instead")
-        finally:
+            return self._launch(ec2, params, token, say)
+        except BaseException as e:
+            self._close_after_failure(ec2, token, say, e)
+            raise
+        try:
             self._close_spot_requests(ec2, token, say)
-        return self._launch(ec2, params, token, say)
+        except TrainctlError as e:
+            # the machine runs: failing now would leave it without a record
+            request = inst.get("SpotInstanceRequestId") or f"tagged {TAG_LAUNCH}={token}"
+            warn(
+                f"warning: launched {inst['InstanceId']} but could not check its spot request "
+                f"{request} ({e}); if that request is still open it may launch another "
+                "machine later: cancel it in the EC2 console",
+            )
+        return inst
+
+    def _close_after_failure(
+        self, ec2: Any, token: str, say: Progress, error: BaseException
+    ) -> None:
+        """Close the spot request of a failed launch; if that fails, the request may
+        still launch a machine, so the create ends in ``ResourceLeft`` (its record is
+        kept, and found by its name if the request is fulfilled)."""
+        try:
+            self._close_spot_requests(ec2, token, say)
+        except TrainctlError as e:
+            failed = error.message if isinstance(error, TrainctlError) else repr(error)
+            raise ResourceLeft(
+                f"{failed}; could not close the spot request tagged {TAG_LAUNCH}={token} "
+                f"({e}): it may still launch a machine",
+                hint="cancel the request in the EC2 console; `trainctl list --refresh` "
+                "finds a machine it launches",
+            ) from None
 
     def _close_spot_requests(self, ec2: Any, token: str, say: Progress) -> None:
         with aws_errors("close the spot request"):
@@ -490,8 +530,8 @@ class AwsProvider(TrainingProvider):
         self, ec2: Any, params: dict[str, Any], client_token: str, say: Progress
     ) -> dict[str, Any]:
         """RunInstances with ``client_token``. botocore retries throttled and failed
-        calls with the same token; if the outcome stays unknown, the launch tag finds
-        a machine the call may have made."""
+        calls with the same token; if the outcome stays unknown, ``_recover`` finds
+        the machine the call may have made."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         for attempt in range(PROFILE_PROPAGATION_TRIES):
@@ -499,16 +539,6 @@ class AwsProvider(TrainingProvider):
                 return ec2.run_instances(**params, ClientToken=client_token)["Instances"][0]
             except ClientError as e:
                 code, message = error_code(e), error_message(e)
-                status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-                if code in CAPACITY_CODES:
-                    raise NoCapacity(f"{code}: {message}") from None
-                if code in QUOTA_CODES:
-                    raise OperationFailed(
-                        f"AWS quota reached: {message}",
-                        hint="request a higher quota in the Service Quotas console",
-                    ) from None
-                if code == "InvalidInstanceType":
-                    raise BadInput(f"cannot launch {params['InstanceType']}: {message}") from None
                 if (
                     code == "InvalidParameterValue"
                     and "iamInstanceProfile" in message
@@ -517,32 +547,62 @@ class AwsProvider(TrainingProvider):
                     say("the instance profile is not visible to EC2 yet; retrying")
                     time.sleep(PROFILE_PROPAGATION_SECONDS)
                     continue
-                if status >= 500:
-                    return self._recover(ec2, params, e)
-                raise translate(e, f"launch {params['InstanceType']}") from None
+                if _unclear(e):
+                    return self._recover(ec2, params, client_token, e, say)
+                raise _refusal(e, params["InstanceType"]) from None
             except BotoCoreError as e:
-                return self._recover(ec2, params, e)
+                return self._recover(ec2, params, client_token, e, say)
         raise OperationFailed("the instance profile never became visible to EC2")
 
-    def _recover(self, ec2: Any, params: dict[str, Any], error: Exception) -> dict[str, Any]:
-        """After a launch whose outcome is unknown: the machine it made, if any."""
+    def _recover(
+        self,
+        ec2: Any,
+        params: dict[str, Any],
+        client_token: str,
+        error: Exception,
+        say: Progress,
+    ) -> dict[str, Any]:
+        """After a launch whose outcome is unknown: the machine it made, if any.
+
+        The launch tag is looked for first; DescribeInstances is eventually
+        consistent, so finding nothing proves nothing, and RunInstances is then
+        called once more with the same ClientToken (AWS answers a repeated token with
+        the original reservation, or launches now if nothing was made). If that is
+        unclear too, ``ResourceLeft`` says a machine may exist, so that the caller
+        keeps its record (``trainctl list --refresh`` finds it by its name)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
         token = next(
             t["Value"]
             for spec in params["TagSpecifications"]
             for t in spec["Tags"]
             if t["Key"] == TAG_LAUNCH
         )
-        with aws_errors("look for the machine of a failed launch"):
+        say(f"the launch's outcome is unknown ({translate(error, 'launch')}); looking for it")
+        try:
             reservations = ec2.describe_instances(
                 Filters=[
                     {"Name": f"tag:{TAG_LAUNCH}", "Values": [token]},
                     {"Name": "instance-state-name", "Values": ["pending", "running"]},
                 ]
             )["Reservations"]
+        except (BotoCoreError, ClientError):
+            reservations = []
         found = [i for r in reservations for i in r["Instances"]]
         if found:
             return found[0]
-        raise translate(error, f"launch {params['InstanceType']}") from None
+        try:
+            return ec2.run_instances(**params, ClientToken=client_token)["Instances"][0]
+        except ClientError as e:
+            if not _unclear(e):
+                raise _refusal(e, params["InstanceType"]) from None
+            error = e
+        except BotoCoreError as e:
+            error = e
+        raise ResourceLeft(
+            f"the launch of {params['InstanceType']} has an unknown outcome: "
+            f"{translate(error, 'launch')}; a machine may exist"
+        ) from None
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -562,12 +622,13 @@ class AwsProvider(TrainingProvider):
         return self._status(inst, region)
 
     def _forget(self, region: str, instance_id: str) -> None:
-        """Remove what the machine left in the staging bucket and the sync manifest."""
+        """Remove what the machine left in the staging bucket and the sync manifest.
+        The machine is gone by now, so a failure is a warning, never a failed terminate."""
         try:
             self._remote(region, instance_id).forget()
-        except (OperationFailed, NotFound, BadInput) as e:
-            (self.progress or (lambda _l: None))(
-                f"could not clean up staging for {instance_id}: {e}"
+        except TrainctlError as e:
+            (self.progress or _stderr_warning)(
+                f"warning: terminated {instance_id} but could not clean up its staging objects: {e}"
             )
 
     def stop(self, resource_id: str) -> ResourceStatus:
@@ -623,6 +684,37 @@ class AwsProvider(TrainingProvider):
         from ... import catalog
 
         return catalog.estimate(self.name, options, hours)
+
+
+def _unclear(error: Any) -> bool:
+    """Whether a RunInstances ``ClientError`` leaves its outcome unknown: an AWS-side
+    failure (5xx) other than the refusals AWS also sends with a 5xx status."""
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    known = CAPACITY_CODES | QUOTA_CODES | {"InvalidInstanceType"}
+    return status >= 500 and error_code(error) not in known
+
+
+def _refusal(error: Any, instance_type: str) -> TrainctlError:
+    """The trainctl error for a RunInstances call AWS refused."""
+    code, message = error_code(error), error_message(error)
+    if code in CAPACITY_CODES:
+        return NoCapacity(f"{code}: {message}")
+    if code in QUOTA_CODES:
+        return OperationFailed(
+            f"AWS quota reached: {message}",
+            hint="request a higher quota in the Service Quotas console",
+        )
+    if code == "InvalidInstanceType":
+        return BadInput(f"cannot launch {instance_type}: {message}")
+    found = translate(error, f"launch {instance_type}")
+    assert isinstance(found, TrainctlError)
+    return found
+
+
+def _stderr_warning(line: str) -> None:
+    """Where a warning goes when the caller gave no progress callback."""
+    sys.stderr.write(f"trainctl: {line}\n")
+    sys.stderr.flush()
 
 
 def _owner() -> str:
