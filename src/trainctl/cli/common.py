@@ -44,7 +44,11 @@ CREATE_OPTIONS = [
     click.option("--instance-type", help="Provider instance type, e.g. g5.xlarge."),
     click.option("--spot", is_flag=True, help="Rent spot / interruptible capacity."),
     click.option("--spot-fallback", is_flag=True, help="Fall back to on-demand if no spot."),
-    click.option("--max-price", type=float, help="Highest $/hour to pay for spot."),
+    click.option(
+        "--max-price",
+        type=float,
+        help="Most $/hour to pay: the spot bid (RunPod and Lyceum refuse a fallback above it).",
+    ),
     click.option("--image", help="Machine or container image."),
     click.option("--disk", "disk_gb", type=click.IntRange(min=1), help="Disk size in GB."),
     click.option("--region", help="Region or data centre."),
