@@ -252,6 +252,18 @@ def test_spot_fallback_takes_on_demand(provider):
     provider.terminate(st.id)
 
 
+def test_spot_fallback_above_max_price_is_refused(provider):
+    left_open: list[str] = []
+    _no_spot_capacity(provider, left_open)
+    launches = calls(provider, "RunInstances")
+    opt = opts(spot=True, spot_fallback=True, max_price=0.01)
+    with pytest.raises(NoCapacity, match="above --max-price") as e:
+        provider.create_resource(opt)
+    assert "raise --max-price" in e.value.hint
+    assert len(launches) == 1  # the spot try only: no on-demand machine
+    assert _still_open(left_open) == []
+
+
 def test_spot_request_that_cannot_be_checked_after_launch_is_a_warning(provider):
     def denied(**_):
         return ec2_error("UnauthorizedOperation", "not authorized", status=403)

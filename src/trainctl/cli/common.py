@@ -47,7 +47,7 @@ CREATE_OPTIONS = [
     click.option(
         "--max-price",
         type=float,
-        help="Most $/hour to pay: the spot bid (RunPod and Lyceum refuse a fallback above it).",
+        help="Most $/hour to pay: the spot bid; an on-demand fallback above it is refused.",
     ),
     click.option("--image", help="Machine or container image."),
     click.option("--disk", "disk_gb", type=click.IntRange(min=1), help="Disk size in GB."),

@@ -479,6 +479,7 @@ class AwsProvider(TrainingProvider):
                     f"no spot capacity for {params['InstanceType']}: {e.message}",
                     hint="retry later, or add --spot-fallback to take on-demand instead",
                 ) from None
+            self._check_fallback_price(params["InstanceType"], options.max_price, e.message)
             say(f"no spot capacity ({e.message}); launching on-demand instead")
             return self._launch(ec2, params, token, say)
         except BaseException as e:
@@ -495,6 +496,22 @@ class AwsProvider(TrainingProvider):
                 "machine later: cancel it in the EC2 console",
             )
         return inst
+
+    @staticmethod
+    def _check_fallback_price(instance_type: str, max_price: float | None, why: str) -> None:
+        """``--max-price`` is the most paid per hour: an on-demand fallback above it
+        (at the catalog's price) is refused, as on the other providers."""
+        if max_price is None:
+            return
+        from ... import catalog
+
+        on_demand = catalog.price("aws", instance_type)
+        if on_demand is not None and on_demand > max_price:
+            raise NoCapacity(
+                f"no spot capacity for {instance_type} ({why}), and on-demand costs "
+                f"${on_demand:.4g}/h, above --max-price ${max_price:.4g}",
+                hint=f"raise --max-price to {on_demand:.4g} to allow the on-demand fallback",
+            )
 
     def _close_after_failure(
         self, ec2: Any, token: str, say: Progress, error: BaseException
