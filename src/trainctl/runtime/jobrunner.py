@@ -88,23 +88,27 @@ def _is_zombie(pid):
         return False
 
 
+def group_members(pgid):
+    """Pids of the group's live processes, read from /proc; zombies (dead, not yet
+    reaped by whichever process inherited them) do not count."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            yield int(entry)
+
+
 def group_alive(pgid):
-    """Whether any process of the group is alive; zombies (dead, not yet reaped by
-    whichever process inherited them) do not count."""
+    """Whether any process of the group is alive (without /proc: any, zombies too)."""
     if not pgid:
         return False
     if os.path.isdir("/proc/self"):
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open("/proc/%s/stat" % entry) as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                return True
-        return False
+        return any(True for _ in group_members(pgid))
     try:
         os.killpg(pgid, 0)
         return True
@@ -309,18 +313,12 @@ def leftover_pids(pgid, job_id):
         return []
     marker = ("TRAINCTL_JOB_ID=%s" % job_id).encode()
     pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    for pid in group_members(pgid):
         try:
-            with open("/proc/%s/stat" % entry) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            if int(fields[2]) != pgid or fields[0] == "Z":
-                continue
-            with open("/proc/%s/environ" % entry, "rb") as f:
+            with open("/proc/%d/environ" % pid, "rb") as f:
                 if marker in f.read().split(b"\0"):
-                    pids.append(int(entry))
-        except (OSError, IndexError, ValueError):
+                    pids.append(pid)
+        except OSError:
             continue
     return pids
 
