@@ -251,3 +251,39 @@ def test_unreadable_create_answer_finds_the_vm_by_name(fake, answer):
     (vm,) = fake.live_vms()
     assert trainctl("status", "made", "--json").json()["id"] == vm.vm_id
     assert trainctl("terminate", "made", "-y").code == 0 and fake.live_vms() == []
+
+
+class KeyLaterMachines(SshdMachines):
+    """Test SSH machines that let the VM's key in only ``delay`` seconds after the VM
+    has its address, as a VM whose sshd is still being set up."""
+
+    def __init__(self, server, delay: float) -> None:
+        super().__init__(server)
+        self.delay = delay
+
+    def start(self, vm_id: str, public_key: str) -> tuple[str, int, str]:
+        import threading
+
+        machine = self.server.new_machine(authorize_client_key=False)
+        self.by_vm[vm_id] = machine
+        threading.Timer(self.delay, machine.authorize, (public_key,)).start()
+        return machine.host, machine.port, machine.user
+
+
+def test_vm_that_stays_running_is_taken_once_ssh_login_works(sshd, monkeypatch, trainctl_home):
+    fake = serve(monkeypatch, trainctl_home, KeyLaterMachines(sshd, delay=1.5))
+    fake.stay_running = True  # never says `ready`, as lyceum-cli's own wait allows
+    try:
+        r = trainctl("create", "-p", "lyceum", "--gpu", "A100:1", "-n", "run1")
+        assert r.code == 0, r.err
+        assert "waiting for SSH" in r.err and "SSH login works" in r.err
+        (vm,) = fake.live_vms()
+        assert vm.status == "running"
+        st = trainctl("status", "run1", "--json").json()
+        assert st["state"] == "running" and st["raw_state"] == "running"
+        t = trainctl("train", "run1", "--no-sync", "--", "echo", "trained on running")
+        assert t.code == 0 and "trained on running" in t.out, t.err
+        assert trainctl("terminate", "run1", "-y").code == 0
+        assert fake.live_vms() == []
+    finally:
+        fake.stop()

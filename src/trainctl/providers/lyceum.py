@@ -45,6 +45,7 @@ from ..provider import NAME_PREFIX, TAG_MANAGED, TAG_NAME, CheckResult, Training
 from ..remote.base import Progress, Remote
 from ..states import normalize_state
 from ..types import CostEstimate, CreateResourceOptions, GpuSpec, ResourceState, ResourceStatus
+from ..waiting import Seen, wait_ready
 from .lyceum_auth import (
     CREDENTIALS_HINT,
     REFRESH_PATH,
@@ -494,7 +495,6 @@ class LyceumProvider(TrainingProvider):
         self, options: CreateResourceOptions, *, progress: Progress | None = None
     ) -> ResourceStatus:
         from ..sshkeys import public_key
-        from ..waiting import Seen, wait_ready
 
         self.validate_options(options)
         variant, count = self.choose(options)
@@ -528,18 +528,21 @@ class LyceumProvider(TrainingProvider):
         if progress and made.get("volume_notice"):
             progress(str(made["volume_notice"]))
 
-        def look(raw: dict[str, Any]) -> Seen:
-            status = str(raw.get("status") or "unknown")
-            if status in FAILED:
-                return Seen(status, failure=f"Lyceum reports the VM as {status}")
-            if status == "ready" and raw.get("ip_address"):
-                return Seen(f"ready at {raw['ip_address']}", ready=True)
-            return Seen(status if status != "ready" else "ready, waiting for an address")
+        probed: set[str] = set()
+
+        def poll() -> Polled:
+            raw = self._describe(vm_id)
+            polled = Polled(raw, _text(raw, "status", f"VM {vm_id}") or "unknown")
+            polled.address = _text(raw, "ip_address", f"VM {vm_id}")
+            if polled.status == "running" and polled.address:
+                # lyceum-cli takes `running` as up; trainctl takes it once it can log in
+                polled.login_error = _ssh(self._status(vm_id, raw)).probe_login(probed)
+            return polled
 
         raw = wait_ready(
             f"Lyceum VM {vm_id}",
-            lambda: self._describe(vm_id),
-            look,
+            poll,
+            Polled.seen,
             release=lambda: self._release(vm_id, delete_volumes=volume_gb is not None),
             resource_id=vm_id,
             timeout=self.ready_timeout,
@@ -547,9 +550,10 @@ class LyceumProvider(TrainingProvider):
             progress=progress,
             sleep=self._sleep,
         )
-        st = self._status(vm_id, raw)
-        # the address may have served another machine before: its old host key must go
-        _tidy_ssh(st, close=False)
+        st = self._status(vm_id, raw.raw)
+        if not probed:
+            # the address may have served another machine before: its old host key must go
+            _tidy_ssh(st, close=False)
         return st
 
     def _post_create(self, body: dict[str, Any], display: str, timeout: float) -> dict[str, Any]:
@@ -763,6 +767,29 @@ class LyceumProvider(TrainingProvider):
                 hint=f"check it with `trainctl status {resource_id}`",
             )
         return _ssh(st)
+
+
+@dataclass
+class Polled:
+    """One poll of a new VM: what Lyceum says and, for a ``running`` VM with an
+    address, how an SSH login went (``login_error`` is ``None`` once it worked)."""
+
+    raw: dict[str, Any]
+    status: str
+    address: str = ""
+    login_error: str | None = "not tried"
+
+    def seen(self) -> Seen:
+        status, address = self.status, self.address
+        if status in FAILED:
+            return Seen(status, failure=f"Lyceum reports the VM as {status}")
+        if status == "ready" and address:
+            return Seen(f"ready at {address}", ready=True)
+        if status == "running" and address:
+            if self.login_error is None:
+                return Seen(f"running at {address}, SSH login works", ready=True)
+            return Seen(f"running at {address}, waiting for SSH ({self.login_error})")
+        return Seen(f"{status}, waiting for an address" if status == "ready" else status)
 
 
 def _with_id(vm: dict[str, Any]) -> dict[str, Any]:
