@@ -7,11 +7,15 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from .errors import BadInput
+from .errors import BadInput, OperationFailed
 
 
 def home() -> Path:
-    """``TRAINCTL_HOME`` if set, else the platform's user data directory."""
+    """``TRAINCTL_HOME`` if set, else the platform's user data directory.
+
+    It holds the state store, trainctl's SSH key and provider records, so it is
+    private: created 0700, and an existing one the user owns is tightened to 0700
+    (one trainctl itself made before this rule, or a directory made by hand)."""
     env = os.environ.get("TRAINCTL_HOME")
     if env:
         path = Path(env).expanduser()
@@ -19,7 +23,16 @@ def home() -> Path:
         import platformdirs
 
         path = Path(platformdirs.user_data_dir("trainctl", appauthor=False))
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        info = path.stat()
+        if info.st_uid == os.getuid() and info.st_mode & 0o077:
+            path.chmod(0o700)
+    except OSError as e:
+        raise OperationFailed(
+            f"cannot use {path} as trainctl's home: {e.strerror or type(e).__name__}",
+            hint="point TRAINCTL_HOME at a directory you can write",
+        ) from None
     return path
 
 
