@@ -287,3 +287,20 @@ def test_vm_that_stays_running_is_taken_once_ssh_login_works(sshd, monkeypatch, 
         assert fake.live_vms() == []
     finally:
         fake.stop()
+
+
+@pytest.mark.parametrize(
+    "answer", [_set(detached_volumes="none"), lambda d: ["deleted"], b"<html>ok</html>"]
+)
+def test_unreadable_delete_answer_still_ends_the_record(fake, answer):
+    assert trainctl("create", "-p", "lyceum", "--gpu", "A100:1", "-n", "del").code == 0
+    fake.rewrite_next(answer, method="DELETE", content_type="text/html")
+    r = trainctl("terminate", "del", "-y")
+    assert "internal error" not in r.err and "Traceback" not in r.err
+    assert fake.live_vms() == []
+    if r.code == 0:
+        assert "check the Lyceum dashboard" in r.out + r.err
+        assert trainctl("list", "--json").json()["resources"] == []
+    else:  # the answer was not even JSON: the record stays until a terminate settles it
+        assert r.code == 1 and one_line_error(r), r.err
+        assert trainctl("terminate", "del", "-y").code == 0

@@ -690,18 +690,23 @@ class LyceumProvider(TrainingProvider):
             if _text(vm, "display_name", "the VM list").startswith(NAME_PREFIX)
         ]
 
-    def _delete(self, vm_id: str) -> list[dict[str, Any]]:
-        """Delete the VM; returns the volumes it leaves behind (still billing)."""
+    def _delete(self, vm_id: str) -> list[dict[str, Any]] | None:
+        """Delete the VM; returns the volumes it leaves behind (still billing), or
+        ``None`` when the answer accepted the delete but cannot be read."""
         try:
             gone = self._call("DELETE", f"/vms/{vm_id}")
         except NotFound:
             return []
         if gone is None:  # api.md: sometimes an empty body
             return []
-        what = f"the delete of {vm_id}"
-        if _object(gone, what).get("detached_volumes") is None:
-            return []
-        return _objects(gone, "detached_volumes", what)
+        try:
+            what = f"the delete of {vm_id}"
+            if _object(gone, what).get("detached_volumes") is None:
+                return []
+            return _objects(gone, "detached_volumes", what)
+        except OperationFailed as e:
+            log.warning("Lyceum VM %s: deleted, but %s", vm_id, e.message)
+            return None
 
     def _release(self, vm_id: str, *, delete_volumes: bool) -> None:
         """Delete a VM whose create failed and, with ``delete_volumes``, the volumes it
@@ -710,6 +715,11 @@ class LyceumProvider(TrainingProvider):
         detached = self._delete(vm_id)
         if not delete_volumes:
             return
+        if detached is None:
+            raise OperationFailed(
+                f"Lyceum VM {vm_id} was deleted, but its answer does not say which volume "
+                "it left behind, billing: delete it in the Lyceum dashboard"
+            )
         left: list[str] = []
         errors: list[str] = []
         for vol in detached:
@@ -734,7 +744,7 @@ class LyceumProvider(TrainingProvider):
             raw = self._describe(resource_id)
         except NotFound:
             return ResourceStatus(resource_id, self.name, ResourceState.TERMINATED)
-        display = str(raw.get("display_name") or "")
+        display = _text(raw, "display_name", f"VM {resource_id}")
         if not display.startswith(NAME_PREFIX):
             raise BadInput(
                 f"Lyceum VM {resource_id} ({display or 'no name'}) was not created by trainctl; "
@@ -747,7 +757,12 @@ class LyceumProvider(TrainingProvider):
         if before.ssh_host:
             _tidy_ssh(before, close=True)  # the next machine at this address has another key
         st = self._status(resource_id, {**raw, "status": "terminated", "ip_address": None})
-        if detached:
+        if detached is None:
+            st.reason = (
+                "Lyceum's answer to the delete cannot be read, so volumes it may have "
+                "detached (they keep billing) are unknown: check the Lyceum dashboard"
+            )
+        elif detached:
             sizes = ", ".join(f"{v.get('volume_id')} ({v.get('size_gb')} GB)" for v in detached)
             st.reason = (
                 f"volumes outlive the VM and keep billing: {sizes}; "
