@@ -572,10 +572,7 @@ class LyceumProvider(TrainingProvider):
             )
             if isinstance(made, dict) and isinstance(made.get("vm_id"), str) and made["vm_id"]:
                 return made
-            # the VM may exist all the same: an unreadable answer is a lost one
-            found = self._find_by_display_name(display)
-            if found is not None:
-                return found
+            # an unreadable answer is a lost one (looked up below): the VM may exist
             raise _malformed(
                 "the create", "vm_id", made.get("vm_id") if isinstance(made, dict) else made
             )
@@ -588,6 +585,7 @@ class LyceumProvider(TrainingProvider):
         except OperationFailed as e:  # the connection failed, or so did the lookup
             uncertain = e
             if not isinstance(e, ResourceLeft):  # an answer that could not be read
+                # (ResourceLeft: the request's own recover has looked already)
                 with contextlib.suppress(TrainctlError):
                     found = self._find_by_display_name(display)
                     if found is not None:
