@@ -175,6 +175,10 @@ def test_read_only_store_still_reads(db, trainctl_home):
     listed = run_cli("list", "--json", unprivileged=True)
     assert listed.code == 0, listed.err
     assert [x["name"] for x in listed.json()["resources"]] == ["kept"]
+    # asking the provider works too: only the cached state is not written back
+    for args in (["status", "kept"], ["list", "--refresh"]):
+        r = run_cli(*args, unprivileged=True)
+        assert r.code == 0 and "kept" in r.out, (args, r.err)
     r = run_cli("create", "--provider", "local", "-n", "new", unprivileged=True)
     assert r.code == 1
     line = one_line(r)

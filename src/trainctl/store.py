@@ -16,6 +16,7 @@ opened read-only, so reading commands still work; writing ones then fail cleanly
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import sqlite3
@@ -29,6 +30,8 @@ from typing import Any
 from .errors import BadInput, NotFound, OperationFailed
 from .home import home, load_config
 from .types import ResourceStatus, TrainingStatus
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 CREATING = "creating"
@@ -192,6 +195,8 @@ class Store:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or home() / "state.db"
         self._db: _Db | None = None
+        #: opened read-only (the file or its directory cannot be written)
+        self.read_only = False
 
     @property
     def db(self) -> _Db:
@@ -205,6 +210,7 @@ class Store:
             conn = _private_database(self.path, timeout)
         except PermissionError:
             conn = _read_only(self.path, timeout)
+            self.read_only = True
         except sqlite3.Error as e:
             raise store_error(self.path, e, timeout) from None
         db = _Db(conn, self.path, timeout)
@@ -291,7 +297,19 @@ class Store:
         """Drop an intent whose create call failed with nothing left behind."""
         self.db.execute("DELETE FROM resources WHERE id=? AND state=?", (intent, CREATING))
 
+    def _cache_is_read_only(self, what: str) -> bool:
+        """True (and a note in the log) when a cached value cannot be updated: reading
+        commands still work on a read-only store, without refreshing its cache."""
+        if self._db is None:
+            self._db = self._open()  # opening the store settles whether it is read-only
+        if self.read_only:
+            log.info("state store %s is read-only: %s not recorded", self.path, what)
+            return True
+        return False
+
     def update_status(self, status: ResourceStatus) -> None:
+        if self._cache_is_read_only(f"the state of {status.id}"):
+            return
         fields = ["state=?", "reason=?", "updated_at=?"]
         values: list[Any] = [status.state.value, status.reason, _now()]
         for column, value in (
@@ -347,6 +365,8 @@ class Store:
         )
 
     def update_job(self, status: TrainingStatus) -> None:
+        if self._cache_is_read_only(f"the state of job {status.job_id}"):
+            return
         self.db.execute(
             "UPDATE jobs SET status=?, exit_code=?, started_at=COALESCE(?, started_at),"
             " ended_at=COALESCE(?, ended_at) WHERE id=?",
