@@ -168,3 +168,14 @@ def test_no_token_in_output_or_logs(fake, config, caplog):
     seen = [repr(provider), repr(provider.credentials), check.detail, caplog.text]
     seen += [created.out, created.err, gone.out, gone.err]
     assert not [s for s in seen for secret in secrets if secret in s]
+
+
+def test_a_token_another_process_refreshed_is_taken_not_refreshed_again(fake, config):
+    log_in(fake, config, ttl=100)
+    first, second = LyceumProvider(backoff=0.01), LyceumProvider(backoff=0.01)
+    assert first.credentials.api_key == second.credentials.api_key  # both read the old one
+    first.list_resources()
+    second.list_resources()  # its refresh token was spent by the first: it reads the file
+    assert len(fake.refreshes()) == 1
+    stored = json.loads(config.read_text())["api_key"]
+    assert second.credentials.api_key == first.credentials.api_key == stored

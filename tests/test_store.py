@@ -138,7 +138,10 @@ def test_corrupt_store_names_the_file_and_the_fix(trainctl_home):
     assert r.code == 1 and r.error()["type"] == "state_store"
 
 
-def test_locked_store_waits_the_busy_timeout_then_says_so(db, trainctl_home):
+@pytest.mark.parametrize("locking_mode", ["NORMAL", "EXCLUSIVE"])
+def test_locked_store_waits_the_busy_timeout_then_says_so(db, trainctl_home, locking_mode):
+    """Another process holds the write lock (in EXCLUSIVE locking mode, readers are
+    shut out as well) for longer than the busy timeout."""
     (trainctl_home / "config.toml").write_text("[store]\nbusy_timeout = 0.5\n")
     holder = subprocess.Popen(
         [
@@ -146,7 +149,9 @@ def test_locked_store_waits_the_busy_timeout_then_says_so(db, trainctl_home):
             "-c",
             "import sqlite3, sys, time\n"
             "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+            f"c.execute('PRAGMA locking_mode={locking_mode}')\n"
             "c.execute('BEGIN EXCLUSIVE')\n"
+            "c.execute('UPDATE meta SET value=value')\n"
             "print('locked', flush=True)\n"
             "time.sleep(60)\n",
             str(db),
@@ -162,9 +167,12 @@ def test_locked_store_waits_the_busy_timeout_then_says_so(db, trainctl_home):
         assert r.code == 1, r.err
         line = one_line(r)
         assert "locked by another process" in line and str(db) in line
-        # readers are not held up by a writer's lock
         listed = run_cli("list", "--json")
-        assert listed.code == 0 and [x["name"] for x in listed.json()["resources"]] == ["kept"]
+        if locking_mode == "NORMAL":  # readers are not held up by a writer's lock
+            assert listed.code == 0 and [x["name"] for x in listed.json()["resources"]] == ["kept"]
+        else:
+            assert listed.code == 1 and listed.error()["type"] == "state_store"
+            assert "locked by another process" in listed.error()["message"]
     finally:
         holder.kill()
         holder.wait()
