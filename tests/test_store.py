@@ -242,3 +242,11 @@ def test_existing_home_and_store_are_tightened(trainctl_home):
     r = run_cli("list")
     assert r.code == 0 and r.err == ""
     assert mode(trainctl_home) == 0o700 and mode(trainctl_home / "state.db") == 0o600
+
+
+def test_a_home_holding_other_things_keeps_its_mode(trainctl_home):
+    trainctl_home.mkdir(mode=0o755)
+    trainctl_home.chmod(0o755)
+    (trainctl_home / "notes.txt").write_text("the user's own")
+    assert run_cli("list").code == 0
+    assert mode(trainctl_home) == 0o755 and mode(trainctl_home / "state.db") == 0o600

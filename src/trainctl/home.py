@@ -14,8 +14,10 @@ def home() -> Path:
     """``TRAINCTL_HOME`` if set, else the platform's user data directory.
 
     It holds the state store, trainctl's SSH key and provider records, so it is
-    private: created 0700, and an existing one the user owns is tightened to 0700
-    (one trainctl itself made before this rule, or a directory made by hand)."""
+    private: created 0700, and an existing one that is trainctl's (the user's, with
+    nothing in it but what trainctl keeps there) is tightened to 0700. A directory
+    that holds other things (``TRAINCTL_HOME=~``) keeps its mode: trainctl's own
+    files in it are private anyway."""
     env = os.environ.get("TRAINCTL_HOME")
     if env:
         path = Path(env).expanduser()
@@ -26,7 +28,7 @@ def home() -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         info = path.stat()
-        if info.st_uid == os.getuid() and info.st_mode & 0o077:
+        if info.st_uid == os.getuid() and info.st_mode & 0o077 and _only_ours(path):
             path.chmod(0o700)
     except OSError as e:
         raise OperationFailed(
@@ -34,6 +36,14 @@ def home() -> Path:
             hint="point TRAINCTL_HOME at a directory you can write",
         ) from None
     return path
+
+
+#: what trainctl keeps in its home
+_OURS = frozenset({"aws", "cache", "catalog", "local", "ssh", "config.toml"})
+
+
+def _only_ours(path: Path) -> bool:
+    return all(p.name in _OURS or p.name.startswith("state.db") for p in path.iterdir())
 
 
 def config_path() -> Path:
