@@ -20,6 +20,19 @@ Knobs (attributes, set by tests):
   answered with ``status`` all the same.
 - ``lose_next_create(mode)``: the next create makes the VM but its response is
   lost: ``"drop"`` closes the connection, ``"delay"`` answers too late.
+- ``rewrite_next(answer, ...)``: the next matching requests are carried out, and
+  their answer is replaced: ``answer`` is a function of the decoded answer (to break
+  a field's type, or return ``None``), or raw bytes sent as they are (an HTML page,
+  cut-off JSON) with ``content_type``.
+- ``stay_running``: VMs get their address and machine but stay ``running`` and never
+  say ``ready`` (lyceum-cli's own wait accepts ``running``).
+- Session tokens: ``issue_session(ttl)`` returns a JWT (its ``exp`` ``ttl`` seconds
+  away, signed with nothing the client can check) and a refresh token, as
+  ``lyceum auth login`` stores them. An expired JWT is answered 401.
+  ``POST /auth/refresh`` takes ``{"refresh_token": str}`` and no Authorization
+  header (api.md) and answers ``{access_token, refresh_token}``; each refresh token
+  works once (``refresh_answers_token=False`` leaves the new one out of the answer,
+  and the old one keeps working). ``session_ttl`` is the life of refreshed tokens.
 - ``list_id_field``: the key that holds each ``vms/list`` entry's id: ``"vm_id"``
   (default), ``"id"``, or ``None`` for none (api.md does not say which).
 - ``ip_with_port``: report ``ip_address`` as ``host:port`` (default) or ``host``.
@@ -38,6 +51,7 @@ gateway, which never sends it, leaves the provider on the documented ``lyceum``.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import re
@@ -45,6 +59,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -158,6 +173,37 @@ class Injected:
 
 
 @dataclass
+class Rewrite:
+    answer: Callable[[Any], Any] | bytes
+    times: int
+    method: str | None
+    path_contains: str | None
+    content_type: str
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.method is None or self.method == method) and (
+            self.path_contains is None or self.path_contains in path
+        )
+
+
+@dataclass
+class Session:
+    org: str | None
+    exp: float
+
+
+def make_jwt(exp: float) -> str:
+    """A token shaped like a JWT (header.payload.signature) with an ``exp`` claim;
+    its signature means nothing, as a client decodes ``exp`` without verifying it."""
+
+    def part(obj: Any) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    payload = {"sub": "user-1", "exp": int(exp), "nonce": secrets.token_hex(4)}
+    return f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part(payload)}.{secrets.token_hex(16)}"
+
+
+@dataclass
 class VM:
     vm_id: str
     org: str
@@ -184,6 +230,16 @@ class ApiError(Exception):
 
 class _Drop(Exception):
     """Close the connection without an answer."""
+
+
+class _Raw(Exception):
+    """Answer these bytes as they are."""
+
+    def __init__(self, status: int, body: bytes, content_type: str) -> None:
+        super().__init__("raw")
+        self.status = status
+        self.body = body
+        self.content_type = content_type
 
 
 class _Late(Exception):
@@ -301,6 +357,13 @@ class FakeLyceum:
         self.credit = True
         self.ip_with_port = True
         self.list_id_field: str | None = "vm_id"
+        self.stay_running = False
+        #: JWT session token -> its org and expiry; refresh token -> its org
+        self.sessions: dict[str, Session] = {}
+        self.refresh_tokens: dict[str, str | None] = {}
+        self.session_ttl = 3600.0
+        self.refresh_answers_token = True
+        self._rewrites: list[Rewrite] = []
         self.vms: dict[str, VM] = {}
         self.volumes: dict[str, dict[str, Any]] = {}
         self.requests: list[Recorded] = []
@@ -363,6 +426,30 @@ class FakeLyceum:
                 Injected(status, times, method, path_contains, retry_after, after, acted)
             )
 
+    def rewrite_next(
+        self,
+        answer: Callable[[Any], Any] | bytes,
+        *,
+        times: int = 1,
+        method: str | None = None,
+        path_contains: str | None = None,
+        content_type: str = "application/json",
+    ) -> None:
+        with self._lock:
+            self._rewrites.append(Rewrite(answer, times, method, path_contains, content_type))
+
+    def issue_session(self, ttl: float, org: str | None = None) -> tuple[str, str]:
+        """A session token that expires in ``ttl`` seconds and its refresh token."""
+        with self._lock:
+            token = make_jwt(time.time() + ttl)
+            self.sessions[token] = Session(org, time.time() + ttl)
+            refresh = "rt_" + secrets.token_urlsafe(16)
+            self.refresh_tokens[refresh] = org
+            return token, refresh
+
+    def refreshes(self) -> list[Recorded]:
+        return [r for r in self.requests if r.path == f"{API}/auth/refresh"]
+
     def lose_next_create(self, mode: str = "drop") -> None:
         assert mode in ("drop", "delay")
         with self._lock:
@@ -390,17 +477,58 @@ class FakeLyceum:
                         self._route(rec, self._authenticate(rec.headers))
                     headers = {"Retry-After": inj.retry_after} if inj.retry_after else {}
                     return inj.status, {"detail": f"injected {inj.status}"}, headers
+            if rec.method == "POST" and rec.path == f"{API}/auth/refresh":
+                return self._refresh(rec)
             org = self._authenticate(rec.headers)
-            return self._route(rec, org)
+            answer = self._route(rec, org)
+            for rw in self._rewrites:
+                if rw.times > 0 and rw.matches(rec.method, rec.path):
+                    rw.times -= 1
+                    if isinstance(rw.answer, bytes):
+                        raise _Raw(answer[0], rw.answer, rw.content_type)
+                    return answer[0], rw.answer(answer[1]), answer[2]
+            return answer
+
+    def _refresh(self, rec: Recorded) -> tuple[int, Any, dict[str, str]]:
+        """``POST /auth/refresh`` as api.md describes it: no Authorization header, the
+        body ``{"refresh_token": str}``; the answer ``{access_token, refresh_token?}``."""
+        if "authorization" in rec.headers:
+            raise ApiError(400, "the refresh call takes no Authorization header")
+        body = rec.body
+        if not isinstance(body, dict) or set(body) != {"refresh_token"}:
+            msg = "the body must be exactly {refresh_token}"
+            raise ApiError(422, [_field_error(["refresh_token"], msg, "value_error")])
+        if not _check_type(body["refresh_token"], "str"):
+            msg = "str type expected"
+            raise ApiError(422, [_field_error(["refresh_token"], msg, "type_error.str")])
+        old = body["refresh_token"]
+        if old not in self.refresh_tokens:
+            raise ApiError(401, "Invalid Refresh Token: Refresh Token Not Found")
+        org = self.refresh_tokens[old]
+        token = make_jwt(time.time() + self.session_ttl)
+        self.sessions[token] = Session(org, time.time() + self.session_ttl)
+        answer: dict[str, Any] = {"access_token": token}
+        if self.refresh_answers_token:
+            del self.refresh_tokens[old]  # each refresh token works once
+            new = "rt_" + secrets.token_urlsafe(16)
+            self.refresh_tokens[new] = org
+            answer["refresh_token"] = new
+        return 200, answer, {}
 
     def _authenticate(self, headers: dict[str, str]) -> str:
         auth = headers.get("authorization", "")
         scheme, _, token = auth.partition(" ")
         if scheme != "Bearer" or not token:
             raise ApiError(401, "Not authenticated", {"WWW-Authenticate": "Bearer"})
-        if token not in self.api_keys:
+        session = self.sessions.get(token)
+        if session is not None:
+            if session.exp <= time.time():
+                raise ApiError(401, "Token has expired", {"WWW-Authenticate": "Bearer"})
+            key_org = session.org
+        elif token in self.api_keys:
+            key_org = self.api_keys[token]
+        else:
             raise ApiError(401, "Invalid or expired token", {"WWW-Authenticate": "Bearer"})
-        key_org = self.api_keys[token]
         slug = headers.get("x-org-slug")
         if slug is not None and slug not in self.orgs:
             raise ApiError(403, f"You do not have access to organization '{slug}'")
@@ -553,13 +681,15 @@ class FakeLyceum:
         if self.provision_outcome in ("failed", "error"):
             vm.status = self.provision_outcome
             return
-        vm.status = "running"
-        if age < 3 * step:
+        if vm.status != "running":
+            vm.status = "running"
+        if age < 3 * step or vm.ip_address:
             return
         host, port, user = self.machines.start(vm.vm_id, vm.public_key)
         vm.ip_address = f"{host}:{port}" if self.ip_with_port else host
         vm.ssh_user = user
-        vm.status = "ready"
+        if not self.stay_running:
+            vm.status = "ready"
 
     def _describe(self, vm: VM) -> dict[str, Any]:
         end = vm.ended or time.time()
@@ -677,6 +807,17 @@ class _Handler(BaseHTTPRequestHandler):
             elif self.command in ("POST", "PATCH", "PUT"):
                 rec.body = None
             status, payload, extra = fake.handle(rec)
+        except _Raw as raw_answer:
+            rec.status = raw_answer.status
+            try:
+                self.send_response(raw_answer.status)
+                self.send_header("Content-Type", raw_answer.content_type)
+                self.send_header("Content-Length", str(len(raw_answer.body)))
+                self.end_headers()
+                self.wfile.write(raw_answer.body)
+            except OSError:
+                self.close_connection = True
+            return
         except _Late as late:
             time.sleep(late.delay)  # outside the lock: other requests go on meanwhile
             status, payload, extra = late.answer

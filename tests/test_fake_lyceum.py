@@ -157,3 +157,65 @@ def test_failed_provisioning(fake, client):
 def test_list_query_must_be_boolean(client):
     assert client.get("/vms/list", params={"include_ready": "maybe"}).status_code == 422
     assert client.get("/vms/list", params={"everything": "true"}).status_code == 422
+
+
+# -- session tokens and their refresh (api.md section 2) -----------------------------
+
+
+def test_session_tokens_expire(fake):
+    token, _ = fake.issue_session(0.2)
+    headers = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(fake.url + API + "/vms/list", headers=headers).status_code == 200
+    time.sleep(0.3)
+    r = httpx.get(fake.url + API + "/vms/list", headers=headers)
+    assert r.status_code == 401 and "expired" in r.json()["detail"]
+
+
+def test_refresh_answers_new_tokens_and_spends_the_old_refresh_token(fake):
+    old, refresh = fake.issue_session(10)
+    url = fake.url + API + "/auth/refresh"
+    r = httpx.post(url, json={"refresh_token": refresh})
+    assert r.status_code == 200 and set(r.json()) == {"access_token", "refresh_token"}
+    new = r.json()["access_token"]
+    assert new != old and new.count(".") == 2
+    headers = {"Authorization": f"Bearer {new}"}
+    assert httpx.get(fake.url + API + "/vms/list", headers=headers).status_code == 200
+    again = httpx.post(url, json={"refresh_token": refresh})
+    assert again.status_code == 401 and again.json()["detail"]
+    assert httpx.post(url, json={"refresh_token": r.json()["refresh_token"]}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body, headers, status",
+    [
+        ({"refresh_token": "rt_x"}, {"Authorization": "Bearer lk_fake_0123456789abcdef"}, 400),
+        ({"refresh_token": 5}, {}, 422),
+        ({"refresh_token": "rt_x", "grant_type": "refresh_token"}, {}, 422),
+        ({}, {}, 422),
+        (None, {}, 422),
+        ({"refresh_token": "rt_unknown"}, {}, 401),
+    ],
+)
+def test_refresh_is_validated_as_api_md_describes(fake, body, headers, status):
+    _, refresh = fake.issue_session(10)
+    if body and body.get("refresh_token") == "rt_x":
+        body = {**body, "refresh_token": refresh}
+    r = httpx.post(fake.url + API + "/auth/refresh", json=body, headers=headers)
+    assert r.status_code == status and "detail" in r.json()
+
+
+def test_rewrite_replaces_one_answer(fake, client):
+    fake.rewrite_next(lambda d: None, path_contains="/vms/list")
+    assert client.get("/vms/list").json() is None
+    fake.rewrite_next(b"<html>", path_contains="/vms/list", content_type="text/html")
+    r = client.get("/vms/list")
+    assert r.text == "<html>" and r.headers["content-type"] == "text/html"
+    assert client.get("/vms/list").json() == {"vms": []}
+
+
+def test_stay_running_gives_an_address_but_never_ready(fake, client):
+    fake.stay_running = True
+    vm_id = create(client).json()["vm_id"]
+    time.sleep(fake.provision_seconds * 2)
+    st = client.get(f"/vms/{vm_id}/status").json()
+    assert st["status"] == "running" and st["ip_address"]

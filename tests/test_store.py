@@ -1,10 +1,17 @@
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
+import stat
+import subprocess
+import sys
+import time
 from datetime import datetime, timezone
 
 import pytest
 
+from cli_helpers import Result
 from trainctl.errors import BadInput, NotFound, OperationFailed
 from trainctl.store import SCHEMA_VERSION, Store
 from trainctl.types import ExecutionStatus, ResourceState, ResourceStatus, TrainingStatus
@@ -80,3 +87,166 @@ def test_update_status_keeps_known_fields(tmp_path):
     store.update_status(ResourceStatus("r-2", "fake", ResourceState.STOPPED))
     rec = store.resource("b")
     assert rec.state == "stopped" and rec.price_per_hour == 2.0 and rec.instance_type == "t"
+
+
+# -- a store that cannot be used, through the CLI -----------------------------------
+
+UNPRIVILEGED = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", "--"]
+
+
+def run_cli(*args: str, unprivileged: bool = False, timeout: float = 60) -> Result:
+    """The real entry point; ``unprivileged`` drops root's power to write any file
+    (tests run as root in CI containers), so that file modes hold as for a user."""
+    prefix: list[str] = []
+    if unprivileged and os.getuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("running as root without setpriv: file modes do not bind root")
+        prefix = UNPRIVILEGED
+    p = subprocess.run(
+        [*prefix, sys.executable, "-m", "trainctl", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return Result(p.returncode, p.stdout, p.stderr)
+
+
+def one_line(r: Result) -> str:
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.err
+    assert "Traceback" not in r.err and "internal error" not in r.err
+    return lines[0]
+
+
+@pytest.fixture
+def db(trainctl_home):
+    """The CLI's state store, with one machine recorded in it."""
+    made = run_cli("create", "--provider", "local", "-n", "kept")
+    assert made.code == 0, made.err
+    return trainctl_home / "state.db"
+
+
+def test_corrupt_store_names_the_file_and_the_fix(trainctl_home):
+    trainctl_home.mkdir(mode=0o700)
+    (trainctl_home / "state.db").write_bytes(b"\x00garbage, not SQLite\xff" * 200)
+    for args in (["list"], ["create", "--provider", "local", "-n", "x"]):
+        r = run_cli(*args)
+        assert r.code == 1, r.err
+        line = one_line(r)
+        assert "corrupt" in line and str(trainctl_home / "state.db") in line and "mv " in line
+    r = run_cli("list", "--json")
+    assert r.code == 1 and r.error()["type"] == "state_store"
+
+
+@pytest.mark.parametrize("locking_mode", ["NORMAL", "EXCLUSIVE"])
+def test_locked_store_waits_the_busy_timeout_then_says_so(db, trainctl_home, locking_mode):
+    """Another process holds the write lock (in EXCLUSIVE locking mode, readers are
+    shut out as well) for longer than the busy timeout."""
+    (trainctl_home / "config.toml").write_text("[store]\nbusy_timeout = 0.5\n")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys, time\n"
+            "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+            f"c.execute('PRAGMA locking_mode={locking_mode}')\n"
+            "c.execute('BEGIN EXCLUSIVE')\n"
+            "c.execute('UPDATE meta SET value=value')\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(60)\n",
+            str(db),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        started = time.monotonic()
+        r = run_cli("create", "--provider", "local", "-n", "blocked")
+        assert time.monotonic() - started < 10
+        assert r.code == 1, r.err
+        line = one_line(r)
+        assert "locked by another process" in line and str(db) in line
+        listed = run_cli("list", "--json")
+        if locking_mode == "NORMAL":  # readers are not held up by a writer's lock
+            assert listed.code == 0 and [x["name"] for x in listed.json()["resources"]] == ["kept"]
+        else:
+            assert listed.code == 1 and listed.error()["type"] == "state_store"
+            assert "locked by another process" in listed.error()["message"]
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_read_only_store_still_reads(db, trainctl_home):
+    db.chmod(0o444)
+    listed = run_cli("list", "--json", unprivileged=True)
+    assert listed.code == 0, listed.err
+    assert [x["name"] for x in listed.json()["resources"]] == ["kept"]
+    # asking the provider works too: only the cached state is not written back
+    for args in (["status", "kept"], ["list", "--refresh"]):
+        r = run_cli(*args, unprivileged=True)
+        assert r.code == 0 and "kept" in r.out, (args, r.err)
+    r = run_cli("create", "--provider", "local", "-n", "new", unprivileged=True)
+    assert r.code == 1
+    line = one_line(r)
+    assert "read-only" in line and str(db) in line and "chmod" in line
+    assert not (trainctl_home / "local" / "new").exists()
+
+
+def test_read_only_home_still_reads(db, trainctl_home):
+    trainctl_home.chmod(0o500)
+    try:
+        listed = run_cli("list", "--json", unprivileged=True)
+        assert listed.code == 0, listed.err
+        assert [x["name"] for x in listed.json()["resources"]] == ["kept"]
+        r = run_cli("create", "--provider", "local", "-n", "new", unprivileged=True)
+        assert r.code == 1 and str(trainctl_home) in one_line(r)
+    finally:
+        trainctl_home.chmod(0o700)
+
+
+def test_unwritable_home_is_a_one_line_error(tmp_path, monkeypatch):
+    parent = tmp_path / "ro"
+    parent.mkdir(mode=0o500)
+    monkeypatch.setenv("TRAINCTL_HOME", str(parent / "home"))
+    try:
+        for args in (["list"], ["create", "--provider", "local", "-n", "x"]):
+            r = run_cli(*args, unprivileged=True)
+            assert r.code == 1, r.err
+            line = one_line(r)
+            assert str(parent / "home") in line and "TRAINCTL_HOME" in line
+    finally:
+        parent.chmod(0o700)
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_home_and_store_are_private(trainctl_home):
+    assert run_cli("list").code == 0
+    assert mode(trainctl_home) == 0o700 and mode(trainctl_home / "state.db") == 0o600
+    # SQLite's journal files take the database file's mode
+    store = Store()
+    store.begin_create("fake", "open")
+    journals = [trainctl_home / f"state.db{s}" for s in ("-wal", "-shm")]
+    assert all(p.exists() and mode(p) == 0o600 for p in journals)
+    store.close()
+
+
+def test_existing_home_and_store_are_tightened(trainctl_home):
+    assert run_cli("list").code == 0
+    trainctl_home.chmod(0o755)
+    (trainctl_home / "state.db").chmod(0o644)
+    r = run_cli("list")
+    assert r.code == 0 and r.err == ""
+    assert mode(trainctl_home) == 0o700 and mode(trainctl_home / "state.db") == 0o600
+
+
+def test_a_home_holding_other_things_keeps_its_mode(trainctl_home):
+    trainctl_home.mkdir(mode=0o755)
+    trainctl_home.chmod(0o755)
+    (trainctl_home / "notes.txt").write_text("the user's own")
+    assert run_cli("list").code == 0
+    assert mode(trainctl_home) == 0o755 and mode(trainctl_home / "state.db") == 0o600

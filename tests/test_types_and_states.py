@@ -54,7 +54,7 @@ def test_key_mappings():
     assert normalize_state("runpod", "EXITED") is ResourceState.STOPPED
     assert normalize_state("runpod", "ERROR") is ResourceState.ERROR
     assert normalize_state("lyceum", "ready") is ResourceState.RUNNING
-    assert normalize_state("lyceum", "running") is ResourceState.STARTING
+    assert normalize_state("lyceum", "running") is ResourceState.RUNNING
     assert normalize_state("lyceum", "failed") is ResourceState.ERROR
 
 

@@ -7,11 +7,17 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from .errors import BadInput
+from .errors import BadInput, OperationFailed
 
 
 def home() -> Path:
-    """``TRAINCTL_HOME`` if set, else the platform's user data directory."""
+    """``TRAINCTL_HOME`` if set, else the platform's user data directory.
+
+    It holds the state store, trainctl's SSH key and provider records, so it is
+    private: created 0700, and an existing one that is trainctl's (the user's, with
+    nothing in it but what trainctl keeps there) is tightened to 0700. A directory
+    that holds other things (``TRAINCTL_HOME=~``) keeps its mode: trainctl's own
+    files in it are private anyway."""
     env = os.environ.get("TRAINCTL_HOME")
     if env:
         path = Path(env).expanduser()
@@ -19,8 +25,25 @@ def home() -> Path:
         import platformdirs
 
         path = Path(platformdirs.user_data_dir("trainctl", appauthor=False))
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        info = path.stat()
+        if info.st_uid == os.getuid() and info.st_mode & 0o077 and _only_ours(path):
+            path.chmod(0o700)
+    except OSError as e:
+        raise OperationFailed(
+            f"cannot use {path} as trainctl's home: {e.strerror or type(e).__name__}",
+            hint="point TRAINCTL_HOME at a directory you can write",
+        ) from None
     return path
+
+
+#: what trainctl keeps in its home
+_OURS = frozenset({"aws", "cache", "catalog", "local", "ssh", "config.toml"})
+
+
+def _only_ours(path: Path) -> bool:
+    return all(p.name in _OURS or p.name.startswith("state.db") for p in path.iterdir())
 
 
 def config_path() -> Path:

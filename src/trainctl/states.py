@@ -1,8 +1,11 @@
 """Every provider's raw machine states mapped onto ``ResourceState``.
 
 Lookups are case-insensitive; a string no table knows maps to ``unknown``.
-Lyceum reports ``running`` while a VM is still being set up and ``ready`` once it
-can be used (see its API description), so ``running`` counts as starting there.
+Lyceum reports ``running`` while a VM may still be being set up and ``ready`` once
+it is fully operational (see its API description); both count as running: the VM
+bills from ``running`` on, lyceum-cli's own wait accepts it, and some VMs never say
+``ready``. Whether such a VM can be used yet is settled by its address and an SSH
+login (see the Lyceum provider), not by its state.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ STATE_TABLES: dict[str, dict[str, S]] = {
     "lyceum": {
         "pending": S.STARTING,
         "provisioning": S.STARTING,
-        "running": S.STARTING,
+        "running": S.RUNNING,
         "ready": S.RUNNING,
         "failed": S.ERROR,
         "error": S.ERROR,

@@ -4,11 +4,20 @@ It is a cache and an intent log, not the truth: the provider's own listing is. A
 create first writes an intent row (state ``creating``, a placeholder id), then the
 real id once the provider answers, so a crash in between leaves a row that says a
 machine may exist. A record is deleted only after the provider confirms termination.
+
+The file and its ``-wal``/``-shm`` companions are private (0600: SQLite gives the
+companions the database file's mode). Every SQLite failure reaches the user as a
+``StoreError`` naming the file and the fix: a corrupt file, a lock another process
+holds longer than the busy timeout (``[store] busy_timeout`` in the config file,
+30 s by default), a read-only file or directory. A store that cannot be written is
+opened read-only, so reading commands still work; writing ones then fail cleanly.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import secrets
 import sqlite3
 from collections.abc import Iterator
@@ -19,11 +28,82 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadInput, NotFound, OperationFailed
-from .home import home
+from .home import home, load_config
 from .types import ResourceStatus, TrainingStatus
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 CREATING = "creating"
+BUSY_TIMEOUT = 30.0  # seconds
+
+
+class StoreError(OperationFailed):
+    """The state store cannot be read or written (exit 1); the message names the
+    file and the hint the fix."""
+
+    kind = "state_store"
+
+
+def busy_timeout() -> float:
+    """``[store] busy_timeout`` from the config file: how long to wait for a lock."""
+    table = load_config().get("store", {})
+    value = table.get("busy_timeout", BUSY_TIMEOUT) if isinstance(table, dict) else BUSY_TIMEOUT
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise BadInput(f"[store] busy_timeout must be a number of seconds, not {value!r}")
+    return float(value)
+
+
+def store_error(path: Path, e: sqlite3.Error, timeout: float) -> StoreError:
+    """What an SQLite failure on ``path`` means, and how to fix it."""
+    text = str(e)
+    lower = text.lower()
+    fix_home = "or point TRAINCTL_HOME at a writable directory"
+    if "locked" in lower or "busy" in lower:
+        return StoreError(
+            f"the state store {path} is locked by another process (waited {timeout:g} s)",
+            hint="let the other trainctl command finish and try again, or raise "
+            "[store] busy_timeout in the config file",
+        )
+    if "readonly" in lower or "read-only" in lower:
+        return StoreError(
+            f"the state store {path} is read-only: this command needs to write it",
+            hint=f"make {path} and {path.parent} writable (chmod u+w), {fix_home}",
+        )
+    if "not a database" in lower or "malformed" in lower or "corrupt" in lower:
+        return StoreError(
+            f"the state store {path} is corrupt ({text})",
+            hint=f"move it aside (mv {path} {path}.corrupt); `trainctl list --refresh` "
+            "then shows the machines the providers still list as trainctl's",
+        )
+    if "unable to open" in lower or "disk i/o" in lower:
+        return StoreError(
+            f"cannot open the state store {path} ({text})",
+            hint=f"check that {path.parent} exists and is writable, {fix_home}",
+        )
+    return StoreError(f"the state store {path} failed: {text}")
+
+
+class _Db:
+    """An SQLite connection whose failures are ``StoreError`` (constraint violations
+    stay ``sqlite3.IntegrityError``, for the callers that expect them)."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, timeout: float) -> None:
+        self.conn = conn
+        self.path = path
+        self.timeout = timeout
+
+    def execute(self, sql: str, args: Any = ()) -> sqlite3.Cursor:
+        try:
+            return self.conn.execute(sql, args)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as e:
+            raise store_error(self.path, e, self.timeout) from None
+
+    def close(self) -> None:
+        self.conn.close()
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -114,24 +194,38 @@ class JobRecord:
 class Store:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or home() / "state.db"
-        self._db: sqlite3.Connection | None = None
+        self._db: _Db | None = None
+        #: opened read-only (the file or its directory cannot be written)
+        self.read_only = False
 
     @property
-    def db(self) -> sqlite3.Connection:
+    def db(self) -> _Db:
         if self._db is None:
             self._db = self._open()
         return self._db
 
-    def _open(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA busy_timeout=30000")
+    def _open(self) -> _Db:
+        timeout = busy_timeout()
+        try:
+            conn = _private_database(self.path, timeout)
+        except PermissionError:
+            conn = _read_only(self.path, timeout)
+            self.read_only = True
+        except sqlite3.Error as e:
+            raise store_error(self.path, e, timeout) from None
+        db = _Db(conn, self.path, timeout)
+        try:
+            return self._prepare(db)
+        except BaseException:
+            conn.close()
+            raise
+
+    def _prepare(self, db: _Db) -> _Db:
         row = None
         with suppress(sqlite3.OperationalError):
-            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            row = db.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is None:
+            # a new store (or a corrupt one: reading meta fails, and so will this)
             with _transaction(db):
                 _create_schema(db)
                 db.execute(
@@ -203,7 +297,19 @@ class Store:
         """Drop an intent whose create call failed with nothing left behind."""
         self.db.execute("DELETE FROM resources WHERE id=? AND state=?", (intent, CREATING))
 
+    def _cache_is_read_only(self, what: str) -> bool:
+        """True (and a note in the log) when a cached value cannot be updated: reading
+        commands still work on a read-only store, without refreshing its cache."""
+        if self._db is None:
+            self._db = self._open()  # opening the store settles whether it is read-only
+        if self.read_only:
+            log.info("state store %s is read-only: %s not recorded", self.path, what)
+            return True
+        return False
+
     def update_status(self, status: ResourceStatus) -> None:
+        if self._cache_is_read_only(f"the state of {status.id}"):
+            return
         fields = ["state=?", "reason=?", "updated_at=?"]
         values: list[Any] = [status.state.value, status.reason, _now()]
         for column, value in (
@@ -259,6 +365,8 @@ class Store:
         )
 
     def update_job(self, status: TrainingStatus) -> None:
+        if self._cache_is_read_only(f"the state of job {status.job_id}"):
+            return
         self.db.execute(
             "UPDATE jobs SET status=?, exit_code=?, started_at=COALESCE(?, started_at),"
             " ended_at=COALESCE(?, ended_at) WHERE id=?",
@@ -276,14 +384,70 @@ class Store:
         return _job(row) if row else None
 
 
-def _create_schema(db: sqlite3.Connection) -> None:
+def _connect(target: str, timeout: float, *, uri: bool = False) -> sqlite3.Connection:
+    conn = sqlite3.connect(target, timeout=timeout, isolation_level=None, uri=uri)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+    return conn
+
+
+def _private_database(path: Path, timeout: float) -> sqlite3.Connection:
+    """The store opened for writing, its file created (or tightened to) 0600 first,
+    so that SQLite's journal files, which take the file's mode, are private too.
+    ``PermissionError`` when it cannot be written."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        info = os.fstat(fd)
+        if info.st_uid == os.getuid() and info.st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    if not os.access(path.parent, os.W_OK):
+        raise PermissionError(path.parent)  # the journal files cannot be made
+    conn = _connect(str(path), timeout)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError as e:
+        conn.close()
+        if "readonly" in str(e).lower():
+            raise PermissionError(path) from None
+        raise
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _read_only(path: Path, timeout: float) -> sqlite3.Connection:
+    """A store that cannot be written, opened for reading. Without write access to
+    its directory SQLite cannot make the ``-shm`` file a WAL store needs to be read,
+    so the file is then read as immutable: nothing can be writing it either."""
+    if not path.exists():
+        raise StoreError(
+            f"cannot create the state store {path}: {path.parent} is not writable",
+            hint="make it writable (chmod u+w), or point TRAINCTL_HOME at a writable directory",
+        )
+    uri = path.resolve().as_uri()
+    last: sqlite3.Error | None = None
+    for options in ("mode=ro", "mode=ro&immutable=1"):
+        try:
+            conn = _connect(f"{uri}?{options}", timeout, uri=True)
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.Error as e:
+            last = e
+    assert last is not None
+    raise store_error(path, last, timeout) from None
+
+
+def _create_schema(db: _Db) -> None:
     for statement in _SCHEMA.split(";"):
         if statement.strip():
             db.execute(statement)
 
 
 @contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+def _transaction(db: _Db) -> Iterator[None]:
     db.execute("BEGIN IMMEDIATE")
     try:
         yield

@@ -6,16 +6,20 @@ when an org is chosen, ``X-Org-Slug``. Lyceum VMs have no tags, so trainctl tell
 its own apart by the ``trainctl-`` prefix of their display name; that name is also
 how a create whose answer was lost is found again instead of being repeated.
 
-A VM is usable once its status is ``ready`` *and* it has an ``ip_address``
-(``host`` or ``host:port``); Lyceum reports ``running`` while it is still being set
-up. The login user is ``lyceum``. Deleting a VM detaches its block volumes, which
+A new VM is usable once it has an ``ip_address`` (``host`` or ``host:port``) and
+its status is ``ready``, or ``running`` and an SSH login succeeds: lyceum-cli's own
+wait accepts ``running``, and a VM may never say ``ready``. The login user is
+``lyceum``. Answers are checked before use: a list, status or offer that is not
+what api.md describes (``null``, a string for a number, a missing field) is an
+error, never taken as "nothing there". Session tokens from ``lyceum auth login``
+are refreshed as lyceum-cli does (``lyceum_auth``). Deleting a VM detaches its block volumes, which
 live on and keep billing: ``terminate`` says so. A create that fails deletes the
 volume it made along with the VM.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import os
 import secrets
@@ -23,7 +27,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..capabilities import Capability
@@ -42,6 +45,17 @@ from ..provider import NAME_PREFIX, TAG_MANAGED, TAG_NAME, CheckResult, Training
 from ..remote.base import Progress, Remote
 from ..states import normalize_state
 from ..types import CostEstimate, CreateResourceOptions, GpuSpec, ResourceState, ResourceStatus
+from ..waiting import Seen, wait_ready
+from .lyceum_auth import (
+    CREDENTIALS_HINT,
+    REFRESH_PATH,
+    REFRESH_TIMEOUT,
+    config_file,
+    is_api_key,
+    needs_refresh,
+    read_config_file,
+    refresh_session,
+)
 
 if TYPE_CHECKING:
     from ..httpapi import ApiError, JsonApi
@@ -58,32 +72,7 @@ CREATE_TIMEOUT_VOLUME = 300.0
 #: tries per request: with the backoff, rides out up to a minute of 429 or 5xx answers
 #: (longer when the server asks for it with Retry-After)
 MAX_ATTEMPTS = 8
-#: extra options ``create`` understands (``CreateResourceOptions.extra``)
-CREDENTIALS_HINT = (
-    "set LYCEUM_API_KEY to an API key (lk_...) from the Lyceum dashboard, "
-    "or run `lyceum auth login` to refresh ~/.lyceum/config.json"
-)
 FAILED = frozenset({"failed", "error", "terminated"})
-
-
-def config_file() -> Path:
-    """The file Lyceum's own client writes (``lyceum auth login``)."""
-    return Path.home() / ".lyceum" / "config.json"
-
-
-def read_config_file() -> dict[str, Any]:
-    path = config_file()
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as e:
-        raise CredentialsError(
-            f"cannot read {path}: {type(e).__name__}", hint=CREDENTIALS_HINT
-        ) from None
-    if not isinstance(data, dict):
-        raise CredentialsError(f"{path} does not hold a JSON object", hint=CREDENTIALS_HINT)
-    return data
 
 
 @dataclass(frozen=True)
@@ -94,6 +83,8 @@ class Credentials:
     base_url: str
     org: str | None
     source: str  # where the key came from, for messages
+    #: a session token of the config file (a JWT that expires), not an ``lk_`` key
+    session: bool = False
 
     @classmethod
     def load(cls) -> Credentials:
@@ -112,7 +103,8 @@ class Credentials:
         )
         org = os.environ.get("LYCEUM_ORG", "").strip() or cfg.get("active_org_slug") or None
         source = "LYCEUM_API_KEY" if env_key else str(config_file())
-        return cls(key, base.rstrip("/"), org, source)
+        session = not env_key and not is_api_key(key)
+        return cls(key, base.rstrip("/"), org, source, session)
 
 
 @dataclass(frozen=True)
@@ -125,12 +117,23 @@ class Variant:
     gpu_counts: tuple[int, ...]
 
     @classmethod
-    def parse(cls, raw: dict[str, Any]) -> Variant:
+    def parse(cls, raw: Any) -> Variant:
+        """One entry of ``available_instance_variants``; malformed, it is an error."""
+        what = "an offer of /vms/availability"
+        raw = _object(raw, what)
+        counts = raw.get("available_gpus_per_instance")
+        if counts is None:
+            counts = []
+        if not isinstance(counts, list) or not all(_is_int(n) for n in counts):
+            raise _malformed(what, "available_gpus_per_instance", counts)
+        price = _number(raw, "price_per_hour", what)
+        if price is None:
+            raise _malformed(what, "price_per_hour", None)
         return cls(
-            str(raw.get("hardware_profile", "")),
-            str(raw.get("instance_type", "")),
-            float(raw.get("price_per_hour") or 0.0),
-            tuple(int(n) for n in raw.get("available_gpus_per_instance") or ()),
+            _text(raw, "hardware_profile", what, required=True),
+            _text(raw, "instance_type", what, required=True),
+            price,
+            tuple(counts),
         )
 
     def hourly(self, gpus: int) -> float:
@@ -156,6 +159,57 @@ def split_address(address: str) -> tuple[str, int]:
     if port and not port.isdigit():
         raise OperationFailed(f"Lyceum reported an address trainctl cannot read: {address!r}")
     return host, int(port) if port else 22
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _malformed(what: str, key: str | None, value: Any) -> OperationFailed:
+    """An answer that is not what api.md describes: one line, never a traceback."""
+    part = f"{key} is {_shown(value)}" if key else f"got {_shown(value)}"
+    return OperationFailed(
+        f"Lyceum answered {what} with something trainctl cannot read ({part})",
+        hint="try again; if it keeps happening, the Lyceum API may have changed",
+    )
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _malformed(what, None, value)
+    return value
+
+
+def _objects(raw: dict[str, Any], key: str, what: str) -> list[dict[str, Any]]:
+    """``raw[key]``, a list of JSON objects (missing: none, for optional lists)."""
+    value = raw.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise _malformed(what, key, value)
+    return value
+
+
+def _text(raw: dict[str, Any], key: str, what: str, *, required: bool = False) -> str:
+    """A string field ("" when absent or null, unless ``required``)."""
+    value = raw.get(key)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value):
+        raise _malformed(what, key, value)
+    return value
+
+
+def _number(raw: dict[str, Any], key: str, what: str) -> float | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _malformed(what, key, value)
+    return float(value)
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -270,19 +324,59 @@ class LyceumProvider(TrainingProvider):
             )
         return self._api
 
+    def _request(self, method: str, path: str, **kw: Any) -> Any:
+        """One API request with a usable token: a session token about to expire is
+        refreshed first, and one the server refuses is refreshed and the request
+        sent once more (the server refused it, so repeating it is safe)."""
+        self._renew_session(only_if_expiring=True)
+        try:
+            return self.api.request(method, API + path, **kw)
+        except CredentialsError:
+            if not self.credentials.session:
+                raise
+            log.info("Lyceum refused the session token; refreshing it and trying again")
+        self._renew_session(only_if_expiring=False)
+        return self.api.request(method, API + path, **kw)
+
+    def _renew_session(self, *, only_if_expiring: bool) -> None:
+        creds = self.credentials
+        if not creds.session or (only_if_expiring and not needs_refresh(creds.api_key)):
+            return
+        token = refresh_session(config_file(), creds.api_key, self._post_refresh)
+        self._credentials = replace(creds, api_key=token)
+        # the client's Authorization header holds the old token; a request still under
+        # way (a create whose lost answer is being looked up) keeps the old client
+        self._api = None
+
+    def _post_refresh(self, body: dict[str, Any]) -> Any:
+        """``POST /auth/refresh``: no Authorization header, as lyceum-cli sends it."""
+        from ..httpapi import JsonApi
+
+        with JsonApi(
+            self.credentials.base_url,
+            None,
+            service="Lyceum Cloud",
+            timeout=REFRESH_TIMEOUT,
+            max_attempts=3,
+            backoff=self.backoff,
+            sleep=self._sleep,
+        ) as api:
+            # a refresh token works once, but one the server did not act on still works
+            return api.request("POST", REFRESH_PATH, json=body, idempotent=True)
+
     def _call(self, method: str, path: str, **kw: Any) -> Any:
         """One API request, its error statuses turned into trainctl's errors."""
         from ..httpapi import ApiError
 
         try:
-            return self.api.request(method, API + path, **kw)
+            return self._request(method, path, **kw)
         except ApiError as e:
             raise _translate(e) from None
 
     def check(self) -> CheckResult:
         try:
             creds = self.credentials
-            org = self._call("GET", "/user/org")
+            org = _object(self._call("GET", "/user/org"), "/user/org")
         except TrainctlError as e:
             return CheckResult(self.name, False, str(e))
         return CheckResult(
@@ -298,15 +392,17 @@ class LyceumProvider(TrainingProvider):
         """``GET /vms/availability`` as Lyceum answers it (fetched once per provider)."""
         if self._availability is None:
             raw = self._call("GET", "/vms/availability")
-            self._availability = raw if isinstance(raw, dict) else {}
+            key = "available_instance_variants"
+            offers = _object(raw, "/vms/availability").get(key)
+            if not isinstance(offers, list):
+                raise _malformed("/vms/availability", key, offers)
+            for v in offers:
+                Variant.parse(v)  # every offer readable, or an error now
+            self._availability = raw
         return self._availability
 
     def variants(self) -> list[Variant]:
-        return [
-            Variant.parse(v)
-            for v in self.availability().get("available_instance_variants") or []
-            if isinstance(v, dict)
-        ]
+        return [Variant.parse(v) for v in self.availability()["available_instance_variants"]]
 
     def _offered(self) -> str:
         return "; ".join(v.describe() for v in self.variants()) or "nothing right now"
@@ -326,11 +422,11 @@ class LyceumProvider(TrainingProvider):
             # another spelling of the same model: "H100 SXM", "gpu.h100", ...
             same = [v for v in self.variants() if gpus.canonical(v.profile) == model]
         if not same:
-            types = self._call("GET", "/machine-types") or {}
+            what = "/machine-types"
+            types = _object(self._call("GET", "/machine-types"), what)
             known = {
-                str(t.get("hardware_profile", "")).lower()
-                for t in types.get("machine_types") or []
-                if isinstance(t, dict)
+                _text(t, "hardware_profile", what).lower()
+                for t in _objects(types, "machine_types", what)
             }
             if profile in known:
                 raise NoCapacity(
@@ -399,7 +495,6 @@ class LyceumProvider(TrainingProvider):
         self, options: CreateResourceOptions, *, progress: Progress | None = None
     ) -> ResourceStatus:
         from ..sshkeys import public_key
-        from ..waiting import Seen, wait_ready
 
         self.validate_options(options)
         variant, count = self.choose(options)
@@ -433,18 +528,21 @@ class LyceumProvider(TrainingProvider):
         if progress and made.get("volume_notice"):
             progress(str(made["volume_notice"]))
 
-        def look(raw: dict[str, Any]) -> Seen:
-            status = str(raw.get("status") or "unknown")
-            if status in FAILED:
-                return Seen(status, failure=f"Lyceum reports the VM as {status}")
-            if status == "ready" and raw.get("ip_address"):
-                return Seen(f"ready at {raw['ip_address']}", ready=True)
-            return Seen(status if status != "ready" else "ready, waiting for an address")
+        probed: set[str] = set()
+
+        def poll() -> Polled:
+            raw = self._describe(vm_id)
+            polled = Polled(raw, _text(raw, "status", f"VM {vm_id}") or "unknown")
+            polled.address = _text(raw, "ip_address", f"VM {vm_id}")
+            if polled.status == "running" and polled.address:
+                # lyceum-cli takes `running` as up; trainctl takes it once it can log in
+                polled.login_error = _ssh(self._status(vm_id, raw)).probe_login(probed)
+            return polled
 
         raw = wait_ready(
             f"Lyceum VM {vm_id}",
-            lambda: self._describe(vm_id),
-            look,
+            poll,
+            Polled.seen,
             release=lambda: self._release(vm_id, delete_volumes=volume_gb is not None),
             resource_id=vm_id,
             timeout=self.ready_timeout,
@@ -452,9 +550,10 @@ class LyceumProvider(TrainingProvider):
             progress=progress,
             sleep=self._sleep,
         )
-        st = self._status(vm_id, raw)
-        # the address may have served another machine before: its old host key must go
-        _tidy_ssh(st, close=False)
+        st = self._status(vm_id, raw.raw)
+        if not probed:
+            # the address may have served another machine before: its old host key must go
+            _tidy_ssh(st, close=False)
         return st
 
     def _post_create(self, body: dict[str, Any], display: str, timeout: float) -> dict[str, Any]:
@@ -464,12 +563,18 @@ class LyceumProvider(TrainingProvider):
         from ..httpapi import ApiError
 
         try:
-            return self.api.request(
+            made = self._request(
                 "POST",
-                API + "/vms/create",
+                "/vms/create",
                 json=body,
                 timeout=timeout,
                 recover=lambda: self._find_by_display_name(display),
+            )
+            if isinstance(made, dict) and isinstance(made.get("vm_id"), str) and made["vm_id"]:
+                return made
+            # an unreadable answer is a lost one (looked up below): the VM may exist
+            raise _malformed(
+                "the create", "vm_id", made.get("vm_id") if isinstance(made, dict) else made
             )
         except ApiError as e:
             if e.status < 500:
@@ -479,6 +584,12 @@ class LyceumProvider(TrainingProvider):
             raise
         except OperationFailed as e:  # the connection failed, or so did the lookup
             uncertain = e
+            if not isinstance(e, ResourceLeft):  # an answer that could not be read
+                # (ResourceLeft: the request's own recover has looked already)
+                with contextlib.suppress(TrainctlError):
+                    found = self._find_by_display_name(display)
+                    if found is not None:
+                        return found
         raise ResourceLeft(
             f"could not create Lyceum VM {display}: {uncertain.message}",
             hint=f"a VM named {display} may exist anyway: look with `trainctl list --refresh` "
@@ -492,9 +603,7 @@ class LyceumProvider(TrainingProvider):
             raw = self._call("GET", f"/vms/{vm_id}/status")
         except NotFound:
             raise NotFound(f"no Lyceum VM {vm_id}") from None
-        if not isinstance(raw, dict):
-            raise OperationFailed(f"Lyceum answered the status of {vm_id} with {raw!r}")
-        return raw
+        return _object(raw, f"the status of {vm_id}")
 
     def _list_raw(self, *, terminated: bool) -> list[dict[str, Any]]:
         params = {
@@ -503,8 +612,13 @@ class LyceumProvider(TrainingProvider):
             "include_failed": "true",
             "include_terminated": "true" if terminated else "false",
         }
-        raw = self._call("GET", "/vms/list", params=params) or {}
-        return [_with_id(vm) for vm in raw.get("vms") or [] if isinstance(vm, dict)]
+        raw = self._call("GET", "/vms/list", params=params)
+        # an unreadable list (empty, null, not a list) is an error: taken as "no VMs",
+        # it would mark every live VM terminated and hide them from the name checks
+        what = "the VM list"
+        if not isinstance(raw, dict) or not isinstance(raw.get("vms"), list):
+            raise _malformed(what, "vms" if isinstance(raw, dict) else None, raw)
+        return [_with_id(vm) for vm in _objects(raw, "vms", what)]
 
     def _find_by_display_name(self, display: str) -> dict[str, Any] | None:
         """The VM a lost create made, if it made one (``None`` to send it again)."""
@@ -514,27 +628,35 @@ class LyceumProvider(TrainingProvider):
         return None
 
     def _status(self, vm_id: str, raw: dict[str, Any]) -> ResourceStatus:
-        status = str(raw.get("status") or "")
+        what = f"VM {vm_id}"
+        status = _text(raw, "status", what, required=True)
         state = normalize_state(self.name, status)
-        display = str(raw.get("display_name") or "")
-        profile = str(raw.get("hardware_profile") or "")
-        itype = str(raw.get("instance_type") or "")
-        gpus = int(raw.get("gpu_count") or 0)
+        display = _text(raw, "display_name", what)
+        profile = _text(raw, "hardware_profile", what)
+        itype = _text(raw, "instance_type", what)
+        count = raw.get("gpu_count")
+        if count is not None and not _is_int(count):
+            raise _malformed(what, "gpu_count", count)
+        gpus = count or 0
+        address = _text(raw, "ip_address", what)
+        volumes = _objects(raw, "volumes", what) if raw.get("volumes") is not None else []
+        billed = _number(raw, "croesus_billed", what)
+        uptime = _number(raw, "uptime_seconds", what)
         price = self._price(profile, itype)
         host = port = user = None
-        if raw.get("ip_address") and state is not ResourceState.TERMINATED:
-            host, port = split_address(str(raw["ip_address"]))
+        if address and state is not ResourceState.TERMINATED:
+            host, port = split_address(address)
             # api.md: the login user is `lyceum`; a gateway may name another
-            user = str(raw.get("ssh_user") or LOGIN_USER)
+            user = _text(raw, "ssh_user", what) or LOGIN_USER
         owned = display.startswith(NAME_PREFIX)
         name = display.removeprefix(NAME_PREFIX) if owned else display or None
         details: dict[str, Any] = {
             "display_name": display or None,
-            "billed_usd": raw.get("croesus_billed"),
-            "uptime_seconds": raw.get("uptime_seconds"),
+            "billed_usd": billed,
+            "uptime_seconds": uptime,
         }
-        if raw.get("volumes"):
-            details["volumes"] = raw["volumes"]
+        if volumes:
+            details["volumes"] = volumes
         return ResourceStatus(
             id=vm_id,
             provider=self.name,
@@ -563,16 +685,26 @@ class LyceumProvider(TrainingProvider):
         return [
             self._status(str(vm["vm_id"]), vm)
             for vm in self._list_raw(terminated=False)
-            if str(vm.get("display_name") or "").startswith(NAME_PREFIX)
+            if _text(vm, "display_name", "the VM list").startswith(NAME_PREFIX)
         ]
 
-    def _delete(self, vm_id: str) -> list[dict[str, Any]]:
-        """Delete the VM; returns the volumes it leaves behind (still billing)."""
+    def _delete(self, vm_id: str) -> list[dict[str, Any]] | None:
+        """Delete the VM; returns the volumes it leaves behind (still billing), or
+        ``None`` when the answer accepted the delete but cannot be read."""
         try:
-            gone = self._call("DELETE", f"/vms/{vm_id}") or {}
+            gone = self._call("DELETE", f"/vms/{vm_id}")
         except NotFound:
             return []
-        return [v for v in gone.get("detached_volumes") or [] if isinstance(v, dict)]
+        if gone is None:  # api.md: sometimes an empty body
+            return []
+        try:
+            what = f"the delete of {vm_id}"
+            if _object(gone, what).get("detached_volumes") is None:
+                return []
+            return _objects(gone, "detached_volumes", what)
+        except OperationFailed as e:
+            log.warning("Lyceum VM %s: deleted, but %s", vm_id, e.message)
+            return None
 
     def _release(self, vm_id: str, *, delete_volumes: bool) -> None:
         """Delete a VM whose create failed and, with ``delete_volumes``, the volumes it
@@ -581,6 +713,11 @@ class LyceumProvider(TrainingProvider):
         detached = self._delete(vm_id)
         if not delete_volumes:
             return
+        if detached is None:
+            raise OperationFailed(
+                f"Lyceum VM {vm_id} was deleted, but its answer does not say which volume "
+                "it left behind, billing: delete it in the Lyceum dashboard"
+            )
         left: list[str] = []
         errors: list[str] = []
         for vol in detached:
@@ -605,7 +742,7 @@ class LyceumProvider(TrainingProvider):
             raw = self._describe(resource_id)
         except NotFound:
             return ResourceStatus(resource_id, self.name, ResourceState.TERMINATED)
-        display = str(raw.get("display_name") or "")
+        display = _text(raw, "display_name", f"VM {resource_id}")
         if not display.startswith(NAME_PREFIX):
             raise BadInput(
                 f"Lyceum VM {resource_id} ({display or 'no name'}) was not created by trainctl; "
@@ -618,7 +755,12 @@ class LyceumProvider(TrainingProvider):
         if before.ssh_host:
             _tidy_ssh(before, close=True)  # the next machine at this address has another key
         st = self._status(resource_id, {**raw, "status": "terminated", "ip_address": None})
-        if detached:
+        if detached is None:
+            st.reason = (
+                "Lyceum's answer to the delete cannot be read, so volumes it may have "
+                "detached (they keep billing) are unknown: check the Lyceum dashboard"
+            )
+        elif detached:
             sizes = ", ".join(f"{v.get('volume_id')} ({v.get('size_gb')} GB)" for v in detached)
             st.reason = (
                 f"volumes outlive the VM and keep billing: {sizes}; "
@@ -640,12 +782,37 @@ class LyceumProvider(TrainingProvider):
         return _ssh(st)
 
 
+@dataclass
+class Polled:
+    """One poll of a new VM: what Lyceum says and, for a ``running`` VM with an
+    address, how an SSH login went (``login_error`` is ``None`` once it worked)."""
+
+    raw: dict[str, Any]
+    status: str
+    address: str = ""
+    login_error: str | None = "not tried"
+
+    def seen(self) -> Seen:
+        status, address = self.status, self.address
+        if status in FAILED:
+            return Seen(status, failure=f"Lyceum reports the VM as {status}")
+        if status == "ready" and address:
+            return Seen(f"ready at {address}", ready=True)
+        if status == "running" and address:
+            if self.login_error is None:
+                return Seen(f"running at {address}, SSH login works", ready=True)
+            return Seen(f"running at {address}, waiting for SSH ({self.login_error})")
+        return Seen(f"{status}, waiting for an address" if status == "ready" else status)
+
+
 def _with_id(vm: dict[str, Any]) -> dict[str, Any]:
     """A ``vms/list`` entry with its id as ``vm_id``. api.md gives list entries the
     status fields, which hold no id, so ``id`` is taken too; an entry with neither is
     an error: dropping it would hide a VM from listing, the duplicate-name check and
     the search for a VM whose create answer was lost."""
     vm_id = vm.get("vm_id") or vm.get("id")
+    if vm_id is not None and not isinstance(vm_id, str | int) or isinstance(vm_id, bool):
+        raise _malformed("the VM list", "vm_id", vm_id)
     if not vm_id:
         raise OperationFailed(
             "Lyceum listed a VM without an id (neither vm_id nor id): "

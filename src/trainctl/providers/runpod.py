@@ -594,16 +594,9 @@ class RunPodProvider(TrainingProvider):
             pod = self._get_pod(pod_id)
             if not _look(pod).ready:
                 return Probe(pod)
-            remote = _remote(pod)
-            if remote.endpoint.known_hosts_name not in probed:
-                # a new pod on an address an earlier one had: its host key is new too
-                probed.add(remote.endpoint.known_hosts_name)
-                remote.forget_host_key()
-            try:
-                remote.check(timeout=SSH_PROBE_TIMEOUT)
-            except (RemoteError, CredentialsError) as e:
-                return Probe(pod, ssh_error=e.message)
-            return Probe(pod, ssh_ok=True)
+            # a new pod on an address an earlier one had: its host key is new too
+            error = _remote(pod).probe_login(probed, timeout=SSH_PROBE_TIMEOUT)
+            return Probe(pod, ssh_ok=error is None, ssh_error=error)
 
         return wait_ready(
             f"RunPod pod {pod_id}",

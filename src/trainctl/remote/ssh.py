@@ -164,6 +164,10 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
+#: how long one login of ``probe_login`` may take
+LOGIN_PROBE_TIMEOUT = 15.0
+
+
 class SSHRemote(StreamingRemote):
     """One machine reached as ``endpoint`` with ``key`` (trainctl's own by default).
 
@@ -368,6 +372,22 @@ class SSHRemote(StreamingRemote):
                 f"{self.description} answered but cannot run commands: "
                 f"{r.error_text() or f'exit {r.returncode}'}"
             )
+
+    def probe_login(self, probed: set[str], timeout: float = LOGIN_PROBE_TIMEOUT) -> str | None:
+        """One login to a machine the provider has just made: ``None`` when it
+        worked, else why not (a message). The first probe of an address forgets the
+        host key kept for it (an earlier machine's); ``probed`` (one set per new
+        machine) remembers which addresses were probed already. Providers call this
+        while waiting for a new machine, until it lets trainctl in."""
+        name = self.endpoint.known_hosts_name
+        if name not in probed:
+            probed.add(name)
+            self.forget_host_key()
+        try:
+            self.check(timeout=timeout)
+        except (RemoteError, CredentialsError) as e:
+            return e.message
+        return None
 
     def forget_host_key(self) -> None:
         """Forget the machine's host key: call it when the provider has just created or
