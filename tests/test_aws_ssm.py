@@ -14,6 +14,7 @@ import boto3
 import pytest
 
 from aws_support import agent, instance, set_up
+from ssm_agent import agent_output
 from trainctl.errors import NotFound, OperationFailed, RemoteError
 from trainctl.providers.aws import AwsProvider
 from trainctl.remote.ssm import READ_LIMIT, STDERR_LIMIT, STDOUT_LIMIT
@@ -73,6 +74,36 @@ def test_output_beyond_ssm_limits(remote, machine):
     assert r.stdout == b"x" * 100000  # spilled to the bucket by the machine, fetched whole
     assert r.stderr == b"e" * STDERR_LIMIT  # SSM keeps the first 8,000 characters
     assert staged(machine) == []
+
+
+def test_the_stand_in_cuts_output_as_the_agent_does():
+    assert agent_output(b"z" * 23_999, b"", None) == ("z" * 23_999, "")
+    cut, err = agent_output(b"z" * 24_000, b"e" * 9000, "exit status 1")
+    assert cut == "z" * 23_980 + "--output truncated--" and err == "e" * 8000
+    assert agent_output(b"", b"", "signal: killed") == (
+        "",
+        "failed to run commands: signal: killed",
+    )
+
+
+@pytest.mark.parametrize("size", [STDOUT_LIMIT - 1, STDOUT_LIMIT, STDOUT_LIMIT + 1])
+def test_output_at_the_agents_cut_comes_back_whole(remote, machine, size):
+    # the agent cuts output of 24,000 bytes or more, not only output above that
+    code = f"import sys; sys.stdout.write('y' * {size})"
+    assert remote.run([remote.python, "-c", code]).stdout == b"y" * size
+    assert staged(machine) == []
+
+
+def test_the_agents_failure_line_is_not_taken_for_the_cause(remote, machine):
+    r = remote.run(["sh", "-c", "echo 'python3: not found' >&2; exit 127"])
+    assert r.returncode == 127 and r.stderr == b"python3: not found\n"
+    reported = agent().history[-1].reported_stderr
+    assert reported == "python3: not found\n\nfailed to run commands: exit status 127"
+    assert remote.run(["sh", "-c", "exit 4"]).stderr == b""
+
+    remote.python = "no-such-python3"  # a machine without the interpreter
+    with pytest.raises(RemoteError, match="no-such-python3: not found$"):
+        JobRuntime(remote, machine).start(["true"])
 
 
 def test_log_reads_fit_ssm_output_limit(remote, machine):

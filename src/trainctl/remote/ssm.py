@@ -4,10 +4,15 @@ No open port and no SSH key: each command is one ``AWS-RunShellScript`` invocati
 (run by ``sh`` as root, possibly without HOME). What the design rests on:
 
 - ``GetCommandInvocation`` returns at most 24,000 characters of stdout and 8,000 of
-  stderr, and only once the command has ended: there is no streaming. The wrapper
-  around every command keeps stdout in a file and, when it is larger than that,
-  uploads it to the staging bucket and prints a marker instead; the client fetches
-  it from there. Log reads are sized so that they never need this.
+  stderr, and only once the command has ended: there is no streaming. The agent cuts
+  any output of 24,000 bytes *or more* to 23,980 bytes plus ``--output truncated--``
+  (amazon-ssm-agent, ``pluginutil.StringPrefix``), so the wrapper around every command
+  keeps stdout in a file and, when it has 24,000 bytes or more, uploads it to the
+  staging bucket and prints a marker instead; the client fetches it from there. Log
+  reads are sized so that they never need this.
+- The agent adds ``failed to run commands: exit status N`` to the stderr of every
+  command that exits non-zero; that line is dropped, so that a command's own last
+  line (``python3: not found``, the job's error) is what errors show.
 - SSM keeps command text in its history, so ``input`` (job specs carry the user's
   environment) never goes into it: it is uploaded to the staging bucket, fetched by
   the machine into a private temporary directory, fed to the command's stdin, and
@@ -24,6 +29,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 import secrets
 import shlex
 import sys
@@ -38,9 +44,17 @@ from ..errors import NotFound, OperationFailed, RemoteError
 from . import treesync
 from .base import CommandResult, Progress, Remote, SyncResult
 
-#: output limits of GetCommandInvocation, in characters
+#: output limits of GetCommandInvocation, in characters: the agent cuts output of
+#: STDOUT_LIMIT bytes or more (MaxStdoutLength of amazon-ssm-agent's iohandler)
 STDOUT_LIMIT = 24_000
 STDERR_LIMIT = 8_000
+#: what the agent puts at the end of output it cut (OutputTruncatedSuffix)
+TRUNCATED_SUFFIX = "--output truncated--"
+#: the line the agent's runscript plugin adds to stderr when a command fails: Go's
+#: ``exec.ExitError`` text after ``failed to run commands: ``
+_AGENT_FAILURE = re.compile(
+    r"(?:\A|\n)failed to run commands: (?:exit status -?\d+|signal: [^\n]+)\Z"
+)
 #: log bytes per read: base64 (4 characters per 3 bytes) plus a newline stays under
 #: STDOUT_LIMIT, so reads never take the slower way through the bucket
 READ_LIMIT = (STDOUT_LIMIT - 8) // 4 * 3
@@ -142,8 +156,11 @@ class SSMRemote(Remote):
                 if stdout == f"{mark}-spilled\n":
                     cleanup.append(out_key)
                     data = self._s3.get_object(Bucket=self.bucket, Key=out_key)["Body"].read()
+                elif stdout.endswith(TRUNCATED_SUFFIX) and len(stdout.encode()) >= STDOUT_LIMIT:
+                    raise RemoteError(f"SSM cut the output of a command on {self.description}")
                 else:
                     data = stdout.encode()
+            stderr = _AGENT_FAILURE.sub("", stderr)
             return CommandResult(int(inv["ResponseCode"]), data, stderr.encode())
         except BaseException:
             cleanup.append(out_key)
@@ -174,7 +191,7 @@ class SSMRemote(Remote):
             lines.append(f'{command} </dev/null >"$t/out"')
         lines += [
             "rc=$?",
-            f'if [ "$(wc -c <"$t/out")" -gt {STDOUT_LIMIT} ]; then',
+            f'if [ "$(wc -c <"$t/out")" -ge {STDOUT_LIMIT} ]; then',
             f'  {cp} "$t/out" {shlex.quote(self._url(out_key))} >&2 '
             '|| fail "cannot upload the command output to the staging bucket"',
             f"  echo {mark}-spilled",
