@@ -36,7 +36,7 @@ from ...remote.base import Progress
 from ...states import normalize_state
 from ...types import CostEstimate, CreateResourceOptions, ResourceState, ResourceStatus
 from ...waiting import Seen, wait_ready
-from . import images, regions, setup
+from . import images, quotas, regions, setup
 from .session import (
     aws_errors,
     client,
@@ -59,7 +59,7 @@ CAPACITY_CODES = {
     "InsufficientCapacity",
     "InsufficientHostCapacity",
     "SpotMaxPriceTooLow",
-    "MaxSpotInstanceCountExceeded",
+    "MaxSpotInstanceCountExceeded",  # a quota, reported as one (quotas.py)
     "Unsupported",
 }
 QUOTA_CODES = {"VcpuLimitExceeded", "InstanceLimitExceeded"}
@@ -474,13 +474,17 @@ class AwsProvider(TrainingProvider):
             inst = self._launch(ec2, spot, f"{token}-spot", say)
         except NoCapacity as e:
             self._close_after_failure(ec2, token, say, e)
+            quota = isinstance(e, quotas.SpotQuotaReached)
             if not options.spot_fallback:
+                if quota:
+                    raise
                 raise NoCapacity(
                     f"no spot capacity for {params['InstanceType']}: {e.message}",
                     hint="retry later, or add --spot-fallback to take on-demand instead",
                 ) from None
-            self._check_fallback_price(params["InstanceType"], options.max_price, e.message)
-            say(f"no spot capacity ({e.message}); launching on-demand instead")
+            why = e.message if quota else f"no spot capacity: {e.message}"
+            self._check_fallback_price(params["InstanceType"], options.max_price, why)
+            say(f"{why}; launching on-demand instead")
             return self._launch(ec2, params, token, say)
         except BaseException as e:
             self._close_after_failure(ec2, token, say, e)
@@ -508,7 +512,7 @@ class AwsProvider(TrainingProvider):
         on_demand = catalog.price("aws", instance_type)
         if on_demand is not None and on_demand > max_price:
             raise NoCapacity(
-                f"no spot capacity for {instance_type} ({why}), and on-demand costs "
+                f"no spot machine for {instance_type} ({why}), and on-demand costs "
                 f"${on_demand:.4g}/h, above --max-price ${max_price:.4g}",
                 hint=f"raise --max-price to {on_demand:.4g} to allow the on-demand fallback",
             )
@@ -714,6 +718,8 @@ def _unclear(error: Any) -> bool:
 def _refusal(error: Any, instance_type: str) -> TrainctlError:
     """The trainctl error for a RunInstances call AWS refused."""
     code, message = error_code(error), error_message(error)
+    if code == "MaxSpotInstanceCountExceeded":
+        return quotas.spot_quota_reached(instance_type, message)
     if code in CAPACITY_CODES:
         return NoCapacity(f"{code}: {message}")
     if code in QUOTA_CODES:
