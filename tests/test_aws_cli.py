@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from aws_support import instance, set_up
+import json
+
+import pytest
+
+from aws_support import HTML_PAGE, FaultProxy, instance, set_up
 from cli_helpers import trainctl
 
 REGION = "eu-central-1"
@@ -45,3 +49,51 @@ def test_check_reports_identity_and_region(monkeypatch):
     r = trainctl("check", "--provider", "aws", "--json")
     (aws,) = r.json()["providers"]
     assert aws["usable"] and "account 123456789012" in aws["detail"] and REGION in aws["detail"]
+
+
+@pytest.fixture
+def proxy(monkeypatch):
+    """A fault-injecting proxy on loopback between the CLI and moto."""
+    found = FaultProxy(set_up(monkeypatch, REGION))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", found.url)
+    yield found
+    found.close()
+
+
+_BAD_ANSWERS = {
+    "html": lambda: HTML_PAGE,
+    "cut": lambda: lambda body: body[: len(body) // 2],
+    "empty": lambda: (200, "text/xml", b""),
+    "xhtml": lambda: (200, "text/html", b"<html><p>Please log in</p></html>"),
+}
+
+
+def test_an_answer_that_is_not_xml_is_a_one_line_error(proxy):
+    made = trainctl("create", "--provider", "aws", "--gpu", "T4", "--name", "xml-box", "--json")
+    assert made.code == 0, made.err
+    for answer, bad in sorted(_BAD_ANSWERS.items()):
+        chosen = bad()
+        proxy.fault = lambda _m, _p, _h, body, chosen=chosen: (
+            chosen if b"Action=DescribeInstances" in body else None
+        )
+        r = trainctl("status", "xml-box")
+        assert r.code == 1, (answer, r.err)
+        (line,) = r.err.strip().splitlines()
+        assert "DescribeInstances" in line and "internal error" not in line, (answer, line)
+    proxy.fault = lambda *_: None
+    assert trainctl("terminate", "xml-box", "-y").code == 0
+
+
+def test_an_answer_that_is_not_json_is_a_one_line_error(proxy):
+    def fault(_method, _path, headers, _body):
+        target = headers.get("X-Amz-Target", "")
+        return HTML_PAGE if target.endswith(".GetParameter") else None
+
+    proxy.fault = fault
+    r = trainctl("create", "--provider", "aws", "--gpu", "T4", "--name", "html-box", "--json")
+    assert r.code == 1, r.err
+    assert proxy.faulted and "internal error" not in r.err and "Traceback" not in r.err
+    assert "GetParameter" in r.err.strip().splitlines()[-1]
+    listed = trainctl("list", "--refresh", "--provider", "aws", "--json").json()
+    assert not [m for m in listed["resources"] if m.get("name") == "html-box"]
+    assert json.loads(r.err.strip().splitlines()[-1])["error"]
