@@ -48,9 +48,10 @@ def remote(monkeypatch, machine, lines):
 
 
 def staged(instance_id: str) -> list[str]:
+    """The machine's objects in the staging bucket (under ``<role id>:<instance id>/``)."""
     s3 = boto3.client("s3", region_name=REGION)
-    found = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{instance_id}/").get("Contents", [])
-    return [o["Key"] for o in found]
+    found = s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+    return [o["Key"] for o in found if o["Key"].split("/")[0].endswith(f":{instance_id}")]
 
 
 def machine_home(instance_id: str) -> Path:

@@ -88,9 +88,10 @@ def _stderr_progress(line: str) -> None:
 
 
 class SSMRemote(Remote):
-    """``session`` is a boto3 session; ``instance_state`` (optional) returns the
-    instance's EC2 state, so that waiting for the agent stops early on a machine
-    that is going away."""
+    """``session`` is a boto3 session; ``prefix`` is the machine's own part of the
+    staging bucket (the only one its role may use); ``instance_state`` (optional)
+    returns the instance's EC2 state, so that waiting for the agent stops early on a
+    machine that is going away."""
 
     max_read = READ_LIMIT
     binary_output = False
@@ -102,6 +103,7 @@ class SSMRemote(Remote):
         *,
         region: str,
         bucket: str,
+        prefix: str,
         state_dir: Path,
         progress: Progress | None = None,
         online_timeout: float = 600.0,
@@ -113,6 +115,7 @@ class SSMRemote(Remote):
         self.instance_id = instance_id
         self.region = region
         self.bucket = bucket
+        self.prefix = prefix
         self.progress = progress or _stderr_progress
         self.online_timeout = online_timeout
         self.poll_interval = poll_interval
@@ -408,7 +411,7 @@ class SSMRemote(Remote):
     # --- staging bucket ------------------------------------------------------------
 
     def _key(self, kind: str, name: str) -> str:
-        return f"{self.instance_id}/{kind}/{name}"
+        return f"{self.prefix}/{kind}/{name}"
 
     def _url(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
@@ -449,6 +452,6 @@ class SSMRemote(Remote):
 
         try:
             with aws_errors(f"clean up {self.instance_id}'s objects in {self.bucket}"):
-                self._delete_prefix(f"{self.instance_id}/")
+                self._delete_prefix(f"{self.prefix}/")
         finally:
             self.manifest.forget()

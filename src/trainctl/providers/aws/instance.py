@@ -50,6 +50,9 @@ from .session import (
 
 #: tag holding the launch's idempotency token, to find what a failed launch made
 TAG_LAUNCH = "trainctl-launch"
+#: tag holding the id of the machine's IAM role: its staging prefix is
+#: ``<role id>:<instance id>`` (setup.prefix)
+TAG_ROLE_ID = "trainctl-role-id"
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
 #: DescribeInstances page size for list (the API's maximum)
 PAGE_SIZE = 1000
@@ -308,6 +311,7 @@ class AwsProvider(TrainingProvider):
                 hint=f"run `trainctl aws setup --region {region}`",
             )
         image = images.find_image(ec2, ssm, arch, options.image)
+        role_id = setup.role_id(session, names)
         name = options.name or f"trainctl-{secrets.token_hex(3)}"
         token = secrets.token_hex(16)
         tags = {
@@ -317,6 +321,7 @@ class AwsProvider(TrainingProvider):
             TAG_NAME: name,
             TAG_OWNER: _owner(),
             TAG_LAUNCH: token,
+            **({TAG_ROLE_ID: role_id} if role_id else {}),
         }
         tag_list = [{"Key": k, "Value": str(v)} for k, v in tags.items()]
         params: dict[str, Any] = {
@@ -639,14 +644,15 @@ class AwsProvider(TrainingProvider):
             if now not in ("shutting-down", "terminated"):
                 raise OperationFailed(f"{instance_id} is still {now} after the terminate call")
             inst = {**inst, "State": {"Name": now}}
-        self._forget(region, instance_id)
+        self._forget(region, inst)
         return self._status(inst, region)
 
-    def _forget(self, region: str, instance_id: str) -> None:
+    def _forget(self, region: str, inst: dict[str, Any]) -> None:
         """Remove what the machine left in the staging bucket and the sync manifest.
         The machine is gone by now, so a failure is a warning, never a failed terminate."""
+        instance_id = inst["InstanceId"]
         try:
-            self._remote(region, instance_id).forget()
+            self._remote(region, inst).forget()
         except TrainctlError as e:
             (self.progress or _stderr_warning)(
                 f"warning: terminated {instance_id} but could not clean up its staging objects: {e}"
@@ -678,12 +684,17 @@ class AwsProvider(TrainingProvider):
                 f"{resource_id} is {inst['State']['Name']}",
                 hint="start it with `trainctl start`" if state is ResourceState.STOPPED else None,
             )
-        return self._remote(region, instance_id, ec2)
+        return self._remote(region, inst, ec2)
 
-    def _remote(self, region: str, instance_id: str, ec2: Any = None) -> Any:
+    def _remote(self, region: str, inst: dict[str, Any], ec2: Any = None) -> Any:
+        """The machine's SSM remote; its staging prefix is the one its role's policy
+        allows (a machine launched before role tags were set keeps the old layout)."""
         from ...remote.ssm import SSMRemote
 
         session, region = self.session(region)
+        instance_id = inst["InstanceId"]
+        tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
+        role_id = tags.get(TAG_ROLE_ID)
 
         def instance_state() -> str | None:
             inst = self._describe(ec2 or client(session, "ec2", region), instance_id)
@@ -694,6 +705,7 @@ class AwsProvider(TrainingProvider):
             instance_id,
             region=region,
             bucket=self.names(region).bucket,
+            prefix=setup.prefix(role_id, instance_id) if role_id else instance_id,
             state_dir=home() / "aws" / "sync",
             progress=self.progress,
             online_timeout=self.ready_timeout,
