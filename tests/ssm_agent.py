@@ -15,6 +15,8 @@ What is patched, and nothing else:
 - ``SimpleSystemManagerBackend.send_command``: refuses instances whose agent is not
   online (InvalidInstanceId, as SSM does); after moto records the command, its
   invocations are marked InProgress and run in a thread.
+- with ``hold``, the commands it picks wait (InProgress) until ``released`` is set,
+  so that a test can act while the client waits for one.
 - ``SimpleSystemManagerBackend.get_command_invocation``: with ``lag``, the first
   call for each command fails with InvocationDoesNotExist, as SSM sometimes does.
 - ``SimpleSystemManagerResponse.describe_instance_information``: added.
@@ -28,6 +30,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -85,6 +88,10 @@ class SSMAgent:
         self.offline: set[str] = set()  # instances whose agent never comes online
         self.all_offline = False  # no agent comes online
         self.lag = False
+        #: commands whose script it matches wait for ``released`` before running
+        self.hold: Callable[[str], bool] | None = None
+        self.released = threading.Event()
+        self.holding = threading.Event()  # set once a command is held
         self.history: list[Invocation] = []
         self._seen: set[str] = set()
         self._saved: dict[str, object] = {}
@@ -193,6 +200,9 @@ class SSMAgent:
         workdir.mkdir(parents=True)
         script = "\n".join(command.parameters.get("commands", []))
         (workdir / "_script.sh").write_text(script)
+        if self.hold is not None and self.hold(script):
+            self.holding.set()
+            self.released.wait(60)
         timeout = float(command.parameters.get("executionTimeout", ["3600"])[0])
         started = time.monotonic()
         proc = subprocess.Popen(
