@@ -304,14 +304,13 @@ class AwsProvider(TrainingProvider):
         ec2, ssm = client(session, "ec2", region), client(session, "ssm", region)
         instance_type, arch = self._instance_type(ec2, options, region)
         names = self.names(region)
-        absent = setup.missing(session, region, names)
+        absent, role_id = setup.inspect(session, region, names)
         if absent:
             raise OperationFailed(
                 f"AWS is not set up for trainctl in {region}: missing {' and '.join(absent)}",
                 hint=f"run `trainctl aws setup --region {region}`",
             )
         image = images.find_image(ec2, ssm, arch, options.image)
-        role_id = setup.role_id(session, names)
         name = options.name or f"trainctl-{secrets.token_hex(3)}"
         token = secrets.token_hex(16)
         tags = {

@@ -153,13 +153,23 @@ def prefix(role_id: str, instance_id: str) -> str:
 def missing(session: Any, region: str, names: Names) -> list[str]:
     """What ``setup`` would still have to make (a check the caller cannot do counts as
     present: the launch itself will then say what is wrong)."""
+    return inspect(session, region, names)[0]
+
+
+def inspect(session: Any, region: str, names: Names) -> tuple[list[str], str | None]:
+    """``missing``, and the id of the role in the instance profile (None when it
+    cannot be read: a machine then gets the old staging layout, and a clear error
+    if the role forbids it)."""
     from botocore.exceptions import ClientError
 
     iam, s3 = client(session, "iam"), client(session, "s3", region)
     absent = []
+    role_id = None
     with aws_errors("check the trainctl instance profile and staging bucket"):
         try:
-            iam.get_instance_profile(InstanceProfileName=names.profile)
+            profile = iam.get_instance_profile(InstanceProfileName=names.profile)
+            roles = profile["InstanceProfile"].get("Roles", [])
+            role_id = roles[0]["RoleId"] if roles else None
         except ClientError as e:
             if error_code(e) == "NoSuchEntity":
                 absent.append(f"instance profile {names.profile}")
@@ -172,21 +182,7 @@ def missing(session: Any, region: str, names: Names) -> list[str]:
                 absent.append(f"staging bucket {names.bucket}")
             elif error_code(e) not in ("403", "AccessDenied"):
                 raise
-    return absent
-
-
-def role_id(session: Any, names: Names) -> str | None:
-    """The id of the role in the instance profile (None when it cannot be read: the
-    machine then gets the old staging layout, and a clear error if the role forbids
-    it)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        profile = client(session, "iam").get_instance_profile(InstanceProfileName=names.profile)
-    except (BotoCoreError, ClientError):
-        return None
-    roles = profile["InstanceProfile"].get("Roles", [])
-    return roles[0]["RoleId"] if roles else None
+    return absent, role_id
 
 
 def run_setup(
