@@ -90,7 +90,10 @@ def test_setup_narrows_a_role_made_by_an_older_version(monkeypatch):
     lines: list[str] = []
     report = run_setup(new_session(REGION), REGION, names, progress=lines.append)
     assert "IAM role tr-old" in report.present
-    assert "detached AmazonSSMManagedInstanceCore from role tr-old" in lines[0]
+    assert report.removed == [
+        "policy AmazonSSMManagedInstanceCore on role tr-old (it grants more than needed)"
+    ]
+    assert lines[0] == "removed " + report.removed[0]
     assert iam.list_attached_role_policies(RoleName="tr-old")["AttachedPolicies"] == []
     # the bucket it named stays; the account-wide pattern goes
     _assert_narrow(iam, "tr-old", ["trainctl-staging-test-elsewhere", "trainctl-staging-test-old"])

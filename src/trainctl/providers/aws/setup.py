@@ -97,6 +97,7 @@ class SetupReport:
     names: Names
     created: list[str] = field(default_factory=list)
     present: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -106,6 +107,7 @@ class SetupReport:
             "role": self.names.role,
             "created": self.created,
             "present": self.present,
+            "removed": self.removed,
         }
 
 
@@ -230,7 +232,9 @@ def _role(iam: Any, names: Names, partition: str, report: SetupReport, say: Prog
     attached = iam.list_attached_role_policies(RoleName=names.role)["AttachedPolicies"]
     if core in {p["PolicyArn"] for p in attached}:
         iam.detach_role_policy(RoleName=names.role, PolicyArn=core)
-        say(f"detached {SSM_CORE_POLICY} from role {names.role} (it grants more than needed)")
+        what = f"policy {SSM_CORE_POLICY} on role {names.role} (it grants more than needed)"
+        report.removed.append(what)
+        say(f"removed {what}")
     made = _get_inline(iam, names.role, AGENT_POLICY_NAME) != AGENT_POLICY
     if made:
         iam.put_role_policy(
