@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
+import urllib.error
 import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
@@ -158,6 +159,68 @@ def forward(request) -> bytes:
     req = urllib.request.Request(request.url, data=body, headers=headers, method=request.method)
     with urllib.request.urlopen(req) as answer:
         return answer.read()
+
+
+class FaultProxy:
+    """An HTTP proxy on 127.0.0.1 in front of the moto server, for a CLI run in a
+    subprocess: ``fault(method, path, headers, body)`` may return an answer
+    ``(status, content type, body)`` to send instead of forwarding, or a callable that
+    takes the server's answer body and returns the body to send (a cut answer)."""
+
+    def __init__(self, upstream: str) -> None:
+        import http.server
+        import threading
+
+        proxy = self
+        self.fault = lambda *_: None
+        self.faulted: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *_args) -> None:
+                pass
+
+            def _any(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                chosen = proxy.fault(self.command, self.path, headers, body)
+                if chosen is None or callable(chosen):
+                    req = urllib.request.Request(
+                        upstream + self.path,
+                        data=body or None,
+                        headers=headers,
+                        method=self.command,
+                    )
+                    try:
+                        with urllib.request.urlopen(req) as answer:
+                            status, data = answer.status, answer.read()
+                            kind = answer.headers.get("Content-Type", "")
+                    except urllib.error.HTTPError as e:
+                        status, data, kind = e.code, e.read(), e.headers.get("Content-Type", "")
+                    if callable(chosen):
+                        proxy.faulted.append(self.path)
+                        data = chosen(data)
+                else:
+                    proxy.faulted.append(self.path)
+                    status, kind, data = chosen
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _any
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+HTML_PAGE = (200, "text/html", b"<html><body><h1>Gateway Timeout</h1></body></html>")
 
 
 def record_backoff(monkeypatch) -> list[float]:

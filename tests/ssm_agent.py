@@ -4,7 +4,8 @@ moto records SSM commands but runs nothing. With this hook installed (moto's ser
 runs in the test process), each ``AWS-RunShellScript`` sent to an instance is run for
 real, with ``sh`` as the agent does, in a sandbox directory that stands for that
 instance (its HOME); GetCommandInvocation then reports the true stdout, stderr and
-exit code, cut to SSM's limits (24,000 and 8,000 characters). Like the real agent,
+exit code, cut as the agent and SSM cut them, and with the line the agent adds to the
+stderr of a failed command (see ``agent_output``). Like the real agent,
 it waits until the command's output streams close, so a background process that
 keeps them open hangs the invocation. The sandbox's ``aws`` commands reach the same
 moto server. DescribeInstanceInformation, which moto lacks, reports each running
@@ -14,6 +15,8 @@ What is patched, and nothing else:
 - ``SimpleSystemManagerBackend.send_command``: refuses instances whose agent is not
   online (InvalidInstanceId, as SSM does); after moto records the command, its
   invocations are marked InProgress and run in a thread.
+- with ``hold``, the commands it picks wait (InProgress) until ``released`` is set,
+  so that a test can act while the client waits for one.
 - ``SimpleSystemManagerBackend.get_command_invocation``: with ``lag``, the first
   call for each command fails with InvocationDoesNotExist, as SSM sometimes does.
 - ``SimpleSystemManagerResponse.describe_instance_information``: added.
@@ -27,6 +30,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,8 +41,33 @@ from moto.ec2.models import ec2_backends
 from moto.ssm.models import SimpleSystemManagerBackend
 from moto.ssm.responses import SimpleSystemManagerResponse
 
+#: amazon-ssm-agent, agent/framework/processor/executer/iohandler: MaxStdoutLength,
+#: MaxStderrLength and OutputTruncatedSuffix of DefaultOutputConfig
 STDOUT_LIMIT = 24_000
 STDERR_LIMIT = 8_000
+TRUNCATED = b"--output truncated--"
+
+
+def string_prefix(data: bytes, limit: int) -> bytes:
+    """The agent's ``pluginutil.StringPrefix`` (Go strings are bytes): anything of
+    ``limit`` bytes or more is cut to ``limit`` bytes, the last 20 of them the suffix."""
+    if len(data) < limit:
+        return data
+    return data[: limit - len(TRUNCATED)] + TRUNCATED
+
+
+def agent_output(stdout: bytes, stderr: bytes, error: str | None) -> tuple[str, str]:
+    """What GetCommandInvocation reports. ``error`` is Go's exec error of a failed
+    command (``exit status 3``): plugins/runscript marks the output failed with
+    ``failed to run commands: <error>``, which ``AppendError`` adds to stderr on a line
+    of its own; runpluginutil then applies ``StringPrefix`` with MaxStdoutLength to
+    both streams, and the service keeps the first 8,000 characters of stderr."""
+    if error is not None:
+        message = f"failed to run commands: {error}".encode()
+        stderr = stderr + b"\n" + message if stderr else message
+    out = string_prefix(stdout, STDOUT_LIMIT)
+    err = string_prefix(stderr, STDOUT_LIMIT)[:STDERR_LIMIT]
+    return out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
 @dataclass
@@ -49,6 +78,7 @@ class Invocation:
     stdout: str
     stderr: str
     seconds: float
+    reported_stderr: str  # what GetCommandInvocation gives
 
 
 class SSMAgent:
@@ -58,6 +88,10 @@ class SSMAgent:
         self.offline: set[str] = set()  # instances whose agent never comes online
         self.all_offline = False  # no agent comes online
         self.lag = False
+        #: commands whose script it matches wait for ``released`` before running
+        self.hold: Callable[[str], bool] | None = None
+        self.released = threading.Event()
+        self.holding = threading.Event()  # set once a command is held
         self.history: list[Invocation] = []
         self._seen: set[str] = set()
         self._saved: dict[str, object] = {}
@@ -166,6 +200,9 @@ class SSMAgent:
         workdir.mkdir(parents=True)
         script = "\n".join(command.parameters.get("commands", []))
         (workdir / "_script.sh").write_text(script)
+        if self.hold is not None and self.hold(script):
+            self.holding.set()
+            self.released.wait(60)
         timeout = float(command.parameters.get("executionTimeout", ["3600"])[0])
         started = time.monotonic()
         proc = subprocess.Popen(
@@ -181,20 +218,29 @@ class SSMAgent:
             out, err = proc.communicate(timeout=timeout)
             code = proc.returncode
             status = "Success" if code == 0 else "Failed"
+            error = None if code == 0 else _exec_error(code)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             out, err = proc.communicate(timeout=5)
-            code, status = -1, "TimedOut"
-        stdout, stderr = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
-        self.history.append(
-            Invocation(instance_id, script, code, stdout, stderr, time.monotonic() - started)
+            code, status, error = -1, "TimedOut", None
+        stdout, stderr = agent_output(out, err, error)
+        self.history.append(  # what the command wrote, uncut
+            Invocation(
+                instance_id,
+                script,
+                code,
+                out.decode("utf-8", "replace"),
+                err.decode("utf-8", "replace"),
+                time.monotonic() - started,
+                stderr,
+            )
         )
         invocation.update(
             Status=status,
             StatusDetails=status,
             ResponseCode=code,
-            StandardOutputContent=stdout[:STDOUT_LIMIT],
-            StandardErrorContent=stderr[:STDERR_LIMIT],
+            StandardOutputContent=stdout,
+            StandardErrorContent=stderr,
         )
 
     def kill_all(self) -> None:
@@ -210,3 +256,10 @@ class SSMAgent:
             if any(v.startswith(marker) for v in environ.split(b"\0")):
                 with contextlib.suppress(OSError):
                     os.kill(int(pid), signal.SIGKILL)
+
+
+def _exec_error(returncode: int) -> str:
+    """Go's ``exec.ExitError`` text for a child's ``returncode`` (negative: a signal)."""
+    if returncode < 0:
+        return f"signal: {os.strsignal(-returncode).lower()}"
+    return f"exit status {returncode}"

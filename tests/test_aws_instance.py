@@ -252,6 +252,61 @@ def test_spot_fallback_takes_on_demand(provider):
     provider.terminate(st.id)
 
 
+def _spot_quota_used_up(provider) -> None:
+    """AWS refuses spot launches (and only those) as over the account's spot quota;
+    moto never does."""
+
+    def refuse_spot(request, **_):
+        if "InstanceMarketOptions" in request.body:
+            return ec2_error("MaxSpotInstanceCountExceeded", "Max spot instance count exceeded")
+        return None
+
+    ec2_of(provider).meta.events.register("before-send.ec2.RunInstances", refuse_spot)
+
+
+def test_spot_quota_is_reported_as_a_quota_and_names_it(provider):
+    _spot_quota_used_up(provider)
+    launches = calls(provider, "RunInstances")
+    with pytest.raises(NoCapacity) as e:
+        provider.create_resource(opts(spot=True, name="spot-quota"))
+    assert "quota, not a capacity shortage" in e.value.message
+    assert '"All G and VT Spot Instance Requests"' in e.value.hint  # g5.xlarge
+    assert "Service Quotas" in e.value.hint and "retry later" not in e.value.hint
+    assert len(launches) == 1
+
+
+def test_spot_quota_with_fallback_takes_on_demand(provider):
+    _spot_quota_used_up(provider)
+    launches = calls(provider, "RunInstances")
+    lines: list[str] = []
+    st = provider.create_resource(opts(spot=True, spot_fallback=True), progress=lines.append)
+    assert not st.spot and st.state is ResourceState.RUNNING and len(launches) == 2
+    assert any("spot quota" in line and "launching on-demand" in line for line in lines)
+    provider.terminate(st.id)
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "quota"),
+    [
+        ("g4dn.xlarge", "All G and VT Spot Instance Requests"),
+        ("vt1.3xlarge", "All G and VT Spot Instance Requests"),
+        ("p3.2xlarge", "All P4, P3 and P2 Spot Instance Requests"),
+        ("p4d.24xlarge", "All P4, P3 and P2 Spot Instance Requests"),
+        ("p5.48xlarge", "All P5 Spot Instance Requests"),
+        ("inf2.xlarge", "All Inf Spot Instance Requests"),
+        ("trn1.2xlarge", "All Trn Spot Instance Requests"),
+        ("dl1.24xlarge", "All DL Spot Instance Requests"),
+        ("c5.large", "All Standard (A, C, D, H, I, M, R, T, Z) Spot Instance Requests"),
+        ("x2idn.16xlarge", "All X Spot Instance Requests"),
+        ("p9.xlarge", None),
+    ],
+)
+def test_spot_quota_names_by_family(instance_type, quota):
+    from trainctl.providers.aws.quotas import spot_quota
+
+    assert spot_quota(instance_type) == quota
+
+
 def test_spot_fallback_above_max_price_is_refused(provider):
     left_open: list[str] = []
     _no_spot_capacity(provider, left_open)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import boto3
@@ -11,7 +12,7 @@ from aws_support import server_url, use_moto
 from cli_helpers import trainctl
 from trainctl.errors import OperationFailed
 from trainctl.providers.aws.session import new_session
-from trainctl.providers.aws.setup import Names, run_setup
+from trainctl.providers.aws.setup import _TRUST, Names, run_setup
 
 REGION = "ap-south-1"
 
@@ -23,8 +24,8 @@ def test_setup_makes_the_role_profile_and_bucket_once(monkeypatch):
     first = run_setup(session, REGION, names)
     assert first.created == [
         "IAM role tr-once",
-        "policy AmazonSSMManagedInstanceCore on role tr-once",
-        "policy trainctl-staging (staging buckets only)",
+        "policy trainctl-ssm-agent (SSM agent messaging only)",
+        "policy trainctl-staging (each machine's own prefix only)",
         "instance profile tp-once",
         "role tr-once in instance profile tp-once",
         "staging bucket trainctl-staging-test-once (private, objects expire after a day)",
@@ -35,19 +36,68 @@ def test_setup_makes_the_role_profile_and_bucket_once(monkeypatch):
     iam = boto3.client("iam")
     trust = iam.get_role(RoleName="tr-once")["Role"]["AssumeRolePolicyDocument"]
     assert trust["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
-    policy = iam.get_role_policy(RoleName="tr-once", PolicyName="trainctl-staging")
-    resources = [r for s in policy["PolicyDocument"]["Statement"] for r in s["Resource"]]
-    assert sorted(resources) == [
-        "arn:aws:s3:::trainctl-staging-123456789012-*",
-        "arn:aws:s3:::trainctl-staging-123456789012-*/*",
-        "arn:aws:s3:::trainctl-staging-test-once",
-        "arn:aws:s3:::trainctl-staging-test-once/*",
-    ]
+    assert iam.list_attached_role_policies(RoleName="tr-once")["AttachedPolicies"] == []
+    _assert_narrow(iam, "tr-once", ["trainctl-staging-test-once"])
     s3 = boto3.client("s3", region_name=REGION)
     block = s3.get_public_access_block(Bucket="trainctl-staging-test-once")
     assert all(block["PublicAccessBlockConfiguration"].values())
     rules = s3.get_bucket_lifecycle_configuration(Bucket="trainctl-staging-test-once")["Rules"]
     assert rules[0]["Expiration"]["Days"] == 1
+
+
+def _assert_narrow(iam, role: str, buckets: list[str]) -> None:
+    """The role can take Run Command and use its own prefix of ``buckets``; nothing more."""
+    agent = iam.get_role_policy(RoleName=role, PolicyName="trainctl-ssm-agent")["PolicyDocument"]
+    (grant,) = agent["Statement"]
+    assert grant["Effect"] == "Allow" and "ssm:UpdateInstanceInformation" in grant["Action"]
+    assert {a.split(":")[0] for a in grant["Action"]} == {"ssm", "ssmmessages", "ec2messages"}
+    ssm = [a for a in grant["Action"] if a.startswith("ssm:")]
+    assert ssm == ["ssm:UpdateInstanceInformation"]  # no Parameter Store, no documents
+    assert not [a for a in grant["Action"] if "*" in a]
+
+    staging = iam.get_role_policy(RoleName=role, PolicyName="trainctl-staging")["PolicyDocument"]
+    objects, listing = staging["Statement"]
+    assert objects["Resource"] == [f"arn:aws:s3:::{b}/${{aws:userid}}/*" for b in buckets]
+    assert sorted(objects["Action"]) == ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"]
+    assert listing["Action"] == ["s3:ListBucket"]
+    assert listing["Resource"] == [f"arn:aws:s3:::{b}" for b in buckets]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["${aws:userid}/*"]}}
+
+
+def test_setup_narrows_a_role_made_by_an_older_version(monkeypatch):
+    use_moto(monkeypatch, REGION)
+    iam = boto3.client("iam")
+    iam.create_role(RoleName="tr-old", AssumeRolePolicyDocument=json.dumps(_TRUST))
+    core = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+    iam.attach_role_policy(RoleName="tr-old", PolicyArn=core)
+    old = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                "Resource": [
+                    "arn:aws:s3:::trainctl-staging-123456789012-*/*",
+                    "arn:aws:s3:::trainctl-staging-test-elsewhere/*",
+                ],
+            },
+        ],
+    }
+    iam.put_role_policy(
+        RoleName="tr-old", PolicyName="trainctl-staging", PolicyDocument=json.dumps(old)
+    )
+    names = Names("123456789012", "trainctl-staging-test-old", "tp-old", "tr-old")
+    lines: list[str] = []
+    report = run_setup(new_session(REGION), REGION, names, progress=lines.append)
+    assert "IAM role tr-old" in report.present
+    assert report.removed == [
+        "policy AmazonSSMManagedInstanceCore on role tr-old (it grants more than needed)"
+    ]
+    assert lines[0] == "removed " + report.removed[0]
+    assert iam.list_attached_role_policies(RoleName="tr-old")["AttachedPolicies"] == []
+    # the bucket it named stays; the account-wide pattern goes
+    _assert_narrow(iam, "tr-old", ["trainctl-staging-test-elsewhere", "trainctl-staging-test-old"])
+    assert run_setup(new_session(REGION), REGION, names).created == []
 
 
 def test_a_profile_holding_another_role_is_refused(monkeypatch):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import stat
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import boto3
 import pytest
 
 from aws_support import agent, instance, set_up
+from ssm_agent import agent_output
 from trainctl.errors import NotFound, OperationFailed, RemoteError
 from trainctl.providers.aws import AwsProvider
 from trainctl.remote.ssm import READ_LIMIT, STDERR_LIMIT, STDOUT_LIMIT
@@ -47,9 +49,10 @@ def remote(monkeypatch, machine, lines):
 
 
 def staged(instance_id: str) -> list[str]:
+    """The machine's objects in the staging bucket (under ``<role id>:<instance id>/``)."""
     s3 = boto3.client("s3", region_name=REGION)
-    found = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{instance_id}/").get("Contents", [])
-    return [o["Key"] for o in found]
+    found = s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+    return [o["Key"] for o in found if o["Key"].split("/")[0].endswith(f":{instance_id}")]
 
 
 def machine_home(instance_id: str) -> Path:
@@ -66,6 +69,15 @@ def test_input_goes_through_the_bucket_never_into_the_command(remote, machine):
     assert staged(machine) == []
 
 
+def test_input_is_sealed_to_the_machines_own_key(remote, machine):
+    key = machine_home(machine) / ".trainctl" / "input.key"
+    assert remote.run(["cat"], input=b"first").stdout == b"first"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    key.unlink()  # the machine lost its key (a new disk): the client asks again, once
+    assert remote.run(["cat"], input=b"second").stdout == b"second"
+    assert key.exists() and staged(machine) == []
+
+
 def test_output_beyond_ssm_limits(remote, machine):
     code = "import sys; sys.stdout.write('x' * 100000); sys.stderr.write('e' * 20000); sys.exit(3)"
     r = remote.run([remote.python, "-c", code])
@@ -73,6 +85,37 @@ def test_output_beyond_ssm_limits(remote, machine):
     assert r.stdout == b"x" * 100000  # spilled to the bucket by the machine, fetched whole
     assert r.stderr == b"e" * STDERR_LIMIT  # SSM keeps the first 8,000 characters
     assert staged(machine) == []
+
+
+def test_the_stand_in_cuts_output_as_the_agent_does():
+    assert agent_output(b"z" * 23_999, b"", None) == ("z" * 23_999, "")
+    cut, err = agent_output(b"z" * 24_000, b"e" * 9000, "exit status 1")
+    assert cut == "z" * 23_980 + "--output truncated--" and err == "e" * 8000
+    assert agent_output(b"", b"", "signal: killed") == (
+        "",
+        "failed to run commands: signal: killed",
+    )
+
+
+@pytest.mark.parametrize("size", [STDOUT_LIMIT - 1, STDOUT_LIMIT, STDOUT_LIMIT + 1])
+def test_output_at_the_agents_cut_comes_back_whole(remote, machine, size):
+    # the agent cuts output of 24,000 bytes or more, not only output above that
+    code = f"import sys; sys.stdout.write('y' * {size})"
+    assert remote.run([remote.python, "-c", code]).stdout == b"y" * size
+    assert staged(machine) == []
+
+
+def test_the_agents_failure_line_is_not_taken_for_the_cause(remote, machine):
+    r = remote.run(["sh", "-c", "echo 'python3: not found' >&2; exit 127"])
+    assert r.returncode == 127 and r.stderr == b"python3: not found\n"
+    reported = agent().history[-1].reported_stderr
+    assert reported == "python3: not found\n\nfailed to run commands: exit status 127"
+    assert remote.run(["sh", "-c", "exit 4"]).stderr == b""
+
+    remote.python = "no-such-python3"  # a machine without the interpreter
+    with pytest.raises(RemoteError, match="no-such-python3: not found") as e:
+        JobRuntime(remote, machine).start(["true"])
+    assert "failed to run commands" not in str(e.value)
 
 
 def test_log_reads_fit_ssm_output_limit(remote, machine):

@@ -27,10 +27,10 @@ def aws() -> None:
 def setup(region: str | None, json_mode: bool) -> None:
     """Create what trainctl needs to run machines in this AWS account (idempotent).
 
-    An IAM role and instance profile for the machines, allowed to use SSM and to read
-    and write trainctl's staging buckets and nothing else, and the region's staging
-    bucket (private; objects expire after a day). Says what it created and what was
-    already there.
+    An IAM role and instance profile for the machines, allowed what the SSM agent needs
+    to take commands and each machine's own prefix of trainctl's staging buckets,
+    nothing else, and the region's staging bucket (private; objects expire after a
+    day). Says what it created, removed and what was already there.
     """
     from ..providers.aws import AwsProvider
 
@@ -43,7 +43,9 @@ def setup(region: str | None, json_mode: bool) -> None:
     out.info(f"AWS account {provider.identity['account']}, region {report.region}")
     for item in report.created:
         out.info(f"  created  {item}")
+    for item in report.removed:
+        out.info(f"  removed  {item}")
     for item in report.present:
         out.info(f"  present  {item}")
-    if not report.created:
+    if not report.created and not report.removed:
         out.info("nothing to do: trainctl is set up here")

@@ -4,14 +4,21 @@ No open port and no SSH key: each command is one ``AWS-RunShellScript`` invocati
 (run by ``sh`` as root, possibly without HOME). What the design rests on:
 
 - ``GetCommandInvocation`` returns at most 24,000 characters of stdout and 8,000 of
-  stderr, and only once the command has ended: there is no streaming. The wrapper
-  around every command keeps stdout in a file and, when it is larger than that,
-  uploads it to the staging bucket and prints a marker instead; the client fetches
-  it from there. Log reads are sized so that they never need this.
+  stderr, and only once the command has ended: there is no streaming. The agent cuts
+  any output of 24,000 bytes *or more* to 23,980 bytes plus ``--output truncated--``
+  (amazon-ssm-agent, ``pluginutil.StringPrefix``), so the wrapper around every command
+  keeps stdout in a file and, when it has 24,000 bytes or more, uploads it to the
+  staging bucket and prints a marker instead; the client fetches it from there. Log
+  reads are sized so that they never need this.
+- The agent adds ``failed to run commands: exit status N`` to the stderr of every
+  command that exits non-zero; that line is dropped, so that a command's own last
+  line (``python3: not found``, the job's error) is what errors show.
 - SSM keeps command text in its history, so ``input`` (job specs carry the user's
-  environment) never goes into it: it is uploaded to the staging bucket, fetched by
-  the machine into a private temporary directory, fed to the command's stdin, and
-  both copies are deleted when the command ends.
+  environment) never goes into it: it is sealed to the machine's own key pair
+  (``sealbox``: a leftover object, after a ``kill -9`` between upload and clean-up,
+  is readable by nobody else), uploaded to the machine's prefix of the staging
+  bucket, fetched and opened by the machine into a private temporary directory, fed
+  to the command's stdin, and both copies are deleted when the command ends.
 - Code goes up as one bundle of changed files (``treesync``), downloads come back
   through a staging prefix with boto3's managed transfer. Staging objects are
   deleted after use; the bucket also expires anything left behind after a day.
@@ -24,6 +31,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 import secrets
 import shlex
 import sys
@@ -31,16 +39,25 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import NotFound, OperationFailed, RemoteError
-from . import treesync
+from . import sealbox, treesync
 from .base import CommandResult, Progress, Remote, SyncResult
 
-#: output limits of GetCommandInvocation, in characters
+#: output limits of GetCommandInvocation, in characters: the agent cuts output of
+#: STDOUT_LIMIT bytes or more (MaxStdoutLength of amazon-ssm-agent's iohandler)
 STDOUT_LIMIT = 24_000
 STDERR_LIMIT = 8_000
+#: what the agent puts at the end of output it cut (OutputTruncatedSuffix)
+TRUNCATED_SUFFIX = "--output truncated--"
+#: the line the agent's runscript plugin adds to stderr when a command fails: Go's
+#: ``exec.ExitError`` text after ``failed to run commands: ``
+_AGENT_FAILURE = re.compile(
+    r"(?:\A|\n)failed to run commands: (?:exit status -?\d+|signal: [^\n]+)\Z"
+)
 #: log bytes per read: base64 (4 characters per 3 bytes) plus a newline stays under
 #: STDOUT_LIMIT, so reads never take the slower way through the bucket
 READ_LIMIT = (STDOUT_LIMIT - 8) // 4 * 3
@@ -50,6 +67,10 @@ DELIVERY_TIMEOUT = 60
 DEFAULT_EXECUTION_TIMEOUT = 3600
 #: seconds a fresh command may be unknown to GetCommandInvocation
 INVOCATION_GRACE = 15.0
+#: the machine's input key pair (relative to root's home, where commands start)
+INPUT_KEY = ".trainctl/input.key"
+#: what the machine says when a sealed input does not open (sealed to an older key)
+_NOT_OPENED = "cannot open the command input"
 _RUNNING = {"Pending", "InProgress", "Delayed", "Cancelling"}
 _STOPPED_STATES = {"stopping", "stopped", "shutting-down", "terminated"}
 
@@ -68,15 +89,26 @@ fi
 """
 
 
+class _StaleKey(Exception):
+    """The machine could not open a sealed input: it holds another key than the one
+    cached here."""
+
+
+def sealbox_source() -> str:
+    """Source of the machine side of ``sealbox``, run as ``python3 -c SOURCE``."""
+    return resources.files("trainctl.remote").joinpath("sealbox.py").read_text()
+
+
 def _stderr_progress(line: str) -> None:
     sys.stderr.write(f"trainctl: {line}\n")
     sys.stderr.flush()
 
 
 class SSMRemote(Remote):
-    """``session`` is a boto3 session; ``instance_state`` (optional) returns the
-    instance's EC2 state, so that waiting for the agent stops early on a machine
-    that is going away."""
+    """``session`` is a boto3 session; ``prefix`` is the machine's own part of the
+    staging bucket (the only one its role may use); ``instance_state`` (optional)
+    returns the instance's EC2 state, so that waiting for the agent stops early on a
+    machine that is going away."""
 
     max_read = READ_LIMIT
     binary_output = False
@@ -88,6 +120,7 @@ class SSMRemote(Remote):
         *,
         region: str,
         bucket: str,
+        prefix: str,
         state_dir: Path,
         progress: Progress | None = None,
         online_timeout: float = 600.0,
@@ -99,6 +132,7 @@ class SSMRemote(Remote):
         self.instance_id = instance_id
         self.region = region
         self.bucket = bucket
+        self.prefix = prefix
         self.progress = progress or _stderr_progress
         self.online_timeout = online_timeout
         self.poll_interval = poll_interval
@@ -107,6 +141,7 @@ class SSMRemote(Remote):
         self._ssm = client(session, "ssm", region)
         self._s3 = client(session, "s3", region)
         self._online = False
+        self._recipient: bytes | None = None
 
     @property
     def description(self) -> str:
@@ -121,29 +156,76 @@ class SSMRemote(Remote):
     def run(
         self, argv: Sequence[str], *, input: bytes | None = None, timeout: float | None = None
     ) -> CommandResult:
+        self.wait_online()
+        try:
+            return self._run(argv, input, timeout)
+        except _StaleKey:
+            # the machine has another key than the one cached here: ask it again, once
+            self._recipient = None
+            self._key_file.unlink(missing_ok=True)
+        try:
+            return self._run(argv, input, timeout)
+        except _StaleKey:
+            raise RemoteError(f"on {self.description}: {_NOT_OPENED}") from None
+
+    @property
+    def _key_file(self) -> Path:
+        return self.manifest.path.with_suffix(".pub")
+
+    def _public_key(self) -> bytes:
+        """The machine's input public key: cached here, else asked for (the machine
+        makes its key pair on first use)."""
+        if self._recipient is None:
+            try:
+                self._recipient = bytes.fromhex(self._key_file.read_text().strip())
+            except (OSError, ValueError):
+                self._recipient = self._keygen()
+                self._key_file.parent.mkdir(parents=True, exist_ok=True)
+                self._key_file.write_text(self._recipient.hex() + "\n")
+        return self._recipient
+
+    def _keygen(self) -> bytes:
+        r = self._run([self.python, "-c", sealbox_source(), "keygen", INPUT_KEY], None, 60)
+        text = r.text().strip()
+        if r.ok and len(text) == 64 and all(c in "0123456789abcdef" for c in text):
+            return bytes.fromhex(text)
+        raise RemoteError(
+            f"cannot make the input key on {self.description}: "
+            f"{r.error_text() or text or f'exit {r.returncode}'}",
+            hint="the machine needs python3",
+        )
+
+    def _run(
+        self, argv: Sequence[str], input: bytes | None, timeout: float | None
+    ) -> CommandResult:
         from ..providers.aws.session import aws_errors
 
-        self.wait_online()
         nonce = secrets.token_hex(8)
         in_key, out_key = self._key("in", nonce), self._key("out", nonce)
         cleanup = [in_key] if input is not None else []
         try:
+            sealed = None if input is None else sealbox.seal(self._public_key(), input)
             with aws_errors(f"run a command on {self.instance_id}"):
-                if input is not None:
-                    self._s3.upload_fileobj(io.BytesIO(input), self.bucket, in_key)
+                if sealed is not None:
+                    self._s3.upload_fileobj(io.BytesIO(sealed), self.bucket, in_key)
                 script = self._script(argv, nonce, in_key if input is not None else None, out_key)
                 inv = self._invoke(script, timeout)
                 stdout = inv.get("StandardOutputContent", "")
                 stderr = inv.get("StandardErrorContent", "")
                 mark = f"trainctl-{nonce}"
                 for line in stderr.splitlines():
+                    if line == f"{mark}: {_NOT_OPENED}":
+                        raise _StaleKey
                     if line.startswith(mark + ": "):
                         raise RemoteError(f"on {self.description}: {line[len(mark) + 2 :]}")
                 if stdout == f"{mark}-spilled\n":
                     cleanup.append(out_key)
                     data = self._s3.get_object(Bucket=self.bucket, Key=out_key)["Body"].read()
+                elif stdout.endswith(TRUNCATED_SUFFIX) and len(stdout.encode()) >= STDOUT_LIMIT:
+                    raise RemoteError(f"SSM cut the output of a command on {self.description}")
                 else:
                     data = stdout.encode()
+            stderr = _AGENT_FAILURE.sub("", stderr)
             return CommandResult(int(inv["ResponseCode"]), data, stderr.encode())
         except BaseException:
             cleanup.append(out_key)
@@ -166,15 +248,17 @@ class SSMRemote(Remote):
         ]
         if in_key is not None:
             lines += [
-                f'{cp} {shlex.quote(self._url(in_key))} "$t/in" >&2 '
+                f'{cp} {shlex.quote(self._url(in_key))} "$t/sealed" >&2 '
                 '|| fail "cannot fetch the command input from the staging bucket"',
+                f"{shlex.quote(self.python)} -c {shlex.quote(sealbox_source())} open {INPUT_KEY} "
+                f'<"$t/sealed" >"$t/in" || fail "{_NOT_OPENED}"',
                 f'{command} <"$t/in" >"$t/out"',
             ]
         else:
             lines.append(f'{command} </dev/null >"$t/out"')
         lines += [
             "rc=$?",
-            f'if [ "$(wc -c <"$t/out")" -gt {STDOUT_LIMIT} ]; then',
+            f'if [ "$(wc -c <"$t/out")" -ge {STDOUT_LIMIT} ]; then',
             f'  {cp} "$t/out" {shlex.quote(self._url(out_key))} >&2 '
             '|| fail "cannot upload the command output to the staging bucket"',
             f"  echo {mark}-spilled",
@@ -391,7 +475,7 @@ class SSMRemote(Remote):
     # --- staging bucket ------------------------------------------------------------
 
     def _key(self, kind: str, name: str) -> str:
-        return f"{self.instance_id}/{kind}/{name}"
+        return f"{self.prefix}/{kind}/{name}"
 
     def _url(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
@@ -432,6 +516,7 @@ class SSMRemote(Remote):
 
         try:
             with aws_errors(f"clean up {self.instance_id}'s objects in {self.bucket}"):
-                self._delete_prefix(f"{self.instance_id}/")
+                self._delete_prefix(f"{self.prefix}/")
         finally:
             self.manifest.forget()
+            self._key_file.unlink(missing_ok=True)

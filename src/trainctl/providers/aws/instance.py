@@ -36,7 +36,7 @@ from ...remote.base import Progress
 from ...states import normalize_state
 from ...types import CostEstimate, CreateResourceOptions, ResourceState, ResourceStatus
 from ...waiting import Seen, wait_ready
-from . import images, regions, setup
+from . import images, quotas, regions, setup
 from .session import (
     aws_errors,
     client,
@@ -50,6 +50,9 @@ from .session import (
 
 #: tag holding the launch's idempotency token, to find what a failed launch made
 TAG_LAUNCH = "trainctl-launch"
+#: tag holding the id of the machine's IAM role: its staging prefix is
+#: ``<role id>:<instance id>`` (setup.prefix)
+TAG_ROLE_ID = "trainctl-role-id"
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
 #: DescribeInstances page size for list (the API's maximum)
 PAGE_SIZE = 1000
@@ -59,7 +62,7 @@ CAPACITY_CODES = {
     "InsufficientCapacity",
     "InsufficientHostCapacity",
     "SpotMaxPriceTooLow",
-    "MaxSpotInstanceCountExceeded",
+    "MaxSpotInstanceCountExceeded",  # a quota, reported as one (quotas.py)
     "Unsupported",
 }
 QUOTA_CODES = {"VcpuLimitExceeded", "InstanceLimitExceeded"}
@@ -301,7 +304,7 @@ class AwsProvider(TrainingProvider):
         ec2, ssm = client(session, "ec2", region), client(session, "ssm", region)
         instance_type, arch = self._instance_type(ec2, options, region)
         names = self.names(region)
-        absent = setup.missing(session, region, names)
+        absent, role_id = setup.inspect(session, region, names)
         if absent:
             raise OperationFailed(
                 f"AWS is not set up for trainctl in {region}: missing {' and '.join(absent)}",
@@ -317,6 +320,7 @@ class AwsProvider(TrainingProvider):
             TAG_NAME: name,
             TAG_OWNER: _owner(),
             TAG_LAUNCH: token,
+            **({TAG_ROLE_ID: role_id} if role_id else {}),
         }
         tag_list = [{"Key": k, "Value": str(v)} for k, v in tags.items()]
         params: dict[str, Any] = {
@@ -474,13 +478,17 @@ class AwsProvider(TrainingProvider):
             inst = self._launch(ec2, spot, f"{token}-spot", say)
         except NoCapacity as e:
             self._close_after_failure(ec2, token, say, e)
+            quota = isinstance(e, quotas.SpotQuotaReached)
             if not options.spot_fallback:
+                if quota:
+                    raise
                 raise NoCapacity(
                     f"no spot capacity for {params['InstanceType']}: {e.message}",
                     hint="retry later, or add --spot-fallback to take on-demand instead",
                 ) from None
-            self._check_fallback_price(params["InstanceType"], options.max_price, e.message)
-            say(f"no spot capacity ({e.message}); launching on-demand instead")
+            why = e.message if quota else f"no spot capacity: {e.message}"
+            self._check_fallback_price(params["InstanceType"], options.max_price, why)
+            say(f"{why}; launching on-demand instead")
             return self._launch(ec2, params, token, say)
         except BaseException as e:
             self._close_after_failure(ec2, token, say, e)
@@ -508,7 +516,7 @@ class AwsProvider(TrainingProvider):
         on_demand = catalog.price("aws", instance_type)
         if on_demand is not None and on_demand > max_price:
             raise NoCapacity(
-                f"no spot capacity for {instance_type} ({why}), and on-demand costs "
+                f"no spot machine for {instance_type} ({why}), and on-demand costs "
                 f"${on_demand:.4g}/h, above --max-price ${max_price:.4g}",
                 hint=f"raise --max-price to {on_demand:.4g} to allow the on-demand fallback",
             )
@@ -635,14 +643,15 @@ class AwsProvider(TrainingProvider):
             if now not in ("shutting-down", "terminated"):
                 raise OperationFailed(f"{instance_id} is still {now} after the terminate call")
             inst = {**inst, "State": {"Name": now}}
-        self._forget(region, instance_id)
+        self._forget(region, inst)
         return self._status(inst, region)
 
-    def _forget(self, region: str, instance_id: str) -> None:
+    def _forget(self, region: str, inst: dict[str, Any]) -> None:
         """Remove what the machine left in the staging bucket and the sync manifest.
         The machine is gone by now, so a failure is a warning, never a failed terminate."""
+        instance_id = inst["InstanceId"]
         try:
-            self._remote(region, instance_id).forget()
+            self._remote(region, inst).forget()
         except TrainctlError as e:
             (self.progress or _stderr_warning)(
                 f"warning: terminated {instance_id} but could not clean up its staging objects: {e}"
@@ -674,12 +683,17 @@ class AwsProvider(TrainingProvider):
                 f"{resource_id} is {inst['State']['Name']}",
                 hint="start it with `trainctl start`" if state is ResourceState.STOPPED else None,
             )
-        return self._remote(region, instance_id, ec2)
+        return self._remote(region, inst, ec2)
 
-    def _remote(self, region: str, instance_id: str, ec2: Any = None) -> Any:
+    def _remote(self, region: str, inst: dict[str, Any], ec2: Any = None) -> Any:
+        """The machine's SSM remote; its staging prefix is the one its role's policy
+        allows (a machine launched before role tags were set keeps the old layout)."""
         from ...remote.ssm import SSMRemote
 
         session, region = self.session(region)
+        instance_id = inst["InstanceId"]
+        tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
+        role_id = tags.get(TAG_ROLE_ID)
 
         def instance_state() -> str | None:
             inst = self._describe(ec2 or client(session, "ec2", region), instance_id)
@@ -690,6 +704,7 @@ class AwsProvider(TrainingProvider):
             instance_id,
             region=region,
             bucket=self.names(region).bucket,
+            prefix=setup.prefix(role_id, instance_id) if role_id else instance_id,
             state_dir=home() / "aws" / "sync",
             progress=self.progress,
             online_timeout=self.ready_timeout,
@@ -714,6 +729,8 @@ def _unclear(error: Any) -> bool:
 def _refusal(error: Any, instance_type: str) -> TrainctlError:
     """The trainctl error for a RunInstances call AWS refused."""
     code, message = error_code(error), error_message(error)
+    if code == "MaxSpotInstanceCountExceeded":
+        return quotas.spot_quota_reached(instance_type, message)
     if code in CAPACITY_CODES:
         return NoCapacity(f"{code}: {message}")
     if code in QUOTA_CODES:

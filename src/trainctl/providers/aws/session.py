@@ -8,6 +8,7 @@ per-service variants (``AWS_ENDPOINT_URL_EC2``, ...) apply as botocore documents
 from __future__ import annotations
 
 import configparser
+import functools
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -115,15 +116,70 @@ def new_session(region: str | None = None, profile: str | None = None) -> Any:
 
 def client(session: Any, service: str, region: str | None = None) -> Any:
     """A client with trainctl's retry policy, made once per session, service and region
-    (making one costs tens of milliseconds; clients are thread-safe)."""
+    (making one costs tens of milliseconds; clients are thread-safe). Its successful
+    answers are checked before botocore parses them (``check_answer``)."""
     from botocore.config import Config
 
     cache = session.__dict__.setdefault("_trainctl_clients", {})
     key = (service, region or session.region_name)
     if key not in cache:
         config = Config(retries=dict(RETRIES), user_agent_extra="trainctl")
-        cache[key] = session.client(service, region_name=key[1], config=config)
+        made = session.client(service, region_name=key[1], config=config)
+        made.meta.events.register("before-parse", check_answer)
+        cache[key] = made
     return cache[key]
+
+
+@functools.cache
+def _unreadable_answer() -> type[Exception]:
+    from botocore.exceptions import BotoCoreError
+
+    class UnreadableAnswer(BotoCoreError):
+        fmt = "AWS answered {operation} with {what} (a proxy's page or a cut connection?)"
+
+    return UnreadableAnswer
+
+
+def _unreadable(operation: str, what: str) -> Exception:
+    return _unreadable_answer()(operation=operation, what=what)
+
+
+def check_answer(operation_model: Any, response_dict: dict[str, Any], **_: Any) -> None:
+    """Refuse a successful answer that is not what the protocol sends (an HTML page
+    from a proxy, a cut or empty body) with a ``BotoCoreError``, so that it becomes a
+    one-line error: botocore would fail on it with an exception of its own
+    (``ResponseParserError``, not a ``BotoCoreError``), or, for JSON services,
+    return ``{"message": <the page>}`` as if it were the answer."""
+    import json
+    from xml.etree import ElementTree
+
+    status = response_dict.get("status_code") or 0
+    if not 200 <= status < 300 or operation_model.has_streaming_output:
+        return
+    body = response_dict.get("body") or b""
+    protocol = operation_model.service_model.protocol
+    name = operation_model.name
+    if not body.strip():
+        # query and ec2 answers always carry a document; REST ones may be headers only
+        if protocol in ("query", "ec2") or (
+            protocol == "json" and operation_model.output_shape is not None
+        ):
+            raise _unreadable(name, "an empty body")
+        return
+    if protocol in ("query", "ec2", "rest-xml"):
+        try:
+            tag = ElementTree.fromstring(body).tag.rpartition("}")[2]
+        except ElementTree.ParseError:
+            raise _unreadable(name, "a body that is not XML") from None
+        if tag.lower() == "html" or (protocol != "rest-xml" and tag != f"{name}Response"):
+            raise _unreadable(name, f"an XML document <{tag}> of the wrong kind")
+    elif protocol in ("json", "rest-json"):
+        try:
+            document = json.loads(body)
+        except ValueError:
+            raise _unreadable(name, "a body that is not JSON") from None
+        if not isinstance(document, dict):
+            raise _unreadable(name, "JSON that is not an object")
 
 
 def error_code(error: BaseException) -> str:

@@ -1,16 +1,23 @@
 """`trainctl aws setup`: what the aws provider needs in an account, made idempotently.
 
-- an IAM role and instance profile for the machines, allowed to talk to SSM
-  (AmazonSSMManagedInstanceCore) and to read and write the staging bucket, nothing else;
+- an IAM role and instance profile for the machines, allowed what the SSM agent needs
+  to take Run Command (``AGENT_POLICY``) and to read and write *its own prefix* of the
+  staging buckets trainctl made, nothing else (no Parameter Store, no other machine's
+  objects: the AWS-managed AmazonSSMManagedInstanceCore, which grants
+  ``ssm:GetParameter(s)`` on ``*``, is detached from a role made by an older version);
 - the staging bucket (private, objects expire after a day: everything in it is
   transient), through which code, command input and downloads travel.
+
+Each machine's objects live under ``<role id>:<instance id>/``, which is what IAM's
+``${aws:userid}`` holds for the credentials of an instance profile's role (IAM User
+Guide, policy variables: "role-id:ec2-instance-id"), so the policy can scope each
+machine to its own prefix without naming any machine.
 
 ``missing`` is the cheap check that ``create`` runs before launching anything.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +30,33 @@ from .session import aws_errors, client, error_code
 ROLE_NAME = "trainctl-instance"
 PROFILE_NAME = "trainctl-instance"
 STAGING_POLICY_NAME = "trainctl-staging"
+AGENT_POLICY_NAME = "trainctl-ssm-agent"
+#: the managed policy older versions attached; detached by setup
 SSM_CORE_POLICY = "AmazonSSMManagedInstanceCore"
+#: what the SSM agent calls to register, report health and receive and answer Run
+#: Command (amazon-ssm-agent: agent/health for UpdateInstanceInformation,
+#: agent/runcommand/mds for ec2messages, the control channel for ssmmessages): the
+#: messaging part of AmazonSSMManagedInstanceCore, without its Parameter Store,
+#: document, association, inventory and patching actions
+AGENT_ACTIONS = [
+    "ssm:UpdateInstanceInformation",
+    "ssmmessages:CreateControlChannel",
+    "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel",
+    "ssmmessages:OpenDataChannel",
+    "ec2messages:AcknowledgeMessage",
+    "ec2messages:DeleteMessage",
+    "ec2messages:FailMessage",
+    "ec2messages:GetEndpoint",
+    "ec2messages:GetMessages",
+    "ec2messages:SendReply",
+]
+AGENT_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": AGENT_ACTIONS, "Resource": "*"}],
+}
+#: the staging prefix of the machine making a request (see the module docstring)
+OWN_PREFIX = "${aws:userid}"
 EXPIRE_DAYS = 1
 
 _TRUST = {
@@ -64,6 +97,7 @@ class SetupReport:
     names: Names
     created: list[str] = field(default_factory=list)
     present: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -73,11 +107,13 @@ class SetupReport:
             "role": self.names.role,
             "created": self.created,
             "present": self.present,
+            "removed": self.removed,
         }
 
 
 def staging_policy(buckets: list[str], partition: str = "aws") -> dict[str, Any]:
-    """Read and write on the objects of ``buckets`` (names, ``*`` allowed), nothing else."""
+    """Read and write on the machine's own prefix of each of ``buckets``, and list
+    only that prefix; nothing else."""
     arns = [f"arn:{partition}:s3:::{b}" for b in sorted(set(buckets))]
     return {
         "Version": "2012-10-17",
@@ -85,32 +121,57 @@ def staging_policy(buckets: list[str], partition: str = "aws") -> dict[str, Any]
             {
                 "Effect": "Allow",
                 "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                "Resource": [f"{arn}/*" for arn in arns],
+                "Resource": [f"{arn}/{OWN_PREFIX}/*" for arn in arns],
             },
-            {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": arns},
+            {
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": arns,
+                "Condition": {"StringLike": {"s3:prefix": [f"{OWN_PREFIX}/*"]}},
+            },
         ],
     }
 
 
 def _policy_buckets(document: dict[str, Any]) -> set[str]:
+    """The buckets a staging policy names; a pattern (``*``, from older versions,
+    which covered every bucket of that name) is dropped."""
     found = set()
     for statement in document.get("Statement", []):
         resources = statement.get("Resource", [])
         for arn in [resources] if isinstance(resources, str) else resources:
-            found.add(arn.split(":::", 1)[-1].split("/", 1)[0])
+            bucket = arn.split(":::", 1)[-1].split("/", 1)[0]
+            if "*" not in bucket:
+                found.add(bucket)
     return found
+
+
+def prefix(role_id: str, instance_id: str) -> str:
+    """A machine's staging prefix (without the final ``/``): ``${aws:userid}`` of its
+    role's credentials."""
+    return f"{role_id}:{instance_id}"
 
 
 def missing(session: Any, region: str, names: Names) -> list[str]:
     """What ``setup`` would still have to make (a check the caller cannot do counts as
     present: the launch itself will then say what is wrong)."""
+    return inspect(session, region, names)[0]
+
+
+def inspect(session: Any, region: str, names: Names) -> tuple[list[str], str | None]:
+    """``missing``, and the id of the role in the instance profile (None when it
+    cannot be read: a machine then gets the old staging layout, and a clear error
+    if the role forbids it)."""
     from botocore.exceptions import ClientError
 
     iam, s3 = client(session, "iam"), client(session, "s3", region)
     absent = []
+    role_id = None
     with aws_errors("check the trainctl instance profile and staging bucket"):
         try:
-            iam.get_instance_profile(InstanceProfileName=names.profile)
+            profile = iam.get_instance_profile(InstanceProfileName=names.profile)
+            roles = profile["InstanceProfile"].get("Roles", [])
+            role_id = roles[0]["RoleId"] if roles else None
         except ClientError as e:
             if error_code(e) == "NoSuchEntity":
                 absent.append(f"instance profile {names.profile}")
@@ -123,7 +184,7 @@ def missing(session: Any, region: str, names: Names) -> list[str]:
                 absent.append(f"staging bucket {names.bucket}")
             elif error_code(e) not in ("403", "AccessDenied"):
                 raise
-    return absent
+    return absent, role_id
 
 
 def run_setup(
@@ -169,25 +230,23 @@ def _role(iam: Any, names: Names, partition: str, report: SetupReport, say: Prog
 
     core = f"arn:{partition}:iam::aws:policy/{SSM_CORE_POLICY}"
     attached = iam.list_attached_role_policies(RoleName=names.role)["AttachedPolicies"]
-    made = core not in {p["PolicyArn"] for p in attached}
+    if core in {p["PolicyArn"] for p in attached}:
+        iam.detach_role_policy(RoleName=names.role, PolicyArn=core)
+        what = f"policy {SSM_CORE_POLICY} on role {names.role} (it grants more than needed)"
+        report.removed.append(what)
+        say(f"removed {what}")
+    made = _get_inline(iam, names.role, AGENT_POLICY_NAME) != AGENT_POLICY
     if made:
-        iam.attach_role_policy(RoleName=names.role, PolicyArn=core)
-    _note(report, say, made, f"policy {SSM_CORE_POLICY} on role {names.role}")
+        iam.put_role_policy(
+            RoleName=names.role,
+            PolicyName=AGENT_POLICY_NAME,
+            PolicyDocument=json.dumps(AGENT_POLICY),
+        )
+    _note(report, say, made, f"policy {AGENT_POLICY_NAME} (SSM agent messaging only)")
 
-    # The role serves every region: it keeps the buckets it already allows and covers
-    # every default staging bucket of the account.
-    pattern = default_bucket(names.account, "*")
-    buckets = {pattern} if fnmatch.fnmatchcase(names.bucket, pattern) else {pattern, names.bucket}
-    try:
-        document = iam.get_role_policy(RoleName=names.role, PolicyName=STAGING_POLICY_NAME)[
-            "PolicyDocument"
-        ]
-        current = json.loads(document) if isinstance(document, str) else document
-        buckets |= _policy_buckets(current)
-    except ClientError as e:
-        if error_code(e) != "NoSuchEntity":
-            raise
-        current = None
+    # The role serves every region: it keeps the buckets it already allows.
+    current = _get_inline(iam, names.role, STAGING_POLICY_NAME)
+    buckets = {names.bucket} | (_policy_buckets(current) if current else set())
     wanted = staging_policy(sorted(buckets), partition)
     made = current != wanted
     if made:
@@ -196,7 +255,7 @@ def _role(iam: Any, names: Names, partition: str, report: SetupReport, say: Prog
             PolicyName=STAGING_POLICY_NAME,
             PolicyDocument=json.dumps(wanted),
         )
-    _note(report, say, made, f"policy {STAGING_POLICY_NAME} (staging buckets only)")
+    _note(report, say, made, f"policy {STAGING_POLICY_NAME} (each machine's own prefix only)")
 
     try:
         profile = iam.get_instance_profile(InstanceProfileName=names.profile)["InstanceProfile"]
@@ -218,6 +277,19 @@ def _role(iam: Any, names: Names, partition: str, report: SetupReport, say: Prog
             )
         iam.add_role_to_instance_profile(InstanceProfileName=names.profile, RoleName=names.role)
         _note(report, say, True, f"role {names.role} in instance profile {names.profile}")
+
+
+def _get_inline(iam: Any, role: str, name: str) -> dict[str, Any] | None:
+    """An inline policy of ``role`` as a document (None when there is none)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        document = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+    except ClientError as e:
+        if error_code(e) != "NoSuchEntity":
+            raise
+        return None
+    return json.loads(document) if isinstance(document, str) else document
 
 
 def _bucket(s3: Any, region: str, bucket: str, report: SetupReport, say: Progress) -> None:
