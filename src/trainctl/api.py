@@ -14,16 +14,22 @@ Resources are referred to by id or name; the provider comes from the store.
 from __future__ import annotations
 
 import os
-import signal
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import registry
+from . import interrupts, registry
 from .capabilities import Capability, require
-from .errors import BadInput, NotFound, OperationFailed, ResourceLeft, TrainctlError
+from .errors import (
+    BadInput,
+    NotFound,
+    OperationFailed,
+    RemoteError,
+    ResourceLeft,
+    TrainctlError,
+)
+from .home import load_config
 from .provider import TAG_NAME, TrainingProvider
 from .remote.base import Progress
 from .runtime.client import OutputSink
@@ -289,9 +295,18 @@ class Trainctl:
         *,
         follow: bool = False,
         sink: OutputSink | None = None,
+        progress: Progress | None = None,
     ) -> TrainingStatus:
+        """The job's log to ``sink``; with ``follow``, until the job ends.
+
+        While following, a machine that cannot be reached is retried with backoff
+        for as long as its provider says it runs (see ``Reconnect``); giving up
+        raises ``FollowGaveUp`` and leaves the job and the machine as they are."""
         record, provider, job_id = self.find_job(ref)
-        status = provider.monitor(record.id, job_id, follow=follow, sink=sink)
+        on_drop = None
+        if follow:
+            on_drop = Reconnect(provider, record, job_id or ref, report=progress)
+        status = provider.monitor(record.id, job_id, follow=follow, sink=sink, on_drop=on_drop)
         self._record_job(record, status)
         return status
 
@@ -348,6 +363,113 @@ class Trainctl:
         return provider.download(record.id, remote_path, local_path, progress=progress)
 
 
+class FollowGaveUp(RemoteError):
+    """Following a job stopped for lack of a connection; the job and the machine
+    are left as they are."""
+
+    def __init__(self, message: str, *, job_id: str, resource: ResourceRecord) -> None:
+        super().__init__(message, hint=reattach_hint(job_id, resource.name))
+        self.job_id = job_id
+        self.resource = resource
+
+
+class MachineLost(FollowGaveUp):
+    """Following a job stopped because its provider says the machine is gone."""
+
+
+def reattach_hint(job_id: str, resource_name: str) -> str:
+    return (
+        f"re-attach with `trainctl monitor {job_id} --follow`; end it with "
+        f"`trainctl cancel {job_id}`, release the machine with "
+        f"`trainctl terminate {resource_name}`"
+    )
+
+
+#: how long following keeps trying to reach a machine, and the longest pause between
+#: two tries; ``[follow] reconnect_timeout`` / ``reconnect_max_interval`` in the config
+RECONNECT_TIMEOUT = 900.0
+RECONNECT_MAX_INTERVAL = 30.0
+
+
+class Reconnect:
+    """What following does when the machine cannot be reached: a lost connection is
+    not the job's end. Try again with backoff (capped at ``max_interval``) while the
+    provider says the machine is there; stop with ``MachineLost`` when it says the
+    machine is gone, and with ``FollowGaveUp`` after ``timeout`` seconds without a
+    connection. Each try is reported to ``report``."""
+
+    def __init__(
+        self,
+        provider: TrainingProvider,
+        record: ResourceRecord,
+        job_id: str,
+        *,
+        report: Progress | None = None,
+        timeout: float | None = None,
+        max_interval: float | None = None,
+    ) -> None:
+        config = load_config().get("follow", {})
+        config = config if isinstance(config, dict) else {}
+        self.provider = provider
+        self.record = record
+        self.job_id = job_id
+        self.report = report or (lambda _message: None)
+        self.timeout = _seconds(timeout, config.get("reconnect_timeout"), RECONNECT_TIMEOUT)
+        self.max_interval = _seconds(
+            max_interval, config.get("reconnect_max_interval"), RECONNECT_MAX_INTERVAL
+        )
+        self._since = 0.0
+
+    def __call__(self, error: RemoteError, failures: int) -> None:
+        now = time.monotonic()
+        if failures == 1:
+            self._since = now
+        waited = now - self._since
+        name = self.record.name
+        if waited >= self.timeout:
+            raise FollowGaveUp(
+                f"gave up following {self.job_id} after {waited:.0f}s without a connection "
+                f"to {name} ({error.message}); the job and {name} are left running",
+                job_id=self.job_id,
+                resource=self.record,
+            )
+        self._check_machine(error)
+        delay = min(self.max_interval, 0.5 * 2 ** (failures - 1), self.timeout - waited)
+        self.report(
+            f"lost contact with {name} ({error.message}); reconnecting in {delay:.1f}s "
+            f"(try {failures}, giving up after {self.timeout:.0f}s)"
+        )
+        time.sleep(delay)
+
+    def _check_machine(self, error: RemoteError) -> None:
+        try:
+            state = self.provider.get_resource_status(self.record.id).state
+        except NotFound:
+            state = ResourceState.TERMINATED
+        except TrainctlError:
+            return  # the provider cannot say either: keep trying
+        if state in (ResourceState.TERMINATED, ResourceState.TERMINATING, ResourceState.STOPPED):
+            raise MachineLost(
+                f"lost {self.job_id}: {self.record.provider} says {self.record.name} is "
+                f"{state.value} ({error.message})",
+                job_id=self.job_id,
+                resource=self.record,
+            )
+
+
+def _seconds(given: float | None, configured: object, default: float) -> float:
+    value = given if given is not None else configured
+    if value is None:
+        return default
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise BadInput(f"bad [follow] setting {value!r}: expected seconds") from None
+    if not seconds >= 0:
+        raise BadInput(f"bad [follow] setting {value!r}: expected seconds")
+    return seconds
+
+
 @dataclass
 class RunResult:
     resource: ResourceRecord
@@ -355,12 +477,19 @@ class RunResult:
     downloads: list[str]
     terminated: bool
     kept_reason: str | None = None
+    #: the signal that interrupted the run ("Ctrl-C", "SIGTERM", "SIGHUP"), if one did
+    interrupted: str | None = None
+    #: why the job was lost with its machine, if it was
+    lost: str | None = None
 
     @property
     def exit_code(self) -> int:
-        """The job's own code; 1 when it has none, or when it succeeded but an
-        output could not be brought home."""
-        if self.job is None or self.job.exit_code is None:
+        """130 when interrupted; else the job's own code, or 1 when it has none, or
+        when it succeeded but something asked for did not happen (an output not
+        brought home, the machine kept because following gave up)."""
+        if self.interrupted:
+            return 130
+        if self.lost or self.job is None or self.job.exit_code is None:
             return 1
         if self.job.exit_code == 0 and self.kept_reason:
             return 1
@@ -373,6 +502,8 @@ class RunResult:
             "downloads": self.downloads,
             "terminated": self.terminated,
             "kept_reason": self.kept_reason,
+            "interrupted": self.interrupted,
+            "lost": self.lost,
             "exit_code": self.exit_code,
         }
 
@@ -386,46 +517,112 @@ def run(
     outputs: list[str],
     output_dir: Path,
     keep: bool = False,
+    grace: float = 10.0,
     sink: OutputSink | None = None,
     progress: Progress | None = None,
     on_created: Callable[[ResourceRecord], None] | None = None,
 ) -> RunResult:
     """Create a machine, train, follow the log, download outputs, terminate.
 
-    The machine is terminated on every path out, including errors and Ctrl-C,
-    unless ``keep`` is set or an output could not be downloaded (then it is kept,
-    and the result says why, so the files are not lost)."""
+    The machine is terminated on every path out, including errors, unless ``keep``
+    is set, an output could not be downloaded, or following gave up while the
+    machine still runs (then it is kept, and the result says why, so nothing is
+    lost).
+
+    An interrupt (Ctrl-C, or SIGTERM / SIGHUP under ``interrupts.signals_interrupt``)
+    while the job runs is graceful, and each step is reported to ``progress``: the
+    job is cancelled with ``grace`` seconds to save a checkpoint, the outputs are
+    downloaded, then the machine is released; a second interrupt skips the
+    download, and one during the release is held until it is done. With ``keep``
+    the job and the machine are left running. The result says ``interrupted``."""
     _check_writable(output_dir)
+    say = progress or (lambda _message: None)
     record = tc.create(provider_name, options, progress=progress)
     if on_created:
         on_created(record)
     result = RunResult(record, None, [], False)
-    failed: list[str] = []
+    job_id = job.job_id
     try:
-        started = tc.train(record.id, job, progress=progress)
-        result.job = started
-        result.job = tc.monitor(started.job_id, follow=True, sink=sink)
-        for path in outputs:
-            try:
-                dest = output_dir / Path(path.rstrip("/")).name
-                landed = tc.download(record.id, path, dest, progress=progress)
-                result.downloads.append(str(landed))
-            except NotFound as e:
-                # a failed job may never have written its outputs
-                if result.job.status is ExecutionStatus.COMPLETED:
-                    failed.append(f"{path}: {e}")
-            except (TrainctlError, OSError) as e:
-                failed.append(f"{path}: {e}")
+        try:
+            started = tc.train(record.id, job, progress=progress)
+            result.job, job_id = started, started.job_id
+            result.job = tc.monitor(started.job_id, follow=True, sink=sink, progress=progress)
+        except KeyboardInterrupt as e:
+            result.interrupted = signal_name = interrupts.name(e)
+            if keep:
+                say(f"{signal_name}: keeping {record.name} and its job running")
+                return result
+            if job_id:
+                result.job = _cancel(tc, job_id, grace, signal_name, say) or result.job
+        except MachineLost as e:
+            result.lost = e.message  # nothing left to download; the release tidies up
+            return result
+        except FollowGaveUp as e:
+            result.kept_reason = e.message
+            keep = True
+            return result
+        if outputs and result.interrupted:
+            say(f"downloading outputs to {output_dir} ({result.interrupted} again skips it)")
+        failed = _download_outputs(tc, record, result, outputs, output_dir, progress)
         if failed:
             # keep the machine: what could not be brought home is not lost
             result.kept_reason = "download failed for " + "; ".join(failed)
             keep = True
+    except KeyboardInterrupt as e:
+        # a second interrupt, or the first one after the job ended: skip to the release
+        result.interrupted = result.interrupted or interrupts.name(e)
+        if not keep:
+            say(f"{interrupts.name(e)}: skipping the download")
     finally:
         if not keep:
-            with _interrupts_deferred():
+            if result.interrupted:
+                say(f"releasing {record.name}")
+            with interrupts.deferred():
                 tc.terminate(record.id)
             result.terminated = True
     return result
+
+
+def _cancel(
+    tc: Trainctl, job_id: str, grace: float, signal_name: str, say: Progress
+) -> TrainingStatus | None:
+    """Cancel the job of an interrupted run: SIGTERM, SIGKILL after ``grace``."""
+    say(
+        f"{signal_name}: cancelling job {job_id} (SIGTERM, SIGKILL after {grace:g}s, so it "
+        f"can save a checkpoint); {signal_name} again skips to releasing the machine"
+    )
+    try:
+        status = tc.cancel(job_id, grace)
+    except TrainctlError as e:
+        say(f"could not cancel {job_id} ({e}); releasing the machine ends it")
+        return None
+    say(f"job {job_id} {status.status.value}")
+    return status
+
+
+def _download_outputs(
+    tc: Trainctl,
+    record: ResourceRecord,
+    result: RunResult,
+    outputs: list[str],
+    output_dir: Path,
+    progress: Progress | None,
+) -> list[str]:
+    """Bring ``outputs`` home; returns what failed (a failed job's missing output is
+    not a failure: it may never have written it)."""
+    failed: list[str] = []
+    completed = result.job is not None and result.job.status is ExecutionStatus.COMPLETED
+    for path in outputs:
+        try:
+            dest = output_dir / Path(path.rstrip("/")).name
+            landed = tc.download(record.id, path, dest, progress=progress)
+            result.downloads.append(str(landed))
+        except NotFound as e:
+            if completed:
+                failed.append(f"{path}: {e}")
+        except (TrainctlError, OSError) as e:
+            failed.append(f"{path}: {e}")
+    return failed
 
 
 def _check_writable(output_dir: Path) -> None:
@@ -437,20 +634,3 @@ def _check_writable(output_dir: Path) -> None:
         raise BadInput(
             f"cannot write outputs to {output_dir}: {existing} is not a writable directory"
         )
-
-
-@contextmanager
-def _interrupts_deferred() -> Iterator[None]:
-    """Let a release finish: a Ctrl-C during it is held and raised afterwards, so an
-    impatient second Ctrl-C cannot leave a machine billing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught:
-        raise KeyboardInterrupt
