@@ -101,4 +101,3 @@ def test_giving_up_keeps_the_job_and_the_machine(box, tmp_path, trainctl_home):
     assert got.code == 0, got.err
     assert (tmp_path / "later" / "ckpt.txt").read_text() == "final"
     assert trainctl("terminate", "box", "-y").code == 0
-
