@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -203,13 +204,20 @@ def test_ctrl_c_during_release_does_not_leave_the_machine(tmp_path):
         registry.unregister("impatient")
 
 
+def begin_create_and_die(provider: str, name: str) -> None:
+    """An intent written by a create process that is gone (killed before it recorded
+    anything)."""
+    code = f"from trainctl.store import Store; Store().begin_create({provider!r}, {name!r})"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_terminate_settles_an_interrupted_create(recoverable):
     tc = Trainctl()
-    tc.store.begin_create("recoverable", "ghost")  # the create died before the provider answered
+    begin_create_and_die("recoverable", "ghost")  # died before the provider answered
     with pytest.raises(NotFound, match="never made"):
         tc.terminate("ghost")
     assert tc.store.resources() == []
-    tc.store.begin_create("recoverable", "real")
+    begin_create_and_die("recoverable", "real")
     made = Recoverable().create_resource(CreateResourceOptions(name="real"))
     assert tc.terminate("real").state.value == "terminated"
     assert made.id not in {m.id for m in Recoverable().list_resources()}

@@ -199,9 +199,13 @@ class Trainctl:
             assert record is not None
             if not record.confirmed:
                 found = by_name.get(record.name)
+                in_flight = self.store.create_in_flight(record)
                 if found is not None:
                     v.record = self.store.finish_create(record.id, found)
-                    v.live, v.note = found, "adopted: its create had been interrupted"
+                    v.live = found
+                    v.note = "adopted: " + (in_flight or "its create had been interrupted")
+                elif in_flight:
+                    v.note = f"not made yet: {in_flight}"
                 elif record.hours_running() >= stale_after:
                     self.store.abandon_create(record.id)
                     v.live = ResourceStatus(record.id, provider_name, ResourceState.TERMINATED)
@@ -239,7 +243,16 @@ class Trainctl:
 
     def _settle_intent(self, record: ResourceRecord) -> ResourceRecord:
         """An interrupted create: adopt what the provider made under its name, or,
-        when it made nothing, drop the record and say so."""
+        when it made nothing, drop the record and say so. A create that may still
+        act is left alone: dropping its intent would let the machine it is about to
+        make run without a record."""
+        in_flight = self.store.create_in_flight(record)
+        if in_flight:
+            raise OperationFailed(
+                f"{record.name!r} is not made yet: {in_flight}; nothing was done",
+                hint=f"wait for that create to end, then `trainctl terminate {record.name}` "
+                "(Ctrl-C on the create also releases what it made)",
+            )
         view = ResourceView(record)
         self._refresh(record.provider, [view], stale_after=0.0)
         assert view.record is not None
