@@ -224,8 +224,51 @@ class Trainctl:
             if s.id not in known and s.state is not ResourceState.TERMINATED
         ]
 
-    def terminate(self, ref: str) -> ResourceStatus:
-        record = self.store.resource(ref)
+    def locate(self, ref: str) -> tuple[ResourceRecord | None, ResourceStatus | None]:
+        """The machine ``ref`` (id or name) means: its record, or, when the store has
+        none, the one machine a usable provider lists as trainctl's under that id or
+        trainctl name (an untracked machine: its record was lost)."""
+        try:
+            return self.store.resource(ref), None
+        except NotFound as e:
+            return None, self._untracked(ref, e)
+
+    def _untracked(self, ref: str, not_found: NotFound) -> ResourceStatus:
+        matches: list[ResourceStatus] = []
+        unasked: list[str] = []
+        for name in sorted({*registry.detect(), registry.FALLBACK}):
+            try:
+                listed = self.provider(name).list_resources()
+            except TrainctlError as e:
+                unasked.append(f"{name} ({e})")
+                continue
+            matches += [
+                s
+                for s in listed
+                if s.state is not ResourceState.TERMINATED
+                and ref in (s.id, s.tags.get(TAG_NAME) or s.name)
+            ]
+        if len(matches) > 1:
+            ids = ", ".join(f"{s.id} on {s.provider}" for s in matches)
+            raise BadInput(f"{ref!r} names several untracked machines ({ids}); give an id")
+        if not matches:
+            if unasked:
+                not_found.hint = "could not ask " + "; ".join(unasked)
+            raise not_found
+        return matches[0]
+
+    def terminate(
+        self,
+        ref: str,
+        *,
+        located: tuple[ResourceRecord | None, ResourceStatus | None] | None = None,
+    ) -> ResourceStatus:
+        """Release a machine: a recorded one, or an untracked one that its provider
+        lists as trainctl's (``locate``). ``located`` is what ``locate(ref)`` said."""
+        record, untracked = located or self.locate(ref)
+        if record is None:
+            assert untracked is not None
+            return self._terminate_untracked(untracked)
         if not record.confirmed:
             record = self._settle_intent(record)
         provider = self.provider(record.provider)
@@ -238,6 +281,16 @@ class Trainctl:
                 f"{record.provider} did not confirm termination of {record.name} "
                 f"(state: {status.state.value}); its record is kept",
                 hint=f"retry `trainctl terminate {record.name}`",
+            )
+        return status
+
+    def _terminate_untracked(self, machine: ResourceStatus) -> ResourceStatus:
+        status = self.provider(machine.provider).terminate(machine.id)
+        if status.state not in (ResourceState.TERMINATED, ResourceState.TERMINATING):
+            raise OperationFailed(
+                f"{machine.provider} did not confirm termination of {machine.id} "
+                f"(state: {status.state.value})",
+                hint=f"retry `trainctl terminate {machine.id}`",
             )
         return status
 

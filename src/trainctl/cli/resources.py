@@ -8,6 +8,7 @@ import click
 
 from ..api import Trainctl
 from ..errors import BadInput, OperationFailed
+from ..provider import TAG_NAME
 from .common import (
     build_create_options,
     choose_provider,
@@ -151,18 +152,27 @@ def confirm(question: str, yes: bool) -> None:
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @json_option
 def terminate(resource: str, yes: bool, json_mode: bool) -> None:
-    """Terminate RESOURCE: its jobs end and it stops billing."""
+    """Terminate RESOURCE: its jobs end and it stops billing.
+
+    RESOURCE is a name or id from `trainctl list`; a machine the store has no record
+    of (shown as untracked by `list --refresh`) is found in the providers' listings
+    of trainctl's own machines.
+    """
     tc = Trainctl()
-    record = tc.store.resource(resource)
-    confirm(f"Terminate {record.name} ({record.id}) on {record.provider}?", yes)
-    st = tc.terminate(resource)
+    record, untracked = located = tc.locate(resource)
+    if record is not None:
+        name, rid, provider, what = record.name, record.id, record.provider, ""
+    else:
+        assert untracked is not None
+        name = untracked.tags.get(TAG_NAME) or untracked.name or untracked.id
+        rid, provider, what = untracked.id, untracked.provider, "untracked machine "
+    confirm(f"Terminate {what}{name} ({rid}) on {provider}?", yes)
+    st = tc.terminate(resource, located=located)
     out = Output(json_mode)
     if json_mode:
         out.emit(st.to_dict())
     else:
-        out.info(
-            f"terminated {record.name} ({record.id})" + (f": {st.reason}" if st.reason else "")
-        )
+        out.info(f"terminated {what}{name} ({rid})" + (f": {st.reason}" if st.reason else ""))
 
 
 @click.command()
