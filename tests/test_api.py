@@ -266,3 +266,28 @@ def test_a_machine_left_by_a_failed_create_keeps_its_record(tmp_path, known_id):
             assert not record.confirmed  # the intent stays for list --refresh to settle
     finally:
         registry.unregister("leaky")
+
+
+def test_reconnect_retries_while_the_machine_runs_then_gives_up_or_says_lost(tmp_path):
+    from trainctl.api import FollowGaveUp, MachineLost, Reconnect
+    from trainctl.errors import RemoteError
+
+    provider = FakeProvider(tmp_path / "machines")
+    made = provider.create_resource(CreateResourceOptions(name="exp"))
+    tc = Trainctl()
+    intent = tc.store.begin_create("fake", "exp")
+    record = tc.store.finish_create(intent, made)
+    said: list[str] = []
+    follow = Reconnect(provider, record, "j-1", report=said.append, timeout=0.5, max_interval=0.1)
+    drop = RemoteError("connection refused")
+    started = time.monotonic()
+    follow(drop, 1)  # the machine runs: wait a little, then try again
+    follow(drop, 2)
+    assert len(said) == 2 and "reconnecting" in said[0] and "try 2" in said[1]
+    time.sleep(max(0.0, 0.5 - (time.monotonic() - started)))
+    with pytest.raises(FollowGaveUp, match="gave up following j-1") as gave_up:
+        follow(drop, 3)
+    assert "trainctl monitor j-1 --follow" in gave_up.value.hint
+    provider.terminate(made.id)
+    with pytest.raises(MachineLost, match="says exp is terminated"):
+        follow(drop, 1)
