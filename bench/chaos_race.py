@@ -68,10 +68,10 @@ def untracked(fake: FakeLyceum, home: Path) -> list[str]:
 
 
 def settle(name: str) -> int:
-    """`terminate NAME -y` until it stops saying that the create is still running."""
+    """`terminate NAME -y` until it stops saying that the create may still act."""
     for _ in range(50):
         r = trainctl("terminate", name, "-y")
-        if r.returncode != 1 or "still running" not in r.stderr:
+        if r.returncode != 1 or "is not made yet" not in r.stderr:
             return r.returncode
         time.sleep(0.2)
     return r.returncode
@@ -102,6 +102,8 @@ def main() -> None:
     os.environ["HOME"] = tempfile.mkdtemp(prefix="trainctl-chaos-home-")
     (home / "config.toml").write_text(
         "[providers.lyceum]\npoll_interval = 0.05\nready_timeout = 30\n"
+        # a create call the fake holds is carried out within LATENCY seconds
+        f"[create]\nrequest_grace = {LATENCY + 0.5}\n"
     )
     leaks, left, codes = 0, 0, collections.Counter()
     with FakeLyceum() as fake:

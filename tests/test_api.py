@@ -211,9 +211,12 @@ def begin_create_and_die(provider: str, name: str) -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_terminate_settles_an_interrupted_create(recoverable):
+def test_terminate_settles_an_interrupted_create(recoverable, trainctl_home):
     tc = Trainctl()
     begin_create_and_die("recoverable", "ghost")  # died before the provider answered
+    with pytest.raises(OperationFailed, match="may still be carried out"):
+        tc.terminate("ghost")  # a create call it sent may still be in flight
+    trainctl_home.joinpath("config.toml").write_text("[create]\nrequest_grace = 0\n")
     with pytest.raises(NotFound, match="never made"):
         tc.terminate("ghost")
     assert tc.store.resources() == []

@@ -33,7 +33,7 @@ from .home import load_config
 from .provider import TAG_NAME, TrainingProvider
 from .remote.base import Progress
 from .runtime.client import OutputSink
-from .store import ResourceRecord, Store
+from .store import REQUEST_GRACE_SECONDS, ResourceRecord, Store
 from .types import (
     CreateResourceOptions,
     ExecutionStatus,
@@ -199,7 +199,7 @@ class Trainctl:
             assert record is not None
             if not record.confirmed:
                 found = by_name.get(record.name)
-                in_flight = self.store.create_in_flight(record)
+                in_flight = self._in_flight(record)
                 if found is not None:
                     v.record = self.store.finish_create(record.id, found)
                     v.live = found
@@ -294,12 +294,19 @@ class Trainctl:
             )
         return status
 
+    def _in_flight(self, record: ResourceRecord) -> str | None:
+        """Why the create behind an intent may still act (``Store.create_in_flight``)."""
+        table = load_config().get("create", {})
+        grace = table.get("request_grace") if isinstance(table, dict) else None
+        seconds = _seconds(None, grace, REQUEST_GRACE_SECONDS, "[create] request_grace")
+        return self.store.create_in_flight(record, request_grace=seconds)
+
     def _settle_intent(self, record: ResourceRecord) -> ResourceRecord:
         """An interrupted create: adopt what the provider made under its name, or,
         when it made nothing, drop the record and say so. A create that may still
         act is left alone: dropping its intent would let the machine it is about to
         make run without a record."""
-        in_flight = self.store.create_in_flight(record)
+        in_flight = self._in_flight(record)
         if in_flight:
             raise OperationFailed(
                 f"{record.name!r} is not made yet: {in_flight}; nothing was done",
@@ -480,9 +487,17 @@ class Reconnect:
         self.record = record
         self.job_id = job_id
         self.report = report or (lambda _message: None)
-        self.timeout = _seconds(timeout, config.get("reconnect_timeout"), RECONNECT_TIMEOUT)
+        self.timeout = _seconds(
+            timeout,
+            config.get("reconnect_timeout"),
+            RECONNECT_TIMEOUT,
+            "[follow] reconnect_timeout",
+        )
         self.max_interval = _seconds(
-            max_interval, config.get("reconnect_max_interval"), RECONNECT_MAX_INTERVAL
+            max_interval,
+            config.get("reconnect_max_interval"),
+            RECONNECT_MAX_INTERVAL,
+            "[follow] reconnect_max_interval",
         )
         self._since = 0.0
 
@@ -523,16 +538,17 @@ class Reconnect:
             )
 
 
-def _seconds(given: float | None, configured: object, default: float) -> float:
+def _seconds(given: float | None, configured: object, default: float, setting: str) -> float:
+    """``given``, else the configured ``setting``, else ``default``: seconds, >= 0."""
     value = given if given is not None else configured
     if value is None:
         return default
     try:
         seconds = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise BadInput(f"bad [follow] setting {value!r}: expected seconds") from None
+        seconds = -1.0
     if not seconds >= 0:
-        raise BadInput(f"bad [follow] setting {value!r}: expected seconds")
+        raise BadInput(f"bad {setting} {value!r} in the config file: expected seconds")
     return seconds
 
 

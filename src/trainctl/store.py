@@ -29,6 +29,9 @@ CREATING = "creating"
 #: the longest a create may take (waiting for a machine to be ready included); an
 #: intent whose creator cannot be checked is not dropped younger than this
 CREATE_MAX_SECONDS = 3600.0
+#: how long a create call sent just before its process died may still be carried out
+#: by the provider (twice the HTTP timeout); ``[create] request_grace`` in the config
+REQUEST_GRACE_SECONDS = 60.0
 
 # Who is creating what: one row per intent, kept until the create ends.
 _INTENTS_SCHEMA = """
@@ -211,25 +214,35 @@ class Store:
             self.db.execute(_INTENTS_SCHEMA)
             self._intents_ready = True
 
-    def create_in_flight(self, record: ResourceRecord) -> str | None:
+    def create_in_flight(
+        self, record: ResourceRecord, *, request_grace: float = REQUEST_GRACE_SECONDS
+    ) -> str | None:
         """Why the create behind an unconfirmed ``record`` may still act (a sentence),
-        or None when it cannot: its process is gone, or (where that cannot be
-        checked: another host, or no process recorded) its intent is older than the
-        longest a create can take."""
+        or None when it cannot. It may while its process runs, and for
+        ``request_grace`` seconds after the intent was written even when that process
+        is gone (killed with a create call in flight, which the provider may still
+        carry out); where the process cannot be checked (another host, or no process
+        recorded), until the intent is older than the longest a create can take."""
         self._ensure_intents_table()
         row = self.db.execute(
             "SELECT pid, identity, host FROM create_intents WHERE id=?", (record.id,)
         ).fetchone()
-        young = record.hours_running() * 3600 < CREATE_MAX_SECONDS
+        age = record.hours_running() * 3600
         if row is None:
-            return "its create may still be running" if young else None
+            return "its create may still be running" if age < CREATE_MAX_SECONDS else None
         pid, identity, host = row
         where = f"process {pid} on {host}"
-        if host == socket.gethostname():
-            alive = _alive(pid, identity)
-            if alive is not None:
-                return f"its create ({where}) is still running" if alive else None
-        return f"its create ({where}) may still be running" if young else None
+        alive = _alive(pid, identity) if host == socket.gethostname() else None
+        if alive:
+            return f"its create ({where}) is still running"
+        if alive is None and age < CREATE_MAX_SECONDS:
+            return f"its create ({where}) may still be running"
+        if age < request_grace:
+            return (
+                f"its create ({where}) ended {age:.0f}s ago; a call it sent may still be "
+                f"carried out for {request_grace - age:.0f}s more"
+            )
+        return None
 
     def finish_create(self, intent: str, status: ResourceStatus) -> ResourceRecord:
         """Replace the intent's placeholder id with the provider's id and status.
