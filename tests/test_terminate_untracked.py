@@ -64,3 +64,19 @@ def test_terminate_an_untracked_local_workspace(trainctl_home):
     assert gone.code == 0, gone.err
     assert gone.json()["state"] == "terminated"
     assert not (trainctl_home / "local" / made["id"]).exists()
+
+
+def test_adopt_records_an_untracked_pod_again(runpod_cli, trainctl_home):
+    fake = runpod_cli
+    pod_id = create_pod("rp1")
+    lose_the_store(trainctl_home)
+    adopted = trainctl("adopt", "rp1", "--json")
+    assert adopted.code == 0, adopted.err
+    assert (adopted.json()["id"], adopted.json()["name"]) == (pod_id, "rp1")
+    listed = trainctl("list", "--refresh", "--json").json()["resources"]
+    assert [(x["name"], x["tracked"], x["state"]) for x in listed] == [("rp1", True, "running")]
+    again = trainctl("adopt", pod_id)
+    assert again.code == 2 and "already recorded" in again.err
+    assert trainctl("terminate", "rp1", "-y").code == 0
+    assert fake.live_pods() == []
+    assert trainctl("adopt", pod_id).code == 3

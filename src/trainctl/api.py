@@ -257,6 +257,17 @@ class Trainctl:
             raise not_found
         return matches[0]
 
+    def adopt(self, ref: str, *, name: str | None = None) -> ResourceRecord:
+        """Record an untracked machine (one a usable provider lists as trainctl's but
+        the store has no record of), under its trainctl name or ``name``."""
+        record, machine = self.locate(ref)
+        if record is not None:
+            raise BadInput(f"{record.name} ({record.id}) is already recorded")
+        assert machine is not None
+        label = name or machine.tags.get(TAG_NAME) or machine.name or machine.id
+        intent = self.store.begin_create(machine.provider, label, spot=machine.spot)
+        return self.store.finish_create(intent, machine)
+
     def terminate(
         self,
         ref: str,

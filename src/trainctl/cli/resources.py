@@ -1,4 +1,4 @@
-"""Machine commands: create, list, status, terminate, stop, start."""
+"""Machine commands: create, list, status, terminate, adopt, stop, start."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from ..api import Trainctl
 from ..errors import BadInput, OperationFailed
 from ..provider import TAG_NAME
 from .common import (
+    _RESOURCE_NAME,
     build_create_options,
     choose_provider,
     create_options,
@@ -173,6 +174,23 @@ def terminate(resource: str, yes: bool, json_mode: bool) -> None:
         out.emit(st.to_dict())
     else:
         out.info(f"terminated {what}{name} ({rid})" + (f": {st.reason}" if st.reason else ""))
+
+
+@click.command()
+@click.argument("machine", metavar="ID|NAME")
+@click.option("--name", "-n", help="Record it under this name (default: its trainctl name).")
+@json_option
+def adopt(machine: str, name: str | None, json_mode: bool) -> None:
+    """Record an untracked machine (see `trainctl list --refresh`) so that every
+    command can use it again."""
+    if name is not None and not _RESOURCE_NAME.match(name):
+        raise BadInput(f"bad name {name!r}: use letters, digits, '-', '_' or '.'")
+    record = Trainctl().adopt(machine, name=name)
+    out = Output(json_mode)
+    if json_mode:
+        out.emit(record.to_dict())
+    else:
+        out.info(f"adopted {record.name} ({record.id}) on {record.provider}")
 
 
 @click.command()
