@@ -119,6 +119,7 @@ def test_interrupted_run_checkpoints_downloads_then_releases(project, tmp_path, 
     ]
     positions = [run.stderr.find(step) for step in steps]
     assert -1 not in positions and positions == sorted(positions), run.stderr
+    assert "saved checkpoint" in "".join(run.out)  # what the job said after SIGTERM is shown
 
 
 def test_second_ctrl_c_skips_the_download_and_still_releases(project, tmp_path):

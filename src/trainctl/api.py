@@ -13,6 +13,7 @@ Resources are referred to by id or name; the provider comes from the store.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -380,8 +381,10 @@ class Trainctl:
         follow: bool = False,
         sink: OutputSink | None = None,
         progress: Progress | None = None,
+        offset: int = 0,
     ) -> TrainingStatus:
-        """The job's log to ``sink``; with ``follow``, until the job ends.
+        """The job's log from byte ``offset`` to ``sink``; with ``follow``, until the
+        job ends.
 
         While following, a machine that cannot be reached is retried with backoff
         for as long as its provider says it runs (see ``Reconnect``); giving up
@@ -390,7 +393,9 @@ class Trainctl:
         on_drop = None
         if follow:
             on_drop = Reconnect(provider, record, job_id or ref, report=progress)
-        status = provider.monitor(record.id, job_id, follow=follow, sink=sink, on_drop=on_drop)
+        status = provider.monitor(
+            record.id, job_id, follow=follow, sink=sink, offset=offset, on_drop=on_drop
+        )
         self._record_job(record, status)
         return status
 
@@ -635,18 +640,19 @@ def run(
         on_created(record)
     result = RunResult(record, None, [], False)
     job_id = job.job_id
+    log = _CountingSink(sink)
     try:
         try:
             started = tc.train(record.id, job, progress=progress)
             result.job, job_id = started, started.job_id
-            result.job = tc.monitor(started.job_id, follow=True, sink=sink, progress=progress)
+            result.job = tc.monitor(started.job_id, follow=True, sink=log, progress=progress)
         except KeyboardInterrupt as e:
             result.interrupted = signal_name = interrupts.name(e)
             if keep:
                 say(f"{signal_name}: keeping {record.name} and its job running")
                 return result
             if job_id:
-                result.job = _cancel(tc, job_id, grace, signal_name, say) or result.job
+                result.job = _cancel(tc, job_id, grace, signal_name, say, log) or result.job
         except MachineLost as e:
             result.lost = e.message  # nothing left to download; the release tidies up
             return result
@@ -676,10 +682,30 @@ def run(
     return result
 
 
+class _CountingSink:
+    """Passes the log on and counts its bytes, so that what the job writes after
+    following stopped can be shown from there."""
+
+    def __init__(self, sink: OutputSink | None) -> None:
+        self.sink = sink
+        self.offset = 0
+
+    def __call__(self, chunk: bytes) -> None:
+        if self.sink:
+            self.sink(chunk)
+        self.offset += len(chunk)
+
+
 def _cancel(
-    tc: Trainctl, job_id: str, grace: float, signal_name: str, say: Progress
+    tc: Trainctl,
+    job_id: str,
+    grace: float,
+    signal_name: str,
+    say: Progress,
+    log: _CountingSink,
 ) -> TrainingStatus | None:
-    """Cancel the job of an interrupted run: SIGTERM, SIGKILL after ``grace``."""
+    """Cancel the job of an interrupted run: SIGTERM, SIGKILL after ``grace``; then
+    show what the job wrote meanwhile (its last words: a checkpoint saved)."""
     say(
         f"{signal_name}: cancelling job {job_id} (SIGTERM, SIGKILL after {grace:g}s, so it "
         f"can save a checkpoint); {signal_name} again skips to releasing the machine"
@@ -689,6 +715,8 @@ def _cancel(
     except TrainctlError as e:
         say(f"could not cancel {job_id} ({e}); releasing the machine ends it")
         return None
+    with contextlib.suppress(TrainctlError):
+        tc.monitor(job_id, sink=log, offset=log.offset)
     say(f"job {job_id} {status.status.value}")
     return status
 
