@@ -272,8 +272,8 @@ def test_a_machine_left_by_a_failed_create_keeps_its_record(tmp_path, known_id):
 
 
 def test_reconnect_retries_while_the_machine_runs_then_gives_up_or_says_lost(tmp_path):
-    from trainctl.api import FollowGaveUp, MachineLost, Reconnect
     from trainctl.errors import RemoteError
+    from trainctl.following import FollowGaveUp, MachineLost, Reconnect
 
     provider = FakeProvider(tmp_path / "machines")
     made = provider.create_resource(CreateResourceOptions(name="exp"))

@@ -7,8 +7,9 @@ from pathlib import Path
 import click
 
 from .. import interrupts
-from ..api import Trainctl, reattach_hint
+from ..api import Trainctl
 from ..errors import BadInput, NotFound
+from ..following import reattach_hint
 from ..interrupts import Interrupted, signals_interrupt
 from ..types import TrainingJob, TrainingStatus
 from .common import json_option, parse_pairs, progress_printer

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
-from ..api import Trainctl, reattach_hint
+from ..api import Trainctl
 from ..api import run as run_job
+from ..following import reattach_hint
 from ..interrupts import signals_interrupt
 from .common import (
     build_create_options,
