@@ -14,8 +14,10 @@ import pytest
 from fakes import FakeProvider
 from trainctl import registry
 from trainctl.api import Trainctl, run
-from trainctl.errors import BadInput, NotFound, OperationFailed, ResourceLeft
-from trainctl.types import CreateResourceOptions, TrainingJob
+from trainctl.errors import BadInput, NotFound, OperationFailed, RemoteError, ResourceLeft
+from trainctl.remote.local import LocalRemote
+from trainctl.runtime.client import JobRuntime
+from trainctl.types import CreateResourceOptions, ResourceState, TrainingJob
 
 
 class Broken(FakeProvider):
@@ -272,7 +274,6 @@ def test_a_machine_left_by_a_failed_create_keeps_its_record(tmp_path, known_id):
 
 
 def test_reconnect_retries_while_the_machine_runs_then_gives_up_or_says_lost(tmp_path):
-    from trainctl.errors import RemoteError
     from trainctl.following import FollowGaveUp, MachineLost, Reconnect
 
     provider = FakeProvider(tmp_path / "machines")
@@ -294,3 +295,43 @@ def test_reconnect_retries_while_the_machine_runs_then_gives_up_or_says_lost(tmp
     provider.terminate(made.id)
     with pytest.raises(MachineLost, match="says exp is terminated"):
         follow(drop, 1)
+
+
+class Preempted(FakeProvider):
+    """Its machine goes away (a spot preemption) as the log is being followed."""
+
+    name = "preempted"
+    root: Path
+
+    def __init__(self) -> None:
+        super().__init__(self.root)
+
+    def runtime(self, resource_id):
+        provider = self
+
+        class Gone(LocalRemote):
+            def stream(self, argv):
+                provider.machines[resource_id].state = ResourceState.TERMINATED
+                raise RemoteError("connection closed")
+
+        return JobRuntime(Gone(self.root / resource_id), resource_id)
+
+
+def test_run_whose_machine_is_gone_says_lost_and_exits_non_zero(tmp_path):
+    Preempted.root = tmp_path / "machines"
+    registry.register(Preempted)
+    try:
+        tc = Trainctl()
+        result = run(
+            tc,
+            "preempted",
+            CreateResourceOptions(),
+            TrainingJob([sys.executable, "-c", "pass"]),
+            outputs=["checkpoints"],
+            output_dir=tmp_path / "out",
+        )
+        assert result.lost and "says" in result.lost and "terminated" in result.lost
+        assert result.exit_code == 1 and result.terminated and not result.downloads
+        assert tc.store.resources() == []
+    finally:
+        registry.unregister("preempted")
