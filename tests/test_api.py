@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -13,8 +14,10 @@ import pytest
 from fakes import FakeProvider
 from trainctl import registry
 from trainctl.api import Trainctl, run
-from trainctl.errors import BadInput, NotFound, OperationFailed, ResourceLeft
-from trainctl.types import CreateResourceOptions, TrainingJob
+from trainctl.errors import BadInput, NotFound, OperationFailed, RemoteError, ResourceLeft
+from trainctl.remote.local import LocalRemote
+from trainctl.runtime.client import JobRuntime
+from trainctl.types import CreateResourceOptions, ResourceState, TrainingJob
 
 
 class Broken(FakeProvider):
@@ -42,11 +45,10 @@ def broken(tmp_path):
     registry.unregister("broken")
 
 
-@pytest.mark.parametrize("error", [OperationFailed("sync failed"), KeyboardInterrupt()])
-def test_run_terminates_on_error_and_interrupt(broken, tmp_path, error):
-    Broken.fail_with = error
+def test_run_terminates_on_error(broken, tmp_path):
+    Broken.fail_with = OperationFailed("sync failed")
     tc = Trainctl()
-    with pytest.raises(type(error)):
+    with pytest.raises(OperationFailed):
         run(
             tc,
             "broken",
@@ -57,6 +59,26 @@ def test_run_terminates_on_error_and_interrupt(broken, tmp_path, error):
         )
     assert broken[0].calls == ["create", "terminate"]
     assert tc.store.resources() == []
+
+
+def test_run_interrupted_before_the_job_started_releases_and_says_so(broken, tmp_path):
+    Broken.fail_with = KeyboardInterrupt()
+    tc = Trainctl()
+    said: list[str] = []
+    result = run(
+        tc,
+        "broken",
+        CreateResourceOptions(),
+        TrainingJob([sys.executable, "-c", "pass"], job_id="j-00000001"),
+        outputs=[],
+        output_dir=tmp_path / "out",
+        progress=said.append,
+    )
+    assert result.interrupted == "Ctrl-C" and result.exit_code == 130 and result.terminated
+    assert broken[0].calls == ["create", "terminate"]
+    assert tc.store.resources() == []
+    assert any("could not cancel j-00000001" in line for line in said), said
+    assert said[-1].startswith("releasing ")
 
 
 def test_run_keeps_machine_when_asked(tmp_path):
@@ -184,13 +206,23 @@ def test_ctrl_c_during_release_does_not_leave_the_machine(tmp_path):
         registry.unregister("impatient")
 
 
-def test_terminate_settles_an_interrupted_create(recoverable):
+def begin_create_and_die(provider: str, name: str) -> None:
+    """An intent written by a create process that is gone (killed before it recorded
+    anything)."""
+    code = f"from trainctl.store import Store; Store().begin_create({provider!r}, {name!r})"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_terminate_settles_an_interrupted_create(recoverable, trainctl_home):
     tc = Trainctl()
-    tc.store.begin_create("recoverable", "ghost")  # the create died before the provider answered
+    begin_create_and_die("recoverable", "ghost")  # died before the provider answered
+    with pytest.raises(OperationFailed, match="may still be carried out"):
+        tc.terminate("ghost")  # a create call it sent may still be in flight
+    trainctl_home.joinpath("config.toml").write_text("[create]\nrequest_grace = 0\n")
     with pytest.raises(NotFound, match="never made"):
         tc.terminate("ghost")
     assert tc.store.resources() == []
-    tc.store.begin_create("recoverable", "real")
+    begin_create_and_die("recoverable", "real")
     made = Recoverable().create_resource(CreateResourceOptions(name="real"))
     assert tc.terminate("real").state.value == "terminated"
     assert made.id not in {m.id for m in Recoverable().list_resources()}
@@ -239,3 +271,67 @@ def test_a_machine_left_by_a_failed_create_keeps_its_record(tmp_path, known_id):
             assert not record.confirmed  # the intent stays for list --refresh to settle
     finally:
         registry.unregister("leaky")
+
+
+def test_reconnect_retries_while_the_machine_runs_then_gives_up_or_says_lost(tmp_path):
+    from trainctl.following import FollowGaveUp, MachineLost, Reconnect
+
+    provider = FakeProvider(tmp_path / "machines")
+    made = provider.create_resource(CreateResourceOptions(name="exp"))
+    tc = Trainctl()
+    intent = tc.store.begin_create("fake", "exp")
+    record = tc.store.finish_create(intent, made)
+    said: list[str] = []
+    follow = Reconnect(provider, record, "j-1", report=said.append, timeout=0.5, max_interval=0.1)
+    drop = RemoteError("connection refused")
+    started = time.monotonic()
+    follow(drop, 1)  # the machine runs: wait a little, then try again
+    follow(drop, 2)
+    assert len(said) == 2 and "reconnecting" in said[0] and "try 2" in said[1]
+    time.sleep(max(0.0, 0.5 - (time.monotonic() - started)))
+    with pytest.raises(FollowGaveUp, match="gave up following j-1") as gave_up:
+        follow(drop, 3)
+    assert "trainctl monitor j-1 --follow" in gave_up.value.hint
+    provider.terminate(made.id)
+    with pytest.raises(MachineLost, match="says exp is terminated"):
+        follow(drop, 1)
+
+
+class Preempted(FakeProvider):
+    """Its machine goes away (a spot preemption) as the log is being followed."""
+
+    name = "preempted"
+    root: Path
+
+    def __init__(self) -> None:
+        super().__init__(self.root)
+
+    def runtime(self, resource_id):
+        provider = self
+
+        class Gone(LocalRemote):
+            def stream(self, argv):
+                provider.machines[resource_id].state = ResourceState.TERMINATED
+                raise RemoteError("connection closed")
+
+        return JobRuntime(Gone(self.root / resource_id), resource_id)
+
+
+def test_run_whose_machine_is_gone_says_lost_and_exits_non_zero(tmp_path):
+    Preempted.root = tmp_path / "machines"
+    registry.register(Preempted)
+    try:
+        tc = Trainctl()
+        result = run(
+            tc,
+            "preempted",
+            CreateResourceOptions(),
+            TrainingJob([sys.executable, "-c", "pass"]),
+            outputs=["checkpoints"],
+            output_dir=tmp_path / "out",
+        )
+        assert result.lost and "says" in result.lost and "terminated" in result.lost
+        assert result.exit_code == 1 and result.terminated and not result.downloads
+        assert tc.store.resources() == []
+    finally:
+        registry.unregister("preempted")

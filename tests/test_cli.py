@@ -294,3 +294,16 @@ def test_bad_task_file(tmp_path, text, needle):
     task.write_text(text)
     r = trainctl("run", "-f", str(task))
     assert r.code == 2 and needle in r.err and no_traceback(r.err)
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_run_that_keeps_a_machine_for_a_missing_output_exits_non_zero(project, tmp_path, json_flag):
+    r = trainctl(
+        "run", "-p", "local", "-w", str(project), "-o", "checkpoints", "-o", "typo_dir",
+        "--output-dir", str(tmp_path / "o"), *json_flag, "--", sys.executable, "job.py",
+    )  # fmt: skip
+    assert r.code == 1, r.err
+    assert "typo_dir" in (r.out if json_flag else r.err)
+    assert (tmp_path / "o" / "checkpoints" / "model.txt").exists()
+    (kept,) = trainctl("list", "--json").json()["resources"]
+    assert trainctl("terminate", kept["name"], "-y").code == 0

@@ -250,3 +250,16 @@ def test_a_home_holding_other_things_keeps_its_mode(trainctl_home):
     (trainctl_home / "notes.txt").write_text("the user's own")
     assert run_cli("list").code == 0
     assert mode(trainctl_home) == 0o755 and mode(trainctl_home / "state.db") == 0o600
+
+
+def test_terminate_on_a_read_only_store_releases_nothing(db, trainctl_home):
+    """A release whose record could not be dropped would leave the store wrong: the
+    terminate is refused before the provider is asked."""
+    (workspace,) = (trainctl_home / "local").iterdir()
+    db.chmod(0o444)
+    r = run_cli("terminate", "kept", "-y", unprivileged=True)
+    assert r.code == 1
+    assert "read-only" in one_line(r)
+    assert workspace.is_dir()
+    db.chmod(0o600)
+    assert run_cli("terminate", "kept", "-y").code == 0

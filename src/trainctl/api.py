@@ -13,21 +13,27 @@ Resources are referred to by id or name; the provider comes from the store.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import signal
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import registry
+from . import interrupts, registry
 from .capabilities import Capability, require
-from .errors import BadInput, NotFound, OperationFailed, ResourceLeft, TrainctlError
+from .errors import (
+    BadInput,
+    NotFound,
+    OperationFailed,
+    ResourceLeft,
+    TrainctlError,
+)
+from .following import FollowGaveUp, MachineLost, Reconnect, seconds_setting
+from .home import load_config
 from .provider import TAG_NAME, TrainingProvider
 from .remote.base import Progress
 from .runtime.client import OutputSink
-from .store import ResourceRecord, Store
+from .store import REQUEST_GRACE_SECONDS, ResourceRecord, Store
 from .types import (
     CreateResourceOptions,
     ExecutionStatus,
@@ -193,9 +199,13 @@ class Trainctl:
             assert record is not None
             if not record.confirmed:
                 found = by_name.get(record.name)
+                in_flight = self._in_flight(record)
                 if found is not None:
                     v.record = self.store.finish_create(record.id, found)
-                    v.live, v.note = found, "adopted: its create had been interrupted"
+                    v.live = found
+                    v.note = "adopted: " + (in_flight or "its create had been interrupted")
+                elif in_flight:
+                    v.note = f"not made yet: {in_flight}"
                 elif record.hours_running() >= stale_after:
                     self.store.abandon_create(record.id)
                     v.live = ResourceStatus(record.id, provider_name, ResourceState.TERMINATED)
@@ -214,8 +224,63 @@ class Trainctl:
             if s.id not in known and s.state is not ResourceState.TERMINATED
         ]
 
-    def terminate(self, ref: str) -> ResourceStatus:
-        record = self.store.resource(ref)
+    def locate(self, ref: str) -> tuple[ResourceRecord | None, ResourceStatus | None]:
+        """The machine ``ref`` (id or name) means: its record, or, when the store has
+        none, the one machine a usable provider lists as trainctl's under that id or
+        trainctl name (an untracked machine: its record was lost)."""
+        try:
+            return self.store.resource(ref), None
+        except NotFound as e:
+            return None, self._untracked(ref, e)
+
+    def _untracked(self, ref: str, not_found: NotFound) -> ResourceStatus:
+        matches: list[ResourceStatus] = []
+        unasked: list[str] = []
+        for name in sorted({*registry.detect(), registry.FALLBACK}):
+            try:
+                listed = self.provider(name).list_resources()
+            except TrainctlError as e:
+                unasked.append(f"{name} ({e})")
+                continue
+            matches += [
+                s
+                for s in listed
+                if s.state is not ResourceState.TERMINATED
+                and ref in (s.id, s.tags.get(TAG_NAME) or s.name)
+            ]
+        if len(matches) > 1:
+            ids = ", ".join(f"{s.id} on {s.provider}" for s in matches)
+            raise BadInput(f"{ref!r} names several untracked machines ({ids}); give an id")
+        if not matches:
+            if unasked:
+                not_found.hint = "could not ask " + "; ".join(unasked)
+            raise not_found
+        return matches[0]
+
+    def adopt(self, ref: str, *, name: str | None = None) -> ResourceRecord:
+        """Record an untracked machine (one a usable provider lists as trainctl's but
+        the store has no record of), under its trainctl name or ``name``."""
+        record, machine = self.locate(ref)
+        if record is not None:
+            raise BadInput(f"{record.name} ({record.id}) is already recorded")
+        assert machine is not None
+        label = name or machine.tags.get(TAG_NAME) or machine.name or machine.id
+        intent = self.store.begin_create(machine.provider, label, spot=machine.spot)
+        return self.store.finish_create(intent, machine)
+
+    def terminate(
+        self,
+        ref: str,
+        *,
+        located: tuple[ResourceRecord | None, ResourceStatus | None] | None = None,
+    ) -> ResourceStatus:
+        """Release a machine: a recorded one, or an untracked one that its provider
+        lists as trainctl's (``locate``). ``located`` is what ``locate(ref)`` said."""
+        record, untracked = located or self.locate(ref)
+        if record is None:
+            assert untracked is not None
+            return self._terminate_untracked(untracked)
+        self.store.require_writable(f"terminating {record.name}")
         if not record.confirmed:
             record = self._settle_intent(record)
         provider = self.provider(record.provider)
@@ -231,9 +296,35 @@ class Trainctl:
             )
         return status
 
+    def _terminate_untracked(self, machine: ResourceStatus) -> ResourceStatus:
+        status = self.provider(machine.provider).terminate(machine.id)
+        if status.state not in (ResourceState.TERMINATED, ResourceState.TERMINATING):
+            raise OperationFailed(
+                f"{machine.provider} did not confirm termination of {machine.id} "
+                f"(state: {status.state.value})",
+                hint=f"retry `trainctl terminate {machine.id}`",
+            )
+        return status
+
+    def _in_flight(self, record: ResourceRecord) -> str | None:
+        """Why the create behind an intent may still act (``Store.create_in_flight``)."""
+        table = load_config().get("create", {})
+        grace = table.get("request_grace") if isinstance(table, dict) else None
+        seconds = seconds_setting(None, grace, REQUEST_GRACE_SECONDS, "[create] request_grace")
+        return self.store.create_in_flight(record, request_grace=seconds)
+
     def _settle_intent(self, record: ResourceRecord) -> ResourceRecord:
         """An interrupted create: adopt what the provider made under its name, or,
-        when it made nothing, drop the record and say so."""
+        when it made nothing, drop the record and say so. A create that may still
+        act is left alone: dropping its intent would let the machine it is about to
+        make run without a record."""
+        in_flight = self._in_flight(record)
+        if in_flight:
+            raise OperationFailed(
+                f"{record.name!r} is not made yet: {in_flight}; nothing was done",
+                hint=f"wait for that create to end, then `trainctl terminate {record.name}` "
+                "(Ctrl-C on the create also releases what it made)",
+            )
         view = ResourceView(record)
         self._refresh(record.provider, [view], stale_after=0.0)
         assert view.record is not None
@@ -289,9 +380,22 @@ class Trainctl:
         *,
         follow: bool = False,
         sink: OutputSink | None = None,
+        progress: Progress | None = None,
+        offset: int = 0,
     ) -> TrainingStatus:
+        """The job's log from byte ``offset`` to ``sink``; with ``follow``, until the
+        job ends.
+
+        While following, a machine that cannot be reached is retried with backoff
+        for as long as its provider says it runs (see ``Reconnect``); giving up
+        raises ``FollowGaveUp`` and leaves the job and the machine as they are."""
         record, provider, job_id = self.find_job(ref)
-        status = provider.monitor(record.id, job_id, follow=follow, sink=sink)
+        on_drop = None
+        if follow:
+            on_drop = Reconnect(provider, record, job_id or ref, report=progress)
+        status = provider.monitor(
+            record.id, job_id, follow=follow, sink=sink, offset=offset, on_drop=on_drop
+        )
         self._record_job(record, status)
         return status
 
@@ -355,12 +459,19 @@ class RunResult:
     downloads: list[str]
     terminated: bool
     kept_reason: str | None = None
+    #: the signal that interrupted the run ("Ctrl-C", "SIGTERM", "SIGHUP"), if one did
+    interrupted: str | None = None
+    #: why the job was lost with its machine, if it was
+    lost: str | None = None
 
     @property
     def exit_code(self) -> int:
-        """The job's own code; 1 when it has none, or when it succeeded but an
-        output could not be brought home."""
-        if self.job is None or self.job.exit_code is None:
+        """130 when interrupted; else the job's own code, or 1 when it has none, or
+        when it succeeded but something asked for did not happen (an output not
+        brought home, the machine kept because following gave up)."""
+        if self.interrupted:
+            return 130
+        if self.lost or self.job is None or self.job.exit_code is None:
             return 1
         if self.job.exit_code == 0 and self.kept_reason:
             return 1
@@ -373,6 +484,8 @@ class RunResult:
             "downloads": self.downloads,
             "terminated": self.terminated,
             "kept_reason": self.kept_reason,
+            "interrupted": self.interrupted,
+            "lost": self.lost,
             "exit_code": self.exit_code,
         }
 
@@ -386,46 +499,135 @@ def run(
     outputs: list[str],
     output_dir: Path,
     keep: bool = False,
+    grace: float = 10.0,
     sink: OutputSink | None = None,
     progress: Progress | None = None,
     on_created: Callable[[ResourceRecord], None] | None = None,
 ) -> RunResult:
     """Create a machine, train, follow the log, download outputs, terminate.
 
-    The machine is terminated on every path out, including errors and Ctrl-C,
-    unless ``keep`` is set or an output could not be downloaded (then it is kept,
-    and the result says why, so the files are not lost)."""
+    The machine is terminated on every path out, including errors, unless ``keep``
+    is set, an output could not be downloaded, or following gave up while the
+    machine still runs (then it is kept, and the result says why, so nothing is
+    lost).
+
+    An interrupt (Ctrl-C, or SIGTERM / SIGHUP under ``interrupts.signals_interrupt``)
+    while the job runs is graceful, and each step is reported to ``progress``: the
+    job is cancelled with ``grace`` seconds to save a checkpoint, the outputs are
+    downloaded, then the machine is released; a second interrupt skips the
+    download, and one during the release is held until it is done. With ``keep``
+    the job and the machine are left running. The result says ``interrupted``."""
     _check_writable(output_dir)
+    say = progress or (lambda _message: None)
     record = tc.create(provider_name, options, progress=progress)
     if on_created:
         on_created(record)
     result = RunResult(record, None, [], False)
-    failed: list[str] = []
+    job_id = job.job_id
+    log = _CountingSink(sink)
     try:
-        started = tc.train(record.id, job, progress=progress)
-        result.job = started
-        result.job = tc.monitor(started.job_id, follow=True, sink=sink)
-        for path in outputs:
-            try:
-                dest = output_dir / Path(path.rstrip("/")).name
-                landed = tc.download(record.id, path, dest, progress=progress)
-                result.downloads.append(str(landed))
-            except NotFound as e:
-                # a failed job may never have written its outputs
-                if result.job.status is ExecutionStatus.COMPLETED:
-                    failed.append(f"{path}: {e}")
-            except (TrainctlError, OSError) as e:
-                failed.append(f"{path}: {e}")
+        try:
+            started = tc.train(record.id, job, progress=progress)
+            result.job, job_id = started, started.job_id
+            result.job = tc.monitor(started.job_id, follow=True, sink=log, progress=progress)
+        except KeyboardInterrupt as e:
+            result.interrupted = signal_name = interrupts.name(e)
+            if keep:
+                say(f"{signal_name}: keeping {record.name} and its job running")
+                return result
+            if job_id:
+                result.job = _cancel(tc, job_id, grace, signal_name, say, log) or result.job
+        except MachineLost as e:
+            result.lost = e.message  # nothing left to download; the release tidies up
+            return result
+        except FollowGaveUp as e:
+            result.kept_reason = e.message
+            keep = True
+            return result
+        if outputs and result.interrupted:
+            say(f"downloading outputs to {output_dir} ({result.interrupted} again skips it)")
+        failed = _download_outputs(tc, record, result, outputs, output_dir, progress)
         if failed:
             # keep the machine: what could not be brought home is not lost
             result.kept_reason = "download failed for " + "; ".join(failed)
             keep = True
+    except KeyboardInterrupt as e:
+        # a second interrupt, or the first one after the job ended: skip to the release
+        result.interrupted = result.interrupted or interrupts.name(e)
+        if not keep:
+            say(f"{interrupts.name(e)}: skipping the download")
     finally:
         if not keep:
-            with _interrupts_deferred():
+            if result.interrupted:
+                say(f"releasing {record.name}")
+            with interrupts.deferred():
                 tc.terminate(record.id)
             result.terminated = True
     return result
+
+
+class _CountingSink:
+    """Passes the log on and counts its bytes, so that what the job writes after
+    following stopped can be shown from there."""
+
+    def __init__(self, sink: OutputSink | None) -> None:
+        self.sink = sink
+        self.offset = 0
+
+    def __call__(self, chunk: bytes) -> None:
+        if self.sink:
+            self.sink(chunk)
+        self.offset += len(chunk)
+
+
+def _cancel(
+    tc: Trainctl,
+    job_id: str,
+    grace: float,
+    signal_name: str,
+    say: Progress,
+    log: _CountingSink,
+) -> TrainingStatus | None:
+    """Cancel the job of an interrupted run: SIGTERM, SIGKILL after ``grace``; then
+    show what the job wrote meanwhile (its last words: a checkpoint saved)."""
+    say(
+        f"{signal_name}: cancelling job {job_id} (SIGTERM, SIGKILL after {grace:g}s, so it "
+        f"can save a checkpoint); {signal_name} again skips to releasing the machine"
+    )
+    try:
+        status = tc.cancel(job_id, grace)
+    except TrainctlError as e:
+        say(f"could not cancel {job_id} ({e}); releasing the machine ends it")
+        return None
+    with contextlib.suppress(TrainctlError):
+        tc.monitor(job_id, sink=log, offset=log.offset)
+    say(f"job {job_id} {status.status.value}")
+    return status
+
+
+def _download_outputs(
+    tc: Trainctl,
+    record: ResourceRecord,
+    result: RunResult,
+    outputs: list[str],
+    output_dir: Path,
+    progress: Progress | None,
+) -> list[str]:
+    """Bring ``outputs`` home; returns what failed (a failed job's missing output is
+    not a failure: it may never have written it)."""
+    failed: list[str] = []
+    completed = result.job is not None and result.job.status is ExecutionStatus.COMPLETED
+    for path in outputs:
+        try:
+            dest = output_dir / Path(path.rstrip("/")).name
+            landed = tc.download(record.id, path, dest, progress=progress)
+            result.downloads.append(str(landed))
+        except NotFound as e:
+            if completed:
+                failed.append(f"{path}: {e}")
+        except (TrainctlError, OSError) as e:
+            failed.append(f"{path}: {e}")
+    return failed
 
 
 def _check_writable(output_dir: Path) -> None:
@@ -437,20 +639,3 @@ def _check_writable(output_dir: Path) -> None:
         raise BadInput(
             f"cannot write outputs to {output_dir}: {existing} is not a writable directory"
         )
-
-
-@contextmanager
-def _interrupts_deferred() -> Iterator[None]:
-    """Let a release finish: a Ctrl-C during it is held and raised afterwards, so an
-    impatient second Ctrl-C cannot leave a machine billing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught:
-        raise KeyboardInterrupt

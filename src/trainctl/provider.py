@@ -16,7 +16,7 @@ from typing import ClassVar
 from .capabilities import Capability, require
 from .errors import BadInput, CapabilityError, NotFound
 from .remote.base import Progress, Remote
-from .runtime.client import JobRuntime, OutputSink
+from .runtime.client import DropHandler, JobRuntime, OutputSink
 from .types import (
     CostEstimate,
     CreateResourceOptions,
@@ -152,15 +152,18 @@ class TrainingProvider(ABC):
         follow: bool = False,
         sink: OutputSink | None = None,
         offset: int = 0,
+        on_drop: DropHandler | None = None,
     ) -> TrainingStatus:
         """Pass the job's log to ``sink`` (all of it, or until the end with ``follow``).
 
-        Without ``job_id`` the resource's newest job is used."""
+        Without ``job_id`` the resource's newest job is used. ``on_drop`` decides
+        whether following goes on when the machine cannot be reached (see
+        ``JobRuntime.follow``)."""
         rt = self.runtime(resource_id)
         job_id = job_id or self._newest_job(rt)
         write: OutputSink = sink or (lambda _b: None)
         if follow:
-            return rt.follow(job_id, write, offset)
+            return rt.follow(job_id, write, offset, on_drop=on_drop)
         while chunk := rt.read(job_id, offset):
             write(chunk)
             offset += len(chunk)

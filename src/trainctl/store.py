@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import secrets
+import socket
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -104,6 +105,22 @@ class _Db:
     def close(self) -> None:
         self.conn.close()
 
+#: the longest a create may take (waiting for a machine to be ready included); an
+#: intent whose creator cannot be checked is not dropped younger than this
+CREATE_MAX_SECONDS = 3600.0
+#: how long a create call sent just before its process died may still be carried out
+#: by the provider (twice the HTTP timeout); ``[create] request_grace`` in the config
+REQUEST_GRACE_SECONDS = 60.0
+
+# Who is creating what: one row per intent, kept until the create ends.
+_INTENTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS create_intents (
+    id TEXT PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    identity TEXT,
+    host TEXT NOT NULL
+)
+"""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -197,6 +214,9 @@ class Store:
         self._db: _Db | None = None
         #: opened read-only (the file or its directory cannot be written)
         self.read_only = False
+        #: intents begun by this process: id -> (provider, name, created_at)
+        self._begun: dict[str, tuple[str, str, str]] = {}
+        self._intents_ready = False
 
     @property
     def db(self) -> _Db:
@@ -254,48 +274,146 @@ class Store:
                 return name
 
     def begin_create(self, provider: str, name: str, *, spot: bool = False) -> str:
-        """Record the intent to create ``name``; returns the placeholder id."""
+        """Record the intent to create ``name``; returns the placeholder id.
+
+        The intent names its creator (this process, its start time and host), so
+        that no one drops it while the create may still act (``create_in_flight``)."""
         if self._find("name", name) or self._find("id", name):
             raise BadInput(f"a resource named {name!r} already exists; choose another --name")
         intent = "intent-" + secrets.token_hex(6)
         now = _now()
+        self._ensure_intents_table()
         try:
-            self.db.execute(
-                "INSERT INTO resources (id, provider, name, spot, created_at, state, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (intent, provider, name, int(spot), now, CREATING, now),
-            )
+            with _transaction(self.db):
+                self.db.execute(
+                    "INSERT INTO resources (id, provider, name, spot, created_at, state,"
+                    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (intent, provider, name, int(spot), now, CREATING, now),
+                )
+                self.db.execute(
+                    "INSERT INTO create_intents VALUES (?, ?, ?, ?)",
+                    (intent, os.getpid(), _process_identity(os.getpid()), socket.gethostname()),
+                )
         except sqlite3.IntegrityError:  # another process took the name just now
             raise BadInput(
                 f"a resource named {name!r} already exists; choose another --name"
             ) from None
+        self._begun[intent] = (provider, name, now)
         return intent
 
+    def _ensure_intents_table(self) -> None:
+        # Created on first use, so that a store made by an older trainctl gains it too.
+        # A read-only store made before it has no intents to show: an empty temporary
+        # table stands in.
+        if not self._intents_ready:
+            if not self._cache_is_read_only("the create intents table"):
+                self.db.execute(_INTENTS_SCHEMA)
+            elif not self.db.execute(
+                "SELECT 1 FROM sqlite_master WHERE name='create_intents'"
+            ).fetchone():
+                self.db.execute(_INTENTS_SCHEMA.replace("TABLE", "TEMP TABLE", 1))
+            self._intents_ready = True
+
+    def create_in_flight(
+        self, record: ResourceRecord, *, request_grace: float = REQUEST_GRACE_SECONDS
+    ) -> str | None:
+        """Why the create behind an unconfirmed ``record`` may still act (a sentence),
+        or None when it cannot. It may while its process runs, and for
+        ``request_grace`` seconds after the intent was written even when that process
+        is gone (killed with a create call in flight, which the provider may still
+        carry out); where the process cannot be checked (another host, or no process
+        recorded), until the intent is older than the longest a create can take."""
+        self._ensure_intents_table()
+        row = self.db.execute(
+            "SELECT pid, identity, host FROM create_intents WHERE id=?", (record.id,)
+        ).fetchone()
+        age = record.hours_running() * 3600
+        if row is None:
+            return "its create may still be running" if age < CREATE_MAX_SECONDS else None
+        pid, identity, host = row
+        where = f"process {pid} on {host}"
+        alive = _alive(pid, identity) if host == socket.gethostname() else None
+        if alive:
+            return f"its create ({where}) is still running"
+        if alive is None and age < CREATE_MAX_SECONDS:
+            return f"its create ({where}) may still be running"
+        if age < request_grace:
+            return (
+                f"its create ({where}) ended {age:.0f}s ago; a call it sent may still be "
+                f"carried out for {request_grace - age:.0f}s more"
+            )
+        return None
+
     def finish_create(self, intent: str, status: ResourceStatus) -> ResourceRecord:
-        """Replace the intent's placeholder id with the provider's id and status."""
-        self.db.execute(
-            "UPDATE resources SET id=?, instance_type=?, gpu=?, gpu_count=?, spot=?, region=?,"
-            " launched_at=?, price_per_hour=?, state=?, reason=?, updated_at=? WHERE id=?",
-            (
-                status.id,
-                status.instance_type,
-                status.gpu,
-                status.gpu_count,
-                int(status.spot),
-                status.region,
-                _iso(status.launch_time),
-                status.cost_per_hour,
-                status.state.value,
-                status.reason,
-                _now(),
-                intent,
-            ),
+        """Replace the intent's placeholder id with the provider's id and status.
+
+        A machine that was made is always recorded: if the intent is gone (settled
+        by another process meanwhile), the record is made again from what this
+        process began, or updated where another process already adopted it."""
+        values = (
+            status.instance_type,
+            status.gpu,
+            status.gpu_count,
+            int(status.spot),
+            status.region,
+            _iso(status.launch_time),
+            status.cost_per_hour,
+            status.state.value,
+            status.reason,
+            _now(),
         )
+        columns = (
+            "instance_type=?, gpu=?, gpu_count=?, spot=?, region=?, launched_at=?,"
+            " price_per_hour=?, state=?, reason=?, updated_at=?"
+        )
+        self._ensure_intents_table()
+        with _transaction(self.db):
+            self.db.execute("DELETE FROM create_intents WHERE id=?", (intent,))
+            done = self.db.execute(
+                f"UPDATE resources SET id=?, {columns} WHERE id=?", (status.id, *values, intent)
+            ).rowcount
+            if not done:
+                done = self.db.execute(
+                    f"UPDATE resources SET {columns} WHERE id=?", (*values, status.id)
+                ).rowcount
+            if not done:
+                self._reinsert(intent, status, values)
+        self._begun.pop(intent, None)
         return self.resource(status.id)
+
+    def _reinsert(self, intent: str, status: ResourceStatus, values: tuple) -> None:
+        provider, name, created = self._begun.get(intent) or (
+            status.provider,
+            status.name or status.id,
+            _now(),
+        )
+        if self._find("name", name):  # the name was taken since: keep the machine all the same
+            name = f"{name}-{status.id}"
+        self.db.execute(
+            "INSERT INTO resources (id, provider, name, created_at, instance_type, gpu,"
+            " gpu_count, spot, region, launched_at, price_per_hour, state, reason, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (status.id, provider, name, created, *values),
+        )
 
     def abandon_create(self, intent: str) -> None:
         """Drop an intent whose create call failed with nothing left behind."""
-        self.db.execute("DELETE FROM resources WHERE id=? AND state=?", (intent, CREATING))
+        self._ensure_intents_table()
+        with _transaction(self.db):
+            self.db.execute("DELETE FROM create_intents WHERE id=?", (intent,))
+            self.db.execute("DELETE FROM resources WHERE id=? AND state=?", (intent, CREATING))
+        self._begun.pop(intent, None)
+
+    def require_writable(self, action: str) -> None:
+        """Refuse ``action`` up front on a read-only store: a machine released (or
+        made) whose record cannot then be changed would leave the store wrong."""
+        if self._db is None:
+            self._db = self._open()
+        if self.read_only:
+            raise StoreError(
+                f"the state store {self.path} is read-only: {action} needs to write it",
+                hint=f"make {self.path} and {self.path.parent} writable (chmod u+w)",
+            )
 
     def _cache_is_read_only(self, what: str) -> bool:
         """True (and a note in the log) when a cached value cannot be updated: reading
@@ -438,6 +556,32 @@ def _read_only(path: Path, timeout: float) -> sqlite3.Connection:
             last = e
     assert last is not None
     raise store_error(path, last, timeout) from None
+
+
+def _process_identity(pid: int) -> str | None:
+    """What tells this process from a later one with the same pid: the boot and the
+    start time (Linux ``/proc``), or None where that cannot be read."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return f"{boot}:{fields[19]}"  # field 22 of stat: start time since boot
+
+
+def _alive(pid: int, identity: str | None) -> bool | None:
+    """Whether the process that recorded ``identity`` still runs here (None: cannot
+    tell, a pid alive without a recorded identity may be another process)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, another user's
+    if identity is None:
+        return None
+    return _process_identity(pid) == identity
 
 
 def _create_schema(db: _Db) -> None:

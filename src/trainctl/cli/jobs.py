@@ -6,8 +6,11 @@ from pathlib import Path
 
 import click
 
+from .. import interrupts
 from ..api import Trainctl
-from ..errors import BadInput
+from ..errors import BadInput, NotFound
+from ..following import reattach_hint
+from ..interrupts import Interrupted, signals_interrupt
 from ..types import TrainingJob, TrainingStatus
 from .common import json_option, parse_pairs, progress_printer
 from .output import Output
@@ -71,8 +74,19 @@ def build_job(command, workdir, no_sync, envs, delete, checkpoint_dir) -> Traini
     )
 
 
-def follow(tc: Trainctl, out: Output, job_id: str) -> TrainingStatus:
-    return tc.monitor(job_id, follow=True, sink=out.log_bytes)
+def follow(tc: Trainctl, out: Output, job_id: str, resource: str) -> TrainingStatus:
+    """Follow the job's log to its end. An interrupt (Ctrl-C, SIGTERM, SIGHUP) stops
+    following only: the job keeps running, and the error says how to come back."""
+    try:
+        with signals_interrupt():
+            return tc.monitor(
+                job_id, follow=True, sink=out.log_bytes, progress=progress_printer(out.json_mode)
+            )
+    except KeyboardInterrupt as e:
+        raise Interrupted(
+            f"{interrupts.name(e)}: stopped following; job {job_id} keeps running on {resource}",
+            hint=reattach_hint(job_id, resource),
+        ) from None
 
 
 @click.command()
@@ -84,7 +98,9 @@ def follow(tc: Trainctl, out: Output, job_id: str) -> TrainingStatus:
 def train(resource, command, detach, json_mode, **job_flags) -> int:
     """Sync the working directory to RESOURCE and run COMMAND there.
 
-    Without --detach the log is followed and trainctl exits with the job's code.
+    Without --detach the log is followed and trainctl exits with the job's code;
+    Ctrl-C (or SIGTERM, SIGHUP) stops following and leaves the job running
+    (exit 130).
     """
     out = Output(json_mode)
     job = build_job(command, **job_flags)
@@ -98,7 +114,7 @@ def train(resource, command, detach, json_mode, **job_flags) -> int:
             out.info(f"follow it with: trainctl monitor {started.job_id} --follow")
         return 0
     click.echo(f"job {started.job_id} started on {resource}; following its log", err=True)
-    final = follow(tc, out, started.job_id)
+    final = follow(tc, out, started.job_id, resource)
     if json_mode:
         out.emit(final.to_dict())
     else:
@@ -108,17 +124,37 @@ def train(resource, command, detach, json_mode, **job_flags) -> int:
 
 @click.command()
 @click.argument("ref", metavar="RESOURCE|JOB")
-@click.option("--follow", "-f", is_flag=True, help="Stream until the job ends; exit with its code.")
+@click.option(
+    "--follow",
+    "-f",
+    "follow_log",
+    is_flag=True,
+    help="Stream until the job ends; exit with its code.",
+)
 @json_option
-def monitor(ref: str, follow: bool, json_mode: bool) -> int:
-    """Print a job's log (a resource means its newest job)."""
+def monitor(ref: str, follow_log: bool, json_mode: bool) -> int:
+    """Print a job's log (a resource means its newest job).
+
+    With --follow, Ctrl-C (or SIGTERM, SIGHUP) stops following and leaves the job
+    running (exit 130); a machine that cannot be reached is retried with backoff.
+    """
     out = Output(json_mode)
-    status = Trainctl().monitor(ref, follow=follow, sink=out.log_bytes)
+    tc = Trainctl()
+    if follow_log:
+        record, _provider, job_id = tc.find_job(ref)
+        if job_id is None:
+            found = tc.jobs(record.id)
+            if not found:
+                raise NotFound(f"no jobs on {record.name}")
+            job_id = found[-1].job_id
+        status = follow(tc, out, job_id, record.name)
+    else:
+        status = tc.monitor(ref, sink=out.log_bytes)
     if json_mode:
         out.emit(status.to_dict())
     else:
         click.echo(describe(status), err=True)
-    return job_exit_code(status) if follow else 0
+    return job_exit_code(status) if follow_log else 0
 
 
 @click.command()

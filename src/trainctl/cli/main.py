@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("trainctl.cli.resources:list_cmd", "List trainctl's machines."),
     "status": ("trainctl.cli.resources:status", "Show one machine's state."),
     "terminate": ("trainctl.cli.resources:terminate", "Release a machine so it stops billing."),
+    "adopt": ("trainctl.cli.resources:adopt", "Record an untracked machine again."),
     "stop": ("trainctl.cli.resources:stop", "Stop a machine (where the provider can)."),
     "start": ("trainctl.cli.resources:start", "Start a stopped machine."),
     "train": ("trainctl.cli.jobs:train", "Sync code to a machine and start a job."),

@@ -1,4 +1,4 @@
-"""Machine commands: create, list, status, terminate, stop, start."""
+"""Machine commands: create, list, status, terminate, adopt, stop, start."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import click
 
 from ..api import Trainctl
 from ..errors import BadInput, OperationFailed
+from ..provider import TAG_NAME
 from .common import (
+    _RESOURCE_NAME,
     build_create_options,
     choose_provider,
     create_options,
@@ -151,18 +153,44 @@ def confirm(question: str, yes: bool) -> None:
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @json_option
 def terminate(resource: str, yes: bool, json_mode: bool) -> None:
-    """Terminate RESOURCE: its jobs end and it stops billing."""
+    """Terminate RESOURCE: its jobs end and it stops billing.
+
+    RESOURCE is a name or id from `trainctl list`; a machine the store has no record
+    of (shown as untracked by `list --refresh`) is found in the providers' listings
+    of trainctl's own machines.
+    """
     tc = Trainctl()
-    record = tc.store.resource(resource)
-    confirm(f"Terminate {record.name} ({record.id}) on {record.provider}?", yes)
-    st = tc.terminate(resource)
+    record, untracked = located = tc.locate(resource)
+    if record is not None:
+        name, rid, provider, what = record.name, record.id, record.provider, ""
+    else:
+        assert untracked is not None
+        name = untracked.tags.get(TAG_NAME) or untracked.name or untracked.id
+        rid, provider, what = untracked.id, untracked.provider, "untracked machine "
+    confirm(f"Terminate {what}{name} ({rid}) on {provider}?", yes)
+    st = tc.terminate(resource, located=located)
     out = Output(json_mode)
     if json_mode:
         out.emit(st.to_dict())
     else:
-        out.info(
-            f"terminated {record.name} ({record.id})" + (f": {st.reason}" if st.reason else "")
-        )
+        out.info(f"terminated {what}{name} ({rid})" + (f": {st.reason}" if st.reason else ""))
+
+
+@click.command()
+@click.argument("machine", metavar="ID|NAME")
+@click.option("--name", "-n", help="Record it under this name (default: its trainctl name).")
+@json_option
+def adopt(machine: str, name: str | None, json_mode: bool) -> None:
+    """Record an untracked machine (see `trainctl list --refresh`) so that every
+    command can use it again."""
+    if name is not None and not _RESOURCE_NAME.match(name):
+        raise BadInput(f"bad name {name!r}: use letters, digits, '-', '_' or '.'")
+    record = Trainctl().adopt(machine, name=name)
+    out = Output(json_mode)
+    if json_mode:
+        out.emit(record.to_dict())
+    else:
+        out.info(f"adopted {record.name} ({record.id}) on {record.provider}")
 
 
 @click.command()

@@ -8,6 +8,8 @@ import click
 
 from ..api import Trainctl
 from ..api import run as run_job
+from ..following import reattach_hint
+from ..interrupts import signals_interrupt
 from .common import (
     build_create_options,
     choose_provider,
@@ -15,7 +17,7 @@ from .common import (
     json_option,
     progress_printer,
 )
-from .jobs import build_job, describe, job_exit_code, job_options
+from .jobs import build_job, describe, job_options
 from .output import Output
 
 
@@ -34,7 +36,18 @@ from .output import Output
     type=click.Path(file_okay=False),
     help="Where outputs land (default: ./trainctl-runs/<job-id>).",
 )
-@click.option("--keep", is_flag=True, help="Keep the machine after the job ends.")
+@click.option(
+    "--keep",
+    is_flag=True,
+    help="Keep the machine after the job ends (and on Ctrl-C, the job too).",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="On Ctrl-C/SIGTERM/SIGHUP: seconds the job gets after SIGTERM before SIGKILL.",
+)
 @click.option(
     "--file",
     "-f",
@@ -49,7 +62,12 @@ def run(ctx: click.Context, task_file: str | None, json_mode: bool, **params) ->
     """Run COMMAND on a new machine and release the machine afterwards.
 
     The machine is terminated however the run ends (job failure, error, Ctrl-C)
-    unless --keep is given, or an output could not be downloaded.
+    unless --keep is given, an output could not be downloaded, or the machine could
+    not be reached for long (then the job is left running and trainctl says how to
+    re-attach). Ctrl-C, SIGTERM or SIGHUP cancels the job (SIGTERM first, so it can
+    checkpoint), downloads the outputs, then releases the machine; a second one
+    skips the download. Exit code: the job's own; 1 when anything asked for did not
+    happen; 130 when interrupted.
     """
     if task_file:
         from .taskfile import merge
@@ -58,7 +76,7 @@ def run(ctx: click.Context, task_file: str | None, json_mode: bool, **params) ->
     return _run(json_mode=json_mode, **params)
 
 
-def _run(provider, command, outputs, output_dir, keep, json_mode, **flags) -> int:
+def _run(provider, command, outputs, output_dir, keep, grace, json_mode, **flags) -> int:
     out = Output(json_mode)
     job_flags = {
         k: flags.pop(k) for k in ("workdir", "no_sync", "envs", "delete", "checkpoint_dir")
@@ -76,18 +94,20 @@ def _run(provider, command, outputs, output_dir, keep, json_mode, **flags) -> in
     def created(record) -> None:
         click.echo(f"created {record.name} ({record.id}) on {record.provider}", err=True)
 
-    result = run_job(
-        tc,
-        name,
-        options,
-        job,
-        outputs=list(outputs),
-        output_dir=dest,
-        keep=keep,
-        sink=out.log_bytes,
-        progress=progress,
-        on_created=created,
-    )
+    with signals_interrupt():
+        result = run_job(
+            tc,
+            name,
+            options,
+            job,
+            outputs=list(outputs),
+            output_dir=dest,
+            keep=keep,
+            grace=grace,
+            sink=out.log_bytes,
+            progress=progress,
+            on_created=created,
+        )
     if json_mode:
         out.emit(result.to_dict())
         return result.exit_code
@@ -95,17 +115,24 @@ def _run(provider, command, outputs, output_dir, keep, json_mode, **flags) -> in
         click.echo(describe(result.job), err=True)
     for path in result.downloads:
         out.info(f"downloaded: {path}")
+    rname = result.resource.name
+    if result.lost:
+        click.echo(f"error: {result.lost}", err=True)
     if result.terminated:
-        click.echo(f"terminated {result.resource.name}", err=True)
+        click.echo(f"terminated {rname}", err=True)
     elif result.kept_reason:
+        hint = (
+            reattach_hint(result.job.job_id, rname)
+            if result.job and not result.job.status.is_final
+            else f"retry with `trainctl download`, then `trainctl terminate {rname}`"
+        )
+        click.echo(f"warning: kept {rname} because {result.kept_reason}; {hint}", err=True)
+    elif result.interrupted and result.job:
         click.echo(
-            f"warning: kept {result.resource.name} because {result.kept_reason}; "
-            f"retry with `trainctl download`, then `trainctl terminate {result.resource.name}`",
+            f"kept {rname} and job {result.job.job_id} running; "
+            + reattach_hint(result.job.job_id, rname),
             err=True,
         )
     else:
-        click.echo(
-            f"kept {result.resource.name}; `trainctl terminate {result.resource.name}` ends it",
-            err=True,
-        )
-    return job_exit_code(result.job) if result.job else 1
+        click.echo(f"kept {rname}; `trainctl terminate {rname}` ends it", err=True)
+    return result.exit_code

@@ -32,10 +32,19 @@ READ_CHUNK = 1 << 20
 POLL_SECONDS = 1.0
 
 OutputSink = Callable[[bytes], None]
+#: ``on_drop`` of ``JobRuntime.follow``: (the error, consecutive failures so far)
+DropHandler = Callable[[RemoteError, int], None]
 
 
 def new_job_id() -> str:
     return "j-" + secrets.token_hex(4)
+
+
+def _retry_briefly(error: RemoteError, failures: int) -> None:
+    """Following's default on a lost connection: a few quick tries, then give up."""
+    if failures > 5:
+        raise error
+    time.sleep(min(2.0, 0.2 * 2**failures))
 
 
 def _ts(value: float | None) -> datetime | None:
@@ -177,35 +186,45 @@ class JobRuntime:
             raise self._failure(r, f"cannot read the log of {job_id}")
         return r.stdout if self.remote.binary_output else base64.b64decode(r.stdout)
 
-    def follow(self, job_id: str, sink: OutputSink, offset: int = 0) -> TrainingStatus:
+    def follow(
+        self,
+        job_id: str,
+        sink: OutputSink,
+        offset: int = 0,
+        *,
+        on_drop: DropHandler | None = None,
+    ) -> TrainingStatus:
         """Pass the log from ``offset`` to ``sink`` until the job ends; return its status.
 
         Streams where the Remote can, else polls. A dropped stream resumes from the
-        last byte delivered, so no byte is lost or repeated."""
-        if isinstance(self.remote, StreamingRemote):
-            self.ensure_installed()
+        last byte delivered, so no byte is lost or repeated. When the machine cannot
+        be reached, ``on_drop(error, failures)`` decides: it returns (after waiting)
+        to try again, or raises to give up; by default following gives up after a
+        few quick tries."""
+        drop = on_drop or _retry_briefly
+        streaming = isinstance(self.remote, StreamingRemote)
         failures = 0
         while True:
-            if isinstance(self.remote, StreamingRemote):
-                try:
+            try:
+                if streaming:
+                    self.ensure_installed()
                     for chunk in self.remote.stream(self._argv("tail", job_id, str(offset))):
                         sink(chunk)
                         offset += len(chunk)
                         failures = 0
-                except RemoteError:
-                    failures += 1
-                    if failures > 5:
-                        raise
-                    time.sleep(min(2.0, 0.2 * 2**failures))
-                    continue
-            else:
-                while chunk := self.read(job_id, offset):
-                    sink(chunk)
-                    offset += len(chunk)
-            st = self.status(job_id)
+                else:
+                    while chunk := self.read(job_id, offset):
+                        sink(chunk)
+                        offset += len(chunk)
+                st = self.status(job_id)
+            except RemoteError as e:
+                failures += 1
+                drop(e, failures)
+                continue
+            failures = 0
             if st.status.is_final and st.log_size <= offset:
                 return st
-            if not isinstance(self.remote, StreamingRemote):
+            if not streaming:
                 time.sleep(POLL_SECONDS)
 
     def _status(self, raw: dict[str, Any]) -> TrainingStatus:

@@ -1,0 +1,179 @@
+"""Ctrl-C, SIGTERM and SIGHUP to `trainctl run`, `train` and `monitor --follow`, sent
+to the real CLI in a subprocess on the local provider."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from cli_helpers import trainctl
+
+# A training script that saves a checkpoint when asked to stop (SIGTERM).
+JOB = """\
+import os, signal, sys, time
+d = os.environ["TRAINCTL_CHECKPOINT_DIR"]
+os.makedirs(d, exist_ok=True)
+def save(signum, frame):
+    time.sleep(float(os.environ.get("SAVE_SECONDS", "0")))
+    open(os.path.join(d, "ckpt.txt"), "w").write("epoch 1")
+    print("saved checkpoint", flush=True)
+    sys.exit(143)
+signal.signal(signal.SIGTERM, save)
+print("epoch 1 done", flush=True)
+time.sleep(120)
+"""
+
+
+class Cli:
+    """`trainctl ARGS` running in the background, both streams read as they come."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "trainctl", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+        )
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, self.out), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stderr, self.err), daemon=True),
+        ]
+        for t in self._readers:
+            t.start()
+
+    @staticmethod
+    def _read(stream, lines: list[str]) -> None:
+        for raw in stream:
+            lines.append(raw.decode("utf-8", "replace"))
+
+    def wait_for(self, lines: list[str], needle: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(needle in line for line in lines):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"never saw {needle!r}: {self.out} {self.err}")
+            time.sleep(0.05)
+
+    def signal(self, signum: int) -> None:
+        os.kill(self.proc.pid, signum)  # the trainctl process this test started
+
+    def finish(self, timeout: float = 60) -> int:
+        code = self.proc.wait(timeout)
+        for t in self._readers:
+            t.join(5)
+        return code
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.err)
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    d = tmp_path / "proj"
+    d.mkdir()
+    (d / "job.py").write_text(JOB)
+    return d
+
+
+def start_run(project: Path, out: Path, *extra: str, env: dict[str, str] | None = None) -> Cli:
+    return Cli(
+        "run", "-p", "local", "-w", str(project), "-o", "checkpoints",
+        "--output-dir", str(out), "--grace", "20", *extra, "--", sys.executable, "job.py",
+        env=env,
+    )  # fmt: skip
+
+
+def live_resources() -> list[dict]:
+    return trainctl("list", "--json").json()["resources"]
+
+
+@pytest.mark.parametrize(
+    ("signum", "said"),
+    [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM"), (signal.SIGHUP, "SIGHUP")],
+)
+def test_interrupted_run_checkpoints_downloads_then_releases(project, tmp_path, signum, said):
+    out = tmp_path / "out"
+    run = start_run(project, out)
+    run.wait_for(run.out, "epoch 1 done")
+    run.signal(signum)
+    code = run.finish()
+    assert code == 130, run.stderr
+    assert (out / "checkpoints" / "ckpt.txt").read_text() == "epoch 1"
+    assert live_resources() == []
+    steps = [
+        f"{said}: cancelling job",
+        "SIGTERM, SIGKILL after 20s",
+        "downloading outputs",
+        "releasing tc-",
+        "terminated",
+    ]
+    positions = [run.stderr.find(step) for step in steps]
+    assert -1 not in positions and positions == sorted(positions), run.stderr
+    assert "saved checkpoint" in "".join(run.out)  # what the job said after SIGTERM is shown
+
+
+def test_second_ctrl_c_skips_the_download_and_still_releases(project, tmp_path):
+    out = tmp_path / "out"
+    run = start_run(project, out, env={"SAVE_SECONDS": "30"})
+    run.wait_for(run.out, "epoch 1 done")
+    run.signal(signal.SIGINT)
+    run.wait_for(run.err, "cancelling job")
+    time.sleep(0.3)
+    run.signal(signal.SIGINT)
+    code = run.finish()
+    assert code == 130, run.stderr
+    assert "skipping the download" in run.stderr and "downloading outputs" not in run.stderr
+    assert not (out / "checkpoints" / "ckpt.txt").exists()
+    assert live_resources() == []
+
+
+def test_ctrl_c_with_keep_leaves_the_job_and_the_machine(project, tmp_path):
+    run = start_run(project, tmp_path / "out", "--keep")
+    run.wait_for(run.out, "epoch 1 done")
+    run.signal(signal.SIGINT)
+    code = run.finish()
+    assert code == 130, run.stderr
+    (machine,) = live_resources()
+    (job,) = trainctl("jobs", machine["name"], "--json").json()["jobs"]
+    assert job["status"] == "running"
+    for needle in (
+        f"trainctl monitor {job['job_id']} --follow",
+        f"trainctl cancel {job['job_id']}",
+        f"trainctl terminate {machine['name']}",
+    ):
+        assert needle in run.stderr
+    assert trainctl("terminate", machine["name"], "-y").code == 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_train_and_monitor_stop_following_and_leave_the_job(project, signum):
+    assert trainctl("create", "-p", "local", "--name", "m1").code == 0
+    train = Cli("train", "m1", "-w", str(project), "--", sys.executable, "job.py")
+    train.wait_for(train.out, "epoch 1 done")
+    train.signal(signum)
+    assert train.finish() == 130, train.stderr
+    (job,) = trainctl("jobs", "m1", "--json").json()["jobs"]
+    job_id = job["job_id"]
+    assert job["status"] == "running"
+    assert "keeps running on m1" in train.stderr
+    assert f"trainctl monitor {job_id} --follow" in train.stderr
+    assert f"trainctl cancel {job_id}" in train.stderr
+
+    monitor = Cli("monitor", "m1", "--follow")  # a resource means its newest job
+    monitor.wait_for(monitor.out, "epoch 1 done")
+    monitor.signal(signum)
+    assert monitor.finish() == 130, monitor.stderr
+    assert f"trainctl monitor {job_id} --follow" in monitor.stderr
+    assert trainctl("jobs", "m1", "--json").json()["jobs"][0]["status"] == "running"
+    assert trainctl("cancel", job_id, "--grace", "5").code == 0
+    assert trainctl("terminate", "m1", "-y").code == 0
