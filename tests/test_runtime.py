@@ -307,3 +307,39 @@ def test_a_failing_systemd_run_falls_back_to_the_plain_start(rt, systemd):
     assert "--scope" in log.read_text()
     err = (rt.remote.root / "jobs" / st.job_id / "supervisor.err").read_text()
     assert "Failed to start transient scope unit" in err
+
+
+# -- a cut local download keeps the good copy ------------------------------------------
+
+COPY = """
+import sys
+from pathlib import Path
+from trainctl.remote.local import LocalRemote
+LocalRemote(Path(sys.argv[1])).get(sys.argv[2], Path(sys.argv[3]))
+"""
+
+
+def test_a_killed_local_download_keeps_the_good_copy(tmp_path):
+    """The copying process is killed mid-copy of a large file: the complete copy that
+    was there before is intact and nothing truncated has taken its name."""
+    machine = tmp_path / "machine"
+    machine.mkdir()
+    big = machine / "big.bin"
+    with big.open("wb") as f:
+        for _ in range(512):
+            f.write(os.urandom(1 << 20))
+    dest = tmp_path / "out"
+    dest.mkdir()
+    good = dest / "big.bin"
+    good.write_bytes(b"complete")
+    proc = subprocess.Popen([sys.executable, "-c", COPY, str(machine), str(big), str(good)])
+    try:
+        wait_for(lambda: any(p.name.startswith(".big.bin.") for p in dest.iterdir()), 30)
+        assert proc.poll() is None, "the copy ended before it could be cut"
+        proc.kill()
+    finally:
+        proc.wait()
+    assert good.read_bytes() == b"complete"
+    done = subprocess.run([sys.executable, "-c", COPY, str(machine), str(big), str(good)])
+    assert done.returncode == 0
+    assert good.stat().st_size == big.stat().st_size
