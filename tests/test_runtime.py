@@ -187,6 +187,16 @@ def test_a_child_in_a_session_of_its_own_is_still_waited_for(rt):
     assert final.status is ExecutionStatus.COMPLETED
 
 
+def test_cancel_ends_leftovers_that_shed_the_marker(rt):
+    """The main process is gone and its child cleared its environment: while the
+    supervisor watches the group, cancel still ends it."""
+    st = rt.start(["sh", "-c", "env -i sleep 30 & echo started"])
+    wait_for(lambda: "leftover" in (rt.status(st.job_id).reason or ""))
+    pgid = pid_info(rt, st.job_id)["pgid"]
+    assert rt.cancel(st.job_id, grace=0.5).status is ExecutionStatus.CANCELLED
+    assert not list(jobrunner.group_members(pgid))
+
+
 def _wait_final(rt, job_id, timeout=20.0):
     wait_for(lambda: rt.status(job_id).status.is_final, timeout)
     return rt.status(job_id)

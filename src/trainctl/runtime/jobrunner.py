@@ -198,6 +198,14 @@ def job_processes(pid_info, job_id, trusted=False):
     return (group if proven else []), marked_elsewhere
 
 
+def supervisor_alive(pid_info, job_id):
+    """Whether the job's supervisor still runs (same boot, and the recorded pid is
+    still a supervisor of this job)."""
+    if pid_info.get("boot_id") not in (None, boot_id()):
+        return False
+    return pid_alive(pid_info.get("supervisor_pid"), must_contain="supervise\0" + job_id)
+
+
 def _describe_leftovers(left):
     code = left.get("main_exit_code")
     pids = left.get("pids") or []
@@ -254,9 +262,7 @@ def job_status(root, job_id):
         pass
     if pid:
         restarted = pid.get("boot_id") not in (None, boot_id())
-        sup_alive = not restarted and pid_alive(
-            pid.get("supervisor_pid"), must_contain="supervise\0" + job_id
-        )
+        sup_alive = supervisor_alive(pid, job_id)
         if sup_alive or any(job_processes(pid, job_id)):
             st["status"] = "running"
             left = read_json(os.path.join(d, "leftovers.json"))
@@ -563,25 +569,27 @@ def cancel_job(root, job_id, grace):
         _end_job(pid, job_id, grace)
     deadline = now() + HEARTBEAT_SECONDS + 5
     while not os.path.exists(os.path.join(d, "exit.json")) and now() < deadline:
-        if not pid_alive((pid or {}).get("supervisor_pid"), must_contain="supervise\0" + job_id):
+        if not supervisor_alive(pid or {}, job_id):
             break
         time.sleep(0.05)
     return job_status(root, job_id)
 
 
 def _end_job(pid_info, job_id, grace):
-    """SIGTERM, then SIGKILL after ``grace``, to the job's proven processes."""
-    if not _signal_job(pid_info, job_id, signal.SIGTERM):
+    """SIGTERM, then SIGKILL after ``grace``, to the job's proven processes (the
+    whole group while its supervisor, which watches it, lives)."""
+    trusted = supervisor_alive(pid_info, job_id)
+    if not _signal_job(pid_info, job_id, signal.SIGTERM, trusted):
         return
     deadline = now() + grace
-    while any(job_processes(pid_info, job_id)) and now() < deadline:
+    while any(job_processes(pid_info, job_id, trusted)) and now() < deadline:
         time.sleep(0.05)
-    _signal_job(pid_info, job_id, signal.SIGKILL)
+    _signal_job(pid_info, job_id, signal.SIGKILL, trusted)
 
 
-def _signal_job(pid_info, job_id, sig):
+def _signal_job(pid_info, job_id, sig, trusted):
     """Signal what job_processes finds; False when there was nothing to signal."""
-    group, elsewhere = job_processes(pid_info, job_id)
+    group, elsewhere = job_processes(pid_info, job_id, trusted)
     targets = [(os.killpg, pid_info["pgid"])] if group else []
     targets += [(os.kill, p) for p in elsewhere]
     for kill, target in targets:
