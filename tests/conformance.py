@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from trainctl.errors import NotFound
+from trainctl.errors import BadInput, NotFound
 from trainctl.provider import TrainingProvider
 from trainctl.types import (
     CreateResourceOptions,
@@ -176,7 +177,9 @@ class ProviderConformance:
 
     def test_two_concurrent_jobs_keep_apart(self, provider, resource, workdir):
         a = provider.train(resource, self.job(workdir, "first", STEPS="5"))
-        b = provider.train(resource, self.job(None, "second", STEPS="5"))
+        b = provider.train(
+            resource, replace(self.job(None, "second", STEPS="5"), checkpoint_dir="b")
+        )
         assert a.job_id != b.job_id
         out_a, out_b = bytearray(), bytearray()
         fa = provider.monitor(resource, a.job_id, follow=True, sink=out_a.extend)
@@ -186,6 +189,33 @@ class ProviderConformance:
         assert '["second"]' in out_b.decode() and "first" not in out_b.decode()
         ids = {j.job_id for j in provider.jobs(resource)}
         assert {a.job_id, b.job_id} <= ids
+
+    def test_a_running_job_keeps_its_checkpoints_and_code(
+        self, provider, resource, workdir, tmp_path
+    ):
+        """While a job runs, a second one with the same checkpoint directory is refused,
+        and so is a sync that would change the code under it; both before anything is
+        sent. Another checkpoint directory on the code already there is fine."""
+        first = provider.train(resource, self.job(workdir, STEPS="600", STEP_SECONDS="0.1"))
+        wait_running(provider, resource, first.job_id)
+        (workdir / "new.txt").write_text("not yet")
+        with pytest.raises(BadInput, match="same checkpoint directory") as refused:
+            provider.train(resource, self.job(None))
+        assert "--checkpoint-dir" in refused.value.hint and first.job_id in refused.value.hint
+        with pytest.raises(BadInput, match="same checkpoint directory"):
+            provider.train(resource, self.job(workdir))
+        with pytest.raises(BadInput, match="from the synced code") as refused:
+            provider.train(resource, replace(self.job(workdir), checkpoint_dir="other"))
+        assert "--no-sync" in refused.value.hint
+        with pytest.raises(NotFound):  # nothing was synced
+            provider.download(resource, "new.txt", tmp_path / "new.txt")
+        second = provider.train(
+            resource, replace(self.job(None, STEPS="1"), checkpoint_dir="other")
+        )
+        assert wait_final(provider, resource, second.job_id).status is ExecutionStatus.COMPLETED
+        provider.cancel(resource, first.job_id, grace=2)
+        again = provider.train(resource, self.job(workdir, STEPS="1"))
+        assert wait_final(provider, resource, again.job_id).status is ExecutionStatus.COMPLETED
 
     def test_arguments_reach_the_script_verbatim(self, provider, resource, workdir):
         started = provider.train(

@@ -282,3 +282,37 @@ def test_create_releases_a_machine_whose_agent_never_comes_online(monkeypatch):
     assert "was terminated" in e.value.message and "SSM agent" in (e.value.hint or "")
     assert instance(REGION, instance_id).state in ("shutting-down", "terminated")
     assert any("SSM agent" in line for line in lines)
+
+
+class _CutBody:
+    """A GetObject body whose stream breaks after its first chunk, as a dropped
+    connection does mid-download."""
+
+    def __init__(self, body):
+        self.body = body
+
+    def iter_chunks(self, size):
+        from botocore.exceptions import ResponseStreamingError
+
+        yield next(self.body.iter_chunks(size))
+        raise ResponseStreamingError(error="connection reset by peer")
+
+
+def test_a_cut_download_keeps_the_good_copy(remote, machine, tmp_path):
+    out = machine_home(machine) / "cut"
+    out.mkdir()
+    (out / "model.bin").write_bytes(os.urandom(3 << 20))
+
+    def cut(parsed, **_):
+        parsed["Body"] = _CutBody(parsed["Body"])
+
+    remote._s3.meta.events.register("after-call.s3.GetObject", cut)
+    (tmp_path / "dl").mkdir()
+    good = tmp_path / "dl" / "model.bin"
+    good.write_bytes(b"the complete copy from yesterday")
+    with pytest.raises(OperationFailed):
+        remote.get(str(out / "model.bin"), good)
+    assert good.read_bytes() == b"the complete copy from yesterday"
+    assert [p.name for p in good.parent.iterdir()] == ["model.bin"]
+    remote._s3.meta.events.unregister("after-call.s3.GetObject", cut)
+    assert remote.get(str(out / "model.bin"), good).read_bytes() == (out / "model.bin").read_bytes()

@@ -49,7 +49,8 @@ def test_ssh_machine_from_create_to_terminate(sshd: SSHServer, ssh_machine: Mach
     )  # fmt: skip
     assert r.code == 3, r.err
     assert "argv ['a b', '$(x)']" in r.out
-    assert (ssh_machine.home / ".trainctl" / "work" / "job.py").read_text() == JOB
+    work = ssh_machine.home / ".trainctl" / c["id"] / "work"
+    assert (work / "job.py").read_text() == JOB
 
     d = trainctl("download", "box", "checkpoints", str(tmp_path / "out"), "--json")
     assert d.code == 0, d.err
@@ -59,7 +60,7 @@ def test_ssh_machine_from_create_to_terminate(sshd: SSHServer, ssh_machine: Mach
     assert gone.code == 0, gone.err
     assert gone.json()["state"] == "terminated"
     assert trainctl("list", "--json").json()["resources"] == []
-    assert (ssh_machine.home / ".trainctl" / "work" / "job.py").exists()  # machine untouched
+    assert (work / "job.py").exists()  # machine untouched
 
 
 def test_create_errors_are_one_line(sshd: SSHServer, ssh_machine: Machine, tmp_path):

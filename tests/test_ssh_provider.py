@@ -161,8 +161,9 @@ def test_terminate_cancels_jobs_and_leaves_the_machine(provider, ssh_machine: Ma
     st = provider.terminate(rid)
     assert time.monotonic() - before < 15
     assert st.state is ResourceState.TERMINATED and st.raw_state == "forgotten"
-    assert (ssh_machine.home / ".trainctl" / "work" / "keep.txt").read_text() == "mine"
-    job_dir = ssh_machine.home / ".trainctl" / "jobs" / job.job_id
+    assert st.reason == f"left ~/.trainctl/{rid} on {ssh_machine.target} (code, checkpoints, logs)"
+    assert (ssh_machine.home / ".trainctl" / rid / "work" / "keep.txt").read_text() == "mine"
+    job_dir = ssh_machine.home / ".trainctl" / rid / "jobs" / job.job_id
     assert (job_dir / "cancelled").exists() and (job_dir / "exit.json").exists()
     assert not any("sleep" in _cmdline(p) for p in ssh_machine.processes())
     with pytest.raises(NotFound):
@@ -213,3 +214,40 @@ def test_terminating_one_registration_leaves_anothers_jobs(provider, ssh_machine
     assert provider.job_status(a, job.job_id).status is ExecutionStatus.RUNNING
     provider.terminate(a)
     assert not any("sleep" in _cmdline(p) for p in ssh_machine.processes())
+
+
+RESUMING = """\
+import os
+ckpt = os.path.join(os.environ["TRAINCTL_CHECKPOINT_DIR"], "last.txt")
+print("resumed from", open(ckpt).read() if os.path.exists(ckpt) else "nothing", flush=True)
+open(ckpt, "w").write(os.environ["EXPERIMENT"])
+"""
+
+
+def test_each_registration_has_its_own_work_and_checkpoints(provider, ssh_machine, tmp_path):
+    """Two registrations of one host (two experiments): the second one's fresh run
+    starts from nothing, not from the other's checkpoint, and its code is its own."""
+    a = provider.create_resource(options(ssh_machine, name="a")).id
+    other_target = ssh_machine.target.replace("127.0.0.1", "localhost")
+    b = provider.create_resource(options(ssh_machine, name="b", host=other_target)).id
+    logs = {}
+    for rid, experiment in ((a, "exp-a"), (b, "exp-b")):
+        project = tmp_path / experiment
+        project.mkdir()
+        (project / "train.py").write_text(RESUMING)
+        (project / f"{experiment}.txt").write_text(experiment)
+        job = TrainingJob(
+            ["python3", "train.py"], workdir=str(project), env={"EXPERIMENT": experiment}
+        )
+        started = provider.train(rid, job)
+        out = bytearray()
+        provider.monitor(rid, started.job_id, follow=True, sink=out.extend)
+        logs[experiment] = out.decode()
+    assert logs == {"exp-a": "resumed from nothing\n", "exp-b": "resumed from nothing\n"}
+    assert sorted(p.name for p in (ssh_machine.home / ".trainctl" / b / "work").iterdir()) == [
+        "checkpoints",
+        "exp-b.txt",
+        "train.py",
+    ]
+    provider.terminate(a)
+    provider.terminate(b)

@@ -359,3 +359,48 @@ def test_stream_to_and_from_data(remote: SSHRemote):
         )
     )
     assert out == payload
+
+
+def _partial_appears(folder: Path, name: str) -> bool:
+    """Whether rsync has begun writing ``name`` in ``folder`` (its temporary file)."""
+    return any(
+        p.name.startswith(f".{name}.") and p.stat().st_size > 0
+        for p in folder.iterdir()
+        if p.is_file()
+    )
+
+
+def test_a_cut_download_keeps_the_good_copy(remote: SSHRemote, ssh_machine: Machine, tmp_path):
+    """The connection drops mid-download of a large file: the complete copy that was
+    there before is still there, nothing truncated takes its name, and the next
+    download resumes and completes."""
+    data = os.urandom(48 << 20)  # random: rsync's compression keeps it slow enough to cut
+    ssh_machine.write("big.bin", data)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    good = dest / "big.bin"
+    good.write_bytes(b"the complete copy from yesterday")
+    errors: list[Exception] = []
+
+    def download() -> None:
+        try:
+            remote.get(f"{ssh_machine.home}/big.bin", good)
+        except Exception as e:  # noqa: BLE001 - collected for the assertion below
+            errors.append(e)
+
+    t = threading.Thread(target=download)
+    t.start()
+    deadline = time.monotonic() + 30
+    while not _partial_appears(dest, "big.bin") and t.is_alive():
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    assert t.is_alive(), "the download ended before it could be cut"
+    assert ssh_machine.drop_connections() > 0
+    t.join(30)
+    assert errors and isinstance(errors[0], (RemoteError, OperationFailed)), errors
+    assert good.read_bytes() == b"the complete copy from yesterday"
+    assert {p.name for p in dest.iterdir()} <= {"big.bin", ".trainctl-partial"}
+
+    assert remote.get(f"{ssh_machine.home}/big.bin", good) == good
+    assert good.read_bytes() == data
+    assert sorted(p.name for p in dest.iterdir()) == ["big.bin"]

@@ -8,6 +8,7 @@ and the job runtime, so they behave the same on every provider.
 
 from __future__ import annotations
 
+import posixpath
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -129,8 +130,13 @@ class TrainingProvider(ABC):
         progress: Progress | None = None,
         runtime: JobRuntime | None = None,
     ) -> TrainingStatus:
-        """Sync ``job.workdir`` to the machine (if given) and start the job detached."""
+        """Sync ``job.workdir`` to the machine (if given) and start the job detached.
+
+        Refused, before anything is sent, while another job runs there with the same
+        checkpoint directory (they would overwrite each other's files), or when a sync
+        would change the code under a running job."""
         rt = runtime or self.runtime(resource_id)
+        self._refuse_conflicts(rt, job)
         if job.workdir is not None:
             src = Path(job.workdir)
             if not src.is_dir():
@@ -193,6 +199,30 @@ class TrainingProvider(ABC):
         if str(local_path).endswith("/"):
             dest.mkdir(parents=True, exist_ok=True)
         return rt.remote.get(rt.resolve(remote_path), dest, progress=progress)
+
+    @staticmethod
+    def _refuse_conflicts(rt: JobRuntime, job: TrainingJob) -> None:
+        running = rt.running()
+        if not running:
+            return
+        checkpoints = posixpath.normpath(posixpath.join(rt.workdir, job.checkpoint_dir))
+        for other in running:
+            if other.get("checkpoint_dir") == checkpoints:
+                raise BadInput(
+                    f"job {other['job_id']} is running on {rt.resource_id} with the same "
+                    f"checkpoint directory ({job.checkpoint_dir}): a second job would "
+                    "overwrite its files",
+                    hint="give this job another one (--checkpoint-dir DIR), wait for "
+                    f"{other['job_id']} to end, or cancel it: trainctl cancel {other['job_id']}",
+                )
+        if job.workdir is not None:
+            other_id = running[0]["job_id"]
+            raise BadInput(
+                f"job {other_id} is running on {rt.resource_id} from the synced code: a "
+                "sync now would change its files under it",
+                hint="run this job on the code already there (--no-sync), wait for "
+                f"{other_id} to end, or cancel it: trainctl cancel {other_id}",
+            )
 
     @staticmethod
     def _newest_job(rt: JobRuntime) -> str:

@@ -72,10 +72,17 @@ def _unescape(name: str) -> str:
     return re.sub(r"\\#([0-7]{3})", lambda m: chr(int(m.group(1), 8)), name)
 
 
+#: where rsync keeps a cut download's partial file, in the file's own directory
+PARTIAL_DIR = ".trainctl-partial"
+
+
 def copy_args(src: str, dest: str) -> list[str]:
     """rsync arguments that copy ``src`` (a file, or a directory's contents when it ends
-    with ``/``) to ``dest``, keeping partial files so that a new try resumes."""
-    return ["-rlptz", "--partial", "--stats", "--out-format=%n", src, dest]
+    with ``/``) to ``dest``. A file is written under a temporary name and renamed into
+    place once complete; a cut transfer leaves its partial data in ``PARTIAL_DIR`` (never
+    under the final name, so a complete copy already there survives) for the next try
+    to resume from."""
+    return ["-rlptz", f"--partial-dir={PARTIAL_DIR}", "--stats", "--out-format=%n", src, dest]
 
 
 _STAT_PATTERNS = {

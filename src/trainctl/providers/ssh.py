@@ -2,6 +2,10 @@
 
 ``create`` registers a machine (after checking that it answers) and ``terminate``
 cancels trainctl's jobs there and forgets it: the machine itself is never touched.
+Each registration has a directory of its own there, ``~/.trainctl/<id>`` (code in
+``work/``, checkpoints in ``work/checkpoints/``, jobs in ``jobs/``), so two projects
+or two registrations of one host never share code or checkpoints. ``terminate``
+leaves that directory in place: it may hold the only copy of a checkpoint.
 The records live in ``$TRAINCTL_HOME/ssh/hosts.json``; every record is trainctl's
 own, so the listing needs no ownership tags.
 """
@@ -31,6 +35,8 @@ from ..states import normalize_state
 from ..types import CostEstimate, CreateResourceOptions, ResourceStatus
 
 PROBE_TIMEOUT = 20.0
+#: where registrations made before each had its own directory keep their files
+LEGACY_ROOT = ".trainctl"
 # Prints one line per GPU where nvidia-smi exists, nothing elsewhere.
 _GPU_PROBE = (
     "command -v nvidia-smi >/dev/null 2>&1 || exit 0; "
@@ -133,8 +139,10 @@ class SSHProvider(TrainingProvider):
         endpoint = Endpoint.parse(str(options.extra["host"]))
         key = options.extra.get("key")
         name = options.name or str(endpoint)
+        resource_id = "ssh-" + secrets.token_hex(4)
         record: dict[str, Any] = {
-            "id": "ssh-" + secrets.token_hex(4),
+            "id": resource_id,
+            "root": f"{LEGACY_ROOT}/{resource_id}",
             "name": name,
             "host": endpoint.host,
             "port": endpoint.port,
@@ -176,6 +184,7 @@ class SSHProvider(TrainingProvider):
             key=key,
             # without --key the user's own keys (agent, ssh config) are tried as well
             identities_only=bool(key),
+            runtime_root=record.get("root", LEGACY_ROOT),
             connect_timeout=connect_timeout,
         )
 
@@ -237,7 +246,8 @@ class SSHProvider(TrainingProvider):
 
     def terminate(self, resource_id: str) -> ResourceStatus:
         """Cancel trainctl's running jobs on the machine and forget it. The machine
-        itself is left as it is; an unreachable one is forgotten all the same."""
+        itself is left as it is, with the registration's directory (code, checkpoints,
+        logs), which the reason names; an unreachable one is forgotten all the same."""
         record = self._load().get(resource_id)
         if record is None:
             return ResourceStatus(
@@ -247,11 +257,12 @@ class SSHProvider(TrainingProvider):
                 raw_state="forgotten",
             )
         remote = self._remote(record, connect_timeout=5)
-        note = None
+        root = record.get("root", LEGACY_ROOT)
+        note = f"left ~/{root} on {self._endpoint(record)} (code, checkpoints, logs)"
         try:
             JobRuntime(remote, resource_id).cancel_all(grace=5.0)
         except TrainctlError as e:
-            note = f"forgotten without cancelling its jobs: {e}"
+            note = f"forgotten without cancelling its jobs: {e}; {note}"
         finally:
             remote.close()
         with self._locked() as records:

@@ -14,6 +14,18 @@ from ..errors import NotFound, OperationFailed, RemoteError
 from .base import CommandResult, Progress, StreamingRemote, SyncResult
 
 
+def _copy_file(src: str | Path, dst: str | Path) -> None:
+    """Copy under a temporary name beside ``dst``, then rename: an interrupted copy
+    never leaves a truncated file under the final name nor destroys the one there."""
+    dst = Path(dst)
+    tmp = dst.with_name(f".{dst.name}.trainctl-part-{os.getpid()}")
+    try:
+        shutil.copy2(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 class LocalRemote(StreamingRemote):
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -88,11 +100,11 @@ class LocalRemote(StreamingRemote):
             raise NotFound(f"{src} does not exist on {self.description}")
         if source.is_dir():
             target = dest
-            shutil.copytree(source, target, dirs_exist_ok=True)
+            shutil.copytree(source, target, dirs_exist_ok=True, copy_function=_copy_file)
         else:
             target = dest / source.name if dest.is_dir() else dest
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
+            _copy_file(source, target)
         if progress:
             progress(f"copied {src} -> {target}")
         return target

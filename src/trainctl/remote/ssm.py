@@ -453,13 +453,20 @@ class SSMRemote(Remote):
                     raise RemoteError(f"refusing to write {rel!r} outside {target}")
                 path = target.joinpath(*parts)
                 path.parent.mkdir(parents=True, exist_ok=True)
-            if obj["Size"] >= config.multipart_threshold:
-                self._s3.download_file(self.bucket, obj["Key"], str(path), Config=config)
-            else:
-                body = self._s3.get_object(Bucket=self.bucket, Key=obj["Key"])["Body"]
-                with path.open("wb") as f:
-                    for block in body.iter_chunks(1 << 20):
-                        f.write(block)
+            # into a temporary name, renamed once complete: a cut download never
+            # leaves a truncated file under the final name nor destroys the one there
+            tmp = path.with_name(f".{path.name}.trainctl-part-{secrets.token_hex(4)}")
+            try:
+                if obj["Size"] >= config.multipart_threshold:
+                    self._s3.download_file(self.bucket, obj["Key"], str(tmp), Config=config)
+                else:
+                    body = self._s3.get_object(Bucket=self.bucket, Key=obj["Key"])["Body"]
+                    with tmp.open("wb") as f:
+                        for block in body.iter_chunks(1 << 20):
+                            f.write(block)
+                tmp.replace(path)
+            finally:
+                tmp.unlink(missing_ok=True)
             with lock:
                 done[0] += obj["Size"]
                 if progress:

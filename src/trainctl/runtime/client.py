@@ -163,6 +163,11 @@ class JobRuntime:
         """This resource's jobs, oldest first."""
         return [self._status(raw) for raw in self._call("status", "--owner", self.resource_id)]
 
+    def running(self) -> list[dict[str, Any]]:
+        """Every running or pending job on this runtime root, whoever started it, as
+        the runtime reports it (``checkpoint_dir`` included, absolute)."""
+        return self._call("status", "--running")
+
     def cancel(self, job_id: str, grace: float = 10.0) -> TrainingStatus:
         raw = self._call("cancel", job_id, str(grace))
         if raw.get("status") == "unknown":

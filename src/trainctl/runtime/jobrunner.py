@@ -1,22 +1,38 @@
 """trainctl job runtime: runs on the training machine, standard library only.
 
-Layout under ROOT (``~/.trainctl`` on a remote machine, the workspace for ``local``):
+Layout under ROOT (one per machine registration: ``~/.trainctl/<registration>`` on an
+``ssh`` host, ``~/.trainctl`` on a cloud machine, the workspace for ``local``):
   work/                  the synced code; jobs start here
-  jobs/<job-id>/cmd.json argv, cwd, start request time (never the environment)
-        pid.json         supervisor pid, job pid (= its process group), start time
+  jobs/.lock             held while a job is checked against the running ones and recorded
+  jobs/<job-id>/cmd.json argv, cwd, checkpoint dir, start request time (never the environment)
+        supervisor.started  written by the supervisor before anything else
+        pid.json         supervisor pid, job pid (= its process group), start time, the
+                         leader's start time in clock ticks and the machine's boot id
         heartbeat        touched every few seconds while the supervisor lives
         log              stdout and stderr of the job, appended
+        leftovers.json   the main process's exit and the processes it left, while they run
         exit.json        exit code (128+N and the signal when killed by signal N)
         cancelled        written by `cancel` before it signals the job
 
 Every sub-command prints one JSON document, except `read` and `tail`, which print
-log bytes. Completion is read from exit.json alone; a job whose processes are all
-gone without one is `lost`. Kept compatible with Python 3.8.
+log bytes. Completion is read from exit.json alone, which the supervisor writes once
+every process of the job is gone (its process group, and processes elsewhere that
+carry TRAINCTL_JOB_ID); a job whose processes are all gone without one is `lost`.
+
+The supervisor leaves the caller's service cgroup where systemd is the init: an agent
+that runs commands (the AWS SSM agent is a snap on Ubuntu, restarted by snapd) is a
+service whose restart kills every process of its cgroup, and setsid does not leave a
+cgroup. ``systemd-run --scope`` moves the supervisor (and so the job) into a scope of
+its own while keeping this process's environment and stdin; where systemd is absent or
+systemd-run fails, the supervisor starts in a new session as before.
+Kept compatible with Python 3.8.
 """
 
 import base64
+import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +40,13 @@ import time
 
 HEARTBEAT_SECONDS = 5.0
 PENDING_GRACE_SECONDS = 30.0
+#: how often the supervisor looks for the processes a finished main process left
+LEFTOVER_POLL_SECONDS = 0.5
+SUPERVISOR_START_SECONDS = 20.0
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
+#: systemd is the init when this directory exists (sd_booted); tests name another one
+SYSTEMD_DIR_ENV = "TRAINCTL_SYSTEMD_RUNTIME_DIR"
+SYSTEMD_DIR = "/run/systemd/system"
 
 
 def now():
@@ -80,12 +103,36 @@ def pid_alive(pid, must_contain=None):
     return not _is_zombie(pid)
 
 
-def _is_zombie(pid):
+def _stat_fields(pid):
+    """/proc/<pid>/stat from field 3 (state) on: field N is at index N-3."""
     try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+        with open("/proc/%s/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return False
+        return None
+
+
+def _is_zombie(pid):
+    fields = _stat_fields(pid)
+    return bool(fields) and fields[0] == "Z"
+
+
+def start_ticks(pid):
+    """The process's start time in clock ticks after boot (None if unknown): with the
+    boot id, it tells a process from a later one that got the same pid."""
+    fields = _stat_fields(pid)
+    try:
+        return int(fields[19]) if fields else None
+    except (IndexError, ValueError):
+        return None
+
+
+def boot_id():
+    try:
+        with open(BOOT_ID) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
 
 
 def group_members(pgid):
@@ -94,28 +141,80 @@ def group_members(pgid):
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        try:
-            with open("/proc/%s/stat" % entry) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
+        fields = _stat_fields(entry)
+        if fields and int(fields[2]) == pgid and fields[0] != "Z":
             yield int(entry)
 
 
-def group_alive(pgid):
-    """Whether any process of the group is alive (without /proc: any, zombies too)."""
-    if not pgid:
-        return False
-    if os.path.isdir("/proc/self"):
-        return any(True for _ in group_members(pgid))
+def _has_marker(pid, marker):
     try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
+        with open("/proc/%d/environ" % pid, "rb") as f:
+            return marker in f.read().split(b"\0")
+    except OSError:
         return False
-    except PermissionError:
-        return True
+
+
+def job_processes(pid_info, job_id, trusted=False):
+    """(pids of the job's process group, pids elsewhere that carry the job's marker).
+
+    The marker is TRAINCTL_JOB_ID=<job id> in a process's environment: it finds a
+    child that started a session of its own. The group counts only once it is shown
+    to be the job's (unless ``trusted``, for the supervisor, which watches it): the
+    machine has not restarted since, and a member carries the marker or is the
+    leader the supervisor started (same start time). A process group id is reused
+    only when every member is gone, so one proven member vouches for the others.
+    Without /proc the group is believed if it exists."""
+    pgid = pid_info.get("pgid")
+    recorded_boot = pid_info.get("boot_id")
+    if recorded_boot and recorded_boot != boot_id():
+        return [], []
+    if not os.path.isdir("/proc/self"):
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, TypeError, ValueError):
+            return [], []
+        except PermissionError:
+            pass
+        return [pgid], []
+    marker = ("TRAINCTL_JOB_ID=%s" % job_id).encode()
+    group, marked_elsewhere = [], []
+    proven = trusted
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = _stat_fields(entry)
+        if not fields or fields[0] == "Z":
+            continue
+        pid = int(entry)
+        if pgid and int(fields[2]) == pgid:
+            group.append(pid)
+            if not proven:
+                leader = pid == pgid and pid_info.get("start_ticks") is not None
+                proven = (leader and start_ticks(pid) == pid_info["start_ticks"]) or (
+                    _has_marker(pid, marker)
+                )
+        elif _has_marker(pid, marker):
+            marked_elsewhere.append(pid)
+    return (group if proven else []), marked_elsewhere
+
+
+def supervisor_alive(pid_info, job_id):
+    """Whether the job's supervisor still runs (same boot, and the recorded pid is
+    still a supervisor of this job)."""
+    if pid_info.get("boot_id") not in (None, boot_id()):
+        return False
+    return pid_alive(pid_info.get("supervisor_pid"), must_contain="supervise\0" + job_id)
+
+
+def _describe_leftovers(left):
+    code = left.get("main_exit_code")
+    pids = left.get("pids") or []
+    return "main process exited %s; waiting for %d leftover process%s (pid %s)" % (
+        code,
+        len(pids),
+        "" if len(pids) == 1 else "es",
+        ", ".join(str(p) for p in pids[:5]) + (", ..." if len(pids) > 5 else ""),
+    )
 
 
 def job_status(root, job_id):
@@ -127,6 +226,7 @@ def job_status(root, job_id):
         "job_id": job_id,
         "command": cmd.get("argv", []),
         "cwd": cmd.get("cwd"),
+        "checkpoint_dir": cmd.get("checkpoint_dir"),
         "requested_at": cmd.get("requested_at"),
         "started_at": None,
         "ended_at": None,
@@ -161,12 +261,22 @@ def job_status(root, job_id):
     except OSError:
         pass
     if pid:
-        sup_alive = pid_alive(pid.get("supervisor_pid"), must_contain=job_id)
-        if sup_alive or group_alive(pid.get("pgid")):
+        restarted = pid.get("boot_id") not in (None, boot_id())
+        sup_alive = supervisor_alive(pid, job_id)
+        if sup_alive or any(job_processes(pid, job_id)):
             st["status"] = "running"
+            left = read_json(os.path.join(d, "leftovers.json"))
+            if left:
+                st["reason"] = _describe_leftovers(left)
+            elif not sup_alive:
+                st["reason"] = "its supervisor is gone; the job's processes still run"
         else:
             st["status"] = "lost"
-            st["reason"] = "the job's processes are gone and no exit code was recorded"
+            st["reason"] = (
+                "the machine restarted since the job started; no exit code was recorded"
+                if restarted
+                else "the job's processes are gone and no exit code was recorded"
+            )
         return st
     if now() - (cmd.get("requested_at") or 0) < PENDING_GRACE_SECONDS:
         st["status"] = "pending"
@@ -182,45 +292,127 @@ def cmd_info(root, args):
     print(json.dumps({"root": root.path, "work": root.work, "python": sys.version.split()[0]}))
 
 
+class _JobsLock:
+    """Held while a new job is checked against the running ones and recorded, so that
+    two `start`s at once cannot both take one checkpoint directory."""
+
+    def __init__(self, root):
+        os.makedirs(root.jobs, exist_ok=True)
+        self.path = os.path.join(root.jobs, ".lock")
+
+    def __enter__(self):
+        self.f = open(self.path, "a")
+        fcntl.flock(self.f, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+def running_jobs(root):
+    return [
+        st
+        for st in (job_status(root, j) for j in owned_jobs(root, None))
+        if st["status"] in ("running", "pending")
+    ]
+
+
 def cmd_start(root, args):
     spec = json.loads(sys.stdin.read())
     job_id = spec["job_id"]
     d = root.job_dir(job_id)
-    os.makedirs(root.jobs, exist_ok=True)
-    try:
-        os.mkdir(d, 0o700)
-    except FileExistsError:
-        fail("job %s already exists" % job_id)
     cwd = os.path.join(root.work, spec.get("cwd") or "")
-    write_json(
-        os.path.join(d, "cmd.json"),
-        {"argv": spec["argv"], "cwd": cwd, "requested_at": now(), "owner": spec.get("owner")},
-    )
+    checkpoint_dir = os.path.join(cwd, spec.get("checkpoint_dir") or "checkpoints")
+    checkpoint_dir = os.path.normpath(checkpoint_dir)
+    with _JobsLock(root):
+        for other in running_jobs(root):
+            if other.get("checkpoint_dir") == checkpoint_dir:
+                fail(
+                    "job %s is running with the same checkpoint directory %s"
+                    % (other["job_id"], checkpoint_dir)
+                )
+        try:
+            os.mkdir(d, 0o700)
+        except FileExistsError:
+            fail("job %s already exists" % job_id)
+        write_json(
+            os.path.join(d, "cmd.json"),
+            {
+                "argv": spec["argv"],
+                "cwd": cwd,
+                "checkpoint_dir": checkpoint_dir,
+                "requested_at": now(),
+                "owner": spec.get("owner"),
+            },
+        )
     spec["cwd"] = cwd
-    spec["checkpoint_dir"] = os.path.join(cwd, spec.get("checkpoint_dir") or "checkpoints")
-    sup = subprocess.Popen(
-        [sys.executable, os.path.abspath(__file__), "--root", root.path, "supervise", job_id],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=open(os.path.join(d, "supervisor.err"), "ab"),
-        start_new_session=True,
-        close_fds=True,
-    )
-    sup.stdin.write(json.dumps(spec).encode())
-    sup.stdin.close()
-    deadline = now() + 20
+    spec["checkpoint_dir"] = checkpoint_dir
+    start_supervisor(root, job_id, json.dumps(spec).encode())
+    print(json.dumps(job_status(root, job_id)))
+
+
+def systemd_run():
+    """systemd-run's path when systemd is the init and the tool is there, else None."""
+    if not os.path.isdir(os.environ.get(SYSTEMD_DIR_ENV) or SYSTEMD_DIR):
+        return None
+    return shutil.which("systemd-run")
+
+
+def start_supervisor(root, job_id, spec):
+    """Start the supervisor detached, in a systemd scope of its own where systemd is
+    the init (see the module docstring), else in a new session only."""
+    d = root.job_dir(job_id)
+    argv = [sys.executable, os.path.abspath(__file__), "--root", root.path, "supervise", job_id]
+    tool = systemd_run()
+    if tool:
+        scoped = [tool, "--scope", "--unit=trainctl-" + job_id, "--collect", "--quiet"]
+        scoped += ["--no-ask-password", "--"]
+        if _spawn_supervisor(d, scoped + argv, spec):
+            return
+        # systemd-run failed before the supervisor ran (no bus, no permission, an old
+        # systemd without --collect): the plain way still detaches from the caller
+    _spawn_supervisor(d, argv, spec)
+
+
+def _spawn_supervisor(d, argv, spec):
+    """Run ``argv`` with ``spec`` on its stdin; False if it ended before the supervisor
+    began, True once the supervisor began (or after a patient wait)."""
+    with open(os.path.join(d, "supervisor.err"), "ab") as err:
+        try:
+            sup = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as e:
+            err.write(("trainctl: cannot run %s: %s\n" % (argv[0], e)).encode())
+            return False
+    try:
+        sup.stdin.write(spec)
+        sup.stdin.close()
+    except OSError:  # it ended before reading its spec
+        pass
+    began = os.path.join(d, "supervisor.started")
+    deadline = now() + SUPERVISOR_START_SECONDS
     while now() < deadline:
         if os.path.exists(os.path.join(d, "pid.json")) or os.path.exists(
             os.path.join(d, "exit.json")
         ):
-            break
+            return True
+        if sup.poll() is not None:
+            return os.path.exists(began)
         time.sleep(0.01)
-    print(json.dumps(job_status(root, job_id)))
+    return True
 
 
 def cmd_supervise(root, args):
     job_id = args[0]
     d = root.job_dir(job_id)
+    with open(os.path.join(d, "supervisor.started"), "w") as f:
+        f.write(str(os.getpid()))
     spec = json.loads(sys.stdin.read())
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
@@ -251,11 +443,15 @@ def cmd_supervise(root, args):
             {"exit_code": 127, "signal": None, "ended_at": now(), "reason": reason},
         )
         return
-    started = now()
-    write_json(
-        os.path.join(d, "pid.json"),
-        {"supervisor_pid": os.getpid(), "pid": proc.pid, "pgid": proc.pid, "started_at": started},
-    )
+    info = {
+        "supervisor_pid": os.getpid(),
+        "pid": proc.pid,
+        "pgid": proc.pid,
+        "started_at": now(),
+        "start_ticks": start_ticks(proc.pid),
+        "boot_id": boot_id(),
+    }
+    write_json(os.path.join(d, "pid.json"), info)
     hb = os.path.join(d, "heartbeat")
     while True:
         with open(hb, "a"):
@@ -266,7 +462,7 @@ def cmd_supervise(root, args):
         except subprocess.TimeoutExpired:
             continue
     rc = proc.returncode
-    result = {"exit_code": rc, "signal": None, "ended_at": now(), "reason": None}
+    result = {"exit_code": rc, "signal": None, "ended_at": None, "reason": None}
     if rc < 0:
         sig = -rc
         try:
@@ -274,7 +470,35 @@ def cmd_supervise(root, args):
         except ValueError:
             name = "signal %d" % sig
         result.update(exit_code=128 + sig, signal=name, reason="killed by %s" % name)
+    _wait_for_leftovers(d, info, job_id, result["exit_code"], hb)
+    result["ended_at"] = now()
     write_json(os.path.join(d, "exit.json"), result)
+
+
+def _wait_for_leftovers(d, info, job_id, exit_code, hb):
+    """The job is done when all its processes are: while the main process's children
+    (or processes that carry the job's marker) run, the job stays `running` and
+    leftovers.json says what it waits for. A daemon that never exits keeps the job
+    running until `cancel` ends it."""
+    path = os.path.join(d, "leftovers.json")
+    last_beat = now()
+    while True:
+        group, elsewhere = job_processes(info, job_id, trusted=True)
+        pids = sorted(group + elsewhere)
+        if not pids:
+            break
+        left = read_json(path) or {}
+        if left.get("pids") != pids:
+            write_json(path, {"main_exit_code": exit_code, "pids": pids, "since": now()})
+        if now() - last_beat >= HEARTBEAT_SECONDS:
+            with open(hb, "a"):
+                os.utime(hb, None)
+            last_beat = now()
+        time.sleep(LEFTOVER_POLL_SECONDS)
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def owned_jobs(root, owner):
@@ -301,33 +525,21 @@ def split_owner(args):
 
 
 def cmd_status(root, args):
-    """status [JOB...] [--owner NAME]: the named jobs, or all of NAME's."""
+    """status [JOB...] [--owner NAME] | status --running: the named jobs, or all of
+    NAME's, or every running (or pending) job under ROOT whoever started it."""
+    if args == ["--running"]:
+        print(json.dumps(running_jobs(root)))
+        return
     owner, ids = split_owner(args)
     print(json.dumps([job_status(root, j) for j in ids or owned_jobs(root, owner)]))
-
-
-def leftover_pids(pgid, job_id):
-    """Live processes of the job's process group that still carry its job id in
-    their environment (so a reused process group id is never mistaken for it)."""
-    if not pgid or not os.path.isdir("/proc/self"):
-        return []
-    marker = ("TRAINCTL_JOB_ID=%s" % job_id).encode()
-    pids = []
-    for pid in group_members(pgid):
-        try:
-            with open("/proc/%d/environ" % pid, "rb") as f:
-                if marker in f.read().split(b"\0"):
-                    pids.append(pid)
-        except OSError:
-            continue
-    return pids
 
 
 def cmd_cancel(root, args):
     """cancel JOB [GRACE] | cancel --all [GRACE] [--owner NAME]
 
-    SIGTERM to the job's process group, SIGKILL after GRACE seconds. A job that
-    has ended but left processes behind in its group has those ended too."""
+    SIGTERM to the job's processes, SIGKILL after GRACE seconds. A job that has
+    ended but left processes behind has those ended too. Only processes shown to be
+    the job's (see job_processes) are ever signalled."""
     owner, rest = split_owner(args)
     if rest and rest[0] == "--all":
         grace = float(rest[1]) if len(rest) > 1 else 10.0
@@ -343,10 +555,9 @@ def cancel_job(root, job_id, grace):
     if st["status"] == "unknown":
         return st
     pid = read_json(os.path.join(d, "pid.json"))
-    pgid = (pid or {}).get("pgid")
     if st["status"] not in ("running", "pending"):
-        if leftover_pids(pgid, job_id):
-            _end_group(pgid, grace)
+        if pid:
+            _end_job(pid, job_id, grace)
         return st
     with open(os.path.join(d, "cancelled"), "w") as f:
         f.write(str(now()))
@@ -354,31 +565,39 @@ def cancel_job(root, job_id, grace):
     while pid is None and now() < deadline:
         time.sleep(0.05)
         pid = read_json(os.path.join(d, "pid.json"))
-    pgid = (pid or {}).get("pgid")
-    if pgid:
-        _end_group(pgid, grace)
+    if pid:
+        _end_job(pid, job_id, grace)
     deadline = now() + HEARTBEAT_SECONDS + 5
     while not os.path.exists(os.path.join(d, "exit.json")) and now() < deadline:
-        if not pid_alive((pid or {}).get("supervisor_pid"), must_contain=job_id):
+        if not supervisor_alive(pid or {}, job_id):
             break
         time.sleep(0.05)
     return job_status(root, job_id)
 
 
-def _end_group(pgid, grace):
-    _killpg(pgid, signal.SIGTERM)
+def _end_job(pid_info, job_id, grace):
+    """SIGTERM, then SIGKILL after ``grace``, to the job's proven processes (the
+    whole group while its supervisor, which watches it, lives)."""
+    trusted = supervisor_alive(pid_info, job_id)
+    if not _signal_job(pid_info, job_id, signal.SIGTERM, trusted):
+        return
     deadline = now() + grace
-    while group_alive(pgid) and now() < deadline:
+    while any(job_processes(pid_info, job_id, trusted)) and now() < deadline:
         time.sleep(0.05)
-    if group_alive(pgid):
-        _killpg(pgid, signal.SIGKILL)
+    _signal_job(pid_info, job_id, signal.SIGKILL, trusted)
 
 
-def _killpg(pgid, sig):
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
+def _signal_job(pid_info, job_id, sig, trusted):
+    """Signal what job_processes finds; False when there was nothing to signal."""
+    group, elsewhere = job_processes(pid_info, job_id, trusted)
+    targets = [(os.killpg, pid_info["pgid"])] if group else []
+    targets += [(os.kill, p) for p in elsewhere]
+    for kill, target in targets:
+        try:
+            kill(target, sig)
+        except ProcessLookupError:
+            pass
+    return bool(targets)
 
 
 def cmd_read(root, args):
