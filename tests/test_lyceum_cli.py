@@ -168,6 +168,20 @@ def test_unreadable_list_is_an_error_not_an_empty_account(fake):
     assert len(fake.live_vms()) == 1
 
 
+def test_a_provider_that_cannot_be_asked_is_named_even_with_no_records(fake):
+    """With nothing recorded, an unreadable listing is not an empty account: the
+    refresh says which provider it could not ask."""
+    fake.rewrite_next(lambda d: None, path_contains="/vms/list")
+    r = trainctl("list", "--refresh", "--json")
+    assert r.code == 0, r.err
+    (error,) = r.json()["errors"]
+    assert error.startswith("could not ask lyceum: ")
+    fake.rewrite_next(lambda d: None, path_contains="/vms/list")
+    r = trainctl("list", "--refresh")
+    assert "warning: could not ask lyceum: " in r.err
+    assert "No machines" in r.out
+
+
 def test_unreadable_list_stops_a_create_before_it_makes_a_duplicate(fake):
     fake.rewrite_next(lambda d: None, path_contains="/vms/list")
     r = trainctl("create", "-p", "lyceum", "--gpu", "A100:1", "-n", "dup")

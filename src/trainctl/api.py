@@ -160,14 +160,22 @@ class Trainctl:
         self.store.update_status(status)
         return status
 
-    def list(self, *, refresh: bool = False, provider: str | None = None) -> list[ResourceView]:
+    def list(
+        self,
+        *,
+        refresh: bool = False,
+        provider: str | None = None,
+        on_error: Callable[[str], None] | None = None,
+    ) -> list[ResourceView]:
         """Stored resources; with ``refresh``, also what each provider says now.
 
         Refreshing reconciles the store with the providers' own listings: an intent
         whose create was interrupted is matched by name and adopted (or dropped when
         stale and nothing was made), a record whose machine is gone is marked
         terminated, and trainctl-owned machines with no record are listed as
-        untracked."""
+        untracked. A provider that cannot be asked marks its records with the error;
+        one with no records here is reported to ``on_error``, so that its machines are
+        not silently missing from the listing."""
         views = [ResourceView(r) for r in self.store.resources(provider)]
         if refresh:
             names = {v.record.provider for v in views if v.record}
@@ -177,7 +185,7 @@ class Trainctl:
                 names.add(provider)
             for name in sorted(names):
                 group = [v for v in views if v.record and v.record.provider == name]
-                views += self._refresh(name, group)
+                views += self._refresh(name, group, on_error=on_error)
         return views
 
     def _refresh(
@@ -185,12 +193,15 @@ class Trainctl:
         provider_name: str,
         views: list[ResourceView],
         stale_after: float = STALE_INTENT_HOURS,
+        on_error: Callable[[str], None] | None = None,
     ) -> list[ResourceView]:
         try:
             listed = self.provider(provider_name).list_resources()
         except TrainctlError as e:
             for v in views:
                 v.error = str(e)
+            if not views and on_error is not None:
+                on_error(f"could not ask {provider_name}: {e}")
             return []
         live = {s.id: s for s in listed}
         by_name = {s.tags.get(TAG_NAME) or s.name: s for s in listed}

@@ -46,7 +46,10 @@ def list_cmd(refresh: bool, provider: str | None, json_mode: bool) -> None:
     from ..catalog.spend import CATALOG, Rented, spend, totals
 
     out = Output(json_mode)
-    views = Trainctl().list(refresh=refresh, provider=provider)
+    unasked: list[str] = []
+    views = Trainctl().list(refresh=refresh, provider=provider, on_error=unasked.append)
+    for message in unasked:
+        click.echo(f"warning: {message}", err=True)
     spends = [
         spend(Rented.of_record(v.record) if v.record else Rented.of_status(v.live), v.state)
         for v in views
@@ -60,6 +63,7 @@ def list_cmd(refresh: bool, provider: str | None, json_mode: bool) -> None:
                     for v, s in zip(views, spends, strict=True)
                 ],
                 "total": {"per_hour": per_hour, "spent": spent, "unknown_price": unknown},
+                "errors": unasked,
             }
         )
         return
