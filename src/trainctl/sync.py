@@ -1,8 +1,15 @@
 """Code sync and file copies with rsync, shared by every rsync-based Remote.
 
 Ignore rules: ``.gitignore`` and ``.trainctlignore`` files in any directory of the
-tree (rsync's per-directory merge, exclude-only), and the ``.git`` directory.
-rsync does not support gitignore's ``!`` re-include lines; those lines are ignored.
+tree (rsync's per-directory merge, exclude-only), the ``.git`` directory, trainctl's
+own output directories (``trainctl-runs/``, and any directory holding the
+``.trainctlignore`` that ``run`` writes into its output directory), and well-known
+secret files, wherever they are in the tree (``SECRET_PATTERNS``): they are never
+sent, whatever the ignore files say. rsync does not support gitignore's ``!``
+re-include lines; those lines are ignored.
+
+Every transport uses these rules: rsync through ``filter_args`` and the SSM tree
+sync through ``list_tree``.
 """
 
 from __future__ import annotations
@@ -18,9 +25,39 @@ from .remote.base import Progress, SyncResult
 
 IGNORE_FILES = (".gitignore", ".trainctlignore")
 
+#: default output directory of `run`, relative to where it is started
+OUTPUT_DIR = "trainctl-runs"
+
+#: rsync patterns of credentials never synced (a trailing / means a directory; a
+#: pattern without / matches a name at any depth). ``.env`` files hold secrets by
+#: convention: `--env-file .env` gives their values to the job instead.
+SECRET_PATTERNS = (
+    ".ssh/",
+    ".aws/",
+    ".runpod/",
+    ".lyceum/",
+    ".gnupg/",
+    ".trainctl/",
+    ".azure/",
+    ".kube/",
+    ".config/gcloud/",
+    ".docker/config.json",
+    ".netrc",
+    ".git-credentials",
+    ".pypirc",
+    "id_rsa*",
+    "id_dsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    "*.pem",
+    ".env",
+    ".env.*",
+)
+
 
 def filter_args(protect: Sequence[str] = ()) -> list[str]:
-    args = ["--exclude=/.git/"]
+    args = ["--exclude=/.git/", f"--exclude={OUTPUT_DIR}/"]
+    args += [f"--exclude={pattern}" for pattern in SECRET_PATTERNS]
     args += [f"--filter=:- {name}" for name in IGNORE_FILES]
     args += [f"--filter=P /{p.strip('/')}/" for p in protect]
     return args
@@ -65,6 +102,35 @@ def list_tree(src: str) -> list[str]:
         if name and name != "./":
             paths.append(name)
     return paths
+
+
+def measure_tree(src: str) -> tuple[int, int]:
+    """(files, bytes) a sync of ``src`` would send to an empty machine, under the same
+    rules as ``tree_args``: measured before a sync to warn about a huge one."""
+    with tempfile.TemporaryDirectory(prefix="trainctl-measure-") as empty:
+        argv = [require_rsync(), "-rl", "--dry-run", "--stats", *filter_args()]
+        proc = subprocess.run(
+            [*argv, src.rstrip("/") + "/", empty + "/"],
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+        )
+    if proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", "replace").strip()
+        raise OperationFailed(f"cannot list {src}: {err or f'rsync exit {proc.returncode}'}")
+    stats = parse_stats(proc.stdout.decode("utf-8", "replace"))
+    return stats.files_sent, stats.total_bytes
+
+
+def mark_output_dir(path: str) -> None:
+    """Make ``path`` (an output directory) one that no sync sends: a ``.trainctlignore``
+    in it that excludes everything, itself included."""
+    import os
+
+    os.makedirs(path, exist_ok=True)
+    marker = os.path.join(path, ".trainctlignore")
+    if not os.path.exists(marker):
+        with open(marker, "w") as f:
+            f.write("# trainctl output directory: never synced to a machine\n*\n")
 
 
 def _unescape(name: str) -> str:

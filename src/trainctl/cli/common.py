@@ -15,6 +15,48 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
+class JobCommand(click.Command):
+    """A command ending in the job's COMMAND: everything from the command's first word
+    on belongs to the job, ``--`` or not (``train box echo hi -d`` runs ``echo hi -d``).
+
+    click would otherwise take options found after the command's first word. Here a
+    ``--`` is put before that word; ``leading`` is how many positional arguments come
+    before the job's command (``train`` has RESOURCE)."""
+
+    def __init__(self, *args: Any, leading: int = 0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.leading = leading
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, self._mark_command(ctx, list(args)))
+
+    def _mark_command(self, ctx: click.Context, args: list[str]) -> list[str]:
+        takes_value = {
+            name
+            for p in self.get_params(ctx)
+            if isinstance(p, click.Option) and not p.is_flag and not p.count
+            for name in p.opts
+        }
+        leading = self.leading
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            if arg == "--":
+                return args
+            if arg.startswith("--") and "=" not in arg:
+                i += 2 if arg in takes_value else 1
+            elif arg.startswith("-") and len(arg) > 1 and not arg.startswith("--"):
+                i += 2 if arg in takes_value else 1  # "-e" then its value; "-eX=1" alone
+            elif arg.startswith("-") and len(arg) > 1:
+                i += 1
+            elif leading:
+                leading -= 1
+                i += 1
+            else:
+                return [*args[:i], "--", *args[i:]]
+        return args
+
+
 def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--json", "json_mode", is_flag=True, help="Print one JSON document on stdout."

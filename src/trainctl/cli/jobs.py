@@ -9,7 +9,8 @@ import click
 from ..api import Trainctl
 from ..errors import BadInput
 from ..types import TrainingJob, TrainingStatus
-from .common import json_option, parse_pairs, progress_printer
+from .common import JobCommand, json_option, progress_printer
+from .envfile import job_env
 from .output import Output
 
 
@@ -39,7 +40,27 @@ def job_options(f):
                 help="Directory to sync to the machine.",
             ),
             click.option("--no-sync", is_flag=True, help="Do not sync a directory."),
-            click.option("--env", "-e", "envs", multiple=True, help="NAME=VALUE for the job."),
+            click.option(
+                "--allow-any-workdir",
+                is_flag=True,
+                help="Allow / or the home directory itself as the workdir.",
+            ),
+            click.option(
+                "--env",
+                "-e",
+                "envs",
+                multiple=True,
+                help="NAME=VALUE for the job, or NAME to pass this environment's value "
+                "(repeatable). -e NAME and --env-file keep values out of `ps`.",
+            ),
+            click.option(
+                "--env-file",
+                "env_files",
+                multiple=True,
+                type=click.Path(dir_okay=False),
+                help="File of NAME=VALUE lines (dotenv) for the job's environment "
+                "(repeatable; -e wins).",
+            ),
             click.option(
                 "--delete", is_flag=True, help="Remove files gone locally from the machine."
             ),
@@ -55,27 +76,64 @@ def job_options(f):
     return f
 
 
-def build_job(command, workdir, no_sync, envs, delete, checkpoint_dir) -> TrainingJob:
+#: a sync above either is worth a warning before it starts
+WARN_BYTES = 1024**3
+WARN_FILES = 20_000
+
+
+def build_job(
+    command,
+    workdir,
+    no_sync,
+    envs,
+    delete,
+    checkpoint_dir,
+    env_files=(),
+    allow_any_workdir=False,
+) -> TrainingJob:
     if not command:
         raise BadInput("empty command: give the command after --, e.g. -- python train.py")
-    if not no_sync and not Path(workdir).is_dir():
-        raise BadInput(f"workdir {workdir} does not exist or is not a directory")
+    if not no_sync:
+        _check_workdir(Path(workdir), allow_any_workdir)
     if Path(checkpoint_dir).is_absolute() or ".." in Path(checkpoint_dir).parts:
         raise BadInput("--checkpoint-dir must be a relative path inside the synced directory")
     return TrainingJob(
         command=list(command),
         workdir=None if no_sync else str(Path(workdir).resolve()),
-        env=parse_pairs(envs, "--env"),
+        env=job_env(envs, env_files),
         checkpoint_dir=checkpoint_dir,
         delete=delete,
     )
+
+
+def _check_workdir(workdir: Path, allow_any: bool) -> None:
+    """Refuse / and the home directory (a sync of either sends far more than a
+    project, secrets included) unless allowed; warn before a huge sync."""
+    if not workdir.is_dir():
+        raise BadInput(f"workdir {workdir} does not exist or is not a directory")
+    resolved = workdir.resolve()
+    if not allow_any and resolved in (Path("/"), Path.home().resolve()):
+        what = "/" if resolved == Path("/") else "your home directory"
+        raise BadInput(
+            f"refusing to sync {what} ({resolved}) to the machine",
+            hint="pick the project's directory with -w DIR, or pass --allow-any-workdir",
+        )
+    from .. import sync
+
+    files, size = sync.measure_tree(str(resolved))
+    if size > WARN_BYTES or files > WARN_FILES:
+        click.echo(
+            f"warning: {resolved} has {files:,} files, {size / 1024**3:.1f} GiB to sync; "
+            "exclude what the job does not need in .trainctlignore",
+            err=True,
+        )
 
 
 def follow(tc: Trainctl, out: Output, job_id: str) -> TrainingStatus:
     return tc.monitor(job_id, follow=True, sink=out.log_bytes)
 
 
-@click.command()
+@click.command(cls=JobCommand, leading=1)
 @click.argument("resource")
 @job_options
 @click.option("--detach", "-d", is_flag=True, help="Start the job and return at once.")
