@@ -270,3 +270,18 @@ def test_task_file_env_file(tmp_path):
 def test_help_says_how_to_keep_values_out_of_ps():
     r = trainctl("train", "--help")
     assert "out of `ps`" in " ".join(r.out.split())
+
+
+def test_catalog_refresh_without_boto3_names_the_extra(tmp_path):
+    """boto3 and botocore made unimportable, as on an install without the aws extra."""
+    import subprocess
+
+    code = (
+        "import sys; sys.modules['boto3'] = sys.modules['botocore'] = None\n"
+        "from trainctl.cli.main import main\n"
+        "sys.exit(main(['catalog', 'refresh', '--provider', 'aws']))\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1
+    assert "internal error" not in p.stdout + p.stderr
+    assert "pip install 'trainctl[aws]'" in p.stdout + p.stderr
