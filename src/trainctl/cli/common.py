@@ -88,7 +88,7 @@ CREATE_OPTIONS = [
     click.option("--spot-fallback", is_flag=True, help="Fall back to on-demand if no spot."),
     click.option(
         "--max-price",
-        type=float,
+        type=click.FloatRange(min=0, min_open=True),
         help="Most $/hour to pay: the spot bid; an on-demand fallback above it is refused.",
     ),
     click.option("--image", help="Machine or container image."),
@@ -97,7 +97,11 @@ CREATE_OPTIONS = [
     click.option("--tag", "tags", multiple=True, help="Extra tag NAME=VALUE (repeatable)."),
     click.option("--host", help="ssh provider: user@host[:port] of an existing machine."),
     click.option("--key", type=click.Path(dir_okay=False), help="ssh provider: private key file."),
-    click.option("--price-per-hour", type=float, help="ssh provider: what the machine costs."),
+    click.option(
+        "--price-per-hour",
+        type=click.FloatRange(min=0),
+        help="ssh provider: what the machine costs.",
+    ),
     click.option(
         "--cloud",
         type=click.Choice(["secure", "community"], case_sensitive=False),
@@ -143,6 +147,11 @@ def build_create_options(
         raise BadInput(
             f"bad name {name!r}: use letters, digits, '-', '_' or '.', at most 63 characters"
         )
+    # task files give these without click's range checks
+    if max_price is not None and max_price <= 0:
+        raise BadInput(f"--max-price must be more than 0 $/hour, not {max_price:g}")
+    if price_per_hour is not None and price_per_hour < 0:
+        raise BadInput(f"--price-per-hour cannot be negative ({price_per_hour:g})")
     if spot_fallback and not spot:
         raise BadInput("--spot-fallback only makes sense with --spot")
     extra = {

@@ -186,11 +186,18 @@ def jobs(resource: str | None, json_mode: bool) -> None:
     """List jobs on RESOURCE (or on every machine) with their states."""
     out = Output(json_mode)
     errors: list[str] = []
-    found = Trainctl().jobs(resource, on_error=errors.append)
+    tc = Trainctl()
+    found = tc.jobs(resource, on_error=errors.append)
+    names = {r.id: r.name for r in tc.store.resources()}
     for error in errors:
         click.echo(f"warning: could not list jobs on {error}", err=True)
     if json_mode:
-        out.emit({"jobs": [j.to_dict() for j in found], "errors": errors})
+        out.emit(
+            {
+                "jobs": [{**j.to_dict(), "resource_name": names.get(j.resource_id)} for j in found],
+                "errors": errors,
+            }
+        )
         return
     if not found:
         out.info("No jobs.")
@@ -198,7 +205,7 @@ def jobs(resource: str | None, json_mode: bool) -> None:
     rows = [
         (
             j.job_id,
-            j.resource_id,
+            names.get(j.resource_id, j.resource_id),
             j.status.value,
             "" if j.exit_code is None else j.exit_code,
             j.started_at.strftime("%Y-%m-%d %H:%M") if j.started_at else "",
@@ -206,7 +213,7 @@ def jobs(resource: str | None, json_mode: bool) -> None:
         )
         for j in found
     ]
-    out.table(["JOB", "RESOURCE", "STATUS", "EXIT", "STARTED", "COMMAND"], rows)
+    out.table(["JOB", "MACHINE", "STATUS", "EXIT", "STARTED", "COMMAND"], rows)
 
 
 @click.command()
