@@ -4,7 +4,6 @@ under NO_COLOR, progress on stderr, and the small refusals."""
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 
 from cli_helpers import trainctl

@@ -289,9 +289,11 @@ class Trainctl:
         *,
         follow: bool = False,
         sink: OutputSink | None = None,
+        offset: int = 0,
     ) -> TrainingStatus:
+        """The job's log from byte ``offset`` on, passed to ``sink``."""
         record, provider, job_id = self.find_job(ref)
-        status = provider.monitor(record.id, job_id, follow=follow, sink=sink)
+        status = provider.monitor(record.id, job_id, follow=follow, sink=sink, offset=offset)
         self._record_job(record, status)
         return status
 

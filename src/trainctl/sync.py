@@ -18,10 +18,11 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Sequence
 
 from .errors import OperationFailed
-from .remote.base import Progress, SyncResult
+from .remote.base import Progress, SyncResult, TransferEvent
 
 IGNORE_FILES = (".gitignore", ".trainctlignore")
 
@@ -76,7 +77,7 @@ def tree_args(
     src: str, dest: str, *, delete: bool = False, protect: Sequence[str] = ()
 ) -> list[str]:
     """rsync arguments that make ``dest`` hold the tree at ``src`` (a directory)."""
-    args = ["-rlptz", "--stats", "--out-format=%n"]
+    args = ["-rlptz", "--stats", "--out-format=%n", "--info=progress2"]
     if delete:
         args.append("--delete")
     return args + filter_args(protect) + [src.rstrip("/") + "/", dest.rstrip("/") + "/"]
@@ -141,13 +142,14 @@ def _unescape(name: str) -> str:
 def copy_args(src: str, dest: str) -> list[str]:
     """rsync arguments that copy ``src`` (a file, or a directory's contents when it ends
     with ``/``) to ``dest``, keeping partial files so that a new try resumes."""
-    return ["-rlptz", "--partial", "--stats", "--out-format=%n", src, dest]
+    return ["-rlptz", "--partial", "--stats", "--out-format=%n", "--info=progress2", src, dest]
 
 
 _STAT_PATTERNS = {
     "files_sent": re.compile(r"Number of regular files transferred:\s*([\d,]+)"),
     "bytes_sent": re.compile(r"Total bytes sent:\s*([\d,]+)"),
     "total_bytes": re.compile(r"Total file size:\s*([\d,]+)"),
+    "transferred_bytes": re.compile(r"Total transferred file size:\s*([\d,]+)"),
 }
 
 
@@ -159,13 +161,26 @@ def parse_stats(output: str) -> SyncResult:
     return SyncResult(**values)
 
 
+#: a line of rsync's --info=progress2: bytes so far, percent of the whole transfer
+_PROGRESS2 = re.compile(r"^\s*([\d,]+)\s+(\d+)%\s+\S+/s\s+\d+:\d+:\d+")
+#: least seconds between two progress events of one transfer
+EVENT_INTERVAL = 0.2
+
+
 def run_rsync(
-    argv: Sequence[str], *, progress: Progress | None = None, env: dict[str, str] | None = None
+    argv: Sequence[str],
+    *,
+    progress: Progress | None = None,
+    env: dict[str, str] | None = None,
+    what: str = "transfer",
 ) -> tuple[int, str, str]:
-    """Run rsync, passing each transferred file name to ``progress``.
+    """Run rsync, reporting to ``progress`` as ``TransferEvent``s named ``what``: the
+    bytes so far (from ``--info=progress2``, at most every ``EVENT_INTERVAL``), then
+    one summary line (files, bytes, time). File names are not reported one by one.
 
     Returns (returncode, stdout, stderr). stderr goes to a file while stdout is
     read, so a long stream of warnings cannot fill a pipe and stall rsync."""
+    began = time.monotonic()
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(
             list(argv),
@@ -178,15 +193,30 @@ def run_rsync(
         )
         out_lines: list[str] = []
         assert proc.stdout is not None
-        in_stats = False
-        for line in proc.stdout:
-            out_lines.append(line)
-            stripped = line.rstrip("\n")
-            if stripped.startswith("Number of files:"):
-                in_stats = True
-            if progress and stripped and not in_stats and not stripped.endswith("/"):
-                progress(stripped)
+        shown = 0.0
+        for line in proc.stdout:  # text mode: rsync's \r progress updates are lines too
+            m = _PROGRESS2.match(line)
+            if not m:
+                out_lines.append(line)
+                continue
+            now = time.monotonic()
+            if progress and now - shown >= EVENT_INTERVAL:
+                shown = now
+                done, percent = int(m.group(1).replace(",", "")), int(m.group(2))
+                total = done * 100 // percent if percent else None
+                progress(TransferEvent(what, done, total))
         proc.wait()
         errors.seek(0)
         stderr = errors.read().decode("utf-8", "replace")
+    if progress and proc.returncode == 0:
+        stats = parse_stats("".join(out_lines))
+        progress(
+            TransferEvent(
+                what,
+                stats.transferred_bytes,
+                files=stats.files_sent,
+                seconds=time.monotonic() - began,
+                finished=True,
+            )
+        )
     return proc.returncode, "".join(out_lines), stderr

@@ -11,7 +11,7 @@ from ..errors import BadInput
 from ..types import TrainingJob, TrainingStatus
 from .common import JobCommand, json_option, progress_printer
 from .envfile import job_env
-from .output import Output
+from .output import Output, Tail
 
 
 def job_exit_code(status: TrainingStatus) -> int:
@@ -133,6 +133,19 @@ def follow(tc: Trainctl, out: Output, job_id: str) -> TrainingStatus:
     return tc.monitor(job_id, follow=True, sink=out.log_bytes)
 
 
+def show_log(tc: Trainctl, ref: str, *, follow: bool, tail: int | None, sink) -> TrainingStatus:
+    """The log to ``sink``: all of it, or its last ``tail`` lines; then, with
+    ``follow``, what the job writes until it ends."""
+    if tail is None:
+        return tc.monitor(ref, follow=follow, sink=sink)
+    last = Tail(tail)
+    status = tc.monitor(ref, sink=last)
+    sink(last.text())
+    if not follow:
+        return status
+    return tc.monitor(status.job_id, follow=True, sink=sink, offset=last.seen)
+
+
 @click.command(cls=JobCommand, leading=1)
 @click.argument("resource")
 @job_options
@@ -167,11 +180,17 @@ def train(resource, command, detach, json_mode, **job_flags) -> int:
 @click.command()
 @click.argument("ref", metavar="RESOURCE|JOB")
 @click.option("--follow", "-f", is_flag=True, help="Stream until the job ends; exit with its code.")
+@click.option(
+    "--tail",
+    "-n",
+    type=click.IntRange(min=0),
+    help="Only the last N lines so far (with --follow, then what comes).",
+)
 @json_option
-def monitor(ref: str, follow: bool, json_mode: bool) -> int:
+def monitor(ref: str, follow: bool, tail: int | None, json_mode: bool) -> int:
     """Print a job's log (a resource means its newest job)."""
     out = Output(json_mode)
-    status = Trainctl().monitor(ref, follow=follow, sink=out.log_bytes)
+    status = show_log(Trainctl(), ref, follow=follow, tail=tail, sink=out.log_bytes)
     if json_mode:
         out.emit(status.to_dict())
     else:

@@ -36,7 +36,7 @@ from typing import Any
 
 from ..errors import NotFound, OperationFailed, RemoteError
 from . import treesync
-from .base import CommandResult, Progress, Remote, SyncResult
+from .base import CommandResult, Progress, Remote, SyncResult, TransferEvent
 
 #: output limits of GetCommandInvocation, in characters
 STDOUT_LIMIT = 24_000
@@ -296,10 +296,8 @@ class SSMRemote(Remote):
         snap = treesync.scan(src, previous)
         send = treesync.changed(snap, previous)
         result = SyncResult(total_bytes=snap.total_bytes)
+        began = time.monotonic()
         for _ in range(2):
-            for rel in send:
-                if progress:
-                    progress(rel)
             data = treesync.bundle(src, snap, send, delete=delete, protect=list(protect))
             r = self.run([self.python, "-c", treesync.apply_script(), dest], input=data)
             if not r.ok:
@@ -312,6 +310,16 @@ class SSMRemote(Remote):
             send = json.loads(r.stdout)["stale"]
             if not send:
                 self.manifest.save(dest, snap)
+                if progress:
+                    progress(
+                        TransferEvent(
+                            "sync",
+                            result.bytes_sent,
+                            files=result.files_sent,
+                            seconds=time.monotonic() - began,
+                            finished=True,
+                        )
+                    )
                 return result
             delete = False  # done in the first round
         raise OperationFailed(f"sync of {src} to {self.description}: files keep changing there")
@@ -349,6 +357,7 @@ class SSMRemote(Remote):
 
         from ..providers.aws.session import aws_errors
 
+        began = time.monotonic()
         objects = self._list(prefix)
         total = sum(o["Size"] for o in objects)
         if progress:
@@ -379,7 +388,7 @@ class SSMRemote(Remote):
             with lock:
                 done[0] += obj["Size"]
                 if progress:
-                    progress(f"{rel if not single else target.name} ({done[0]}/{total} bytes)")
+                    progress(TransferEvent("download", done[0], total))
 
         with (
             aws_errors(f"download from the staging bucket {self.bucket}"),
@@ -387,6 +396,11 @@ class SSMRemote(Remote):
         ):
             for future in [pool.submit(fetch, o) for o in objects]:
                 future.result()
+        if progress:
+            seconds = time.monotonic() - began
+            progress(
+                TransferEvent("download", total, files=len(objects), seconds=seconds, finished=True)
+            )
 
     # --- staging bucket ------------------------------------------------------------
 
