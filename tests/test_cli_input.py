@@ -285,3 +285,11 @@ def test_catalog_refresh_without_boto3_names_the_extra(tmp_path):
     assert p.returncode == 1
     assert "internal error" not in p.stdout + p.stderr
     assert "pip install 'trainctl[aws]'" in p.stdout + p.stderr
+
+
+def test_json_inside_the_job_command_is_the_jobs():
+    """An error after `train box cmd --json` is text: --json belongs to the command."""
+    r = trainctl("train", "missing", "--no-sync", "echo", "--json")
+    assert r.code == 3 and r.err.startswith("error: ") and "{" not in r.err
+    r = trainctl("train", "missing", "--no-sync", "--json", "echo")
+    assert r.code == 3 and r.error()["exit_code"] == 3

@@ -57,9 +57,20 @@ class JobCommand(click.Command):
         return args
 
 
+def _note_json(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    from .main import note_json
+
+    note_json(value)
+    return value
+
+
 def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
-        "--json", "json_mode", is_flag=True, help="Print one JSON document on stdout."
+        "--json",
+        "json_mode",
+        is_flag=True,
+        callback=_note_json,
+        help="Print one JSON document on stdout.",
     )(f)
 
 

@@ -40,6 +40,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 #: set by any command's --debug (see ``debug_option``)
 _debug = {"on": False}
+#: set by a command's --json once its options are parsed (None: not parsed yet)
+_json: dict[str, bool | None] = {"on": None}
+
+
+def note_json(value: bool) -> None:
+    _json["on"] = value
 
 
 def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -118,7 +124,11 @@ def cli() -> None:
 
 
 def _json_mode(argv: list[str]) -> bool:
-    """--json as given before any `--` (errors are then JSON documents too)."""
+    """Whether errors are JSON documents: the command's own --json once its options
+    are parsed (a --json inside a job's command is the job's), else --json given
+    before any `--`."""
+    if _json["on"] is not None:
+        return bool(_json["on"])
     head = argv[: argv.index("--")] if "--" in argv else argv
     return "--json" in head
 
@@ -147,14 +157,13 @@ def _takes_command(ctx: click.Context | None) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    json_mode = _json_mode(argv)
-    _debug["on"] = False
+    _debug["on"], _json["on"] = False, None
     try:
         result = cli.main(args=argv, prog_name="trainctl", standalone_mode=False)
     except click.exceptions.Exit as e:
         return e.exit_code
     except click.exceptions.Abort:
-        return _fail("aborted", 130, "interrupted", json_mode)
+        return _fail("aborted", 130, "interrupted", _json_mode(argv))
     except click.ClickException as e:
         _traceback()
         hint = None
@@ -162,18 +171,18 @@ def main(argv: list[str] | None = None) -> int:
             hint = (
                 "put the job's command after --, e.g. trainctl train RES -- python train.py --lr 1"
             )
-        return _fail(e.format_message(), 2, "usage", json_mode, hint)
+        return _fail(e.format_message(), 2, "usage", _json_mode(argv), hint)
     except TrainctlError as e:
         _traceback()
-        return _fail(e.message, e.exit_code, e.kind, json_mode, e.hint)
+        return _fail(e.message, e.exit_code, e.kind, _json_mode(argv), e.hint)
     except KeyboardInterrupt:
-        return _fail("interrupted", 130, "interrupted", json_mode)
+        return _fail("interrupted", 130, "interrupted", _json_mode(argv))
     except Exception as e:
         _traceback()
         return _fail(
             f"internal error: {type(e).__name__}: {e} (run with --debug for details)",
             1,
             "internal",
-            json_mode,
+            _json_mode(argv),
         )
     return result if isinstance(result, int) else 0
