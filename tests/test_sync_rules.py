@@ -143,3 +143,24 @@ def test_a_huge_tree_is_announced_before_the_sync(tmp_path):
         "run", "-p", "no-such-provider", "-w", str(tmp_path / "big"), "--no-sync", "--", "true"
     )
     assert "warning:" not in small.err
+
+
+def test_progress_option_only_where_rsync_has_it(tmp_path, monkeypatch):
+    """rsync 2.6.9 (macOS) and openrsync have no --info=progress2."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    rsync = fake / "rsync"
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+    try:
+        for version, expected in (
+            ("rsync  version 2.6.9  protocol version 29", ()),
+            ("openrsync: protocol version 29\nrsync version 2.6.9 compatible", ()),
+            ("rsync  version 3.2.7  protocol version 31", ("--info=progress2",)),
+        ):
+            rsync.write_text(f"#!/bin/sh\nprintf '%s\\n' '{version}'\n")
+            rsync.chmod(0o755)
+            sync.progress_args.cache_clear()
+            assert sync.progress_args() == expected
+            assert ("--info=progress2" in sync.copy_args("a", "b")) == bool(expected)
+    finally:
+        sync.progress_args.cache_clear()

@@ -14,6 +14,7 @@ sync through ``list_tree``.
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import subprocess
@@ -73,11 +74,22 @@ def require_rsync() -> str:
     return path
 
 
+@functools.cache
+def progress_args() -> tuple[str, ...]:
+    """``--info=progress2`` where this rsync has it (3.1 and later; macOS's rsync
+    2.6.9 and openrsync do not): transfers then report bytes as they go."""
+    proc = subprocess.run(
+        [require_rsync(), "--version"], capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
+    m = re.search(r"rsync\s+version\s+v?(\d+)\.(\d+)", proc.stdout)
+    return ("--info=progress2",) if m and (int(m[1]), int(m[2])) >= (3, 1) else ()
+
+
 def tree_args(
     src: str, dest: str, *, delete: bool = False, protect: Sequence[str] = ()
 ) -> list[str]:
     """rsync arguments that make ``dest`` hold the tree at ``src`` (a directory)."""
-    args = ["-rlptz", "--stats", "--out-format=%n", "--info=progress2"]
+    args = ["-rlptz", "--stats", "--out-format=%n", *progress_args()]
     if delete:
         args.append("--delete")
     return args + filter_args(protect) + [src.rstrip("/") + "/", dest.rstrip("/") + "/"]
@@ -142,7 +154,7 @@ def _unescape(name: str) -> str:
 def copy_args(src: str, dest: str) -> list[str]:
     """rsync arguments that copy ``src`` (a file, or a directory's contents when it ends
     with ``/``) to ``dest``, keeping partial files so that a new try resumes."""
-    return ["-rlptz", "--partial", "--stats", "--out-format=%n", "--info=progress2", src, dest]
+    return ["-rlptz", "--partial", "--stats", "--out-format=%n", *progress_args(), src, dest]
 
 
 _STAT_PATTERNS = {
