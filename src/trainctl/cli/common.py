@@ -43,12 +43,9 @@ class JobCommand(click.Command):
             arg = args[i]
             if arg == "--":
                 return args
-            if arg.startswith("--") and "=" not in arg:
+            if arg.startswith("-") and len(arg) > 1:
+                # "-e X=1" and "--env X=1" are two words; "-eX=1" and "--env=X=1" one
                 i += 2 if arg in takes_value else 1
-            elif arg.startswith("-") and len(arg) > 1 and not arg.startswith("--"):
-                i += 2 if arg in takes_value else 1  # "-e" then its value; "-eX=1" alone
-            elif arg.startswith("-") and len(arg) > 1:
-                i += 1
             elif leading:
                 leading -= 1
                 i += 1
