@@ -215,16 +215,15 @@ def test_no_color_means_no_bold_on_a_terminal(monkeypatch):
 
 
 def compare(columns: str) -> list[str]:
-    """The table's lines (the notes under it, `provider: ...`, left out)."""
+    """The table's lines on a terminal COLUMNS wide (the notes under it left out)."""
     import re
-    import subprocess
 
-    p = subprocess.run(
-        [sys.executable, "-m", "trainctl", "providers", "compare", "--gpu", "A100", "--hours", "5"],
-        capture_output=True, text=True, env={**os.environ, "COLUMNS": columns}, timeout=60,
-    )  # fmt: skip
-    assert p.returncode == 0, p.stderr
-    return [line for line in p.stdout.splitlines() if line and not re.match(r"^[\w-]+:", line)]
+    shown = run_on_pty(
+        ["providers", "compare", "--gpu", "A100", "--hours", "5"],
+        {"COLUMNS": columns, "NO_COLOR": "1"},
+    )
+    lines = shown.replace("\r\n", "\n").splitlines()
+    return [line for line in lines if line and not re.match(r"^[\w-]+:", line)]
 
 
 def test_compare_fits_80_columns():
@@ -232,6 +231,9 @@ def test_compare_fits_80_columns():
     assert len(narrow) > 3 and all(len(line.rstrip()) <= 80 for line in narrow), narrow
     assert "$/H" in narrow[0] and "TOTAL 5H" in narrow[0] and "SOURCE" not in narrow[0]
     assert "SOURCE" in compare("200")[0]
+    # piped: every column, one line per row
+    piped = trainctl("providers", "compare", "--gpu", "A100", "--hours", "5")
+    assert "SOURCE" in piped.out.splitlines()[0]
 
 
 # --- monitor --tail ------------------------------------------------------------------

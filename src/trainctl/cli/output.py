@@ -2,8 +2,8 @@
 
 rich is imported only when a table or a progress bar is drawn. Colour follows rich's
 detection (none when stdout is not a terminal), and ``NO_COLOR`` turns off every
-style, bold included. Tables fit the terminal's width (``COLUMNS`` when set, also
-when piped; else unlimited when piped, one line per row). Progress goes to stderr:
+style, bold included. Tables fit the terminal's width (``COLUMNS`` when set);
+piped, a row is one line however wide. Progress goes to stderr:
 a transfer is a bar on a terminal, else a line every ``PLAIN_INTERVAL`` seconds, and
 one summary line when it ends.
 """
@@ -36,12 +36,9 @@ def _plain(plain: bool) -> dict[str, Any]:
 
 
 def table_width() -> int | None:
-    """Columns a table may use: the terminal's, ``COLUMNS``, or None (unlimited)."""
-    if os.environ.get("COLUMNS", "").isdigit():
-        return int(os.environ["COLUMNS"])
-    if sys.stdout.isatty():
-        return shutil.get_terminal_size().columns
-    return None
+    """Columns a table may use on a terminal (``COLUMNS`` first, as the shell sets
+    it), or None when piped: then one line per row, however wide."""
+    return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
 
 
 def fit_columns(
