@@ -10,6 +10,7 @@ one summary line when it ends.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -116,6 +117,7 @@ class Output:
                 transient=True,
             )
             self._bar.start()
+            atexit.register(self._end_bar)  # an error mid-transfer still clears the bar
             self._task = self._bar.add_task(event.what, total=event.total)
         self._bar.update(self._task, completed=event.done, total=event.total)
 
