@@ -104,6 +104,9 @@ def test_the_ssm_tree_sync_uses_the_same_rules(project):
     (project / "trainctl-runs" / "j-1").mkdir(parents=True)
     (project / "trainctl-runs" / "j-1" / "model.pt").write_text("w")
     assert sorted(sync.list_tree(str(project))) == ["ckpt.py", "list.py"]
+    from trainctl.remote import treesync
+
+    assert sorted(treesync.scan(project, {}).files) == ["ckpt.py", "list.py"]
 
 
 def test_home_and_root_are_refused_as_workdir(tmp_path):
