@@ -84,7 +84,7 @@ def _run(provider, command, outputs, output_dir, keep, json_mode, **flags) -> in
 
     job.job_id = new_job_id()
     dest = Path(output_dir) if output_dir else Path(sync.OUTPUT_DIR) / job.job_id
-    if job.workdir and dest.resolve().is_relative_to(job.workdir):
+    if outputs and job.workdir and dest.resolve().is_relative_to(job.workdir):
         try:  # never sent by a later run's sync of the same directory
             sync.mark_output_dir(str(dest))
         except OSError as e:
