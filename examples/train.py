@@ -6,6 +6,9 @@ the newest checkpoint there when one exists: run it twice and the second run
 continues where the first stopped.
 
     python train.py --epochs 5
+    LR=0.05 EPOCHS=3 python train.py      # or from the environment (trainctl -e LR=0.05)
+
+A flag wins over the environment.
 """
 
 from __future__ import annotations
@@ -14,13 +17,17 @@ import argparse
 import math
 import os
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    import torch
 
 
 def spirals(n: int, noise: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
     t = torch.rand(n, generator=generator) * 3 * math.pi + 0.5
     label = torch.randint(0, 2, (n,), generator=generator)
     sign = label.float() * 2 - 1
@@ -34,14 +41,24 @@ def newest_checkpoint(directory: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def main() -> None:
+def options(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ
+) -> argparse.Namespace:
+    """Flags, with LR and EPOCHS from the environment as their defaults."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--epochs", type=int, default=int(environ.get("EPOCHS", "5")))
+    parser.add_argument("--lr", type=float, default=float(environ.get("LR", "0.01")))
     parser.add_argument("--samples", type=int, default=20000)
     parser.add_argument("--batch-size", type=int, default=128)
-    args = parser.parse_args()
+    return parser.parse_args(argv)
 
+
+def main() -> None:
+    # torch is imported here, so that options() can be read without it
+    import torch
+    from torch import nn
+
+    args = options()
     torch.manual_seed(0)
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     ckpt_dir = Path(os.environ.get("TRAINCTL_CHECKPOINT_DIR", "checkpoints"))
@@ -67,7 +84,10 @@ def main() -> None:
         print(f"resumed from {latest.name} (epoch {start_epoch})", flush=True)
 
     job = os.environ.get("TRAINCTL_JOB_ID", "local")
-    print(f"job {job}: training epochs {start_epoch + 1}..{args.epochs}", flush=True)
+    print(
+        f"job {job}: training epochs {start_epoch + 1}..{args.epochs}, lr {args.lr:g}",
+        flush=True,
+    )
     for epoch in range(start_epoch + 1, args.epochs + 1):
         began = time.time()
         model.train()

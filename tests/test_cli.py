@@ -286,7 +286,7 @@ def test_run_from_task_file(project, tmp_path):
         ("bogus: 1\n", "unknown key 'bogus'"),
         ("spot: 'yes please'\n", "spot must be a bool"),
         ("- a list\n", "must be a mapping"),
-        ("command: [unclosed\n", "cannot read task file"),
+        ("command: [unclosed\n", "line 2, column 1"),
     ],
 )
 def test_bad_task_file(tmp_path, text, needle):

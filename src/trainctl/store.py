@@ -105,6 +105,7 @@ class _Db:
     def close(self) -> None:
         self.conn.close()
 
+
 #: the longest a create may take (waiting for a machine to be ready included); an
 #: intent whose creator cannot be checked is not dropped younger than this
 CREATE_MAX_SECONDS = 3600.0

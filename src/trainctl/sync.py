@@ -1,26 +1,65 @@
 """Code sync and file copies with rsync, shared by every rsync-based Remote.
 
 Ignore rules: ``.gitignore`` and ``.trainctlignore`` files in any directory of the
-tree (rsync's per-directory merge, exclude-only), and the ``.git`` directory.
-rsync does not support gitignore's ``!`` re-include lines; those lines are ignored.
+tree (rsync's per-directory merge, exclude-only), the ``.git`` directory, trainctl's
+own output directories (``trainctl-runs/``, and any directory holding the
+``.trainctlignore`` that ``run`` writes into its output directory), and well-known
+secret files, wherever they are in the tree (``SECRET_PATTERNS``): they are never
+sent, whatever the ignore files say. rsync does not support gitignore's ``!``
+re-include lines; those lines are ignored.
+
+Every transport uses these rules: rsync through ``filter_args`` and the SSM tree
+sync through ``list_tree``.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Sequence
 
 from .errors import OperationFailed
-from .remote.base import Progress, SyncResult
+from .remote.base import Progress, SyncResult, TransferEvent
 
 IGNORE_FILES = (".gitignore", ".trainctlignore")
 
+#: default output directory of `run`, relative to where it is started
+OUTPUT_DIR = "trainctl-runs"
+
+#: rsync patterns of credentials never synced (a trailing / means a directory; a
+#: pattern without / matches a name at any depth). ``.env`` files hold secrets by
+#: convention: `--env-file .env` gives their values to the job instead.
+SECRET_PATTERNS = (
+    ".ssh/",
+    ".aws/",
+    ".runpod/",
+    ".lyceum/",
+    ".gnupg/",
+    ".trainctl/",
+    ".azure/",
+    ".kube/",
+    ".config/gcloud/",
+    ".docker/config.json",
+    ".netrc",
+    ".git-credentials",
+    ".pypirc",
+    "id_rsa*",
+    "id_dsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    "*.pem",
+    ".env",
+    ".env.*",
+)
+
 
 def filter_args(protect: Sequence[str] = ()) -> list[str]:
-    args = ["--exclude=/.git/"]
+    args = ["--exclude=/.git/", f"--exclude={OUTPUT_DIR}/"]
+    args += [f"--exclude={pattern}" for pattern in SECRET_PATTERNS]
     args += [f"--filter=:- {name}" for name in IGNORE_FILES]
     args += [f"--filter=P /{p.strip('/')}/" for p in protect]
     return args
@@ -35,11 +74,22 @@ def require_rsync() -> str:
     return path
 
 
+@functools.cache
+def progress_args() -> tuple[str, ...]:
+    """``--info=progress2`` where this rsync has it (3.1 and later; macOS's rsync
+    2.6.9 and openrsync do not): transfers then report bytes as they go."""
+    proc = subprocess.run(
+        [require_rsync(), "--version"], capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
+    m = re.search(r"rsync\s+version\s+v?(\d+)\.(\d+)", proc.stdout)
+    return ("--info=progress2",) if m and (int(m[1]), int(m[2])) >= (3, 1) else ()
+
+
 def tree_args(
     src: str, dest: str, *, delete: bool = False, protect: Sequence[str] = ()
 ) -> list[str]:
     """rsync arguments that make ``dest`` hold the tree at ``src`` (a directory)."""
-    args = ["-rlptz", "--stats", "--out-format=%n"]
+    args = ["-rlptz", "--stats", "--out-format=%n", *progress_args()]
     if delete:
         args.append("--delete")
     return args + filter_args(protect) + [src.rstrip("/") + "/", dest.rstrip("/") + "/"]
@@ -67,6 +117,35 @@ def list_tree(src: str) -> list[str]:
     return paths
 
 
+def measure_tree(src: str) -> tuple[int, int]:
+    """(files, bytes) a sync of ``src`` would send to an empty machine, under the same
+    rules as ``tree_args``: measured before a sync to warn about a huge one."""
+    with tempfile.TemporaryDirectory(prefix="trainctl-measure-") as empty:
+        argv = [require_rsync(), "-rl", "--dry-run", "--stats", *filter_args()]
+        proc = subprocess.run(
+            [*argv, src.rstrip("/") + "/", empty + "/"],
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+        )
+    if proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", "replace").strip()
+        raise OperationFailed(f"cannot list {src}: {err or f'rsync exit {proc.returncode}'}")
+    stats = parse_stats(proc.stdout.decode("utf-8", "replace"))
+    return stats.files_sent, stats.total_bytes
+
+
+def mark_output_dir(path: str) -> None:
+    """Make ``path`` (an output directory) one that no sync sends: a ``.trainctlignore``
+    in it that excludes everything, itself included."""
+    import os
+
+    os.makedirs(path, exist_ok=True)
+    marker = os.path.join(path, ".trainctlignore")
+    if not os.path.exists(marker):
+        with open(marker, "w") as f:
+            f.write("# trainctl output directory: never synced to a machine\n*\n")
+
+
 def _unescape(name: str) -> str:
     """Undo rsync's ``\\#ooo`` escapes of unprintable characters (e.g. newlines)."""
     return re.sub(r"\\#([0-7]{3})", lambda m: chr(int(m.group(1), 8)), name)
@@ -82,13 +161,22 @@ def copy_args(src: str, dest: str) -> list[str]:
     place once complete; a cut transfer leaves its partial data in ``PARTIAL_DIR`` (never
     under the final name, so a complete copy already there survives) for the next try
     to resume from."""
-    return ["-rlptz", f"--partial-dir={PARTIAL_DIR}", "--stats", "--out-format=%n", src, dest]
+    return [
+        "-rlptz",
+        f"--partial-dir={PARTIAL_DIR}",
+        "--stats",
+        "--out-format=%n",
+        *progress_args(),
+        src,
+        dest,
+    ]
 
 
 _STAT_PATTERNS = {
     "files_sent": re.compile(r"Number of regular files transferred:\s*([\d,]+)"),
     "bytes_sent": re.compile(r"Total bytes sent:\s*([\d,]+)"),
     "total_bytes": re.compile(r"Total file size:\s*([\d,]+)"),
+    "transferred_bytes": re.compile(r"Total transferred file size:\s*([\d,]+)"),
 }
 
 
@@ -100,13 +188,26 @@ def parse_stats(output: str) -> SyncResult:
     return SyncResult(**values)
 
 
+#: a line of rsync's --info=progress2: bytes so far, percent of the whole transfer
+_PROGRESS2 = re.compile(r"^\s*([\d,]+)\s+(\d+)%\s+\S+/s\s+\d+:\d+:\d+")
+#: least seconds between two progress events of one transfer
+EVENT_INTERVAL = 0.2
+
+
 def run_rsync(
-    argv: Sequence[str], *, progress: Progress | None = None, env: dict[str, str] | None = None
+    argv: Sequence[str],
+    *,
+    progress: Progress | None = None,
+    env: dict[str, str] | None = None,
+    what: str = "transfer",
 ) -> tuple[int, str, str]:
-    """Run rsync, passing each transferred file name to ``progress``.
+    """Run rsync, reporting to ``progress`` as ``TransferEvent``s named ``what``: the
+    bytes so far (from ``--info=progress2``, at most every ``EVENT_INTERVAL``), then
+    one summary line (files, bytes, time). File names are not reported one by one.
 
     Returns (returncode, stdout, stderr). stderr goes to a file while stdout is
     read, so a long stream of warnings cannot fill a pipe and stall rsync."""
+    began = time.monotonic()
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(
             list(argv),
@@ -119,15 +220,30 @@ def run_rsync(
         )
         out_lines: list[str] = []
         assert proc.stdout is not None
-        in_stats = False
-        for line in proc.stdout:
-            out_lines.append(line)
-            stripped = line.rstrip("\n")
-            if stripped.startswith("Number of files:"):
-                in_stats = True
-            if progress and stripped and not in_stats and not stripped.endswith("/"):
-                progress(stripped)
+        shown = 0.0
+        for line in proc.stdout:  # text mode: rsync's \r progress updates are lines too
+            m = _PROGRESS2.match(line)
+            if not m:
+                out_lines.append(line)
+                continue
+            now = time.monotonic()
+            if progress and now - shown >= EVENT_INTERVAL:
+                shown = now
+                done, percent = int(m.group(1).replace(",", "")), int(m.group(2))
+                total = done * 100 // percent if percent else None
+                progress(TransferEvent(what, done, total))
         proc.wait()
         errors.seek(0)
         stderr = errors.read().decode("utf-8", "replace")
+    if progress and proc.returncode == 0:
+        stats = parse_stats("".join(out_lines))
+        progress(
+            TransferEvent(
+                what,
+                stats.transferred_bytes,
+                files=stats.files_sent,
+                seconds=time.monotonic() - began,
+                finished=True,
+            )
+        )
     return proc.returncode, "".join(out_lines), stderr

@@ -91,6 +91,9 @@ def fetch(now: datetime) -> tuple[list[Offer], list[str]]:
     The region and profile are the aws provider's (``[providers.aws]``, then the
     standard chain), and so are its error messages; retries are kept short so that
     an offline refresh falls back quickly."""
+    from .. import sdk
+
+    sdk.require("boto3", "aws")  # a missing extra is a one-line error naming it
     from botocore.exceptions import BotoCoreError, ClientError
 
     from ..providers.aws import AwsProvider

@@ -15,9 +15,59 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
+class JobCommand(click.Command):
+    """A command ending in the job's COMMAND: everything from the command's first word
+    on belongs to the job, ``--`` or not (``train box echo hi -d`` runs ``echo hi -d``).
+
+    click would otherwise take options found after the command's first word. Here a
+    ``--`` is put before that word; ``leading`` is how many positional arguments come
+    before the job's command (``train`` has RESOURCE)."""
+
+    def __init__(self, *args: Any, leading: int = 0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.leading = leading
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, self._mark_command(ctx, list(args)))
+
+    def _mark_command(self, ctx: click.Context, args: list[str]) -> list[str]:
+        takes_value = {
+            name
+            for p in self.get_params(ctx)
+            if isinstance(p, click.Option) and not p.is_flag and not p.count
+            for name in p.opts
+        }
+        leading = self.leading
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            if arg == "--":
+                return args
+            if arg.startswith("-") and len(arg) > 1:
+                # "-e X=1" and "--env X=1" are two words; "-eX=1" and "--env=X=1" one
+                i += 2 if arg in takes_value else 1
+            elif leading:
+                leading -= 1
+                i += 1
+            else:
+                return [*args[:i], "--", *args[i:]]
+        return args
+
+
+def _note_json(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    from .main import note_json
+
+    note_json(value)
+    return value
+
+
 def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
-        "--json", "json_mode", is_flag=True, help="Print one JSON document on stdout."
+        "--json",
+        "json_mode",
+        is_flag=True,
+        callback=_note_json,
+        help="Print one JSON document on stdout.",
     )(f)
 
 
@@ -46,7 +96,7 @@ CREATE_OPTIONS = [
     click.option("--spot-fallback", is_flag=True, help="Fall back to on-demand if no spot."),
     click.option(
         "--max-price",
-        type=float,
+        type=click.FloatRange(min=0, min_open=True),
         help="Most $/hour to pay: the spot bid; an on-demand fallback above it is refused.",
     ),
     click.option("--image", help="Machine or container image."),
@@ -55,7 +105,11 @@ CREATE_OPTIONS = [
     click.option("--tag", "tags", multiple=True, help="Extra tag NAME=VALUE (repeatable)."),
     click.option("--host", help="ssh provider: user@host[:port] of an existing machine."),
     click.option("--key", type=click.Path(dir_okay=False), help="ssh provider: private key file."),
-    click.option("--price-per-hour", type=float, help="ssh provider: what the machine costs."),
+    click.option(
+        "--price-per-hour",
+        type=click.FloatRange(min=0),
+        help="ssh provider: what the machine costs.",
+    ),
     click.option(
         "--cloud",
         type=click.Choice(["secure", "community"], case_sensitive=False),
@@ -101,6 +155,11 @@ def build_create_options(
         raise BadInput(
             f"bad name {name!r}: use letters, digits, '-', '_' or '.', at most 63 characters"
         )
+    # task files give these without click's range checks
+    if max_price is not None and max_price <= 0:
+        raise BadInput(f"--max-price must be more than 0 $/hour, not {max_price:g}")
+    if price_per_hour is not None and price_per_hour < 0:
+        raise BadInput(f"--price-per-hour cannot be negative ({price_per_hour:g})")
     if spot_fallback and not spot:
         raise BadInput("--spot-fallback only makes sense with --spot")
     extra = {

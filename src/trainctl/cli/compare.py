@@ -11,6 +11,9 @@ from ..catalog.offer import Offer, format_age
 from .common import json_option
 from .output import Output, money
 
+#: columns left out, first to last, while a table is wider than the terminal
+NARROW_DROPS = ("SOURCE", "RAM", "VCPUS", "GPU MEM", "WHERE", "AGE")
+
 
 def _short_source(offer: Offer, spot: bool) -> str:
     """``instances.vantage.sh``, ``datareceipts``, ``AWS``, ``RunPod``: who published
@@ -91,7 +94,7 @@ def compare(
         columns = ["PROVIDER", "OFFER", "GPUS", "GPU MEM", "VCPUS", "RAM", "$/H", "SPOT $/H"]
         if hours:
             columns.append(f"TOTAL {hours:g}H")
-        columns += ["REGION/CLOUD", "SOURCE", "AGE"]
+        columns += ["WHERE", "SOURCE", "AGE"]
         rows = []
         for o in found:
             row = [
@@ -109,7 +112,7 @@ def compare(
             where = o.region or o.cloud or "-"
             row += [where, _short_source(o, spot), format_age(o.age_seconds(spot, now))]
             rows.append(row)
-        out.table(columns, rows)
+        out.table(columns, rows, droppable=NARROW_DROPS)
     for note in notes:
         out.info(f"{note['provider']}: {note['detail']}")
     if any(o.per_gpu for o in found) and not (query and query.count):

@@ -12,8 +12,9 @@ from ..errors import BadInput, NotFound
 from ..following import reattach_hint
 from ..interrupts import Interrupted, signals_interrupt
 from ..types import TrainingJob, TrainingStatus
-from .common import json_option, parse_pairs, progress_printer
-from .output import Output
+from .common import JobCommand, json_option, progress_printer
+from .envfile import job_env
+from .output import Output, Tail
 
 
 def job_exit_code(status: TrainingStatus) -> int:
@@ -42,7 +43,27 @@ def job_options(f):
                 help="Directory to sync to the machine.",
             ),
             click.option("--no-sync", is_flag=True, help="Do not sync a directory."),
-            click.option("--env", "-e", "envs", multiple=True, help="NAME=VALUE for the job."),
+            click.option(
+                "--allow-any-workdir",
+                is_flag=True,
+                help="Allow / or the home directory itself as the workdir.",
+            ),
+            click.option(
+                "--env",
+                "-e",
+                "envs",
+                multiple=True,
+                help="NAME=VALUE for the job, or NAME to pass this environment's value "
+                "(repeatable). -e NAME and --env-file keep values out of `ps`.",
+            ),
+            click.option(
+                "--env-file",
+                "env_files",
+                multiple=True,
+                type=click.Path(dir_okay=False),
+                help="File of NAME=VALUE lines (dotenv) for the job's environment "
+                "(repeatable; -e wins).",
+            ),
             click.option(
                 "--delete", is_flag=True, help="Remove files gone locally from the machine."
             ),
@@ -58,29 +79,73 @@ def job_options(f):
     return f
 
 
-def build_job(command, workdir, no_sync, envs, delete, checkpoint_dir) -> TrainingJob:
+#: a sync above either is worth a warning before it starts
+WARN_BYTES = 1024**3
+WARN_FILES = 20_000
+
+
+def build_job(
+    command,
+    workdir,
+    no_sync,
+    envs,
+    delete,
+    checkpoint_dir,
+    env_files=(),
+    allow_any_workdir=False,
+) -> TrainingJob:
     if not command:
         raise BadInput("empty command: give the command after --, e.g. -- python train.py")
-    if not no_sync and not Path(workdir).is_dir():
-        raise BadInput(f"workdir {workdir} does not exist or is not a directory")
+    if not no_sync:
+        _check_workdir(Path(workdir), allow_any_workdir)
     if Path(checkpoint_dir).is_absolute() or ".." in Path(checkpoint_dir).parts:
         raise BadInput("--checkpoint-dir must be a relative path inside the synced directory")
     return TrainingJob(
         command=list(command),
         workdir=None if no_sync else str(Path(workdir).resolve()),
-        env=parse_pairs(envs, "--env"),
+        env=job_env(envs, env_files),
         checkpoint_dir=checkpoint_dir,
         delete=delete,
     )
 
 
-def follow(tc: Trainctl, out: Output, job_id: str, resource: str) -> TrainingStatus:
-    """Follow the job's log to its end. An interrupt (Ctrl-C, SIGTERM, SIGHUP) stops
-    following only: the job keeps running, and the error says how to come back."""
+def _check_workdir(workdir: Path, allow_any: bool) -> None:
+    """Refuse / and the home directory (a sync of either sends far more than a
+    project, secrets included) unless allowed; warn before a huge sync."""
+    if not workdir.is_dir():
+        raise BadInput(f"workdir {workdir} does not exist or is not a directory")
+    resolved = workdir.resolve()
+    if not allow_any and resolved in (Path("/"), Path.home().resolve()):
+        what = "/" if resolved == Path("/") else "your home directory"
+        raise BadInput(
+            f"refusing to sync {what} ({resolved}) to the machine",
+            hint="pick the project's directory with -w DIR, or pass --allow-any-workdir",
+        )
+    from .. import sync
+
+    files, size = sync.measure_tree(str(resolved))
+    if size > WARN_BYTES or files > WARN_FILES:
+        click.echo(
+            f"warning: {resolved} has {files:,} files, {size / 1024**3:.1f} GiB to sync; "
+            "exclude what the job does not need in .trainctlignore",
+            err=True,
+        )
+
+
+def follow(
+    tc: Trainctl, out: Output, job_id: str, resource: str, offset: int = 0
+) -> TrainingStatus:
+    """Follow the job's log from byte ``offset`` to its end. An interrupt (Ctrl-C,
+    SIGTERM, SIGHUP) stops following only: the job keeps running, and the error says
+    how to come back."""
     try:
         with signals_interrupt():
             return tc.monitor(
-                job_id, follow=True, sink=out.log_bytes, progress=progress_printer(out.json_mode)
+                job_id,
+                follow=True,
+                sink=out.log_bytes,
+                progress=progress_printer(out.json_mode),
+                offset=offset,
             )
     except KeyboardInterrupt as e:
         raise Interrupted(
@@ -89,7 +154,24 @@ def follow(tc: Trainctl, out: Output, job_id: str, resource: str) -> TrainingSta
         ) from None
 
 
-@click.command()
+def show_log(tc: Trainctl, ref: str, *, tail: int | None, sink) -> tuple[TrainingStatus, int]:
+    """The log so far to ``sink``: all of it, or its last ``tail`` lines. Returns the
+    job's status and how many bytes of its log were read."""
+    last = Tail(tail) if tail is not None else None
+    seen = 0
+
+    def write(chunk: bytes) -> None:
+        nonlocal seen
+        seen += len(chunk)
+        (last or sink)(chunk)
+
+    status = tc.monitor(ref, sink=write)
+    if last is not None:
+        sink(last.text())
+    return status, seen
+
+
+@click.command(cls=JobCommand, leading=1)
 @click.argument("resource")
 @job_options
 @click.option("--detach", "-d", is_flag=True, help="Start the job and return at once.")
@@ -131,8 +213,14 @@ def train(resource, command, detach, json_mode, **job_flags) -> int:
     is_flag=True,
     help="Stream until the job ends; exit with its code.",
 )
+@click.option(
+    "--tail",
+    "-n",
+    type=click.IntRange(min=0),
+    help="Only the last N lines so far (with --follow, then what comes).",
+)
 @json_option
-def monitor(ref: str, follow_log: bool, json_mode: bool) -> int:
+def monitor(ref: str, follow_log: bool, tail: int | None, json_mode: bool) -> int:
     """Print a job's log (a resource means its newest job).
 
     With --follow, Ctrl-C (or SIGTERM, SIGHUP) stops following and leaves the job
@@ -140,16 +228,19 @@ def monitor(ref: str, follow_log: bool, json_mode: bool) -> int:
     """
     out = Output(json_mode)
     tc = Trainctl()
-    if follow_log:
+    if not follow_log:
+        status, _ = show_log(tc, ref, tail=tail, sink=out.log_bytes)
+    else:
         record, _provider, job_id = tc.find_job(ref)
         if job_id is None:
             found = tc.jobs(record.id)
             if not found:
                 raise NotFound(f"no jobs on {record.name}")
             job_id = found[-1].job_id
-        status = follow(tc, out, job_id, record.name)
-    else:
-        status = tc.monitor(ref, sink=out.log_bytes)
+        offset = 0
+        if tail is not None:
+            _, offset = show_log(tc, job_id, tail=tail, sink=out.log_bytes)
+        status = follow(tc, out, job_id, record.name, offset=offset)
     if json_mode:
         out.emit(status.to_dict())
     else:
@@ -164,11 +255,18 @@ def jobs(resource: str | None, json_mode: bool) -> None:
     """List jobs on RESOURCE (or on every machine) with their states."""
     out = Output(json_mode)
     errors: list[str] = []
-    found = Trainctl().jobs(resource, on_error=errors.append)
+    tc = Trainctl()
+    found = tc.jobs(resource, on_error=errors.append)
+    names = {r.id: r.name for r in tc.store.resources()}
     for error in errors:
         click.echo(f"warning: could not list jobs on {error}", err=True)
     if json_mode:
-        out.emit({"jobs": [j.to_dict() for j in found], "errors": errors})
+        out.emit(
+            {
+                "jobs": [{**j.to_dict(), "resource_name": names.get(j.resource_id)} for j in found],
+                "errors": errors,
+            }
+        )
         return
     if not found:
         out.info("No jobs.")
@@ -176,7 +274,7 @@ def jobs(resource: str | None, json_mode: bool) -> None:
     rows = [
         (
             j.job_id,
-            j.resource_id,
+            names.get(j.resource_id, j.resource_id),
             j.status.value,
             "" if j.exit_code is None else j.exit_code,
             j.started_at.strftime("%Y-%m-%d %H:%M") if j.started_at else "",
@@ -184,7 +282,7 @@ def jobs(resource: str | None, json_mode: bool) -> None:
         )
         for j in found
     ]
-    out.table(["JOB", "RESOURCE", "STATUS", "EXIT", "STARTED", "COMMAND"], rows)
+    out.table(["JOB", "MACHINE", "STATUS", "EXIT", "STARTED", "COMMAND"], rows)
 
 
 @click.command()

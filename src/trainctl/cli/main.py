@@ -39,8 +39,37 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+#: set by any command's --debug (see ``debug_option``)
+_debug = {"on": False}
+#: set by a command's --json once its options are parsed (None: not parsed yet)
+_json: dict[str, bool | None] = {"on": None}
+
+
+def note_json(value: bool) -> None:
+    _json["on"] = value
+
+
+def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        _debug["on"] = True
+
+
+def debug_option() -> click.Option:
+    """``--debug`` as an option of every command, so it works after the subcommand too
+    (``trainctl list --debug``); in a job command it counts only before the command."""
+    return click.Option(
+        ["--debug"],
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_set_debug,
+        help="Show tracebacks on errors.",
+    )
+
+
 class LazyGroup(click.Group):
-    """A group whose commands are imported only when invoked (fast --help)."""
+    """A group whose commands are imported only when invoked (fast --help).
+    Every command gets the ``--debug`` option."""
 
     def __init__(self, *args, lazy: dict[str, tuple[str, str]], **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -53,8 +82,9 @@ class LazyGroup(click.Group):
         if name in self.lazy:
             target, _ = self.lazy[name]
             module, _, attr = target.partition(":")
-            return getattr(importlib.import_module(module), attr)
-        return super().get_command(ctx, name)
+            return _with_debug(getattr(importlib.import_module(module), attr))
+        command = super().get_command(ctx, name)
+        return _with_debug(command) if command else None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, self.lazy[name][1]) for name in sorted(self.lazy)]
@@ -68,6 +98,12 @@ class LazyGroup(click.Group):
                 formatter.write_dl(rows)
 
 
+def _with_debug(command: click.Command) -> click.Command:
+    if not any(p.name == "debug" for p in command.params):
+        command.params.append(debug_option())
+    return command
+
+
 @click.group(
     cls=LazyGroup,
     lazy=COMMANDS,
@@ -75,17 +111,27 @@ class LazyGroup(click.Group):
     epilog="Exit codes: 0 ok, 1 failed, 2 bad input, 3 not found, 4 credentials; "
     "monitor --follow and run exit with the job's own code.",
 )
-@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.option(
+    "--debug",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_set_debug,
+    help="Show tracebacks on errors (also accepted after the subcommand).",
+)
 @click.version_option(package_name="trainctl")
-def cli(debug: bool) -> None:
+def cli() -> None:
     """trainctl: run ML training jobs on rented GPUs through one interface."""
 
 
-def _options(argv: list[str]) -> tuple[bool, bool]:
-    """(--json, --debug) as given before any `--`."""
+def _json_mode(argv: list[str]) -> bool:
+    """Whether errors are JSON documents: the command's own --json once its options
+    are parsed (a --json inside a job's command is the job's), else --json given
+    before any `--`."""
+    if _json["on"] is not None:
+        return bool(_json["on"])
     head = argv[: argv.index("--")] if "--" in argv else argv
-    debug = "--debug" in head or os.environ.get("TRAINCTL_DEBUG") == "1"
-    return "--json" in head, debug
+    return "--json" in head
 
 
 def _fail(message: str, exit_code: int, kind: str, json_mode: bool, hint: str | None = None) -> int:
@@ -96,42 +142,48 @@ def _fail(message: str, exit_code: int, kind: str, json_mode: bool, hint: str | 
     return exit_code
 
 
-def _traceback(debug: bool) -> None:
+def _traceback() -> None:
     """With --debug, the traceback goes to stderr; the exit code stays the same."""
-    if debug:
+    if _debug["on"] or os.environ.get("TRAINCTL_DEBUG") == "1":
         import traceback
 
         traceback.print_exc()
 
 
+def _takes_command(ctx: click.Context | None) -> bool:
+    from .common import JobCommand
+
+    return ctx is not None and isinstance(ctx.command, JobCommand)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    json_mode, debug = _options(argv)
+    _debug["on"], _json["on"] = False, None
     try:
         result = cli.main(args=argv, prog_name="trainctl", standalone_mode=False)
     except click.exceptions.Exit as e:
         return e.exit_code
     except click.exceptions.Abort:
-        return _fail("aborted", 130, "interrupted", json_mode)
+        return _fail("aborted", 130, "interrupted", _json_mode(argv))
     except click.ClickException as e:
-        _traceback(debug)
+        _traceback()
         hint = None
-        if isinstance(e, click.NoSuchOption) and "--" not in argv:
+        if isinstance(e, click.NoSuchOption) and _takes_command(e.ctx):
             hint = (
                 "put the job's command after --, e.g. trainctl train RES -- python train.py --lr 1"
             )
-        return _fail(e.format_message(), 2, "usage", json_mode, hint)
+        return _fail(e.format_message(), 2, "usage", _json_mode(argv), hint)
     except TrainctlError as e:
-        _traceback(debug)
-        return _fail(e.message, e.exit_code, e.kind, json_mode, e.hint)
+        _traceback()
+        return _fail(e.message, e.exit_code, e.kind, _json_mode(argv), e.hint)
     except KeyboardInterrupt:
-        return _fail("interrupted", 130, "interrupted", json_mode)
+        return _fail("interrupted", 130, "interrupted", _json_mode(argv))
     except Exception as e:
-        _traceback(debug)
+        _traceback()
         return _fail(
             f"internal error: {type(e).__name__}: {e} (run with --debug for details)",
             1,
             "internal",
-            json_mode,
+            _json_mode(argv),
         )
     return result if isinstance(result, int) else 0

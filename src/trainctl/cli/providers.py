@@ -16,6 +16,10 @@ PROVIDER_COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+#: providers that use no account: ssh reaches hosts with their own keys
+NO_ACCOUNT = ("local", "ssh")
+
+
 @click.group(cls=LazyGroup, lazy=PROVIDER_COMMANDS)
 def providers() -> None:
     """Provider commands."""
@@ -35,11 +39,13 @@ def list_providers(json_mode: bool) -> None:
         except TrainctlError as e:
             rows.append({"name": name, "error": str(e)})
             continue
+        needed = name not in NO_ACCOUNT
         rows.append(
             {
                 "name": name,
                 "capabilities": sorted(c.value for c in cls.capabilities),
-                "credentials_present": name == registry.FALLBACK or cls.credentials_present(),
+                "credentials_needed": needed,
+                "credentials_present": not needed or cls.credentials_present(),
             }
         )
     if json_mode:
@@ -50,12 +56,18 @@ def list_providers(json_mode: bool) -> None:
         [
             (
                 r["name"],
-                r.get("error") or ("yes" if r["credentials_present"] else "no"),
+                r.get("error") or _credentials(r),
                 ", ".join(r.get("capabilities", [])),
             )
             for r in rows
         ],
     )
+
+
+def _credentials(row: dict) -> str:
+    if not row["credentials_needed"]:
+        return "not needed"
+    return "yes" if row["credentials_present"] else "no"
 
 
 @click.command()

@@ -175,7 +175,8 @@ def terminate(resource: str, yes: bool, json_mode: bool) -> None:
     st = tc.terminate(resource, located=located)
     out = Output(json_mode)
     if json_mode:
-        out.emit(st.to_dict())
+        # a provider's answer may not carry the name; the record does
+        out.emit({**st.to_dict(), "name": st.name or record.name})
     else:
         out.info(f"terminated {what}{name} ({rid})" + (f": {st.reason}" if st.reason else ""))
 
@@ -203,8 +204,12 @@ def adopt(machine: str, name: str | None, json_mode: bool) -> None:
 @json_option
 def stop(resource: str, yes: bool, json_mode: bool) -> None:
     """Stop RESOURCE (running jobs end; the disk is kept)."""
+    from ..capabilities import Capability, require
+    from ..registry import get_class
+
     tc = Trainctl()
     record = tc.store.resource(resource)
+    require(get_class(record.provider), Capability.STOP_START)  # refuse before asking
     confirm(f"Stop {record.name} ({record.id}) on {record.provider}?", yes)
     _print_status(Output(json_mode), tc.stop(resource), json_mode)
 

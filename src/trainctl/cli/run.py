@@ -6,11 +6,14 @@ from pathlib import Path
 
 import click
 
+from .. import sync
 from ..api import Trainctl
 from ..api import run as run_job
+from ..errors import BadInput
 from ..following import reattach_hint
 from ..interrupts import signals_interrupt
 from .common import (
+    JobCommand,
     build_create_options,
     choose_provider,
     create_options,
@@ -21,7 +24,7 @@ from .jobs import build_job, describe, job_options
 from .output import Output
 
 
-@click.command()
+@click.command(cls=JobCommand)
 @create_options
 @job_options
 @click.option(
@@ -34,7 +37,7 @@ from .output import Output
 @click.option(
     "--output-dir",
     type=click.Path(file_okay=False),
-    help="Where outputs land (default: ./trainctl-runs/<job-id>).",
+    help="Where outputs land (default: ./trainctl-runs/<job-id>); never synced to a machine.",
 )
 @click.option(
     "--keep",
@@ -79,7 +82,16 @@ def run(ctx: click.Context, task_file: str | None, json_mode: bool, **params) ->
 def _run(provider, command, outputs, output_dir, keep, grace, json_mode, **flags) -> int:
     out = Output(json_mode)
     job_flags = {
-        k: flags.pop(k) for k in ("workdir", "no_sync", "envs", "delete", "checkpoint_dir")
+        k: flags.pop(k)
+        for k in (
+            "workdir",
+            "no_sync",
+            "envs",
+            "env_files",
+            "allow_any_workdir",
+            "delete",
+            "checkpoint_dir",
+        )
     }
     job = build_job(command, **job_flags)
     options = build_create_options(**flags)
@@ -89,7 +101,12 @@ def _run(provider, command, outputs, output_dir, keep, grace, json_mode, **flags
     from ..runtime.client import new_job_id
 
     job.job_id = new_job_id()
-    dest = Path(output_dir) if output_dir else Path("trainctl-runs") / job.job_id
+    dest = Path(output_dir) if output_dir else Path(sync.OUTPUT_DIR) / job.job_id
+    if outputs and job.workdir and dest.resolve().is_relative_to(job.workdir):
+        try:  # never sent by a later run's sync of the same directory
+            sync.mark_output_dir(str(dest))
+        except OSError as e:
+            raise BadInput(f"cannot write outputs to {dest}: {e.strerror or e}") from None
 
     def created(record) -> None:
         click.echo(f"created {record.name} ({record.id}) on {record.provider}", err=True)

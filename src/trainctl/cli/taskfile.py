@@ -5,10 +5,13 @@
     gpu: A100:1
     workdir: .            # relative to the task file
     env: {LR: "0.01"}
+    env_file: .env       # NAME=VALUE lines, relative to the task file
     command: [python, train.py, --epochs, "5"]   # or a string, run with sh -c
     outputs: [checkpoints]
 
-A flag given on the command line wins over the file.
+A flag given on the command line wins over the file. A task file is at most
+1 MiB of UTF-8 YAML without anchors or aliases (an alias can make a few hundred bytes
+expand to gigabytes).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ FIELDS: dict[str, tuple[str, tuple[type, ...]]] = {
     "volume_gb": ("volume_gb", (int,)),
     "workdir": ("workdir", (str,)),
     "env": ("envs", (dict,)),
+    "env_file": ("env_files", (str, list)),
     "checkpoint_dir": ("checkpoint_dir", (str,)),
     "delete": ("delete", (bool,)),
     "outputs": ("outputs", (list, str)),
@@ -50,32 +54,90 @@ FIELDS: dict[str, tuple[str, tuple[type, ...]]] = {
 }
 
 
-def load(path: str) -> dict[str, Any]:
-    """The file's settings as `run` parameter values."""
+#: largest task file read; a settings file is a few hundred bytes
+MAX_BYTES = 1024 * 1024
+
+
+def _read(path: str) -> Any:
+    """The file's YAML document, every failure a ``BadInput`` naming where it is."""
     import yaml
 
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise BadInput(f"cannot read task file {path}: {e}".splitlines()[0]) from None
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)
+    except OSError as e:
+        raise BadInput(f"cannot read task file {path}: {e.strerror or e}") from None
+    if len(raw) > MAX_BYTES:
+        raise BadInput(f"task file {path} is larger than {MAX_BYTES // 1024} KiB")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise BadInput(
+            f"task file {path} is not UTF-8 text (byte {e.start + 1}, line {line})"
+        ) from None
+    try:
+        return yaml.load(text, Loader=_loader())  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = e.problem or e.context or "invalid YAML"
+        raise BadInput(f"task file {path}: {what}{where}") from None
+    except (yaml.YAMLError, RecursionError) as e:
+        raise BadInput(f"task file {path}: invalid YAML: {e}".splitlines()[0]) from None
+
+
+def _loader() -> type:
+    """A SafeLoader that refuses anchors and aliases."""
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            event = self.peek_event()
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise yaml.MarkedYAMLError(
+                    problem="anchors and aliases (& and *) are not allowed in task files",
+                    problem_mark=event.start_mark,
+                )
+            return super().compose_node(parent, index)
+
+    return NoAliasLoader
+
+
+def load(path: str) -> dict[str, Any]:
+    """The file's settings as `run` parameter values."""
+    data = _read(path)
     if not isinstance(data, dict):
         raise BadInput(f"task file {path} must be a mapping of settings, e.g. command: [...]")
     values: dict[str, Any] = {}
     base = Path(path).resolve().parent
     for key, value in data.items():
-        if key not in FIELDS:
+        if not isinstance(key, str) or key not in FIELDS:
             raise BadInput(f"task file {path}: unknown key {key!r} (known: {', '.join(FIELDS)})")
         param, types = FIELDS[key]
         if isinstance(value, bool) and bool not in types or not isinstance(value, types):
             wanted = " or ".join(t.__name__ for t in types)
             raise BadInput(f"task file {path}: {key} must be a {wanted}")
+        if not _flat(value):
+            raise BadInput(f"task file {path}: {key} must hold only strings and numbers")
         values[param] = _convert(key, value, base)
     return values
+
+
+def _flat(value: Any) -> bool:
+    """A list of scalars, or a mapping of string keys to scalars (or not a container)."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) for k in value) and _flat(list(value.values()))
+    if isinstance(value, list):
+        return all(isinstance(v, str | int | float) for v in value)
+    return True
 
 
 def _convert(key: str, value: Any, base: Path) -> Any:
     if key in ("env", "tags"):
         return tuple(f"{k}={v}" for k, v in value.items())
+    if key == "env_file":
+        return tuple(str(base / v) for v in ([value] if isinstance(value, str) else value))
     if key == "outputs":
         return (value,) if isinstance(value, str) else tuple(str(v) for v in value)
     if key == "command":

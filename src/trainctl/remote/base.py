@@ -12,7 +12,52 @@ from dataclasses import dataclass
 from pathlib import Path
 
 Progress = Callable[[str], None]
-"""Receives one human-readable progress line at a time."""
+"""Receives one human-readable progress line at a time (some are ``TransferEvent``s)."""
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+class TransferEvent(str):
+    """A progress line of a file transfer that also carries its numbers.
+
+    It is a ``str``, so any ``Progress`` callable can print it as it is; the CLI's
+    printer draws a bar from the numbers on a terminal. ``finished`` marks the one
+    summary line of a transfer (files, bytes, time)."""
+
+    what: str
+    done: int
+    total: int | None
+    files: int
+    seconds: float
+    finished: bool
+
+    def __new__(
+        cls,
+        what: str,
+        done: int,
+        total: int | None = None,
+        *,
+        files: int = 0,
+        seconds: float = 0.0,
+        finished: bool = False,
+    ) -> TransferEvent:
+        if finished:
+            count = f"{files:,} file{'s' if files != 1 else ''}, " if files else ""
+            line = f"{what}: {count}{human_bytes(done)} in {seconds:.1f} s"
+        elif total:
+            line = f"{what}: {human_bytes(done)} of {human_bytes(total)} ({100 * done // total}%)"
+        else:
+            line = f"{what}: {human_bytes(done)}"
+        event = super().__new__(cls, line)
+        event.what, event.done, event.total = what, done, total
+        event.files, event.seconds, event.finished = files, seconds, finished
+        return event
 
 
 @dataclass
@@ -37,6 +82,7 @@ class SyncResult:
     files_sent: int = 0
     bytes_sent: int = 0
     total_bytes: int = 0
+    transferred_bytes: int = 0  # size of the files sent, before compression
 
 
 class Remote(ABC):

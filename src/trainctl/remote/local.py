@@ -89,7 +89,7 @@ class LocalRemote(StreamingRemote):
             *sync.tree_args(str(src), dest, delete=delete, protect=protect),
         ]
         Path(dest).mkdir(parents=True, exist_ok=True)
-        code, out, err = sync.run_rsync(argv, progress=progress)
+        code, out, err = sync.run_rsync(argv, progress=progress, what="sync")
         if code != 0:
             raise OperationFailed(f"sync of {src} failed: {err.strip() or f'rsync exit {code}'}")
         return sync.parse_stats(out)

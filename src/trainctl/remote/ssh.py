@@ -447,7 +447,7 @@ class SSHRemote(StreamingRemote):
         argv = self._rsync(
             *sync.tree_args(str(src), self._remote_path(dest), delete=delete, protect=protect)
         )
-        code, out, err = sync.run_rsync(argv, progress=progress)
+        code, out, err = sync.run_rsync(argv, progress=progress, what="sync")
         if code != 0:
             raise self._rsync_error(err, code, f"sync of {src} to {self.description}", True)
         return sync.parse_stats(out)
@@ -473,7 +473,7 @@ class SSHRemote(StreamingRemote):
             target = dest / Path(src).name if dest.is_dir() else dest
             target.parent.mkdir(parents=True, exist_ok=True)
             args = sync.copy_args(self._remote_path(src), str(target))
-        code, _, err = sync.run_rsync(self._rsync(*args), progress=progress)
+        code, _, err = sync.run_rsync(self._rsync(*args), progress=progress, what="download")
         if code != 0:
             raise self._rsync_error(err, code, f"download of {src} from {self.description}", False)
         return target

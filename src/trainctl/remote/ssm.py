@@ -45,7 +45,7 @@ from typing import Any
 
 from ..errors import NotFound, OperationFailed, RemoteError
 from . import sealbox, treesync
-from .base import CommandResult, Progress, Remote, SyncResult
+from .base import CommandResult, Progress, Remote, SyncResult, TransferEvent
 
 #: output limits of GetCommandInvocation, in characters: the agent cuts output of
 #: STDOUT_LIMIT bytes or more (MaxStdoutLength of amazon-ssm-agent's iohandler)
@@ -380,10 +380,8 @@ class SSMRemote(Remote):
         snap = treesync.scan(src, previous)
         send = treesync.changed(snap, previous)
         result = SyncResult(total_bytes=snap.total_bytes)
+        began = time.monotonic()
         for _ in range(2):
-            for rel in send:
-                if progress:
-                    progress(rel)
             data = treesync.bundle(src, snap, send, delete=delete, protect=list(protect))
             r = self.run([self.python, "-c", treesync.apply_script(), dest], input=data)
             if not r.ok:
@@ -396,6 +394,16 @@ class SSMRemote(Remote):
             send = json.loads(r.stdout)["stale"]
             if not send:
                 self.manifest.save(dest, snap)
+                if progress:
+                    progress(
+                        TransferEvent(
+                            "sync",
+                            result.bytes_sent,
+                            files=result.files_sent,
+                            seconds=time.monotonic() - began,
+                            finished=True,
+                        )
+                    )
                 return result
             delete = False  # done in the first round
         raise OperationFailed(f"sync of {src} to {self.description}: files keep changing there")
@@ -433,6 +441,7 @@ class SSMRemote(Remote):
 
         from ..providers.aws.session import aws_errors
 
+        began = time.monotonic()
         objects = self._list(prefix)
         total = sum(o["Size"] for o in objects)
         if progress:
@@ -470,7 +479,7 @@ class SSMRemote(Remote):
             with lock:
                 done[0] += obj["Size"]
                 if progress:
-                    progress(f"{rel if not single else target.name} ({done[0]}/{total} bytes)")
+                    progress(TransferEvent("download", done[0], total))
 
         with (
             aws_errors(f"download from the staging bucket {self.bucket}"),
@@ -478,6 +487,11 @@ class SSMRemote(Remote):
         ):
             for future in [pool.submit(fetch, o) for o in objects]:
                 future.result()
+        if progress:
+            seconds = time.monotonic() - began
+            progress(
+                TransferEvent("download", total, files=len(objects), seconds=seconds, finished=True)
+            )
 
     # --- staging bucket ------------------------------------------------------------
 
