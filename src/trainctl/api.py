@@ -130,8 +130,9 @@ class Trainctl:
                 "releases it"
             )
             raise
-        except TrainctlError:
-            # The provider reports its own failures after cleaning up what it made.
+        except (TrainctlError, interrupts.Released):
+            # The provider reports its own failures (and interrupts) after cleaning up
+            # what it made.
             self.store.abandon_create(intent)
             raise
         return self.store.finish_create(intent, status)

@@ -28,6 +28,11 @@ class Interrupt(KeyboardInterrupt):
         self.signum = signum
 
 
+class Released(Interrupt):
+    """An interrupt that stopped a create after the machine it made was released:
+    nothing is left of that create, so its intent can go."""
+
+
 class Interrupted(TrainctlError):
     """A command stopped by an interrupt, having said what it left as it was."""
 

@@ -8,12 +8,14 @@ failed poll or Ctrl-C terminate it (nothing left billing) and say why.
 from __future__ import annotations
 
 import copy
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 from .errors import OperationFailed, ResourceLeft, TrainctlError
+from .interrupts import Released
 from .remote.base import Progress
 
 T = TypeVar("T")
@@ -88,7 +90,7 @@ def wait_ready(
         if isinstance(e, KeyboardInterrupt):
             if progress:
                 progress(f"interrupted: {released}")
-            raise
+            raise Released(getattr(e, "signum", signal.SIGINT)) from None
         raise OperationFailed(f"{what}: {type(e).__name__}: {e}; {released}") from e
 
 

@@ -8,6 +8,7 @@ import click
 
 from ..api import Trainctl
 from ..errors import BadInput, OperationFailed
+from ..interrupts import signals_interrupt
 from ..provider import TAG_NAME
 from .common import (
     _RESOURCE_NAME,
@@ -28,7 +29,9 @@ def create(provider: str | None, json_mode: bool, **flags) -> None:
     out = Output(json_mode)
     options = build_create_options(**flags)
     name = choose_provider(provider)
-    record = Trainctl().create(name, options, progress=progress_printer(json_mode))
+    # SIGTERM and SIGHUP (a closed terminal, `timeout`) release the machine as Ctrl-C does
+    with signals_interrupt():
+        record = Trainctl().create(name, options, progress=progress_printer(json_mode))
     if json_mode:
         out.emit(record.to_dict())
     else:
