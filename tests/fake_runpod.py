@@ -12,8 +12,8 @@ It serves the v2 operations trainctl uses (pods: list, create, get, delete,
 action; catalog: GPU types; account: SSH keys) and RunPod's GraphQL endpoint for
 the operations REST v2 lacks: ``podRentInterruptable`` (spot pods),
 ``podBidResume`` (restarting one) and ``gpuTypes`` spot prices. The GraphQL input
-is checked against the fields that ``shared/reference/README.md`` lists (GraphQL
-is not in the OpenAPI document).
+is checked against the fields that the shared reference README lists for
+``PodRentInterruptableInput`` (GraphQL is not in the OpenAPI document).
 
 Pods advance on each read (``PROVISIONING`` -> ``STARTING`` -> ``RUNNING``); when
 a pod first runs it is given a machine by ``machine_factory`` (the SSH test
@@ -46,8 +46,8 @@ import pytest
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-#: where the document lives: ``shared/reference`` beside the repository or a parent
-OPENAPI = Path("shared", "reference", "runpod", "openapi-v2.json")
+#: the vendored document (``tests/reference/README.md`` gives its source and date)
+OPENAPI = Path(__file__).resolve().parent / "reference" / "runpod" / "openapi-v2.json"
 DOC_URI = "urn:runpod:openapi-v2"
 NO_CAPACITY = (
     "There are no longer any instances available with the requested specifications. "
@@ -286,10 +286,9 @@ def openapi() -> OpenApi:
     """The document, parsed once per test session (its validators are cached too).
     Without it the fake cannot check anything, so the tests that need it fail: a
     suite that silently skipped them would prove nothing."""
-    for parent in Path(__file__).resolve().parents:
-        if (parent / OPENAPI).is_file():
-            return OpenApi(parent / OPENAPI)
-    pytest.fail(f"RunPod's OpenAPI document ({OPENAPI}) is not beside the repository")
+    if not OPENAPI.is_file():
+        pytest.fail(f"RunPod's OpenAPI document ({OPENAPI}) is missing")
+    return OpenApi(OPENAPI)
 
 
 def _rebase(schema: dict[str, Any]) -> dict[str, Any]:
