@@ -498,6 +498,8 @@ def test_no_key_anywhere(user_home):
     with pytest.raises(CredentialsError) as e:
         RunPodProvider().create_resource(opts())
     assert e.value.exit_code == 4 and "runpod config" in e.value.hint
+    # runpodctl hides `config --apiKey` (deprecated for `doctor`, which prompts for it)
+    assert "runpodctl doctor" in e.value.hint and "--apiKey" not in e.value.hint
     check = RunPodProvider().check()
     assert not check.usable and "no RunPod API key" in check.detail
 

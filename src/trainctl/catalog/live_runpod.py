@@ -56,10 +56,14 @@ def offers_from_catalog(
 
 
 def fetch(now: datetime) -> tuple[list[Offer], list[str]]:
+    """Live offers; the GPU catalog read here also replaces the provider's cached one,
+    so a refresh clears a stale or bad cache."""
+    from ..providers import runpod_gpus
     from ..providers.runpod import SPOT_PRICES, RunPodProvider
 
     provider = RunPodProvider()
-    payload = provider.rest.get("/v2/catalog/gpus") or {}
+    payload = {"gpus": provider.fetch_gpu_catalog()}
+    runpod_gpus.store_catalog(payload["gpus"], provider.api_url)
     spot: SpotPrices = {}
     notes = []
     try:
