@@ -341,9 +341,10 @@ class RunPodProvider(TrainingProvider):
         from ..httpapi import ApiError
 
         try:
-            return self.rest.post(
+            answer = self.rest.post(
                 self._pod_path(pod_id) + "/action", {"action": action}, idempotent=True
             )
+            return _checked_pod(answer, f"POST /v2/pods/{pod_id}/action")
         except ApiError as e:
             if e.status != 409:
                 raise
@@ -544,13 +545,12 @@ class RunPodProvider(TrainingProvider):
         """RunPod's current lowest spot bid per GPU for this cloud."""
         data = self._gql(SPOT_PRICES, {"id": gpu_id, "gpuCount": count}, mutation=False)
         types = data.get("gpuTypes") or []
-        if not types:
+        if not isinstance(types, list) or not types:
             raise NoCapacity(f"RunPod offers no spot {gpu_id}")
-        t = types[0]
-        price = t.get(f"{cloud}SpotPrice") or (t.get("lowestPrice") or {}).get("minimumBidPrice")
-        if not price:
+        price = spot_price(types[0], cloud)
+        if price is None:
             raise NoCapacity(f"RunPod offers no spot {gpu_id} on its {cloud} cloud")
-        return float(price)
+        return price
 
     def _bid(self, plan: PodPlan, gpu_id: str) -> float:
         if plan.max_price is not None:
@@ -815,6 +815,22 @@ class Probe:
         return Seen(f"RUNNING, waiting for sshd ({self.ssh_error})")
 
 
+def spot_price(gpu_type: Any, cloud: str, *, lowest: bool = True) -> float | None:
+    """The spot $/hour per GPU a GraphQL ``gpuTypes`` entry gives for ``cloud`` (or,
+    with ``lowest``, its minimum bid), None when it gives no usable number."""
+    if not isinstance(gpu_type, dict):
+        return None
+    lowest_price = gpu_type.get("lowestPrice") if lowest else None
+    candidates = [
+        gpu_type.get(f"{cloud}SpotPrice"),
+        lowest_price.get("minimumBidPrice") if isinstance(lowest_price, dict) else None,
+    ]
+    for value in candidates:
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            return float(value)
+    return None
+
+
 def _no_direct_ssh(pod: dict[str, Any], grace: float) -> str:
     cloud = str(pod.get("cloud") or "").lower()
     advice = (
@@ -886,7 +902,8 @@ def _shape(value: Any) -> str:
     if value is None:
         return "nothing (null or empty)"
     if isinstance(value, dict):
-        return "an object" + (f" with {', '.join(list(value)[:4])}" if value else " (empty)")
+        keys = ", ".join(repr(k)[:24] for k in list(value)[:4])
+        return "an object" + (f" with {keys}" if value else " (empty)")
     if isinstance(value, list):
         return f"a list of {len(value)}"
     return f"{type(value).__name__} {str(value)[:40]!r}"

@@ -90,17 +90,20 @@ def checked(body: Any) -> list[dict[str, Any]]:
             and isinstance(gpu.get("id"), str)
             and isinstance(gpu.get("name"), str)
             and isinstance(gpu.get("price"), dict)
-            and all(
-                isinstance(v, int | float) and not isinstance(v, bool)
-                for v in gpu["price"].values()
-            )
+            and all(_number(v) for v in gpu["price"].values())
             and isinstance(gpu.get("maxCount") or {}, dict)
+            and all(_number(v) for v in (gpu.get("maxCount") or {}).values())
+            and (gpu.get("memory") is None or _number(gpu["memory"]))
         ):
             raise OperationFailed(
                 "RunPod's GPU catalog (GET /v2/catalog/gpus) holds an entry trainctl "
-                f"cannot read ({str(gpu)[:80]}); nothing was cached"
+                f"cannot read ({ascii(gpu)[:80]}); nothing was cached"
             )
     return gpus
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def resolve(catalog: list[dict[str, Any]], spec: GpuSpec, cloud: str) -> dict[str, Any]:
