@@ -12,7 +12,7 @@ It serves the v2 operations trainctl uses (pods: list, create, get, delete,
 action; catalog: GPU types; account: SSH keys) and RunPod's GraphQL endpoint for
 the operations REST v2 lacks: ``podRentInterruptable`` (spot pods),
 ``podBidResume`` (restarting one) and ``gpuTypes`` spot prices. The GraphQL input
-is checked against the fields that the shared reference README lists for
+is checked against the fields ``tests/reference/README.md`` lists for
 ``PodRentInterruptableInput`` (GraphQL is not in the OpenAPI document).
 
 Pods advance on each read (``PROVISIONING`` -> ``STARTING`` -> ``RUNNING``); when
