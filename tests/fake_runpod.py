@@ -593,6 +593,8 @@ class FakeRunPod:
             if problems:
                 return 200, _gql_error(name, "; ".join(problems)), problems
             return 200, handler(variables["input"]), []
+        if re.search(r"\bgpuTypes\s*\(", query) and self.knobs.spot_removed:
+            return 200, _spot_removed("secureSpotPrice", "GpuType"), []
         if re.search(r"\bgpuTypes\s*\(", query):
             problems = self.api.errors(SPOT_PRICE_VARIABLES, variables)
             if problems:
@@ -701,23 +703,26 @@ def _bid_too_low(minimum: float) -> str:
     return f"Your bid price is below the minimum bid of ${minimum}/GPU/hr."
 
 
-def _spot_removed() -> dict[str, Any]:
-    """What a GraphQL server answers to a mutation and input type its schema lost:
-    validation errors, with locations and no ``data``."""
-    return {
-        "errors": [
+def _spot_removed(field: str = "podRentInterruptable", on: str = "Mutation") -> dict[str, Any]:
+    """What a GraphQL server answers to a field (and the mutation's input type) its
+    schema lost: validation errors, with locations and no ``data``."""
+    errors = [
+        {
+            "message": f'Cannot query field "{field}" on type "{on}".',
+            "locations": [{"line": 3, "column": 3}],
+            "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"},
+        }
+    ]
+    if on == "Mutation":
+        errors.insert(
+            0,
             {
                 "message": 'Unknown type "PodRentInterruptableInput".',
                 "locations": [{"line": 2, "column": 25}],
                 "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"},
             },
-            {
-                "message": 'Cannot query field "podRentInterruptable" on type "Mutation".',
-                "locations": [{"line": 3, "column": 3}],
-                "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"},
-            },
-        ]
-    }
+        )
+    return {"errors": errors}
 
 
 def _mistype(value: Any) -> Any:

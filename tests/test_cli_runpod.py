@@ -124,9 +124,13 @@ def test_cheapest_moves_on_from_a_pool_the_account_cannot_use(runpod_cli):
     assert trainctl("terminate", "c2", "-y").code == 0
 
 
-def test_spot_gone_from_the_api_is_said_plainly(runpod_cli):
+@pytest.mark.parametrize("bid", [[], ["--max-price", "5"]], ids=["price-query", "bid-given"])
+def test_spot_gone_from_the_api_is_said_plainly(runpod_cli, bid):
+    """Without a bid the spot price query meets the missing fields first; with one,
+    the rental mutation does."""
     runpod_cli.knobs.spot_removed = True
-    r = trainctl("create", "-p", "runpod", "-n", "s1", "--gpu", "RTX4090", "--spot", "--json")
+    args = ["create", "-p", "runpod", "--gpu", "RTX4090", "--spot", *bid, "--json"]
+    r = trainctl(*args, "-n", "s1")
     assert r.code == 1, r.err
     assert "RunPod no longer offers spot pods through its API" in r.error()["message"]
     assert "--spot-fallback" in (r.error().get("hint") or "")
@@ -134,10 +138,7 @@ def test_spot_gone_from_the_api_is_said_plainly(runpod_cli):
     no_internal_error(r)
     assert runpod_cli.pods == {}
 
-    r = trainctl(
-        "create", "-p", "runpod", "-n", "s2", "--gpu", "RTX4090", "--spot", "--spot-fallback",
-        "--json",
-    )  # fmt: skip
+    r = trainctl(*args, "-n", "s2", "--spot-fallback")
     assert r.code == 0, r.err
     assert "RunPod no longer offers spot pods through its API" in r.err
     assert "falling back to on-demand" in r.err

@@ -84,7 +84,8 @@ CLOUDS = ("secure", "community")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 #: GraphQL validation errors for a mutation or input type the schema no longer has
 _SPOT_GONE = re.compile(
-    r'Cannot query field "podRentInterruptable"|Unknown type "PodRentInterruptableInput"'
+    r'Cannot query field "(podRentInterruptable|podBidResume|secureSpotPrice|'
+    r'communitySpotPrice)"|Unknown type "(PodRentInterruptableInput|PodBidResumeInput)"'
 )
 _CAPACITY_WORDS = ("no longer any instances", "not enough", "capacity", "unavailable", "no gpu")
 
@@ -960,7 +961,7 @@ def _graphql_error(errors: list[Any]) -> Exception:
     lower = text.lower()
     if _SPOT_GONE.search(text):
         return NoCapacity(
-            f"{SPOT_GONE} (its GraphQL API no longer knows podRentInterruptable)",
+            f"{SPOT_GONE} (its GraphQL API no longer knows spot rentals or prices)",
             hint="drop --spot, or add --spot-fallback to rent on-demand instead",
         )
     if "unauthorized" in lower or "api key" in lower:
