@@ -288,3 +288,19 @@ def test_unreadable_pod_answers_are_one_line_errors(runpod_cli, kind, command):
     no_internal_error(r)
     assert "RunPod" in r.error()["message"]
     assert trainctl("terminate", "u1", "-y").code == 0
+
+
+def test_persistent_5xx_while_waiting_and_releasing_keeps_the_record(runpod_cli):
+    runpod_cli.knobs.provisioning_reads = 3
+    runpod_cli.fail_next("getPod", "ok", *[503] * 5)
+    runpod_cli.fail_next("deletePod", *[503] * 5)
+    r = trainctl("create", "-p", "runpod", "-n", "w2", "--gpu", "RTX4090", "--json")
+    assert r.code == 1, r.err
+    no_internal_error(r)
+    error = r.error()
+    assert error["type"] == "resource_left" and "may still be billing" in error["message"]
+    (pod_id,) = runpod_cli.pods
+    (record,) = trainctl("list", "--json").json()["resources"]
+    assert (record["name"], record["id"]) == ("w2", pod_id)
+    assert trainctl("terminate", "w2", "-y").code == 0
+    assert runpod_cli.pods == {}
