@@ -192,10 +192,11 @@ def test_a_create_that_acted_but_answered_garbage_keeps_the_pod(runpod_cli, spot
 
 
 @pytest.mark.parametrize("spot", [False, True], ids=["rest", "graphql"])
-def test_a_garbage_create_answer_that_cannot_be_settled_keeps_the_record(runpod_cli, spot):
+@pytest.mark.parametrize("kind", ["html", "empty"])
+def test_a_garbage_create_answer_that_cannot_be_settled_keeps_the_record(runpod_cli, spot, kind):
     # the existence check before the create passes; the lookup after it reads null
     runpod_cli.fail_next("listPods", "ok", "bad-null")
-    runpod_cli.fail_next("podRentInterruptable" if spot else "createPod", "bad-html")
+    runpod_cli.fail_next("podRentInterruptable" if spot else "createPod", f"bad-{kind}")
     args = ["create", "-p", "runpod", "-n", "g2", "--gpu", "RTX4090", "--json"]
     r = trainctl(*args, *(["--spot"] if spot else []))
     assert r.code == 1, r.err

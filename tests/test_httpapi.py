@@ -269,3 +269,13 @@ def test_a_403_the_caller_names_is_an_api_error_not_a_bad_key():
         api(s).post("/v2/pods", {}, not_credentials=frozenset({403}))
     assert e.value.status == 403 and e.value.detail == "access denied"
     assert not isinstance(e.value, CredentialsError)
+
+
+def test_a_5xx_create_whose_lookup_fails_is_resource_left():
+    def broken_lookup():
+        raise OperationFailed("the list is down")
+
+    s = Script(problem(502, "bad gateway"))
+    with pytest.raises(ResourceLeft, match="looking for its result failed too"):
+        api(s).post("/v2/pods", {}, recover=broken_lookup)
+    assert len(s.requests) == 1

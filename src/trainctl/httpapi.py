@@ -245,7 +245,13 @@ class JsonApi:
                 f"{what}: {why}; the request may or may not have taken effect, "
                 "so it was not repeated"
             )
-        found = recover()
+        try:
+            found = recover()
+        except TrainctlError as e:
+            raise ResourceLeft(
+                f"{what}: {why}; looking for its result failed too ({e.message}), and the "
+                "request may have taken effect"
+            ) from None
         if found is not None:
             log.info("%s: %s, but the result was found; not repeating it", what, why)
             return found

@@ -276,13 +276,9 @@ class RunPodProvider(TrainingProvider):
             recover=recover,
         )
         if not isinstance(body, dict):
-            found = recover() if mutation and recover is not None else None
-            if found is not None:
-                return found["data"]
-            raise (ResourceLeft if mutation else OperationFailed)(
-                f"RunPod GraphQL answered {_shape(body)}, not a GraphQL response"
-                + ("; the request may have taken effect" if mutation else "")
-            )
+            if mutation:  # it may have acted: the caller settles the missing result
+                return {}
+            raise OperationFailed(f"RunPod GraphQL answered {_shape(body)}, not a response")
         errors = body.get("errors")
         if errors:
             raise _graphql_error(errors if isinstance(errors, list) else [errors])
