@@ -1,6 +1,6 @@
-"""Build the bundled price catalog from the shared reference files.
+"""Build the bundled price catalog from the reference files.
 
-    python scripts/build_catalog.py [REFERENCE_DIR]   # default: the nearest shared/reference
+    python scripts/build_catalog.py [REFERENCE_DIR]   # default: tests/reference
 
 writes ``src/trainctl/catalog/data/{aws,runpod}.csv``. What is left out, and why:
 
@@ -28,19 +28,11 @@ from trainctl.catalog.offer import Offer
 from trainctl.catalog.store import DATA_DIR, to_csv
 
 REPO = Path(__file__).resolve().parent.parent
+#: the copies the repository carries (their README gives each one's source and date)
+VENDORED = REPO / "tests" / "reference"
 
 AWS_FILE = "aws/gpu-instances-us-east-1.csv"
 RUNPOD_FILE = "runpod/prices-thirdparty.csv"
-
-
-def find_reference() -> Path | None:
-    """``shared/reference`` beside the repository or beside one of its parents (a
-    worktree sits one level deeper than the main checkout)."""
-    for parent in REPO.parents:
-        candidate = parent / "shared" / "reference"
-        if candidate.is_dir():
-            return candidate
-    return None
 
 
 def _number(text: str) -> float | None:
@@ -160,9 +152,7 @@ def build(reference: Path) -> tuple[dict[str, str], list[str]]:
 
 
 def main(argv: list[str]) -> int:
-    reference = Path(argv[0]) if argv else find_reference()
-    if reference is None:
-        raise SystemExit("no shared/reference directory found; pass its path")
+    reference = Path(argv[0]) if argv else VENDORED
     files, skipped = build(reference)
     for name, text in files.items():
         (DATA_DIR / name).write_text(text)

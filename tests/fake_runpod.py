@@ -12,8 +12,8 @@ It serves the v2 operations trainctl uses (pods: list, create, get, delete,
 action; catalog: GPU types; account: SSH keys) and RunPod's GraphQL endpoint for
 the operations REST v2 lacks: ``podRentInterruptable`` (spot pods),
 ``podBidResume`` (restarting one) and ``gpuTypes`` spot prices. The GraphQL input
-is checked against the fields that ``shared/reference/README.md`` lists (GraphQL
-is not in the OpenAPI document).
+is checked against the fields ``tests/reference/README.md`` lists for
+``PodRentInterruptableInput`` (GraphQL is not in the OpenAPI document).
 
 Pods advance on each read (``PROVISIONING`` -> ``STARTING`` -> ``RUNNING``); when
 a pod first runs it is given a machine by ``machine_factory`` (the SSH test
@@ -22,8 +22,17 @@ server provides real ones) and its ``22/tcp`` mapping points at it. Knobs:
 PROVISIONING), ``error_on_start``,
 ``sshd_late_reads`` (the image installs ``PUBLIC_KEY`` only after that many reads),
 ``fail_next(operation, *faults)`` for bursts of 429 / 5xx / dropped connections,
-the ``"lose"`` fault (the pod is created, the response is lost) and ``"act-503"``
-(the pod is created, then the answer is a 503, or any other status after ``act-``).
+the ``"lose"`` fault (the pod is created, the response is lost), ``"act-503"``
+(the pod is created, then the answer is a 503, or any other status after ``act-``)
+and the ``"bad-KIND"`` faults (the request is processed, then answered 200 with a
+body that cannot be used: ``bad-html`` an HTML error page, ``bad-cut`` the real
+answer cut in half, ``bad-empty`` no body, ``bad-null`` JSON ``null``, ``bad-types``
+the real answer with every field of the wrong type, ``bad-nothing`` the real
+answer with every list emptied); ``"ok"`` lets one call through unharmed (to aim a
+later fault). More knobs: ``forbidden_clouds`` (createPod answers 403 for pods on
+these clouds: the account cannot use that pool), ``spot_removed`` (GraphQL no
+longer knows ``podRentInterruptable`` and answers with validation errors),
+``no_direct_ssh`` (pods run without a public IP, so ``ssh.direct`` stays null).
 """
 
 from __future__ import annotations
@@ -46,8 +55,8 @@ import pytest
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-#: where the document lives: ``shared/reference`` beside the repository or a parent
-OPENAPI = Path("shared", "reference", "runpod", "openapi-v2.json")
+#: the vendored document (``tests/reference/README.md`` gives its source and date)
+OPENAPI = Path(__file__).resolve().parent / "reference" / "runpod" / "openapi-v2.json"
 DOC_URI = "urn:runpod:openapi-v2"
 NO_CAPACITY = (
     "There are no longer any instances available with the requested specifications. "
@@ -190,6 +199,9 @@ class Knobs:
     starting_reads: int = 1
     sshd_late_reads: int = 0  # reads while RUNNING before the image installs PUBLIC_KEY
     retry_after: int = 1  # seconds, on injected 429s
+    forbidden_clouds: set[str] = field(default_factory=set)  # createPod: 403 on these
+    spot_removed: bool = False  # GraphQL has no podRentInterruptable any more
+    no_direct_ssh: bool = False  # pods have no public IP: ssh.direct stays null
     faults: dict[str, list[int | str]] = field(default_factory=dict)
 
 
@@ -286,10 +298,9 @@ def openapi() -> OpenApi:
     """The document, parsed once per test session (its validators are cached too).
     Without it the fake cannot check anything, so the tests that need it fail: a
     suite that silently skipped them would prove nothing."""
-    for parent in Path(__file__).resolve().parents:
-        if (parent / OPENAPI).is_file():
-            return OpenApi(parent / OPENAPI)
-    pytest.fail(f"RunPod's OpenAPI document ({OPENAPI}) is not beside the repository")
+    if not OPENAPI.is_file():
+        pytest.fail(f"RunPod's OpenAPI document ({OPENAPI}) is missing")
+    return OpenApi(OPENAPI)
 
 
 def _rebase(schema: dict[str, Any]) -> dict[str, Any]:
@@ -372,7 +383,9 @@ class FakeRunPod:
         ``podRentInterruptable``) with these faults, in order: an HTTP status, or
         ``"drop"`` (connection closed, request not processed), ``"lose"`` (request
         processed, then the connection closed before the response) or ``"act-STATUS"``
-        (request processed, then answered with that error status instead)."""
+        (request processed, then answered with that error status instead) or
+        ``"bad-KIND"`` (request processed, then a 200 that cannot be used; see the
+        module's docstring)."""
         with self.lock:
             self.knobs.faults.setdefault(operation, []).extend(faults)
 
@@ -472,7 +485,7 @@ class FakeRunPod:
                     "username": m.user,
                     "command": f"ssh {m.user}@{m.host} -p {m.port}",
                 }
-                if "22/tcp" in d["ports"]
+                if "22/tcp" in d["ports"] and not self.knobs.no_direct_ssh
                 else None,
             }
             d["runtime"] = {
@@ -507,6 +520,8 @@ class FakeRunPod:
         count = body["gpu"].get("count", 1)
         if not gpu[cloud] or count > gpu["maxCount"][cloud]:
             return _problem(400, f"{gpu['id']} x{count} is not offered on {cloud.upper()}")
+        if cloud.upper() in self.knobs.forbidden_clouds:
+            return _problem(403, "access denied")
         if self.knobs.no_capacity:
             return _problem(400, NO_CAPACITY)
         pod = self._new_pod(body, spot=False, cost=round(gpu["price"][cloud] * count, 4))
@@ -569,6 +584,8 @@ class FakeRunPod:
         for name, (type_name, schema, handler) in mutations.items():
             if not re.search(rf"\b{name}\s*\(\s*input\s*:\s*\$input\s*\)", query):
                 continue
+            if name == "podRentInterruptable" and self.knobs.spot_removed:
+                return 200, _spot_removed(), []
             if not re.search(rf"\$input\s*:\s*{type_name}!", query):
                 bad = [f"{name} must take $input: {type_name}!"]
                 return 200, _gql_error(name, bad[0]), bad
@@ -576,6 +593,8 @@ class FakeRunPod:
             if problems:
                 return 200, _gql_error(name, "; ".join(problems)), problems
             return 200, handler(variables["input"]), []
+        if re.search(r"\bgpuTypes\s*\(", query) and self.knobs.spot_removed:
+            return 200, _spot_removed("secureSpotPrice", "GpuType"), []
         if re.search(r"\bgpuTypes\s*\(", query):
             problems = self.api.errors(SPOT_PRICE_VARIABLES, variables)
             if problems:
@@ -663,7 +682,7 @@ def _gpu(gpu_id: str) -> dict[str, Any] | None:
 
 def _acts_first(fault: int | str) -> bool:
     """Whether a fault of ``fail_next`` lets the request be processed first."""
-    return fault == "lose" or str(fault).startswith("act-")
+    return fault in ("lose", "ok") or str(fault).startswith(("act-", "bad-"))
 
 
 def _spot_prices(gpu: dict[str, Any], count: int) -> dict[str, Any]:
@@ -682,6 +701,69 @@ def _spot_prices(gpu: dict[str, Any], count: int) -> dict[str, Any]:
 
 def _bid_too_low(minimum: float) -> str:
     return f"Your bid price is below the minimum bid of ${minimum}/GPU/hr."
+
+
+def _spot_removed(field: str = "podRentInterruptable", on: str = "Mutation") -> dict[str, Any]:
+    """What a GraphQL server answers to a field (and the mutation's input type) its
+    schema lost: validation errors, with locations and no ``data``."""
+    errors = [
+        {
+            "message": f'Cannot query field "{field}" on type "{on}".',
+            "locations": [{"line": 3, "column": 3}],
+            "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"},
+        }
+    ]
+    if on == "Mutation":
+        errors.insert(
+            0,
+            {
+                "message": 'Unknown type "PodRentInterruptableInput".',
+                "locations": [{"line": 2, "column": 25}],
+                "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"},
+            },
+        )
+    return {"errors": errors}
+
+
+def _mistype(value: Any) -> Any:
+    """The same shape with every leaf of the wrong type (lists and objects swapped)."""
+    if isinstance(value, dict):
+        return {k: _mistype_leaf(v) for k, v in value.items()}
+    return _mistype_leaf(value)
+
+
+def _mistype_leaf(value: Any) -> Any:
+    if isinstance(value, list):
+        return {"not": "a list"}
+    if isinstance(value, dict):
+        return ["not", "an", "object"]
+    if isinstance(value, bool) or value is None:
+        return "yes"
+    if isinstance(value, str):
+        return 12345
+    return "not a number"
+
+
+def _bad_body(kind: str, body: Any) -> tuple[bytes, str]:
+    """(bytes, content type) of a 200 that cannot be used."""
+    real = b"" if body is _NO_BODY else json.dumps(body).encode()
+    if kind == "html":
+        page = b"<html><head><title>502 Bad Gateway</title></head><body>cloudflare</body></html>"
+        return page, "text/html"
+    if kind == "cut":
+        return real[: max(1, len(real) // 2)], "application/json"
+    if kind == "empty":
+        return b"", "application/json"
+    if kind == "nothing":
+        emptied = {k: [] if isinstance(v, list) else v for k, v in body.items()}
+        return json.dumps(emptied).encode(), "application/json"
+    if kind == "null":
+        return b"null", "application/json"
+    if kind == "types":
+        return json.dumps(_mistype(body if body is not _NO_BODY else {})).encode(), (
+            "application/json"
+        )
+    raise ValueError(f"unknown bad- fault {kind!r}")
 
 
 def _gql_error(operation: str, message: str) -> dict[str, Any]:
@@ -791,7 +873,7 @@ def _handler(fake: FakeRunPod) -> type[BaseHTTPRequestHandler]:
                 status, out = handler(*args) if body is _NO_BODY else handler(*args, body)
             else:
                 status, out = handler(query, body)
-            if self._after_acting(name, method, path, op):
+            if self._after_acting(name, method, path, op, out):
                 return
             self._reply(method, path, op, status, out)
 
@@ -803,7 +885,7 @@ def _handler(fake: FakeRunPod) -> type[BaseHTTPRequestHandler]:
                 return
             status, out, problems = fake.graphql(body)
             fake.violations += [f"graphql {name}: {p}" for p in problems]
-            if self._after_acting(name, "POST", "/graphql", None):
+            if self._after_acting(name, "POST", "/graphql", None, out):
                 return
             self._reply("POST", "/graphql", None, status, out)
 
@@ -824,15 +906,25 @@ def _handler(fake: FakeRunPod) -> type[BaseHTTPRequestHandler]:
             return True
 
         def _after_acting(
-            self, name: str, method: str, path: str, op: dict[str, Any] | None
+            self, name: str, method: str, path: str, op: dict[str, Any] | None, out: Any
         ) -> bool:
             """Apply a fault that comes after the request was processed, if one is next."""
             faults = fake.knobs.faults.get(name)
             if not faults or not _acts_first(faults[0]):
                 return False
             fault = str(faults.pop(0))
+            if fault == "ok":
+                return False
             if fault == "lose":
                 self._drop(method, path)
+            elif fault.startswith("bad-"):
+                data, ctype = _bad_body(fault.removeprefix("bad-"), out)
+                fake.log.append((method, path, 200))
+                self.send_response(200)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
             else:
                 status = int(fault.removeprefix("act-"))
                 self._reply(method, path, op, *_problem(status, "upstream failure"))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import time
+
 import pytest
 
 from cli_helpers import trainctl
@@ -88,3 +91,217 @@ def test_rejected_key_exits_4(runpod_cli, monkeypatch):
     assert "RunPod rejected the API key" in r.err and "RUNPOD_API_KEY" in r.err
     assert "rpa_not_the_right_one" not in r.err + r.out
     assert "Traceback" not in r.err
+
+
+# --- corrections against the real API (issue 10) --------------------------------------
+
+
+def no_internal_error(r) -> None:
+    assert "internal error" not in r.err and "Traceback" not in r.err, r.err
+
+
+def test_403_on_create_is_an_unavailable_offer_not_a_bad_key(runpod_cli):
+    """createPod's 403: "your account cannot access the requested pool" (OpenAPI v2)."""
+    runpod_cli.knobs.forbidden_clouds = {"SECURE", "COMMUNITY"}
+    r = trainctl("create", "-p", "runpod", "-n", "rp3", "--gpu", "RTX4090", "--json")
+    assert r.code == 1, r.err
+    error = r.error()
+    assert error["type"] == "no_capacity"
+    assert "not available to this account" in error["message"]
+    assert "RUNPOD_API_KEY" not in r.err and "API key" not in r.err
+    no_internal_error(r)
+    assert runpod_cli.pods == {}
+    assert trainctl("list", "--json").json()["resources"] == []
+
+
+def test_cheapest_moves_on_from_a_pool_the_account_cannot_use(runpod_cli):
+    runpod_cli.knobs.forbidden_clouds = {"COMMUNITY"}  # the cheapest RTX 4090 offer
+    r = trainctl("create", "--provider", "cheapest", "--gpu", "RTX4090", "-n", "c2", "--json")
+    assert r.code == 0, r.err
+    assert "no capacity on runpod NVIDIA GeForce RTX 4090 (community)" in r.err
+    pod = runpod_cli.pods[r.json()["id"]].data
+    assert pod["cloud"] == "SECURE"
+    assert trainctl("terminate", "c2", "-y").code == 0
+
+
+@pytest.mark.parametrize("bid", [[], ["--max-price", "5"]], ids=["price-query", "bid-given"])
+def test_spot_gone_from_the_api_is_said_plainly(runpod_cli, bid):
+    """Without a bid the spot price query meets the missing fields first; with one,
+    the rental mutation does."""
+    runpod_cli.knobs.spot_removed = True
+    args = ["create", "-p", "runpod", "--gpu", "RTX4090", "--spot", *bid, "--json"]
+    r = trainctl(*args, "-n", "s1")
+    assert r.code == 1, r.err
+    assert "RunPod no longer offers spot pods through its API" in r.error()["message"]
+    assert "--spot-fallback" in (r.error().get("hint") or "")
+    assert "Cannot query field" not in r.err and "Unknown type" not in r.err
+    no_internal_error(r)
+    assert runpod_cli.pods == {}
+
+    r = trainctl(*args, "-n", "s2", "--spot-fallback")
+    assert r.code == 0, r.err
+    assert "RunPod no longer offers spot pods through its API" in r.err
+    assert "falling back to on-demand" in r.err
+    created = r.json()
+    assert created["spot"] is False and not runpod_cli.pods[created["id"]].spot
+    assert trainctl("terminate", "s2", "-y").code == 0
+
+
+def test_a_pod_without_a_direct_ssh_endpoint_is_released_after_the_grace(runpod_cli):
+    home = runpod_cli_home()
+    home.write_text(home.read_text() + "direct_ssh_grace = 0.5\n")
+    runpod_cli.knobs.no_direct_ssh = True
+    started = time.monotonic()
+    r = trainctl(
+        "create", "-p", "runpod", "-n", "nd", "--gpu", "RTX4090", "--cloud", "community",
+        "--json",
+    )  # fmt: skip
+    assert r.code == 1, r.err
+    assert time.monotonic() - started < 20  # not the 30 s ready_timeout
+    message = r.error()["message"]
+    assert "without a direct SSH endpoint" in message and "--cloud secure" in message
+    assert "was terminated" in message
+    no_internal_error(r)
+    assert runpod_cli.pods == {} and len(runpod_cli.created) == 1
+    assert trainctl("list", "--json").json()["resources"] == []
+
+
+def runpod_cli_home():
+    import os
+    from pathlib import Path
+
+    return Path(os.environ["TRAINCTL_HOME"]) / "config.toml"
+
+
+# --- bad answers (issue 11) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spot", [False, True], ids=["rest", "graphql"])
+@pytest.mark.parametrize("kind", ["html", "cut", "empty", "null", "types"])
+def test_a_create_that_acted_but_answered_garbage_keeps_the_pod(runpod_cli, spot, kind):
+    """The pod exists: it is found by name and recorded, never left untracked."""
+    runpod_cli.fail_next("podRentInterruptable" if spot else "createPod", f"bad-{kind}")
+    args = ["create", "-p", "runpod", "-n", "g1", "--gpu", "RTX4090", "--json"]
+    r = trainctl(*args, *(["--spot"] if spot else []))
+    assert r.code == 0, r.err
+    assert list(runpod_cli.pods) == [r.json()["id"]] and runpod_cli.created == [r.json()["id"]]
+    listed = trainctl("list", "--json").json()["resources"]
+    assert [(x["name"], x["id"]) for x in listed] == [("g1", r.json()["id"])]
+    assert trainctl("terminate", "g1", "-y").code == 0
+    assert runpod_cli.pods == {}
+
+
+@pytest.mark.parametrize("spot", [False, True], ids=["rest", "graphql"])
+@pytest.mark.parametrize("kind", ["html", "empty"])
+def test_a_garbage_create_answer_that_cannot_be_settled_keeps_the_record(runpod_cli, spot, kind):
+    # the existence check before the create passes; the lookup after it reads null
+    runpod_cli.fail_next("listPods", "ok", "bad-null")
+    runpod_cli.fail_next("podRentInterruptable" if spot else "createPod", f"bad-{kind}")
+    args = ["create", "-p", "runpod", "-n", "g2", "--gpu", "RTX4090", "--json"]
+    r = trainctl(*args, *(["--spot"] if spot else []))
+    assert r.code == 1, r.err
+    assert r.error()["type"] == "resource_left"
+    no_internal_error(r)
+    assert len(runpod_cli.pods) == 1  # it was made
+    assert [x["name"] for x in trainctl("list", "--json").json()["resources"]] == ["g2"]
+    refreshed = trainctl("list", "--refresh", "--json")
+    assert refreshed.code == 0, refreshed.err
+    (view,) = refreshed.json()["resources"]
+    assert view["id"] == next(iter(runpod_cli.pods)) and view["state"] in ("starting", "running")
+    assert trainctl("terminate", "g2", "-y").code == 0
+    assert runpod_cli.pods == {}
+
+
+@pytest.mark.parametrize("kind", ["empty", "null", "html", "types", "nothing"])
+def test_a_bad_gpu_catalog_answer_is_not_cached(runpod_cli, kind):
+    runpod_cli.fail_next("listGpuTypes", f"bad-{kind}")
+    r = trainctl("create", "-p", "runpod", "-n", "k1", "--gpu", "RTX4090", "--json")
+    assert r.code == 1, r.err
+    assert "GPU catalog" in r.error()["message"] or "not JSON" in r.error()["message"]
+    no_internal_error(r)
+    assert runpod_cli.created == []
+    r = trainctl("create", "-p", "runpod", "-n", "k1", "--gpu", "RTX4090", "--json")
+    assert r.code == 0, r.err
+    assert trainctl("terminate", "k1", "-y").code == 0
+
+
+def test_catalog_refresh_replaces_a_stale_gpu_cache(runpod_cli, trainctl_home):
+    cache = trainctl_home / "cache" / "runpod-gpus.json"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    one = {"id": "NVIDIA Old", "name": "Old", "memory": 8, "secure": True, "community": False}
+    one |= {"price": {"secure": 0.1}, "maxCount": {"secure": 1}}
+    cache.write_text(
+        json.dumps({"source": runpod_cli.url, "fetched_at": time.time(), "gpus": [one]})
+    )
+    r = trainctl("create", "-p", "runpod", "--gpu", "RTX4090", "--json")
+    assert r.code == 2 and "unknown RunPod GPU" in r.error()["message"]
+    assert trainctl("catalog", "refresh", "--provider", "runpod").code == 0
+    r = trainctl("create", "-p", "runpod", "-n", "k2", "--gpu", "RTX4090", "--json")
+    assert r.code == 0, r.err
+    assert trainctl("terminate", "k2", "-y").code == 0
+
+
+@pytest.mark.parametrize("kind", ["null", "html", "cut", "empty", "types"])
+def test_an_unreadable_pod_list_is_an_error_not_nothing(runpod_cli, kind):
+    r = trainctl("create", "-p", "runpod", "-n", "l1", "--gpu", "RTX4090", "--json")
+    assert r.code == 0, r.err
+    runpod_cli.fail_next("listPods", f"bad-{kind}")
+    listed = trainctl("list", "--refresh", "--json")
+    assert listed.code == 0, listed.err
+    no_internal_error(listed)
+    (view,) = listed.json()["resources"]
+    assert view["state"] == "running", view  # not marked terminated
+    assert "GET /v2/pods" in json.dumps(view)
+    again = trainctl("list", "--refresh", "--json").json()["resources"]
+    assert [x["state"] for x in again] == ["running"]
+    assert trainctl("terminate", "l1", "-y").code == 0
+
+
+def test_an_empty_pod_list_still_means_none(runpod_cli):
+    r = trainctl("create", "-p", "runpod", "-n", "l2", "--gpu", "RTX4090", "--json")
+    assert r.code == 0, r.err
+    runpod_cli._delete(r.json()["id"])  # gone behind trainctl's back
+    (view,) = trainctl("list", "--refresh", "--json").json()["resources"]
+    assert view["state"] == "terminated"
+
+
+def test_persistent_5xx_while_waiting_is_one_line_and_releases_the_pod(runpod_cli):
+    runpod_cli.knobs.provisioning_reads = 3
+    runpod_cli.fail_next("getPod", "ok", *[503] * 5)
+    r = trainctl("create", "-p", "runpod", "-n", "w1", "--gpu", "RTX4090", "--json")
+    assert r.code == 1, r.err
+    no_internal_error(r)
+    message = r.error()["message"]
+    assert "503" in message and "was terminated" in message and "\n" not in message
+    assert runpod_cli.pods == {}
+    assert trainctl("list", "--json").json()["resources"] == []
+
+
+@pytest.mark.parametrize("kind", ["html", "cut", "null", "types", "empty"])
+@pytest.mark.parametrize("command", ["status", "stop"])
+def test_unreadable_pod_answers_are_one_line_errors(runpod_cli, kind, command):
+    r = trainctl("create", "-p", "runpod", "-n", "u1", "--gpu", "RTX4090", "--json")
+    assert r.code == 0, r.err
+    runpod_cli.fail_next("getPod", f"bad-{kind}")
+    args = [command, "u1", "--json"] + (["-y"] if command == "stop" else [])
+    r = trainctl(*args)
+    assert r.code == 1, (r.code, r.err)
+    no_internal_error(r)
+    assert "RunPod" in r.error()["message"]
+    assert trainctl("terminate", "u1", "-y").code == 0
+
+
+def test_persistent_5xx_while_waiting_and_releasing_keeps_the_record(runpod_cli):
+    runpod_cli.knobs.provisioning_reads = 3
+    runpod_cli.fail_next("getPod", "ok", *[503] * 5)
+    runpod_cli.fail_next("deletePod", *[503] * 5)
+    r = trainctl("create", "-p", "runpod", "-n", "w2", "--gpu", "RTX4090", "--json")
+    assert r.code == 1, r.err
+    no_internal_error(r)
+    error = r.error()
+    assert error["type"] == "resource_left" and "may still be billing" in error["message"]
+    (pod_id,) = runpod_cli.pods
+    (record,) = trainctl("list", "--json").json()["resources"]
+    assert (record["name"], record["id"]) == ("w2", pod_id)
+    assert trainctl("terminate", "w2", "-y").code == 0
+    assert runpod_cli.pods == {}

@@ -222,3 +222,60 @@ def test_http_date_retry_after():
     assert _retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
     assert _retry_after("5") == 5.0
     assert _retry_after("soon") is None
+
+
+HTML_PAGE = "<html><body><h1>502 Bad Gateway</h1>\n<p>cloudflare</p></body></html>"
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        httpx.Response(200, text=HTML_PAGE, headers={"Content-Type": "text/html"}),
+        httpx.Response(
+            201, content=b'{"id": "p1", "na', headers={"Content-Type": "application/json"}
+        ),
+    ],
+    ids=["html", "cut-json"],
+)
+def test_an_unreadable_answer_to_a_create_is_an_unknown_outcome(reply):
+    """The server may have acted: the lookup decides, and without a find the caller
+    learns that something may be left (``ResourceLeft``), never "it failed"."""
+    s = Script(reply)
+    assert api(s).post("/v2/pods", {}, recover=lambda: {"id": "found"}) == {"id": "found"}
+    with pytest.raises(ResourceLeft, match="not JSON.*may have taken effect"):
+        api(Script(reply)).post("/v2/pods", {}, recover=lambda: None)
+    with pytest.raises(ResourceLeft, match="may have taken effect"):
+        api(Script(reply)).post("/v2/pods", {})
+
+    def broken_lookup():
+        raise OperationFailed("the list is down")
+
+    with pytest.raises(ResourceLeft, match="looking for its result failed too"):
+        api(Script(reply)).post("/v2/pods", {}, recover=broken_lookup)
+    assert len(s.requests) == 1
+
+
+def test_an_unreadable_answer_to_a_read_is_one_line():
+    s = Script(httpx.Response(200, text=HTML_PAGE, headers={"Content-Type": "text/html"}))
+    with pytest.raises(OperationFailed) as e:
+        api(s).get("/v2/pods")
+    assert not isinstance(e.value, ResourceLeft)
+    assert "not JSON" in e.value.message and "\n" not in e.value.message
+
+
+def test_a_403_the_caller_names_is_an_api_error_not_a_bad_key():
+    s = Script(problem(403, "access denied"))
+    with pytest.raises(ApiError) as e:
+        api(s).post("/v2/pods", {}, not_credentials=frozenset({403}))
+    assert e.value.status == 403 and e.value.detail == "access denied"
+    assert not isinstance(e.value, CredentialsError)
+
+
+def test_a_5xx_create_whose_lookup_fails_is_resource_left():
+    def broken_lookup():
+        raise OperationFailed("the list is down")
+
+    s = Script(problem(502, "bad gateway"))
+    with pytest.raises(ResourceLeft, match="looking for its result failed too"):
+        api(s).post("/v2/pods", {}, recover=broken_lookup)
+    assert len(s.requests) == 1

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conformance import ProviderConformance
 from fake_runpod import GPUS, NO_CAPACITY, FakeRunPod
@@ -498,6 +501,8 @@ def test_no_key_anywhere(user_home):
     with pytest.raises(CredentialsError) as e:
         RunPodProvider().create_resource(opts())
     assert e.value.exit_code == 4 and "runpod config" in e.value.hint
+    # runpodctl hides `config --apiKey` (deprecated for `doctor`, which prompts for it)
+    assert "runpodctl doctor" in e.value.hint and "--apiKey" not in e.value.hint
     check = RunPodProvider().check()
     assert not check.usable and "no RunPod API key" in check.detail
 
@@ -552,3 +557,80 @@ def test_the_fake_checks_its_own_responses(fake):
     c.get(f"/v2/pods/{pod_id}")
     assert any("getPod response 200" in v and "PAUSED" in v for v in fake.violations)
     fake.violations.clear()
+
+
+# --- answers of any shape (hypothesis) ----------------------------------------------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+POD = {
+    "id": "abc",
+    "name": "trainctl-x",
+    "status": "RUNNING",
+    "gpu": {"id": GPUS[0]["id"], "count": 1},
+    "ssh": {"direct": {"host": "127.0.0.1", "port": 22, "username": "root"}},
+    "env": {},
+    "cost": 0.5,
+    "createdAt": "2026-06-01T12:00:00Z",
+    "mounts": {},
+    "cloud": "SECURE",
+}
+
+
+def one_field_replaced(real: dict) -> st.SearchStrategy:
+    """``real`` with one field (or one field of a nested object) set to any JSON."""
+
+    def replace(key: str, sub: str | None, value: object) -> dict:
+        out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in real.items()}
+        if sub is not None and isinstance(out[key], dict):
+            out[key][sub] = value
+        else:
+            out[key] = value
+        return out
+
+    subkeys = st.sampled_from([None, "id", "count", "direct", "secure", "community"])
+    return st.builds(replace, st.sampled_from(sorted(real)), subkeys, JSON)
+
+
+PODISH = one_field_replaced(POD) | JSON
+GPUISH = one_field_replaced(GPUS[0]) | JSON
+
+
+@settings(max_examples=300, deadline=None)
+@given(PODISH)
+def test_any_pod_answer_is_read_or_refused_in_one_line(pod):
+    """What RunPod's API answers for a pod either reads as a status or is one
+    ``OperationFailed``: never a KeyError, TypeError or ValueError."""
+    from trainctl.providers.runpod import _checked_pod, _look
+
+    try:
+        checked = _checked_pod(pod, "GET /v2/pods/x")
+    except OperationFailed as e:
+        assert "\n" not in e.message
+        return
+    RunPodProvider(api_key="k")._status(checked)
+    _look(checked)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.fixed_dictionaries({"gpus": st.lists(GPUISH, min_size=1, max_size=3)}) | JSON)
+def test_any_gpu_catalog_answer_is_read_or_refused_in_one_line(body):
+    from datetime import datetime
+
+    from trainctl.catalog.live_runpod import offers_from_catalog
+
+    try:
+        gpus = runpod_gpus.checked(body)
+    except OperationFailed as e:
+        assert "\n" not in e.message
+        return
+    assert gpus
+    offers_from_catalog({"gpus": gpus}, datetime(2026, 12, 6))
+    for cloud in ("secure", "community"):
+        with contextlib.suppress(BadInput):  # a well-formed catalog without that GPU
+            runpod_gpus.resolve(gpus, GpuSpec.parse("RTX4090"), cloud)

@@ -107,3 +107,15 @@ def test_without_release_the_machine_is_left_alone():
     with pytest.raises(OperationFailed) as e:
         run(["STARTING"] * 100, timeout=4, keep=True)
     assert str(e.value) == "pod p1 was not ready after 4 s (still STARTING)"
+
+
+def test_an_api_error_from_the_poll_keeps_its_class_and_says_it_was_terminated():
+    """Persistent 5xx while polling ends in the API's own one-line error (an error
+    with required fields of its own used to break into a TypeError here)."""
+    from trainctl.httpapi import ApiError
+
+    failure = ApiError("RunPod GET /v2/pods/p1 failed: 503", status=503, detail="down")
+    with pytest.raises(ApiError) as e:
+        run(["STARTING", failure])
+    assert e.value.status == 503 and e.value.detail == "down"
+    assert str(e.value).startswith("RunPod GET /v2/pods/p1 failed: 503; pod p1 was terminated")

@@ -16,7 +16,13 @@ reply. It retries what is safe to retry and turns every failure into one clear
   raised as an ``OperationFailed`` saying the outcome is unknown.
 - A connection that could not be opened at all is always retried: nothing
   reached the server.
-- 401 and 403 raise ``CredentialsError`` (exit 4) with the fix as its hint.
+- 401 and 403 raise ``CredentialsError`` (exit 4) with the fix as its hint, unless
+  the caller names 403 in ``not_credentials`` (RunPod's createPod answers 403 when
+  the account cannot use a GPU pool: the key is fine).
+- A success whose body is not JSON (an HTML page from a proxy, a cut-off body) is
+  an error; for a request that may have acted (not idempotent) it is an unknown
+  outcome, settled like a 5xx: ``recover`` is asked, and without an answer from it
+  ``ResourceLeft`` says the request may have taken effect.
 - Every other error status raises ``ApiError`` (with ``status`` and the body's
   message in one line); callers map the statuses that mean something to them
   (404 -> ``NotFound``, 400 on create -> ``NoCapacity``, ...).
@@ -36,7 +42,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .errors import CredentialsError, OperationFailed, ResourceLeft
+from .errors import CredentialsError, OperationFailed, ResourceLeft, TrainctlError
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +160,7 @@ class JsonApi:
         idempotent: bool | None = None,
         recover: Callable[[], Any] | None = None,
         timeout: float | None = None,
+        not_credentials: frozenset[int] = frozenset(),
     ) -> Any:
         """Send one request (retrying as the module says) and return the decoded
         JSON reply, or ``None`` for an empty one (204)."""
@@ -192,8 +199,13 @@ class JsonApi:
 
             status = resp.status_code
             if status < 400:
-                return self._decode(resp, what)
-            if status in (401, 403):
+                try:
+                    return self._decode(resp, what)
+                except OperationFailed as e:
+                    if idempotent:
+                        raise
+                    return self._unreadable(what, e.message, recover)
+            if status in (401, 403) and status not in not_credentials:
                 raise self._credentials_error(resp)
             if status == 429:
                 retry_after = _retry_after(resp.headers.get("Retry-After"))
@@ -233,7 +245,13 @@ class JsonApi:
                 f"{what}: {why}; the request may or may not have taken effect, "
                 "so it was not repeated"
             )
-        found = recover()
+        try:
+            found = recover()
+        except TrainctlError as e:
+            raise ResourceLeft(
+                f"{what}: {why}; looking for its result failed too ({e.message}), and the "
+                "request may have taken effect"
+            ) from None
         if found is not None:
             log.info("%s: %s, but the result was found; not repeating it", what, why)
             return found
@@ -243,6 +261,20 @@ class JsonApi:
                 "it may have taken effect"
             )
         return _RETRY
+
+    def _unreadable(self, what: str, why: str, recover: Callable[[], Any] | None) -> Any:
+        """A request that may have acted answered with something unreadable."""
+        try:
+            found = recover() if recover is not None else None
+        except TrainctlError as e:
+            raise ResourceLeft(
+                f"{why}; looking for its result failed too ({e.message}), and the request "
+                "may have taken effect"
+            ) from None
+        if found is not None:
+            log.info("%s: %s, but the result was found", what, why)
+            return found
+        raise ResourceLeft(f"{why}; the request may have taken effect, so it was not repeated")
 
     def _pause(self, attempt: int, retry_after: float | None, what: str, why: str) -> None:
         if retry_after is not None:

@@ -7,7 +7,6 @@ failed poll or Ctrl-C terminate it (nothing left billing) and say why.
 
 from __future__ import annotations
 
-import copy
 import signal
 import time
 from collections.abc import Callable
@@ -83,10 +82,11 @@ def wait_ready(
             message = e.message if isinstance(e, TrainctlError) else f"{type(e).__name__}: {e}"
             raise ResourceLeft(f"{message}; {released}", resource_id=resource_id) from None
         if isinstance(e, TrainctlError):
-            err = copy.copy(e)
-            err.message = f"{e.message}; {released}"
-            err.args = (err.message,)
-            raise err from None
+            # amended in place: a copy would rebuild the error from its message alone,
+            # which errors with more required fields (``ApiError.status``) cannot take
+            e.message = f"{e.message}; {released}"
+            e.args = (e.message,)
+            raise e from None
         if isinstance(e, KeyboardInterrupt):
             if progress:
                 progress(f"interrupted: {released}")

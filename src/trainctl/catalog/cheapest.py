@@ -3,7 +3,8 @@
 The candidates are the catalog offers with exactly the GPUs asked for, among the
 providers usable here (installed, credentials present), cheapest first for the
 price kind asked for (spot or on-demand). Each try is reported; a ``NoCapacity``
-answer moves on to the next offer, any other error stops. At most ``MAX_TRIES``
+answer (no capacity, or an offer the account may not use, as RunPod's 403 on create)
+moves on to the next offer, any other error stops. At most ``MAX_TRIES``
 offers are tried, so a market without capacity fails in bounded time.
 """
 

@@ -56,21 +56,23 @@ def offers_from_catalog(
 
 
 def fetch(now: datetime) -> tuple[list[Offer], list[str]]:
-    from ..providers.runpod import SPOT_PRICES, RunPodProvider
+    """Live offers; the GPU catalog read here also replaces the provider's cached one,
+    so a refresh clears a stale or bad cache."""
+    from ..providers import runpod_gpus
+    from ..providers.runpod import SPOT_PRICES, RunPodProvider, spot_price
 
     provider = RunPodProvider()
-    payload = provider.rest.get("/v2/catalog/gpus") or {}
+    payload = {"gpus": provider.fetch_gpu_catalog()}
+    runpod_gpus.store_catalog(payload["gpus"], provider.api_url)
     spot: SpotPrices = {}
     notes = []
     try:
         for gpu in payload.get("gpus", []):
             data = provider._gql(SPOT_PRICES, {"id": gpu["id"], "gpuCount": 1}, mutation=False)
-            for found in data.get("gpuTypes") or []:
-                spot[gpu["id"]] = {
-                    cloud: float(found[f"{cloud}SpotPrice"])
-                    for cloud in ("secure", "community")
-                    if found.get(f"{cloud}SpotPrice")
-                }
+            found_types = data.get("gpuTypes")
+            for found in found_types if isinstance(found_types, list) else []:
+                prices = {c: spot_price(found, c, lowest=False) for c in ("secure", "community")}
+                spot[gpu["id"]] = {c: p for c, p in prices.items() if p is not None}
     except TrainctlError as e:
         spot = {}
         notes.append(f"spot: RunPod's GraphQL spot prices could not be read ({e}); none kept")

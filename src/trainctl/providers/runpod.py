@@ -10,13 +10,20 @@
   trainctl then reaches it over the direct SSH mapping, the only one that carries
   rsync.
 - ``create_resource`` waits for RUNNING and a direct SSH endpoint; on a timeout,
-  ERROR or Ctrl-C it terminates the pod and says why.
+  ERROR or Ctrl-C it terminates the pod and says why. A pod that runs without a
+  direct endpoint (no public IP) for ``direct_ssh_grace`` seconds never gets one:
+  it is released at once.
+- A create answer that cannot be read (not JSON, ``null``, no pod id) is an unknown
+  outcome: the pod is looked up by name, and when it is not found the record is
+  kept (``ResourceLeft``). Every other answer is checked too: a list, a pod or a GPU
+  catalog of the wrong shape is an error, never "nothing exists".
 
 The API key comes from ``RUNPOD_API_KEY``, else from ``~/.runpod/config.toml`` as
 RunPod's tools write it. ``TRAINCTL_RUNPOD_API_URL`` and
 ``TRAINCTL_RUNPOD_GRAPHQL_URL`` point the provider elsewhere (the tests' fake).
 Settings in the ``[providers.runpod]`` config table: ``gpu``, ``cloud``,
-``image``, ``disk_gb``, ``ready_timeout``, ``poll_interval``, ``profile``.
+``image``, ``disk_gb``, ``ready_timeout``, ``poll_interval``, ``direct_ssh_grace``,
+``profile``.
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ from ..errors import (
     NotFound,
     OperationFailed,
     RemoteError,
+    ResourceLeft,
+    TrainctlError,
 )
 from ..home import provider_config
 from ..provider import NAME_PREFIX, TAG_MANAGED, TAG_NAME, CheckResult, TrainingProvider
@@ -62,12 +71,22 @@ VOLUME_PATH = "/workspace"
 MIN_VOLUME_GB = 10  # RunPod's floor for a persistent volume
 SPOT_MARK = "TRAINCTL_SPOT"  # pod env var: v2 does not say whether a pod is interruptible
 SSH_PROBE_TIMEOUT = 15.0
+DIRECT_SSH_GRACE = 60.0  # seconds a RUNNING pod may lack its direct SSH endpoint
+#: runpodctl hides its ``config`` command ("deprecated: use 'runpodctl doctor'");
+#: ``doctor`` asks for the key and saves it in ~/.runpod/config.toml
 CREDENTIALS_HINT = (
-    "set RUNPOD_API_KEY, or store a key in ~/.runpod/config.toml with `runpod config` "
-    "or `runpodctl config --apiKey KEY`"
+    "set RUNPOD_API_KEY (create a key under API Keys at "
+    "https://www.runpod.io/console/user/settings), or run `runpodctl doctor` or "
+    "`runpod config`, which ask for one and save it in ~/.runpod/config.toml"
 )
+SPOT_GONE = "RunPod no longer offers spot pods through its API"
 CLOUDS = ("secure", "community")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+#: GraphQL validation errors for a mutation or input type the schema no longer has
+_SPOT_GONE = re.compile(
+    r'Cannot query field "(podRentInterruptable|podBidResume|secureSpotPrice|'
+    r'communitySpotPrice)"|Unknown type "(PodRentInterruptableInput|PodBidResumeInput)"'
+)
 _CAPACITY_WORDS = ("no longer any instances", "not enough", "capacity", "unavailable", "no gpu")
 
 RENT_SPOT = """
@@ -198,6 +217,7 @@ class RunPodProvider(TrainingProvider):
         )
         self.ready_timeout = float(_first(ready_timeout, self.config.get("ready_timeout"), 900))
         self.poll_interval = float(_first(poll_interval, self.config.get("poll_interval"), 5))
+        self.direct_ssh_grace = float(_first(self.config.get("direct_ssh_grace"), DIRECT_SSH_GRACE))
         self._api_key = api_key
         self._public_key = public_key
         self._sleep = sleep
@@ -255,10 +275,15 @@ class RunPodProvider(TrainingProvider):
             idempotent=not mutation,
             recover=recover,
         )
-        errors = (body or {}).get("errors")
+        if not isinstance(body, dict):
+            if mutation:  # it may have acted: the caller settles the missing result
+                return {}
+            raise OperationFailed(f"RunPod GraphQL answered {_shape(body)}, not a response")
+        errors = body.get("errors")
         if errors:
-            raise _graphql_error(errors)
-        return (body or {}).get("data") or {}
+            raise _graphql_error(errors if isinstance(errors, list) else [errors])
+        data = body.get("data")
+        return data if isinstance(data, dict) else {}
 
     # --- pods through REST ----------------------------------------------------------
 
@@ -269,14 +294,25 @@ class RunPodProvider(TrainingProvider):
         from ..httpapi import ApiError
 
         try:
-            return self.rest.get(self._pod_path(pod_id))
+            body = self.rest.get(self._pod_path(pod_id))
         except ApiError as e:
             if e.status == 404:
                 raise NotFound(f"no RunPod pod {pod_id}") from None
             raise
+        return _checked_pod(body, f"GET /v2/pods/{pod_id}")
 
     def _list_pods(self) -> list[dict[str, Any]]:
-        return (self.rest.get("/v2/pods") or {}).get("pods", [])
+        """Every pod of the account. An answer that is not a list of pods is an
+        error: read as "none", it would mark every live pod terminated. ``[]`` is
+        RunPod saying there are none."""
+        body = self.rest.get("/v2/pods")
+        pods = body.get("pods") if isinstance(body, dict) else None
+        if not isinstance(pods, list):
+            raise OperationFailed(
+                f"RunPod GET /v2/pods answered {_shape(body)}, not a list of pods; "
+                "nothing was concluded from it"
+            )
+        return [_checked_pod(p, "GET /v2/pods") for p in pods]
 
     def _find_by_name(self, pod_name: str) -> dict[str, Any] | None:
         for pod in self._list_pods():
@@ -302,9 +338,10 @@ class RunPodProvider(TrainingProvider):
         from ..httpapi import ApiError
 
         try:
-            return self.rest.post(
+            answer = self.rest.post(
                 self._pod_path(pod_id) + "/action", {"action": action}, idempotent=True
             )
+            return _checked_pod(answer, f"POST /v2/pods/{pod_id}/action")
         except ApiError as e:
             if e.status != 409:
                 raise
@@ -355,7 +392,7 @@ class RunPodProvider(TrainingProvider):
                 if not plan.spot_fallback:
                     raise
                 self._check_price(plan, gpu, why=f"no spot pod ({e.message}); ")
-                say(f"no spot pod ({e}); falling back to on-demand")
+                say(f"no spot pod ({e.message}); falling back to on-demand")
         if pod_id is None:
             pod_id = self._create_pod(plan, gpu, env)["id"]
         say(f"pod {pod_id} ({plan.pod_name}) created; waiting for it to run")
@@ -429,9 +466,11 @@ class RunPodProvider(TrainingProvider):
 
     def gpu_catalog(self) -> list[dict[str, Any]]:
         """RunPod's GPU types with their prices (cached under the trainctl home)."""
-        return runpod_gpus.load_catalog(
-            lambda: (self.rest.get("/v2/catalog/gpus") or {}).get("gpus", []), self.api_url
-        )
+        return runpod_gpus.load_catalog(self.fetch_gpu_catalog, self.api_url)
+
+    def fetch_gpu_catalog(self) -> list[dict[str, Any]]:
+        """``GET /v2/catalog/gpus``, checked (``runpod_gpus.checked``)."""
+        return runpod_gpus.checked(self.rest.get("/v2/catalog/gpus"))
 
     def _resolve(self, plan: PodPlan) -> dict[str, Any]:
         return runpod_gpus.resolve(self.gpu_catalog(), plan.gpu, plan.cloud)
@@ -443,10 +482,14 @@ class RunPodProvider(TrainingProvider):
 
         keys = [self._public_key or sshkeys.public_key()]
         try:
-            registered = (self.rest.get("/v2/account/ssh-keys") or {}).get("keys", [])
+            body = self.rest.get("/v2/account/ssh-keys")
         except (ApiError, CredentialsError):  # a key scoped to pods only may not read them
+            body = None
+        registered = body.get("keys") if isinstance(body, dict) else None
+        if not isinstance(registered, list):
             registered = []
-        return list(dict.fromkeys(k.strip() for k in [*keys, *registered] if k.strip()))
+        texts = [k for k in [*keys, *registered] if isinstance(k, str)]
+        return list(dict.fromkeys(k.strip() for k in texts if k.strip()))
 
     def _create_pod(self, plan: PodPlan, gpu: dict[str, Any], env: dict[str, str]) -> dict:
         from ..httpapi import ApiError
@@ -466,23 +509,45 @@ class RunPodProvider(TrainingProvider):
         if plan.volume_gb:
             body["mounts"] = {"persistent": {"size": plan.volume_gb, "path": VOLUME_PATH}}
         try:
-            return self.rest.post(
-                "/v2/pods", body, recover=lambda: self._find_by_name(plan.pod_name)
+            answer = self.rest.post(
+                "/v2/pods",
+                body,
+                recover=lambda: self._find_by_name(plan.pod_name),
+                not_credentials=frozenset({403}),
             )
         except ApiError as e:
             raise _create_error(e, f"{plan.gpu.count}x {gpu['id']} ({plan.cloud})") from None
+        if isinstance(answer, dict) and isinstance(answer.get("id"), str) and answer["id"]:
+            return answer
+        return self._settle_unreadable(plan.pod_name, f"RunPod answered {_shape(answer)}")
+
+    def _settle_unreadable(self, pod_name: str, why: str) -> dict[str, Any]:
+        """A create that may have acted but whose answer names no pod: the pod it
+        made, found by name, or ``ResourceLeft`` so that its record is kept."""
+        try:
+            found = self._find_by_name(pod_name)
+        except TrainctlError as e:
+            raise ResourceLeft(
+                f"{why} to the create of {pod_name}, and looking it up failed too "
+                f"({e.message}); it may exist and bill"
+            ) from None
+        if found is not None:
+            return found
+        raise ResourceLeft(
+            f"{why} to the create of {pod_name}, and no pod of that name is listed yet; "
+            "it may still appear and bill"
+        )
 
     def _spot_quote(self, gpu_id: str, count: int, cloud: str) -> float:
         """RunPod's current lowest spot bid per GPU for this cloud."""
         data = self._gql(SPOT_PRICES, {"id": gpu_id, "gpuCount": count}, mutation=False)
         types = data.get("gpuTypes") or []
-        if not types:
+        if not isinstance(types, list) or not types:
             raise NoCapacity(f"RunPod offers no spot {gpu_id}")
-        t = types[0]
-        price = t.get(f"{cloud}SpotPrice") or (t.get("lowestPrice") or {}).get("minimumBidPrice")
-        if not price:
+        price = spot_price(types[0], cloud)
+        if price is None:
             raise NoCapacity(f"RunPod offers no spot {gpu_id} on its {cloud} cloud")
-        return float(price)
+        return price
 
     def _bid(self, plan: PodPlan, gpu_id: str) -> float:
         if plan.max_price is not None:
@@ -514,10 +579,11 @@ class RunPodProvider(TrainingProvider):
             return {"data": {"podRentInterruptable": found}} if found else None
 
         data = self._gql(RENT_SPOT, {"input": spec}, mutation=True, recover=recover)
-        pod = data.get("podRentInterruptable") or {}
-        if not pod.get("id"):
-            raise NoCapacity(f"RunPod rented no spot {gpu['id']} (empty answer)")
-        return str(pod["id"])
+        pod = data.get("podRentInterruptable")
+        if isinstance(pod, dict) and isinstance(pod.get("id"), str) and pod["id"]:
+            return pod["id"]
+        why = f"RunPod answered podRentInterruptable with {_shape(pod)}"
+        return str(self._settle_unreadable(plan.pod_name, why)["id"])
 
     def get_resource_status(self, resource_id: str) -> ResourceStatus:
         return self._status(self._own_pod(resource_id))
@@ -589,11 +655,17 @@ class RunPodProvider(TrainingProvider):
         """Wait until the pod runs and its sshd lets trainctl in. ``release`` (on a new
         pod) terminates it when that does not happen; without it the pod is left be."""
         probed: set[str] = set()
+        undirected_since: list[float] = []  # when it was first seen RUNNING without one
 
         def poll() -> Probe:
             pod = self._get_pod(pod_id)
             if not _look(pod).ready:
-                return Probe(pod)
+                if pod.get("status") != "RUNNING":
+                    return Probe(pod)
+                undirected_since[:1] = undirected_since[:1] or [time.monotonic()]
+                if time.monotonic() - undirected_since[0] < self.direct_ssh_grace:
+                    return Probe(pod)
+                return Probe(pod, failure=_no_direct_ssh(pod, self.direct_ssh_grace))
             # a new pod on an address an earlier one had: its host key is new too
             error = _remote(pod).probe_login(probed, timeout=SSH_PROBE_TIMEOUT)
             return Probe(pod, ssh_ok=error is None, ssh_error=error)
@@ -722,12 +794,109 @@ class Probe:
     pod: dict[str, Any]
     ssh_ok: bool = False
     ssh_error: str | None = None
+    failure: str | None = None
 
     def seen(self) -> Seen:
+        if self.failure:
+            return Seen(str(self.pod.get("status")), failure=self.failure)
         seen = _look(self.pod)
         if not seen.ready or self.ssh_ok:
             return seen
         return Seen(f"RUNNING, waiting for sshd ({self.ssh_error})")
+
+
+def spot_price(gpu_type: Any, cloud: str, *, lowest: bool = True) -> float | None:
+    """The spot $/hour per GPU a GraphQL ``gpuTypes`` entry gives for ``cloud`` (or,
+    with ``lowest``, its minimum bid), None when it gives no usable number."""
+    if not isinstance(gpu_type, dict):
+        return None
+    lowest_price = gpu_type.get("lowestPrice") if lowest else None
+    candidates = [
+        gpu_type.get(f"{cloud}SpotPrice"),
+        lowest_price.get("minimumBidPrice") if isinstance(lowest_price, dict) else None,
+    ]
+    for value in candidates:
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            return float(value)
+    return None
+
+
+def _no_direct_ssh(pod: dict[str, Any], grace: float) -> str:
+    cloud = str(pod.get("cloud") or "").lower()
+    advice = (
+        "try --cloud secure, whose pods have public IPs"
+        if cloud != "secure"
+        else "try another --gpu or --region"
+    )
+    return (
+        f"it has run {grace:g} s without a direct SSH endpoint (no public IP on its host), "
+        f"which rsync and trainctl need; {advice}"
+    )
+
+
+#: the fields of a pod trainctl reads, with the types they may have (None: absent/null)
+_POD_FIELDS: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "status": (str,),
+    "gpu": (dict,),
+    "ssh": (dict,),
+    "env": (dict,),
+    "mounts": (dict,),
+    "cost": (int, float),
+    "cloud": (str,),
+    "image": (str,),
+    "disk": (int,),
+    "dataCenterId": (str,),
+    "createdAt": (str,),
+}
+
+
+def _checked_pod(pod: Any, what: str) -> dict[str, Any]:
+    """``pod`` if it is a pod as RunPod's document describes the fields trainctl
+    reads; ``OperationFailed`` (one line) otherwise."""
+    problems = []
+    if not isinstance(pod, dict) or not isinstance(pod.get("id"), str) or not pod["id"]:
+        problems.append(f"a pod without an id ({_shape(pod)})")
+    else:
+        for key, types in _POD_FIELDS.items():
+            value = pod.get(key)
+            if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+                problems.append(f"{key} is {_shape(value)}")
+        ssh = pod.get("ssh")
+        direct = ssh.get("direct") if isinstance(ssh, dict) else None
+        if direct is not None and not (
+            isinstance(direct, dict)
+            and isinstance(direct.get("host"), str)
+            and isinstance(direct.get("port"), int)
+            and isinstance(direct.get("username"), str)
+        ):
+            problems.append(f"ssh.direct is {_shape(direct)}")
+        gpu = pod.get("gpu")
+        if isinstance(gpu, dict) and not (
+            isinstance(gpu.get("id", ""), str) and isinstance(gpu.get("count", 1), int)
+        ):
+            problems.append(f"gpu is {_shape(gpu)}")
+        created = pod.get("createdAt")
+        if isinstance(created, str):
+            try:
+                datetime.fromisoformat(created)
+            except ValueError:
+                problems.append(f"createdAt is {created[:40]!r}")
+    if problems:
+        raise OperationFailed(f"RunPod {what} answered an unreadable pod: {'; '.join(problems)}")
+    return pod
+
+
+def _shape(value: Any) -> str:
+    """A short description of an unexpected value, for one-line errors."""
+    if value is None:
+        return "nothing (null or empty)"
+    if isinstance(value, dict):
+        keys = ", ".join(repr(k)[:24] for k in list(value)[:4])
+        return "an object" + (f" with {keys}" if value else " (empty)")
+    if isinstance(value, list):
+        return f"a list of {len(value)}"
+    return f"{type(value).__name__} {str(value)[:40]!r}"
 
 
 def _remote(pod: dict[str, Any]) -> SSHRemote:
@@ -762,6 +931,13 @@ def _create_error(e: Any, what: str) -> Exception:
             f"RunPod refused the pod: {e.detail or 'insufficient balance'}",
             hint="add credit to the RunPod account",
         )
+    if e.status == 403:
+        # createPod's 403: "your account cannot access the requested pool" (skip it)
+        return NoCapacity(
+            f"RunPod's {what} is not available to this account (403: it cannot use that "
+            f"GPU pool{': ' + e.detail if e.detail else ''})",
+            hint="pick another --gpu or --cloud, or use --provider cheapest",
+        )
     if e.status == 404:
         return BadInput(f"RunPod refused the pod: {e.detail}")
     return e
@@ -772,6 +948,11 @@ def _graphql_error(errors: list[Any]) -> Exception:
         str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in errors[:5]
     )
     lower = text.lower()
+    if _SPOT_GONE.search(text):
+        return NoCapacity(
+            f"{SPOT_GONE} (its GraphQL API no longer knows spot rentals or prices)",
+            hint="drop --spot, or add --spot-fallback to rent on-demand instead",
+        )
     if "unauthorized" in lower or "api key" in lower:
         return CredentialsError(f"RunPod rejected the API key: {text}", hint=CREDENTIALS_HINT)
     if "bid" in lower:

@@ -16,10 +16,11 @@ import json
 import re
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ..catalog import gpus as naming
-from ..errors import BadInput
+from ..errors import BadInput, OperationFailed
 from ..home import home, write_private
 from ..types import GpuSpec
 
@@ -39,6 +40,10 @@ def _canonical(gpu: dict[str, Any]) -> str:
     return naming.canonical(gpu["id"], gpu.get("memory")) or naming.derived_name(gpu["name"])
 
 
+def cache_path() -> Path:
+    return home() / "cache" / "runpod-gpus.json"
+
+
 def load_catalog(
     fetch: Callable[[], list[dict[str, Any]]],
     source: str,
@@ -47,17 +52,58 @@ def load_catalog(
     clock: Callable[[], float] = time.time,
 ) -> list[dict[str, Any]]:
     """The GPU types, from the cache under the trainctl home when it is younger than
-    ``ttl`` and was read from the same ``source`` (API URL), else from ``fetch()``."""
-    path = home() / "cache" / "runpod-gpus.json"
+    ``ttl``, was read from the same ``source`` (API URL) and holds a usable catalog,
+    else from ``fetch()`` (which must return a ``checked`` catalog)."""
     try:
-        cached = json.loads(path.read_text())
+        cached = json.loads(cache_path().read_text())
         if cached["source"] == source and clock() - cached["fetched_at"] < ttl:
-            return cached["gpus"]
-    except (OSError, ValueError, KeyError, TypeError):
+            return checked({"gpus": cached["gpus"]})
+    except (OSError, ValueError, KeyError, TypeError, OperationFailed):
         pass
     gpus = fetch()
-    write_private(path, json.dumps({"source": source, "fetched_at": clock(), "gpus": gpus}))
+    store_catalog(gpus, source, clock=clock)
     return gpus
+
+
+def store_catalog(
+    gpus: list[dict[str, Any]], source: str, *, clock: Callable[[], float] = time.time
+) -> None:
+    """Replace the cache (``trainctl catalog refresh`` does, so a fresh read wins)."""
+    write_private(cache_path(), json.dumps({"source": source, "fetched_at": clock(), "gpus": gpus}))
+
+
+def checked(body: Any) -> list[dict[str, Any]]:
+    """The GPU types of a ``GET /v2/catalog/gpus`` answer, or ``OperationFailed``
+    when it holds none or entries of the wrong shape: such an answer is never
+    cached, or every create would fail on "unknown RunPod GPU" for hours."""
+    gpus = body.get("gpus") if isinstance(body, dict) else None
+    if not isinstance(gpus, list) or not gpus:
+        raise OperationFailed(
+            "RunPod's GPU catalog (GET /v2/catalog/gpus) came back "
+            + ("empty" if isinstance(gpus, list) else "unreadable")
+            + "; nothing was cached",
+            hint="try again in a moment",
+        )
+    for gpu in gpus:
+        if not (
+            isinstance(gpu, dict)
+            and isinstance(gpu.get("id"), str)
+            and isinstance(gpu.get("name"), str)
+            and isinstance(gpu.get("price"), dict)
+            and all(_number(v) for v in gpu["price"].values())
+            and isinstance(gpu.get("maxCount") or {}, dict)
+            and all(_number(v) for v in (gpu.get("maxCount") or {}).values())
+            and (gpu.get("memory") is None or _number(gpu["memory"]))
+        ):
+            raise OperationFailed(
+                "RunPod's GPU catalog (GET /v2/catalog/gpus) holds an entry trainctl "
+                f"cannot read ({ascii(gpu)[:80]}); nothing was cached"
+            )
+    return gpus
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def resolve(catalog: list[dict[str, Any]], spec: GpuSpec, cloud: str) -> dict[str, Any]:
