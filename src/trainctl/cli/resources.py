@@ -179,7 +179,7 @@ def terminate(resource: str, yes: bool, json_mode: bool) -> None:
     out = Output(json_mode)
     if json_mode:
         # a provider's answer may not carry the name; the record does
-        out.emit({**st.to_dict(), "name": st.name or record.name})
+        out.emit({**st.to_dict(), "name": st.name or name})
     else:
         out.info(f"terminated {what}{name} ({rid})" + (f": {st.reason}" if st.reason else ""))
 
