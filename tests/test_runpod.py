@@ -617,6 +617,15 @@ def test_any_pod_answer_is_read_or_refused_in_one_line(pod):
     _look(checked)
 
 
+def test_a_gpu_offered_on_a_cloud_without_a_price_there_is_not_rented():
+    """Found by the property test below: ``price`` lacking the cloud's key."""
+    gpu = {**GPUS[0], "price": {}}
+    with pytest.raises(BadInput):
+        runpod_gpus.resolve(
+            runpod_gpus.checked({"gpus": [gpu]}), GpuSpec.parse(gpu["id"]), "secure"
+        )
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.fixed_dictionaries({"gpus": st.lists(GPUISH, min_size=1, max_size=3)}) | JSON)
 def test_any_gpu_catalog_answer_is_read_or_refused_in_one_line(body):

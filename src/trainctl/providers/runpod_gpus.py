@@ -117,7 +117,11 @@ def resolve(catalog: list[dict[str, Any]], spec: GpuSpec, cloud: str) -> dict[st
     if not matches:
         raise BadInput(f"unknown RunPod GPU {spec.name!r}: {_suggest(catalog, spec.name)}")
     usable = [
-        g for g in matches if g.get(cloud) and (g.get("maxCount") or {}).get(cloud, 0) >= spec.count
+        g
+        for g in matches
+        if g.get(cloud)
+        and _number(g["price"].get(cloud))  # offered there, yet without a price: not rentable
+        and (g.get("maxCount") or {}).get(cloud, 0) >= spec.count
     ]
     if not usable:
         offers = ", ".join(
