@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import interrupts, registry
@@ -563,6 +563,14 @@ def run(
             with interrupts.deferred():
                 tc.terminate(record.id)
             result.terminated = True
+            if result.job and not result.job.status.is_final:
+                # followed no further (a second interrupt cut the cancel short): the
+                # release ends the job, so its last-seen "running" is no longer true
+                result.job = replace(
+                    result.job,
+                    status=ExecutionStatus.CANCELLED,
+                    reason=f"ended by releasing {record.name}",
+                )
     return result
 
 
