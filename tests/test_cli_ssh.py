@@ -82,3 +82,30 @@ def test_create_errors_are_one_line(sshd: SSHServer, ssh_machine: Machine, tmp_p
         (error,) = [ln for ln in r.err.splitlines() if ln.startswith("error")]
         assert needle in error and "Traceback" not in r.err, r.err
     assert trainctl("list", "--json").json()["resources"] == []
+
+
+def test_run_on_ssh_names_the_directory_it_leaves(sshd: SSHServer, ssh_machine: Machine, tmp_path):
+    """`run` releases an ssh machine as `terminate` does, which leaves the
+    registration's directory (code, checkpoints, logs) on the host: it says so."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "job.py").write_text(JOB)
+    r = trainctl(
+        "run", "-p", "ssh", "--host", ssh_machine.target, "--key", str(sshd.client_key),
+        "-w", str(project), "--output-dir", str(tmp_path / "out"), "--json",
+        "--", "python3", "job.py",
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    result = r.json()
+    rid = result["resource"]["id"]
+    assert result["terminated"] is True
+    left = f"left ~/.trainctl/{rid} on {ssh_machine.target}"
+    assert left in result["released_note"]
+    assert (ssh_machine.home / ".trainctl" / rid / "work" / "checkpoints" / "model.txt").exists()
+
+    plain = trainctl(
+        "run", "-p", "ssh", "--host", ssh_machine.target, "--key", str(sshd.client_key),
+        "-w", str(project), "--output-dir", str(tmp_path / "out2"), "--", "python3", "job.py",
+    )  # fmt: skip
+    assert plain.code == 0, plain.err
+    assert "terminated tc-" in plain.err and ": left ~/.trainctl/ssh-" in plain.err, plain.err

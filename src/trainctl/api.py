@@ -463,6 +463,9 @@ class RunResult:
     interrupted: str | None = None
     #: why the job was lost with its machine, if it was
     lost: str | None = None
+    #: what the release says it left behind (an ssh host keeps the registration's
+    #: directory, with checkpoints a skipped download did not bring home)
+    released_note: str | None = None
 
     @property
     def exit_code(self) -> int:
@@ -486,6 +489,7 @@ class RunResult:
             "kept_reason": self.kept_reason,
             "interrupted": self.interrupted,
             "lost": self.lost,
+            "released_note": self.released_note,
             "exit_code": self.exit_code,
         }
 
@@ -561,7 +565,7 @@ def run(
             if result.interrupted:
                 say(f"releasing {record.name}")
             with interrupts.deferred():
-                tc.terminate(record.id)
+                result.released_note = tc.terminate(record.id).reason
             result.terminated = True
             if result.job and not result.job.status.is_final:
                 # followed no further (a second interrupt cut the cancel short): the
