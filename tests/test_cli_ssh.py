@@ -109,3 +109,32 @@ def test_run_on_ssh_names_the_directory_it_leaves(sshd: SSHServer, ssh_machine: 
     )  # fmt: skip
     assert plain.code == 0, plain.err
     assert "terminated tc-" in plain.err and ": left ~/.trainctl/ssh-" in plain.err, plain.err
+
+
+def test_ctrl_c_while_checking_a_host_leaves_no_record(tmp_path):
+    """Ctrl-C while `create` waits for a host that never answers: nothing was
+    registered, so nothing is left in `list` (not a `creating` placeholder)."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as silent:  # accepts the connection, never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "trainctl", "create", "-p", "ssh",
+             "--host", f"u@127.0.0.1:{port}", "--name", "slow"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        silent.settimeout(30)
+        conn, _ = silent.accept()  # ssh is connected: the check has begun
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)  # the trainctl process this test started
+        _, err = proc.communicate(timeout=30)
+        conn.close()
+    assert proc.returncode == 130, err
+    assert trainctl("list", "--json").json()["resources"] == []
+    assert trainctl("create", "-p", "local", "--name", "slow").code == 0  # the name is free

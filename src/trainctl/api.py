@@ -134,7 +134,25 @@ class Trainctl:
             # The provider reports its own failures after cleaning up what it made.
             self.store.abandon_create(intent)
             raise
+        except KeyboardInterrupt:
+            if provider.create_settles_at_once:
+                with interrupts.deferred():
+                    self._settle_interrupted(intent, options.name, provider)
+            raise
         return self.store.finish_create(intent, status)
+
+    def _settle_interrupted(self, intent: str, name: str, provider: TrainingProvider) -> None:
+        """Record what an interrupted create made (found by name), or drop its intent
+        when it made nothing; left as it is when the provider cannot be asked."""
+        try:
+            listed = provider.list_resources()
+        except TrainctlError:
+            return
+        found = [s for s in listed if (s.tags.get(TAG_NAME) or s.name) == name]
+        if found:
+            self.store.finish_create(intent, found[0])
+        else:
+            self.store.abandon_create(intent)
 
     def _create_cheapest(
         self, options: CreateResourceOptions, *, progress: Progress | None = None

@@ -54,6 +54,10 @@ class TrainingProvider(ABC):
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
     #: keys of ``CreateResourceOptions.extra`` this provider reads (flags like --host)
     extra_options: ClassVar[frozenset[str]] = frozenset()
+    #: True when an interrupted create cannot still act afterwards (no cloud call in
+    #: flight): what it made, if anything, shows in ``list_resources`` at once, so
+    #: its intent is settled there and then instead of lingering as ``creating``
+    create_settles_at_once: ClassVar[bool] = False
 
     # --- control plane, supplied by each provider -------------------------------
 
