@@ -3,7 +3,10 @@
 It learns a noisy two-spiral classification problem made on the fly (no download),
 writes a checkpoint after every epoch to TRAINCTL_CHECKPOINT_DIR, and resumes from
 the newest checkpoint there when one exists: run it twice and the second run
-continues where the first stopped.
+continues where the first stopped. On SIGTERM (`trainctl cancel`, or Ctrl-C on
+`trainctl run`) it finishes the current epoch, saves its checkpoint and exits 143;
+a checkpoint is written under a temporary name first, so one cut short is never
+taken for the newest.
 
     python train.py --epochs 5
     LR=0.05 EPOCHS=3 python train.py      # or from the environment (trainctl -e LR=0.05)
@@ -16,6 +19,8 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -83,6 +88,9 @@ def main() -> None:
         start_epoch = int(state["epoch"])
         print(f"resumed from {latest.name} (epoch {start_epoch})", flush=True)
 
+    stopping: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
+
     job = os.environ.get("TRAINCTL_JOB_ID", "local")
     print(
         f"job {job}: training epochs {start_epoch + 1}..{args.epochs}, lr {args.lr:g}",
@@ -104,15 +112,20 @@ def main() -> None:
         with torch.no_grad():
             accuracy = (model(x_val).argmax(1) == y_val).float().mean().item()
         path = ckpt_dir / f"epoch-{epoch}.pt"
+        partial = ckpt_dir / f".epoch-{epoch}.pt.partial"
         torch.save(
             {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch},
-            path,
+            partial,
         )
+        os.replace(partial, path)
         print(
             f"epoch {epoch}/{args.epochs} loss {total / len(x_train):.4f} "
             f"val_acc {accuracy:.3f} ({time.time() - began:.1f}s) -> {path.name}",
             flush=True,
         )
+        if stopping:
+            print(f"SIGTERM: stopped after epoch {epoch}, checkpoint {path.name} saved", flush=True)
+            sys.exit(128 + signal.SIGTERM)
     print("done", flush=True)
 
 

@@ -82,3 +82,59 @@ def test_create_errors_are_one_line(sshd: SSHServer, ssh_machine: Machine, tmp_p
         (error,) = [ln for ln in r.err.splitlines() if ln.startswith("error")]
         assert needle in error and "Traceback" not in r.err, r.err
     assert trainctl("list", "--json").json()["resources"] == []
+
+
+def test_run_on_ssh_names_the_directory_it_leaves(sshd: SSHServer, ssh_machine: Machine, tmp_path):
+    """`run` releases an ssh machine as `terminate` does, which leaves the
+    registration's directory (code, checkpoints, logs) on the host: it says so."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "job.py").write_text(JOB)
+    r = trainctl(
+        "run", "-p", "ssh", "--host", ssh_machine.target, "--key", str(sshd.client_key),
+        "-w", str(project), "--output-dir", str(tmp_path / "out"), "--json",
+        "--", "python3", "job.py",
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    result = r.json()
+    rid = result["resource"]["id"]
+    assert result["terminated"] is True
+    left = f"left ~/.trainctl/{rid} on {ssh_machine.target}"
+    assert left in result["released_note"]
+    assert (ssh_machine.home / ".trainctl" / rid / "work" / "checkpoints" / "model.txt").exists()
+
+    plain = trainctl(
+        "run", "-p", "ssh", "--host", ssh_machine.target, "--key", str(sshd.client_key),
+        "-w", str(project), "--output-dir", str(tmp_path / "out2"), "--", "python3", "job.py",
+    )  # fmt: skip
+    assert plain.code == 0, plain.err
+    assert "terminated tc-" in plain.err and ": left ~/.trainctl/ssh-" in plain.err, plain.err
+
+
+def test_ctrl_c_while_checking_a_host_leaves_no_record(tmp_path):
+    """Ctrl-C while `create` waits for a host that never answers: nothing was
+    registered, so nothing is left in `list` (not a `creating` placeholder)."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as silent:  # accepts the connection, never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "trainctl", "create", "-p", "ssh",
+             "--host", f"u@127.0.0.1:{port}", "--name", "slow"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        silent.settimeout(30)
+        conn, _ = silent.accept()  # ssh is connected: the check has begun
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)  # the trainctl process this test started
+        _, err = proc.communicate(timeout=30)
+        conn.close()
+    assert proc.returncode == 130, err
+    assert trainctl("list", "--json").json()["resources"] == []
+    assert trainctl("create", "-p", "local", "--name", "slow").code == 0  # the name is free

@@ -137,6 +137,21 @@ def test_second_ctrl_c_skips_the_download_and_still_releases(project, tmp_path):
     assert live_resources() == []
 
 
+def test_second_ctrl_c_reports_the_job_ended_by_the_release(project, tmp_path):
+    """The cancel cut short leaves the job last seen running; the release ends it,
+    and the final line says so instead of calling it running."""
+    run = start_run(project, tmp_path / "out", env={"SAVE_SECONDS": "30"})
+    run.wait_for(run.out, "epoch 1 done")
+    run.signal(signal.SIGINT)
+    run.wait_for(run.err, "cancelling job")
+    time.sleep(0.3)
+    run.signal(signal.SIGINT)
+    assert run.finish() == 130, run.stderr
+    job_id = run.stderr.split("cancelling job ", 1)[1].split()[0]
+    assert f"job {job_id} running" not in run.stderr
+    assert f"job {job_id} cancelled: ended by releasing tc-" in run.stderr, run.stderr
+
+
 def test_ctrl_c_with_keep_leaves_the_job_and_the_machine(project, tmp_path):
     run = start_run(project, tmp_path / "out", "--keep")
     run.wait_for(run.out, "epoch 1 done")

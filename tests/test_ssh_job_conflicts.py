@@ -60,3 +60,26 @@ def test_second_job_refused_on_a_shared_checkpoint_dir_or_a_sync(box, tmp_path):
     after = trainctl(*train, "--", "echo", "after")
     assert after.code == 0, after.err
     assert trainctl("download", box, "b.txt", str(tmp_path / "b.txt")).code == 0
+
+
+def test_the_checkpoint_dir_hint_leads_to_a_train_that_is_accepted(box, tmp_path):
+    """Refused for a shared checkpoint directory while syncing, the hint names what
+    the next try needs: another --checkpoint-dir and, since a sync is refused too
+    while the job runs, --no-sync. Following only half of it is refused again."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "a.txt").write_text("a")
+    first = trainctl("train", box, "-w", str(project), "-d", "--json", "--", "sleep", "60")
+    assert first.code == 0, first.err
+    job = first.json()["job_id"]
+
+    same = trainctl("train", box, "-w", str(project), "-d", "--", "echo", "two")
+    assert same.code == 2
+    assert "same checkpoint directory" in _error_line(same)
+    assert "(--checkpoint-dir DIR, with --no-sync)" in same.err, same.err
+
+    half = trainctl("train", box, "-w", str(project), "--checkpoint-dir", "o", "--", "echo", "x")
+    assert half.code == 2  # another directory alone is not enough while syncing
+    full = trainctl("train", box, "--checkpoint-dir", "o", "--no-sync", "--", "echo", "ok")
+    assert full.code == 0 and "ok" in full.out, full.err
+    assert trainctl("cancel", job, "--grace", "1").code == 0

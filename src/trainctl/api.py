@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import interrupts, registry
@@ -135,7 +135,25 @@ class Trainctl:
             # what it made.
             self.store.abandon_create(intent)
             raise
+        except KeyboardInterrupt:
+            if provider.create_settles_at_once:
+                with interrupts.deferred():
+                    self._settle_interrupted(intent, options.name, provider)
+            raise
         return self.store.finish_create(intent, status)
+
+    def _settle_interrupted(self, intent: str, name: str, provider: TrainingProvider) -> None:
+        """Record what an interrupted create made (found by name), or drop its intent
+        when it made nothing; left as it is when the provider cannot be asked."""
+        try:
+            listed = provider.list_resources()
+        except TrainctlError:
+            return
+        found = [s for s in listed if (s.tags.get(TAG_NAME) or s.name) == name]
+        if found:
+            self.store.finish_create(intent, found[0])
+        else:
+            self.store.abandon_create(intent)
 
     def _create_cheapest(
         self, options: CreateResourceOptions, *, progress: Progress | None = None
@@ -475,6 +493,9 @@ class RunResult:
     interrupted: str | None = None
     #: why the job was lost with its machine, if it was
     lost: str | None = None
+    #: what the release says it left behind (an ssh host keeps the registration's
+    #: directory, with checkpoints a skipped download did not bring home)
+    released_note: str | None = None
 
     @property
     def exit_code(self) -> int:
@@ -498,6 +519,7 @@ class RunResult:
             "kept_reason": self.kept_reason,
             "interrupted": self.interrupted,
             "lost": self.lost,
+            "released_note": self.released_note,
             "exit_code": self.exit_code,
         }
 
@@ -573,8 +595,16 @@ def run(
             if result.interrupted:
                 say(f"releasing {record.name}")
             with interrupts.deferred():
-                tc.terminate(record.id)
+                result.released_note = tc.terminate(record.id).reason
             result.terminated = True
+            if result.job and not result.job.status.is_final:
+                # followed no further (a second interrupt cut the cancel short): the
+                # release ends the job, so its last-seen "running" is no longer true
+                result.job = replace(
+                    result.job,
+                    status=ExecutionStatus.CANCELLED,
+                    reason=f"ended by releasing {record.name}",
+                )
     return result
 
 

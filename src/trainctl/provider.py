@@ -54,6 +54,10 @@ class TrainingProvider(ABC):
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
     #: keys of ``CreateResourceOptions.extra`` this provider reads (flags like --host)
     extra_options: ClassVar[frozenset[str]] = frozenset()
+    #: True when an interrupted create cannot still act afterwards (no cloud call in
+    #: flight): what it made, if anything, shows in ``list_resources`` at once, so
+    #: its intent is settled there and then instead of lingering as ``creating``
+    create_settles_at_once: ClassVar[bool] = False
 
     # --- control plane, supplied by each provider -------------------------------
 
@@ -212,8 +216,11 @@ class TrainingProvider(ABC):
                     f"job {other['job_id']} is running on {rt.resource_id} with the same "
                     f"checkpoint directory ({job.checkpoint_dir}): a second job would "
                     "overwrite its files",
-                    hint="give this job another one (--checkpoint-dir DIR), wait for "
-                    f"{other['job_id']} to end, or cancel it: trainctl cancel {other['job_id']}",
+                    hint="give this job another one (--checkpoint-dir DIR"
+                    # a sync is refused too while the job runs: say so up front
+                    + (", with --no-sync" if job.workdir is not None else "")
+                    + f"), wait for {other['job_id']} to end, or cancel it: "
+                    f"trainctl cancel {other['job_id']}",
                 )
         if job.workdir is not None:
             other_id = running[0]["job_id"]

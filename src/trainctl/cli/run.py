@@ -136,7 +136,8 @@ def _run(provider, command, outputs, output_dir, keep, grace, json_mode, **flags
     if result.lost:
         click.echo(f"error: {result.lost}", err=True)
     if result.terminated:
-        click.echo(f"terminated {rname}", err=True)
+        note = f": {result.released_note}" if result.released_note else ""
+        click.echo(f"terminated {rname}{note}", err=True)
     elif result.kept_reason:
         hint = (
             reattach_hint(result.job.job_id, rname)

@@ -28,6 +28,7 @@ RECORD = "resource.json"
 class LocalProvider(TrainingProvider):
     name = "local"
     capabilities = frozenset({Capability.CREATE, Capability.DOWNLOAD})
+    create_settles_at_once = True
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or home() / "local"

@@ -60,6 +60,7 @@ class SSHProvider(TrainingProvider):
     name = "ssh"
     capabilities = frozenset({Capability.CREATE, Capability.DOWNLOAD})
     extra_options = frozenset({"host", "key", "price_per_hour"})
+    create_settles_at_once = True
 
     def __init__(self, records: Path | None = None) -> None:
         self._records_path = records
