@@ -29,8 +29,8 @@ $(VENV)/.demo-installed: $(BIN)/python pyproject.toml examples/requirements.txt
 	$(BIN)/pip install -q -e . -r examples/requirements.txt
 	touch $@
 
-$(VENV)/.test-installed: $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q -e '.[test]'
+$(VENV)/.test-installed: $(BIN)/python pyproject.toml examples/requirements.txt
+	$(BIN)/pip install -q -e '.[test]' -r examples/requirements.txt
 	touch $@
 
 demo: system-packages $(VENV)/.demo-installed
