@@ -293,3 +293,10 @@ def test_json_inside_the_job_command_is_the_jobs():
     assert r.code == 3 and r.err.startswith("error: ") and "{" not in r.err
     r = trainctl("train", "missing", "--no-sync", "--json", "echo")
     assert r.code == 3 and r.error()["exit_code"] == 3
+
+
+def test_json_errors_always_carry_the_documented_keys():
+    """The README's error document: type, message, exit_code and hint (null if none)."""
+    r = trainctl("status", "nosuch", "--json")
+    assert r.code == 3
+    assert set(r.error()) == {"type", "message", "exit_code", "hint"}

@@ -136,5 +136,6 @@ def test_ctrl_c_while_checking_a_host_leaves_no_record(tmp_path):
         _, err = proc.communicate(timeout=30)
         conn.close()
     assert proc.returncode == 130, err
+    assert err.decode().strip().splitlines()[-1] == "Ctrl-C: interrupted"
     assert trainctl("list", "--json").json()["resources"] == []
     assert trainctl("create", "-p", "local", "--name", "slow").code == 0  # the name is free

@@ -181,6 +181,8 @@ def test_train_and_monitor_stop_following_and_leave_the_job(project, signum):
     job_id = job["job_id"]
     assert job["status"] == "running"
     assert "keeps running on m1" in train.stderr
+    # what the user asked for is no error
+    assert not any(ln.startswith("error") for ln in train.stderr.splitlines()), train.stderr
     assert f"trainctl monitor {job_id} --follow" in train.stderr
     assert f"trainctl cancel {job_id}" in train.stderr
 

@@ -13,6 +13,7 @@ import sys
 
 import click
 
+from .. import interrupts
 from ..errors import TrainctlError
 from .output import error_document
 
@@ -138,7 +139,9 @@ def _fail(message: str, exit_code: int, kind: str, json_mode: bool, hint: str | 
     if json_mode:
         click.echo(error_document(kind, message, exit_code, hint), err=True)
     else:
-        click.echo(f"error: {message}" + (f" ({hint})" if hint else ""), err=True)
+        # an interrupt is what the user asked for, not an error
+        prefix = "" if kind == "interrupted" else "error: "
+        click.echo(f"{prefix}{message}" + (f" ({hint})" if hint else ""), err=True)
     return exit_code
 
 
@@ -163,8 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         result = cli.main(args=argv, prog_name="trainctl", standalone_mode=False)
     except click.exceptions.Exit as e:
         return e.exit_code
-    except click.exceptions.Abort:
-        return _fail("aborted", 130, "interrupted", _json_mode(argv))
+    except click.exceptions.Abort as e:
+        # click turns an interrupt during a command into Abort; a declined prompt is one too
+        cause = e.__cause__ if isinstance(e.__cause__, KeyboardInterrupt) else None
+        message = f"{interrupts.name(cause)}: interrupted" if cause else "aborted"
+        return _fail(message, 130, "interrupted", _json_mode(argv))
     except click.ClickException as e:
         _traceback()
         hint = None
@@ -176,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     except TrainctlError as e:
         _traceback()
         return _fail(e.message, e.exit_code, e.kind, _json_mode(argv), e.hint)
-    except KeyboardInterrupt:
-        return _fail("interrupted", 130, "interrupted", _json_mode(argv))
+    except KeyboardInterrupt as e:
+        return _fail(f"{interrupts.name(e)}: interrupted", 130, "interrupted", _json_mode(argv))
     except Exception as e:
         _traceback()
         return _fail(

@@ -185,9 +185,7 @@ class Tail:
 
 
 def error_document(kind: str, message: str, exit_code: int, hint: str | None = None) -> str:
-    err = {"type": kind, "message": message, "exit_code": exit_code}
-    if hint:
-        err["hint"] = hint
+    err = {"type": kind, "message": message, "exit_code": exit_code, "hint": hint}
     return json.dumps({"error": err})
 
 
