@@ -99,18 +99,9 @@ def list_tree(src: str) -> list[str]:
     """Paths under ``src`` that a sync would send, relative, under the same ignore rules
     as ``tree_args`` (rsync itself decides). Directories end with ``/``; symlinks are
     listed, not followed. For transports that move files without rsync."""
-    with tempfile.TemporaryDirectory(prefix="trainctl-list-") as empty:
-        argv = [require_rsync(), "-rl", "--dry-run", "-8", "--out-format=%n", *filter_args()]
-        proc = subprocess.run(
-            [*argv, src.rstrip("/") + "/", empty + "/"],
-            capture_output=True,
-            stdin=subprocess.DEVNULL,
-        )
-    if proc.returncode != 0:
-        err = proc.stderr.decode("utf-8", "replace").strip()
-        raise OperationFailed(f"cannot list {src}: {err or f'rsync exit {proc.returncode}'}")
     paths = []
-    for line in proc.stdout.decode("utf-8", "surrogateescape").splitlines():
+    out = _dry_run(src, "-8", "--out-format=%n")
+    for line in out.decode("utf-8", "surrogateescape").splitlines():
         name = _unescape(line)
         if name and name != "./":
             paths.append(name)
@@ -120,8 +111,15 @@ def list_tree(src: str) -> list[str]:
 def measure_tree(src: str) -> tuple[int, int]:
     """(files, bytes) a sync of ``src`` would send to an empty machine, under the same
     rules as ``tree_args``: measured before a sync to warn about a huge one."""
-    with tempfile.TemporaryDirectory(prefix="trainctl-measure-") as empty:
-        argv = [require_rsync(), "-rl", "--dry-run", "--stats", *filter_args()]
+    stats = parse_stats(_dry_run(src, "--stats").decode("utf-8", "replace"))
+    return stats.files_sent, stats.total_bytes
+
+
+def _dry_run(src: str, *options: str) -> bytes:
+    """What rsync, under the sync rules, would send of ``src`` to an empty directory
+    (its stdout with ``options``): nothing is copied."""
+    with tempfile.TemporaryDirectory(prefix="trainctl-dry-") as empty:
+        argv = [require_rsync(), "-rl", "--dry-run", *options, *filter_args()]
         proc = subprocess.run(
             [*argv, src.rstrip("/") + "/", empty + "/"],
             capture_output=True,
@@ -130,8 +128,7 @@ def measure_tree(src: str) -> tuple[int, int]:
     if proc.returncode != 0:
         err = proc.stderr.decode("utf-8", "replace").strip()
         raise OperationFailed(f"cannot list {src}: {err or f'rsync exit {proc.returncode}'}")
-    stats = parse_stats(proc.stdout.decode("utf-8", "replace"))
-    return stats.files_sent, stats.total_bytes
+    return proc.stdout
 
 
 def mark_output_dir(path: str) -> None:
