@@ -179,6 +179,7 @@ def test_locked_store_waits_the_busy_timeout_then_says_so(db, trainctl_home, loc
 
 
 def test_read_only_store_still_reads(db, trainctl_home):
+    workspaces = set((trainctl_home / "local").iterdir())
     db.chmod(0o444)
     listed = run_cli("list", "--json", unprivileged=True)
     assert listed.code == 0, listed.err
@@ -191,7 +192,7 @@ def test_read_only_store_still_reads(db, trainctl_home):
     assert r.code == 1
     line = one_line(r)
     assert "read-only" in line and str(db) in line and "chmod" in line
-    assert not (trainctl_home / "local" / "new").exists()
+    assert set((trainctl_home / "local").iterdir()) == workspaces  # nothing was made
 
 
 def test_read_only_home_still_reads(db, trainctl_home):
