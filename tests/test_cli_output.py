@@ -127,6 +127,32 @@ def test_downloads_report_bytes_as_they_come(sshd, ssh_machine, tmp_path, monkey
     assert j.json()["local_path"] == str(tmp_path / "b3") and "download:" in j.err
 
 
+def test_local_downloads_report_bytes_as_they_come(tmp_path, monkeypatch):
+    """A local download of a directory reports its bytes while it copies and ends in
+    the one summary line, like a download over rsync (it used to be silent)."""
+    from trainctl import sync
+    from trainctl.api import Trainctl
+    from trainctl.remote.base import TransferEvent
+
+    create("lbox")
+    (workspace,) = (Path(os.environ["TRAINCTL_HOME"]) / "local").iterdir()
+    out = workspace / "work" / "ckpt"
+    out.mkdir(parents=True)
+    size = 6 << 20
+    (out / "a.bin").write_bytes(os.urandom(size // 2))
+    (out / "b.bin").write_bytes(os.urandom(size // 2))
+    monkeypatch.setattr(sync, "EVENT_INTERVAL", 0.0)
+    events: list[str] = []
+    Trainctl().download("lbox", str(out), tmp_path / "dl", progress=events.append)
+    assert all(isinstance(e, TransferEvent) and e.what == "download" for e in events), events
+    moving = [e for e in events if not e.finished]
+    assert moving and moving[-1].total == size and moving[-1].done == size
+    assert events[-1].finished and events[-1].done == size and events[-1].files == 2
+    assert (tmp_path / "dl" / "a.bin").read_bytes() == (out / "a.bin").read_bytes()
+    r = trainctl("download", "lbox", str(out / "a.bin"), str(tmp_path / "one.bin"))
+    assert r.code == 0 and "download: 1 file, 3.1 MB in" in r.err, r.err
+
+
 def pty_pair():
     import pty
 

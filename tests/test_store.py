@@ -179,6 +179,7 @@ def test_locked_store_waits_the_busy_timeout_then_says_so(db, trainctl_home, loc
 
 
 def test_read_only_store_still_reads(db, trainctl_home):
+    workspaces = set((trainctl_home / "local").iterdir())
     db.chmod(0o444)
     listed = run_cli("list", "--json", unprivileged=True)
     assert listed.code == 0, listed.err
@@ -191,7 +192,7 @@ def test_read_only_store_still_reads(db, trainctl_home):
     assert r.code == 1
     line = one_line(r)
     assert "read-only" in line and str(db) in line and "chmod" in line
-    assert not (trainctl_home / "local" / "new").exists()
+    assert set((trainctl_home / "local").iterdir()) == workspaces  # nothing was made
 
 
 def test_read_only_home_still_reads(db, trainctl_home):
@@ -263,3 +264,17 @@ def test_terminate_on_a_read_only_store_releases_nothing(db, trainctl_home):
     assert workspace.is_dir()
     db.chmod(0o600)
     assert run_cli("terminate", "kept", "-y").code == 0
+
+
+def test_train_on_a_read_only_store_starts_nothing(db, trainctl_home, tmp_path):
+    """A job started whose record could not be written would run unknown to `jobs`
+    and `run`'s clean-up: the train is refused before anything reaches the machine."""
+    (workspace,) = (trainctl_home / "local").iterdir()
+    db.chmod(0o444)
+    r = run_cli("train", "kept", "--no-sync", "-d", "--", "echo", "hi", unprivileged=True)
+    assert r.code == 1, r.err
+    assert "read-only" in one_line(r)
+    assert not list(workspace.rglob("j-*")), "a job was started"
+    db.chmod(0o600)
+    assert run_cli("train", "kept", "--no-sync", "-d", "--", "echo", "hi").code == 0
+    assert list(workspace.rglob("j-*"))

@@ -109,6 +109,25 @@ def test_the_ssm_tree_sync_uses_the_same_rules(project):
     assert sorted(treesync.scan(project, {}).files) == ["ckpt.py", "list.py"]
 
 
+def test_what_a_cut_download_left_is_not_uploaded(project):
+    """A download cut inside the project (rsync's partial directory, a killed local or
+    SSM copy's temporary file) leaves partial data there: the next sync sends none of
+    it, by either sync."""
+    (project / "ckpt" / ".trainctl-partial").mkdir(parents=True)
+    (project / "ckpt" / ".trainctl-partial" / "model.pt").write_text("half")
+    (project / "ckpt" / ".model.pt.trainctl-part-1234").write_text("half")
+    (project / ".big.bin.trainctl-part-0a1b2c3d").write_text("half")
+    (project / "ckpt" / "model.pt").write_text("whole")
+    from trainctl.remote import treesync
+
+    expected = ["ckpt.py", "ckpt/model.pt", "list.py"]
+    assert sorted(p for p in sync.list_tree(str(project)) if not p.endswith("/")) == expected
+    assert sorted(treesync.scan(project, {}).files) == expected
+    r = trainctl("run", "-p", "local", "--", sys.executable, "list.py", cwd=project)
+    assert r.code == 0, r.err
+    assert sorted(files_seen(r.out)) == expected
+
+
 def test_home_and_root_are_refused_as_workdir(tmp_path):
     home = Path(os.environ["HOME"])
     (home / "train.py").write_text("print('ran')\n")

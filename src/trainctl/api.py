@@ -388,6 +388,7 @@ class Trainctl:
         self, ref: str, job: TrainingJob, *, progress: Progress | None = None
     ) -> TrainingStatus:
         record, provider = self._resolve(ref)
+        self.store.require_writable(f"a job on {record.name}")
         status = provider.train(record.id, job, progress=progress)
         self.store.add_job(record, status)
         return status

@@ -57,8 +57,15 @@ SECRET_PATTERNS = (
 )
 
 
+#: what a cut download leaves beside the file (``PARTIAL_DIR`` over rsync, a
+#: ``.NAME.trainctl-part-*`` file from a local or SSM copy that was killed): partial
+#: data of trainctl's own, never sent back to a machine
+DOWNLOAD_LEFTOVERS = (".trainctl-partial/", ".*.trainctl-part-*")
+
+
 def filter_args(protect: Sequence[str] = ()) -> list[str]:
     args = ["--exclude=/.git/", f"--exclude={OUTPUT_DIR}/"]
+    args += [f"--exclude={pattern}" for pattern in DOWNLOAD_LEFTOVERS]
     args += [f"--exclude={pattern}" for pattern in SECRET_PATTERNS]
     args += [f"--filter=:- {name}" for name in IGNORE_FILES]
     args += [f"--filter=P /{p.strip('/')}/" for p in protect]
@@ -149,7 +156,7 @@ def _unescape(name: str) -> str:
 
 
 #: where rsync keeps a cut download's partial file, in the file's own directory
-PARTIAL_DIR = ".trainctl-partial"
+PARTIAL_DIR = DOWNLOAD_LEFTOVERS[0].rstrip("/")
 
 
 def copy_args(src: str, dest: str) -> list[str]:

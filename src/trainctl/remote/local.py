@@ -6,24 +6,65 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from .. import sync
 from ..errors import NotFound, OperationFailed, RemoteError
-from .base import CommandResult, Progress, StreamingRemote, SyncResult
+from .base import CommandResult, Progress, StreamingRemote, SyncResult, TransferEvent
 
 
-def _copy_file(src: str | Path, dst: str | Path) -> None:
-    """Copy under a temporary name beside ``dst``, then rename: an interrupted copy
-    never leaves a truncated file under the final name nor destroys the one there."""
-    dst = Path(dst)
-    tmp = dst.with_name(f".{dst.name}.trainctl-part-{os.getpid()}")
-    try:
-        shutil.copy2(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
+class _Copier:
+    """Copies files for one download, reporting ``TransferEvent``s: the bytes so far
+    (at most every ``sync.EVENT_INTERVAL``), then one summary line, as rsync does.
+
+    Each file is written under a temporary name beside it, then renamed: an
+    interrupted copy never leaves a truncated file under the final name nor destroys
+    the one there."""
+
+    CHUNK = 1 << 20
+
+    def __init__(self, total: int, progress: Progress | None) -> None:
+        self.total, self.progress = total, progress
+        self.done = self.files = 0
+        self.began = self.shown = time.monotonic()
+
+    def __call__(self, src: str | Path, dst: str | Path) -> None:
+        dst = Path(dst)
+        tmp = dst.with_name(f".{dst.name}.trainctl-part-{os.getpid()}")
+        try:
+            with open(src, "rb") as fin, open(tmp, "wb") as fout:
+                while chunk := fin.read(self.CHUNK):
+                    fout.write(chunk)
+                    self.done += len(chunk)
+                    self._report()
+            shutil.copystat(src, tmp)
+            os.replace(tmp, dst)
+        finally:
+            tmp.unlink(missing_ok=True)
+        self.files += 1
+
+    def _report(self) -> None:
+        now = time.monotonic()
+        if self.progress and now - self.shown >= sync.EVENT_INTERVAL:
+            self.shown = now
+            self.progress(TransferEvent("download", self.done, self.total or None))
+
+    def finish(self) -> None:
+        if self.progress:
+            seconds = time.monotonic() - self.began
+            self.progress(
+                TransferEvent(
+                    "download", self.done, files=self.files, seconds=seconds, finished=True
+                )
+            )
+
+
+def _size(path: Path) -> int:
+    if not path.is_dir():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 class LocalRemote(StreamingRemote):
@@ -98,13 +139,13 @@ class LocalRemote(StreamingRemote):
         source = Path(src)
         if not source.exists():
             raise NotFound(f"{src} does not exist on {self.description}")
+        copy = _Copier(_size(source), progress)
         if source.is_dir():
             target = dest
-            shutil.copytree(source, target, dirs_exist_ok=True, copy_function=_copy_file)
+            shutil.copytree(source, target, dirs_exist_ok=True, copy_function=copy)
         else:
             target = dest / source.name if dest.is_dir() else dest
             target.parent.mkdir(parents=True, exist_ok=True)
-            _copy_file(source, target)
-        if progress:
-            progress(f"copied {src} -> {target}")
+            copy(source, target)
+        copy.finish()
         return target
