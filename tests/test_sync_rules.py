@@ -186,3 +186,15 @@ def test_progress_option_only_where_rsync_has_it(tmp_path, monkeypatch):
             assert ("--info=progress2" in sync.copy_args("a", "b")) == bool(expected)
     finally:
         sync.progress_args.cache_clear()
+
+
+def test_the_python_api_refuses_home_and_root_too(tmp_path):
+    """The refusal lives in TrainingJob, so library callers get it as the CLI does."""
+    from trainctl.errors import BadInput
+    from trainctl.types import TrainingJob
+
+    for workdir in ("/", os.environ["HOME"]):
+        with pytest.raises(BadInput, match="refusing to sync"):
+            TrainingJob(["true"], workdir=workdir)
+        assert TrainingJob(["true"], workdir=workdir, allow_any_workdir=True).workdir == workdir
+    assert TrainingJob(["true"], workdir=str(tmp_path)).workdir == str(tmp_path)

@@ -6,6 +6,7 @@ import enum
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from .errors import BadInput
@@ -123,12 +124,24 @@ class TrainingJob:
     checkpoint_dir: str = "checkpoints"  # relative to the synced copy on the machine
     delete: bool = False  # remove files on the machine that are gone locally
     job_id: str | None = None
+    #: sync ``/`` or the home directory all the same (refused otherwise: either sends
+    #: far more than a project, secrets included)
+    allow_any_workdir: bool = False
 
     def __post_init__(self) -> None:
         if not self.command:
             raise BadInput(
                 "empty command: give the command to run after --, e.g. -- python train.py"
             )
+        if self.workdir is not None and not self.allow_any_workdir:
+            resolved = Path(self.workdir).resolve()
+            if resolved in (Path("/"), Path.home().resolve()):
+                what = "/" if resolved == Path("/") else "your home directory"
+                raise BadInput(
+                    f"refusing to sync {what} ({resolved}) to the machine",
+                    hint="pick the project's directory with -w DIR, or pass --allow-any-workdir"
+                    " (allow_any_workdir=True)",
+                )
 
 
 @dataclass

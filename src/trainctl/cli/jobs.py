@@ -96,31 +96,25 @@ def build_job(
 ) -> TrainingJob:
     if not command:
         raise BadInput("empty command: give the command after --, e.g. -- python train.py")
-    if not no_sync:
-        _check_workdir(Path(workdir), allow_any_workdir)
+    if not no_sync and not Path(workdir).is_dir():
+        raise BadInput(f"workdir {workdir} does not exist or is not a directory")
     if Path(checkpoint_dir).is_absolute() or ".." in Path(checkpoint_dir).parts:
         raise BadInput("--checkpoint-dir must be a relative path inside the synced directory")
-    return TrainingJob(
+    job = TrainingJob(
         command=list(command),
         workdir=None if no_sync else str(Path(workdir).resolve()),
         env=job_env(envs, env_files),
         checkpoint_dir=checkpoint_dir,
         delete=delete,
+        allow_any_workdir=allow_any_workdir,
     )
+    if job.workdir is not None:
+        _warn_if_huge(Path(job.workdir))
+    return job
 
 
-def _check_workdir(workdir: Path, allow_any: bool) -> None:
-    """Refuse / and the home directory (a sync of either sends far more than a
-    project, secrets included) unless allowed; warn before a huge sync."""
-    if not workdir.is_dir():
-        raise BadInput(f"workdir {workdir} does not exist or is not a directory")
-    resolved = workdir.resolve()
-    if not allow_any and resolved in (Path("/"), Path.home().resolve()):
-        what = "/" if resolved == Path("/") else "your home directory"
-        raise BadInput(
-            f"refusing to sync {what} ({resolved}) to the machine",
-            hint="pick the project's directory with -w DIR, or pass --allow-any-workdir",
-        )
+def _warn_if_huge(resolved: Path) -> None:
+    """One line before a sync far larger than a project usually is."""
     from .. import sync
 
     files, size = sync.measure_tree(str(resolved))
@@ -133,13 +127,16 @@ def _check_workdir(workdir: Path, allow_any: bool) -> None:
 
 
 def follow(
-    tc: Trainctl, out: Output, job_id: str, resource: str, offset: int = 0
+    tc: Trainctl, out: Output, job_id: str, resource: str, tail: int | None = None
 ) -> TrainingStatus:
-    """Follow the job's log from byte ``offset`` to its end. An interrupt (Ctrl-C,
-    SIGTERM, SIGHUP) stops following only: the job keeps running, and the error says
-    how to come back."""
+    """Follow the job's log to its end (from its last ``tail`` lines, if given). An
+    interrupt (Ctrl-C, SIGTERM, SIGHUP) stops following only: the job keeps running,
+    and the error says how to come back."""
     try:
         with signals_interrupt():
+            offset = 0
+            if tail is not None:
+                _, offset = show_log(tc, job_id, tail=tail, sink=out.log_bytes)
             return tc.monitor(
                 job_id,
                 follow=True,
@@ -237,10 +234,7 @@ def monitor(ref: str, follow_log: bool, tail: int | None, json_mode: bool) -> in
             if not found:
                 raise NotFound(f"no jobs on {record.name}")
             job_id = found[-1].job_id
-        offset = 0
-        if tail is not None:
-            _, offset = show_log(tc, job_id, tail=tail, sink=out.log_bytes)
-        status = follow(tc, out, job_id, record.name, offset=offset)
+        status = follow(tc, out, job_id, record.name, tail=tail)
     if json_mode:
         out.emit(status.to_dict())
     else:
