@@ -981,3 +981,14 @@ def fake_runpod(sshd: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
         monkeypatch.setenv("TRAINCTL_RUNPOD_GRAPHQL_URL", server.graphql_url)
         yield server
         assert server.violations == []
+
+
+@pytest.fixture
+def runpod_cli(fake_runpod: Any, trainctl_home: Any) -> Any:
+    """``fake_runpod`` for tests that run the CLI in subprocesses: short polls,
+    through the provider's config table."""
+    trainctl_home.mkdir(parents=True, exist_ok=True)
+    (trainctl_home / "config.toml").write_text(
+        "[providers.runpod]\npoll_interval = 0.01\nready_timeout = 30\n"
+    )
+    return fake_runpod

@@ -17,16 +17,6 @@ print("args", sys.argv[1:], flush=True)
 """
 
 
-@pytest.fixture
-def runpod_cli(fake_runpod, trainctl_home):
-    """Short polls for the subprocesses, through the provider's config table."""
-    trainctl_home.mkdir(parents=True, exist_ok=True)
-    (trainctl_home / "config.toml").write_text(
-        "[providers.runpod]\npoll_interval = 0.01\nready_timeout = 30\n"
-    )
-    return fake_runpod
-
-
 def test_spot_community_pod_from_create_to_terminate(runpod_cli, tmp_path):
     fake = runpod_cli
     r = trainctl(

@@ -8,20 +8,9 @@ import subprocess
 import sys
 import threading
 
-import pytest
-
 from cli_helpers import trainctl
 from trainctl.store import Store
 from trainctl.types import ResourceState, ResourceStatus
-
-
-@pytest.fixture
-def runpod_cli(fake_runpod, trainctl_home):
-    trainctl_home.mkdir(parents=True, exist_ok=True)
-    (trainctl_home / "config.toml").write_text(
-        "[providers.runpod]\npoll_interval = 0.01\nready_timeout = 30\n"
-    )
-    return fake_runpod
 
 
 def hold_creates(fake) -> tuple[threading.Event, threading.Event]:

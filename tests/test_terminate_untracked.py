@@ -8,15 +8,6 @@ import pytest
 from cli_helpers import trainctl
 
 
-@pytest.fixture
-def runpod_cli(fake_runpod, trainctl_home):
-    trainctl_home.mkdir(parents=True, exist_ok=True)
-    (trainctl_home / "config.toml").write_text(
-        "[providers.runpod]\npoll_interval = 0.01\nready_timeout = 30\n"
-    )
-    return fake_runpod
-
-
 def lose_the_store(home) -> None:
     for path in home.glob("state.db*"):
         path.unlink()
