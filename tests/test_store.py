@@ -278,3 +278,16 @@ def test_train_on_a_read_only_store_starts_nothing(db, trainctl_home, tmp_path):
     db.chmod(0o600)
     assert run_cli("train", "kept", "--no-sync", "-d", "--", "echo", "hi").code == 0
     assert list(workspace.rglob("j-*"))
+
+
+def test_stop_on_a_read_only_store_leaves_the_pod_running(runpod_cli, trainctl_home):
+    """A stop whose new state cannot be recorded is refused before the provider acts."""
+    made = run_cli("create", "-p", "runpod", "-n", "rp", "--gpu", "RTX4090", "--json")
+    assert made.code == 0, made.err
+    pod_id = made.json()["id"]
+    (trainctl_home / "state.db").chmod(0o444)
+    r = run_cli("stop", "rp", "-y", unprivileged=True)
+    assert r.code == 1 and "read-only" in one_line(r)
+    assert runpod_cli.pods[pod_id].data["status"] == "RUNNING"
+    (trainctl_home / "state.db").chmod(0o600)
+    assert run_cli("terminate", "rp", "-y").code == 0

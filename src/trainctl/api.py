@@ -378,6 +378,7 @@ class Trainctl:
     def _stop_start(self, ref: str, action: str) -> ResourceStatus:
         record, provider = self._resolve(ref)
         require(provider, Capability.STOP_START)
+        self.store.require_writable(f"{action} {record.name}")
         status: ResourceStatus = getattr(provider, action)(record.id)
         self.store.update_status(status)
         return status
