@@ -42,6 +42,7 @@ def test_ssh_machine_from_create_to_terminate(sshd: SSHServer, ssh_machine: Mach
     st = trainctl("status", "box", "--json").json()
     assert st["state"] == "running" and st["raw_state"] == "reachable"
     assert st["ssh_user"] == ssh_machine.user and st["ssh_port"] == ssh_machine.port
+    assert "raw state: reachable" in trainctl("status", "box").out  # said in plain text too
 
     r = trainctl(
         "train", "box", "--workdir", str(project), "--env", "CODE=3", "--",

@@ -122,6 +122,10 @@ def _print_status(out: Output, status, json_mode: bool) -> None:
         "name": status.name,
         "provider": status.provider,
         "state": status.state.value + (f" ({status.reason})" if status.reason else ""),
+        # the provider's own word, where it says more (ssh: reachable or not)
+        "raw state": status.raw_state
+        if status.raw_state and status.raw_state.lower() != status.state.value
+        else None,
         "type": status.instance_type,
         "gpu": f"{status.gpu} x{status.gpu_count}" if status.gpu else None,
         "price": f"{money(status.cost_per_hour)}/h" if status.cost_per_hour is not None else None,
