@@ -353,3 +353,26 @@ def test_a_killed_local_download_keeps_the_good_copy(tmp_path):
     done = subprocess.run([sys.executable, "-c", COPY, str(machine), str(big), str(good)])
     assert done.returncode == 0
     assert good.stat().st_size == big.stat().st_size
+
+
+def test_a_job_cancelled_while_pending_never_starts(rt, tmp_path):
+    """Cancel before the supervisor has started: the job is cancelled, and a
+    supervisor that starts later does not run it after all."""
+    job_id = "j-late0001"
+    d = rt.remote.root / "jobs" / job_id
+    d.mkdir(parents=True)
+    work = rt.remote.root / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    (d / "cmd.json").write_text(
+        json.dumps({"argv": ["touch"], "cwd": str(work), "requested_at": time.time(), "owner": "m"})
+    )
+    assert rt.status(job_id).status is ExecutionStatus.PENDING
+    st = rt.cancel(job_id, grace=0.2)
+    assert st.status is ExecutionStatus.CANCELLED and "before it started" in st.reason
+    marker = tmp_path / "ran"
+    spec = {"argv": ["touch", str(marker)], "cwd": str(work), "env": {}, "checkpoint_dir": "ck"}
+    rt.ensure_installed()
+    late = rt.remote.run(rt._argv("supervise", job_id), input=json.dumps(spec).encode())
+    assert late.ok, late.error_text()
+    assert not marker.exists()
+    assert rt.status(job_id).status is ExecutionStatus.CANCELLED

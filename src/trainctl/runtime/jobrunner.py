@@ -414,6 +414,10 @@ def cmd_supervise(root, args):
     with open(os.path.join(d, "supervisor.started"), "w") as f:
         f.write(str(os.getpid()))
     spec = json.loads(sys.stdin.read())
+    if os.path.exists(os.path.join(d, "cancelled")):
+        # cancelled while pending: the job must not start after `cancelled` was said
+        _never_started(d)
+        return
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -567,12 +571,24 @@ def cancel_job(root, job_id, grace):
         pid = read_json(os.path.join(d, "pid.json"))
     if pid:
         _end_job(pid, job_id, grace)
+    else:
+        _never_started(d)  # a supervisor that starts later sees `cancelled` and stops
     deadline = now() + HEARTBEAT_SECONDS + 5
     while not os.path.exists(os.path.join(d, "exit.json")) and now() < deadline:
         if not supervisor_alive(pid or {}, job_id):
             break
         time.sleep(0.05)
     return job_status(root, job_id)
+
+
+def _never_started(d):
+    path = os.path.join(d, "exit.json")
+    if not os.path.exists(path):
+        write_json(
+            path,
+            {"exit_code": None, "signal": None, "ended_at": now(),
+             "reason": "cancelled before it started"},
+        )
 
 
 def _end_job(pid_info, job_id, grace):
