@@ -168,6 +168,18 @@ def test_unreadable_list_is_an_error_not_an_empty_account(fake):
     assert len(fake.live_vms()) == 1
 
 
+def test_a_listing_that_leaves_a_live_vm_out_does_not_end_its_record(fake):
+    """A well-formed list that lags (or leaves entries out) is checked against the
+    VM itself before its record is called terminated."""
+    assert trainctl("create", "-p", "lyceum", "--gpu", "A100:1", "-n", "live").code == 0
+    fake.rewrite_next(lambda d: {**d, "vms": []}, path_contains="/vms/list")
+    (listed,) = trainctl("list", "--refresh", "--json").json()["resources"]
+    assert listed["state"] == "running"
+    assert trainctl("terminate", "live", "-y").code == 0
+    (gone,) = [v for v in fake.vms.values()]
+    assert gone.status == "terminated"
+
+
 def test_a_provider_that_cannot_be_asked_is_named_even_with_no_records(fake):
     """With nothing recorded, an unreadable listing is not an empty account: the
     refresh says which provider it could not ask."""

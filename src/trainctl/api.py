@@ -214,8 +214,9 @@ class Trainctl:
         stale_after: float = STALE_INTENT_HOURS,
         on_error: Callable[[str], None] | None = None,
     ) -> list[ResourceView]:
+        provider = self.provider(provider_name)
         try:
-            listed = self.provider(provider_name).list_resources()
+            listed = provider.list_resources()
         except TrainctlError as e:
             for v in views:
                 v.error = str(e)
@@ -243,8 +244,11 @@ class Trainctl:
                 continue
             status = live.pop(record.id, None)
             if status is None:
-                status = ResourceStatus(record.id, provider_name, ResourceState.TERMINATED)
-                status.reason = "the provider no longer lists it"
+                try:
+                    status = self._unlisted(provider, record)
+                except TrainctlError as e:
+                    v.error = f"not listed, and asking for it failed: {e}"
+                    continue
             v.live = status
             self.store.update_status(status)
         known = {v.record.id for v in views if v.record}
@@ -253,6 +257,21 @@ class Trainctl:
             for s in live.values()
             if s.id not in known and s.state is not ResourceState.TERMINATED
         ]
+
+    @staticmethod
+    def _unlisted(provider: TrainingProvider, record: ResourceRecord) -> ResourceStatus:
+        """A recorded machine its provider's listing leaves out: asked for by id before
+        it is called terminated, so that a listing that lags or leaves entries out
+        never ends a live machine's record."""
+        if record.state == ResourceState.TERMINATED.value:
+            status = ResourceStatus(record.id, record.provider, ResourceState.TERMINATED)
+        else:
+            try:
+                return provider.get_resource_status(record.id)
+            except NotFound:
+                status = ResourceStatus(record.id, record.provider, ResourceState.TERMINATED)
+        status.reason = "the provider no longer lists it"
+        return status
 
     def locate(self, ref: str) -> tuple[ResourceRecord | None, ResourceStatus | None]:
         """The machine ``ref`` (id or name) means: its record, or, when the store has
