@@ -121,6 +121,17 @@ def test_a_server_that_keeps_refusing_is_asked_once_more_only(fake, config):
     assert len(fake.refreshes()) == 1
 
 
+def test_a_403_is_not_taken_for_an_expired_token(fake, config):
+    """A 403 refuses rights, not the token: no refresh spends the refresh token."""
+    old, _ = log_in(fake, config, ttl=3600)
+    fake.fail_next(403, 1, path_contains="/vms/list")
+    with pytest.raises(CredentialsError):
+        LyceumProvider(backoff=0.01).list_resources()
+    assert [status for _, status, _ in api_calls(fake)] == [403]
+    assert fake.refreshes() == []
+    assert json.loads(config.read_text())["api_key"] == old
+
+
 def test_refresh_answer_without_a_new_refresh_token_keeps_the_old_one(fake, config):
     _, old_refresh = log_in(fake, config, ttl=10)
     fake.refresh_answers_token = False

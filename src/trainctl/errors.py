@@ -44,6 +44,8 @@ class NotFound(TrainctlError):
 class CredentialsError(TrainctlError):
     exit_code = 4
     kind = "credentials"
+    #: the HTTP status that refused the credentials, where an API answered one
+    status: int | None = None
 
 
 class NoCapacity(OperationFailed):

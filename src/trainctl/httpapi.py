@@ -298,10 +298,12 @@ class JsonApi:
     def _credentials_error(self, resp: Any) -> CredentialsError:
         detail = self._mask(error_detail(resp))
         verb = "rejected the API key" if resp.status_code == 401 else "refused access with this key"
-        return CredentialsError(
+        err = CredentialsError(
             f"{self.service} {verb} ({resp.status_code}{': ' + detail if detail else ''})",
             hint=self.credentials_hint,
         )
+        err.status = resp.status_code
+        return err
 
     def _api_error(self, resp: Any, what: str, hint: str | None = None) -> ApiError:
         detail = self._mask(error_detail(resp))

@@ -331,9 +331,9 @@ class LyceumProvider(TrainingProvider):
         self._renew_session(only_if_expiring=True)
         try:
             return self.api.request(method, API + path, **kw)
-        except CredentialsError:
-            if not self.credentials.session:
-                raise
+        except CredentialsError as e:
+            if not self.credentials.session or e.status != 401:
+                raise  # a key, or a 403: the token is valid, its rights are not enough
             log.info("Lyceum refused the session token; refreshing it and trying again")
         self._renew_session(only_if_expiring=False)
         return self.api.request(method, API + path, **kw)
