@@ -245,13 +245,7 @@ class JsonApi:
                 f"{what}: {why}; the request may or may not have taken effect, "
                 "so it was not repeated"
             )
-        try:
-            found = recover()
-        except TrainctlError as e:
-            raise ResourceLeft(
-                f"{what}: {why}; looking for its result failed too ({e.message}), and the "
-                "request may have taken effect"
-            ) from None
+        found = _look_up(recover, f"{what}: {why}")
         if found is not None:
             log.info("%s: %s, but the result was found; not repeating it", what, why)
             return found
@@ -264,13 +258,7 @@ class JsonApi:
 
     def _unreadable(self, what: str, why: str, recover: Callable[[], Any] | None) -> Any:
         """A request that may have acted answered with something unreadable."""
-        try:
-            found = recover() if recover is not None else None
-        except TrainctlError as e:
-            raise ResourceLeft(
-                f"{why}; looking for its result failed too ({e.message}), and the request "
-                "may have taken effect"
-            ) from None
+        found = _look_up(recover, why) if recover is not None else None
         if found is not None:
             log.info("%s: %s, but the result was found", what, why)
             return found
@@ -386,3 +374,15 @@ def _retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def _look_up(recover: Callable[[], Any], said: str) -> Any:
+    """``recover()``: the result of a request that may have acted, or None; a failed
+    look-up is ``ResourceLeft``, since the request may have taken effect."""
+    try:
+        return recover()
+    except TrainctlError as e:
+        raise ResourceLeft(
+            f"{said}; looking for its result failed too ({e.message}), and the request "
+            "may have taken effect"
+        ) from None

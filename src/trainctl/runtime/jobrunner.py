@@ -586,8 +586,12 @@ def _never_started(d):
     if not os.path.exists(path):
         write_json(
             path,
-            {"exit_code": None, "signal": None, "ended_at": now(),
-             "reason": "cancelled before it started"},
+            {
+                "exit_code": None,
+                "signal": None,
+                "ended_at": now(),
+                "reason": "cancelled before it started",
+            },
         )
 
 
