@@ -6,7 +6,6 @@ import pytest
 
 from cli_helpers import trainctl
 from price_apis import aws_env, closed_port_url, moto_url, runpod_api  # noqa: F401 (fixtures)
-from test_cli_runpod import runpod_cli  # noqa: F401 (fixture: fake pods, short polls)
 
 
 def test_compare_a100_cheapest_first_with_sources():
@@ -86,7 +85,7 @@ def test_create_cheapest_needs_gpu_and_a_usable_provider():
     assert "Traceback" not in r.err
 
 
-def test_create_cheapest_rents_the_cheapest_runpod_offer(runpod_cli):  # noqa: F811
+def test_create_cheapest_rents_the_cheapest_runpod_offer(runpod_cli):
     r = trainctl("create", "--provider", "cheapest", "--gpu", "RTX4090", "-n", "c1", "--json")
     assert r.code == 0, r.err
     created = r.json()
@@ -100,7 +99,7 @@ def test_create_cheapest_rents_the_cheapest_runpod_offer(runpod_cli):  # noqa: F
     assert trainctl("terminate", "c1", "-y").code == 0
 
 
-def test_create_cheapest_goes_to_the_next_offer_then_gives_up(runpod_cli):  # noqa: F811
+def test_create_cheapest_goes_to_the_next_offer_then_gives_up(runpod_cli):
     runpod_cli.knobs.no_capacity = True
     r = trainctl("create", "--provider", "cheapest", "--gpu", "RTX4090", "--json")
     assert r.code == 1, r.err
