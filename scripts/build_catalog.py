@@ -2,7 +2,8 @@
 
     python scripts/build_catalog.py [REFERENCE_DIR]   # default: tests/reference
 
-writes ``src/trainctl/catalog/data/{aws,runpod}.csv``. What is left out, and why:
+writes the providers' bundled offers
+(``src/trainctl/providers/{aws,runpod}/offers.csv``). What is left out, and why:
 
 - AWS: rows without a us-east-1 on-demand price (preview types), previous-generation
   types, accelerators that are not NVIDIA GPUs (Inferentia, Trainium, Qualcomm,
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from trainctl.catalog import gpus
 from trainctl.catalog.offer import Offer
-from trainctl.catalog.store import DATA_DIR, to_csv
+from trainctl.catalog.sources import bundled_path, to_csv
 
 REPO = Path(__file__).resolve().parent.parent
 #: the copies the repository carries (their README gives each one's source and date)
@@ -142,11 +143,11 @@ def build_runpod(reference: Path, skipped: list[str]) -> list[Offer]:
 
 
 def build(reference: Path) -> tuple[dict[str, str], list[str]]:
-    """The bundled files' contents (file name -> CSV text) and what was left out."""
+    """The bundled files' contents (provider -> CSV text) and what was left out."""
     skipped: list[str] = []
     files = {
-        "aws.csv": to_csv(build_aws(reference, skipped)),
-        "runpod.csv": to_csv(build_runpod(reference, skipped)),
+        "aws": to_csv(build_aws(reference, skipped)),
+        "runpod": to_csv(build_runpod(reference, skipped)),
     }
     return files, skipped
 
@@ -154,9 +155,11 @@ def build(reference: Path) -> tuple[dict[str, str], list[str]]:
 def main(argv: list[str]) -> int:
     reference = Path(argv[0]) if argv else VENDORED
     files, skipped = build(reference)
-    for name, text in files.items():
-        (DATA_DIR / name).write_text(text)
-        print(f"{DATA_DIR / name}: {text.count(chr(10)) - 1} offers")
+    for provider, text in files.items():
+        path = bundled_path(provider)
+        assert path is not None, f"{provider} names no bundled offers file"
+        path.write_text(text)
+        print(f"{path}: {text.count(chr(10)) - 1} offers")
     for line in skipped:
         print(f"left out: {line}", file=sys.stderr)
     return 0

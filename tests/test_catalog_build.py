@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from trainctl.catalog.store import DATA_DIR
+from trainctl.catalog import sources
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "build_catalog.py"
 
@@ -31,10 +31,10 @@ def reference(builder):
 
 def test_bundled_files_match_the_generator(builder, reference):
     files, _ = builder.build(reference)
-    assert sorted(files) == sorted(p.name for p in DATA_DIR.glob("*.csv"))
-    for name, text in files.items():
-        assert (DATA_DIR / name).read_text() == text, (
-            f"{name} is stale: run python scripts/build_catalog.py"
+    assert sorted(files) == sorted(p for p in sources.providers() if sources.bundled_path(p))
+    for provider, text in files.items():
+        assert sources.bundled_path(provider).read_text() == text, (
+            f"{provider}'s bundled offers are stale: run python scripts/build_catalog.py"
         )
 
 

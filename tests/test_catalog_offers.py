@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trainctl import catalog
-from trainctl.catalog import store
+from trainctl.catalog import sources
 from trainctl.catalog.offer import Offer, format_age
 from trainctl.errors import BadInput
 from trainctl.types import CreateResourceOptions, GpuSpec
@@ -57,8 +57,8 @@ def ids(offers):
 
 def test_bundled_catalog_loads_with_a_source_for_every_price():
     loaded = {lo.provider: lo for lo in catalog.load(live=False)}
-    assert loaded["aws"].origin == store.BUNDLED and len(loaded["aws"].offers) > 40
-    assert loaded["runpod"].origin == store.BUNDLED and loaded["runpod"].offers
+    assert loaded["aws"].origin == sources.BUNDLED and len(loaded["aws"].offers) > 40
+    assert loaded["runpod"].origin == sources.BUNDLED and loaded["runpod"].offers
     assert loaded["lyceum"].offers == [] and loaded["lyceum"].origin is None
     for lo in loaded.values():
         for o in lo.offers:
@@ -69,11 +69,11 @@ def test_bundled_catalog_loads_with_a_source_for_every_price():
 
 
 def test_csv_round_trip_keeps_every_field():
-    text = store.to_csv(CATALOG)
-    path = store.cache_path("aws")
+    text = sources.to_csv(CATALOG)
+    path = sources.cache_path("aws")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
-    assert store.read_csv(path) == CATALOG
+    assert sources.read_csv(path) == CATALOG
 
 
 def test_family_query_matches_every_memory_size_and_sorts_cheapest_first():
@@ -175,9 +175,9 @@ def test_estimate_cost_from_the_catalog():
 
 
 def test_live_cache_wins_over_bundled():
-    store.write_cache("aws", [offer("aws", "g5.xlarge", "A10G", 1, 0.9, 0.3)])
+    sources.write_cache("aws", [offer("aws", "g5.xlarge", "A10G", 1, 0.9, 0.3)])
     (loaded,) = catalog.load("aws")
-    assert loaded.origin == store.LIVE and len(loaded.offers) == 1
+    assert loaded.origin == sources.LIVE and len(loaded.offers) == 1
     assert catalog.price("aws", "g5.xlarge", spot=True) == 0.3
     (bundled,) = catalog.load("aws", live=False)
-    assert bundled.origin == store.BUNDLED and len(bundled.offers) > 1
+    assert bundled.origin == sources.BUNDLED and len(bundled.offers) > 1

@@ -10,7 +10,11 @@ import pytest
 from fakes import FakeProvider
 from price_apis import aws_env, closed_port_url, moto_url, runpod_api  # noqa: F401 (fixtures)
 from trainctl import catalog, registry
-from trainctl.catalog import live_aws, live_lyceum, live_runpod, refresh, store
+from trainctl.catalog import refresh, sources
+from trainctl.providers.aws import AwsProvider
+from trainctl.providers.aws import offers as live_aws
+from trainctl.providers.lyceum import offers as live_lyceum
+from trainctl.providers.runpod import offers as live_runpod
 from trainctl.errors import BadInput
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
@@ -22,7 +26,7 @@ def test_aws_refresh_against_moto(moto_url, monkeypatch):  # noqa: F811
     assert result.status == refresh.REFRESHED, result.detail
     assert any("Price List API is unavailable" in n for n in result.notes)
     (loaded,) = catalog.load("aws")
-    assert loaded.origin == store.LIVE and len(loaded.offers) == result.offers > 40
+    assert loaded.origin == sources.LIVE and len(loaded.offers) == result.offers > 40
     g5 = catalog.find("aws", "g5.xlarge")
     # moto answers one constant spot price in every zone
     assert g5.spot == 0.00001 and g5.spot_source.startswith(live_aws.SPOT_SOURCE)
@@ -61,11 +65,11 @@ def test_aws_refresh_offline_keeps_bundled_prices(monkeypatch):
     assert result.status == refresh.FAILED
     assert "cannot reach AWS to read EC2 spot prices" in result.detail
     assert "using bundled prices, oldest from 2026-01-21 (308d old)" in result.detail
-    assert not store.cache_path("aws").exists()
+    assert not sources.cache_path("aws").exists()
 
 
 def test_failed_refresh_keeps_the_previous_live_cache(monkeypatch):
-    store.write_cache(
+    sources.write_cache(
         "aws",
         [
             catalog.Offer(
@@ -88,17 +92,19 @@ def test_failed_refresh_keeps_the_previous_live_cache(monkeypatch):
 def test_without_credentials_every_provider_is_skipped(monkeypatch, tmp_path):
     class NoKeys(FakeProvider):
         credentials_present = classmethod(lambda cls: False)
+        offers = AwsProvider.offers
+        bundled_offers = AwsProvider.bundled_offers
 
     monkeypatch.setattr(registry, "_registered", {})
     monkeypatch.setattr(registry, "BUILTIN", {"local": registry.BUILTIN["local"]})
     registry.register(NoKeys, "aws")
     results = {r.provider: r for r in refresh.refresh(now=NOW)}
-    assert set(results) == set(refresh.FETCHERS)
-    assert all(r.status == refresh.SKIPPED for r in results.values())
-    aws = results.pop("aws")
-    assert aws.detail == "no credentials; using bundled prices, oldest from 2026-01-21 (308d old)"
-    assert all(r.detail.startswith("not installed; using") for r in results.values())
-    assert not store.cache_path("aws").exists()
+    assert set(results) == set(refresh.fetchers()) == {"aws"}
+    assert results["aws"].status == refresh.SKIPPED
+    assert results["aws"].detail == (
+        "no credentials; using bundled prices, oldest from 2026-01-21 (308d old)"
+    )
+    assert not sources.cache_path("aws").exists()
 
 
 def test_runpod_refresh_against_the_fake(runpod_api):  # noqa: F811
@@ -106,7 +112,7 @@ def test_runpod_refresh_against_the_fake(runpod_api):  # noqa: F811
     assert result.status == refresh.REFRESHED, result.detail
     assert result.notes == []
     (loaded,) = catalog.load("runpod")
-    assert loaded.origin == store.LIVE and len(loaded.offers) == result.offers
+    assert loaded.origin == sources.LIVE and len(loaded.offers) == result.offers
     rtx = catalog.find("runpod", "NVIDIA GeForce RTX 4090", cloud="community", gpu_count=2)
     assert (rtx.gpu, rtx.on_demand, rtx.spot, rtx.max_gpu_count) == ("RTX4090", 0.68, 0.34, 8)
     assert rtx.on_demand_source == live_runpod.SOURCE and rtx.spot_source == live_runpod.SPOT_SOURCE
@@ -122,7 +128,7 @@ def test_runpod_rejected_key_keeps_bundled_prices(runpod_api, monkeypatch):  # n
     monkeypatch.setenv("RUNPOD_API_KEY", "rpa_wrong")
     (result,) = refresh.refresh(["runpod"], now=NOW)
     assert result.status == refresh.FAILED and "using bundled prices" in result.detail
-    assert not store.cache_path("runpod").exists()
+    assert not sources.cache_path("runpod").exists()
 
 
 def test_unknown_provider_is_bad_input():

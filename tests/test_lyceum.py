@@ -18,8 +18,8 @@ from trainctl.errors import (
     OperationFailed,
     ResourceLeft,
 )
-from trainctl.providers import lyceum
-from trainctl.providers.lyceum import LyceumProvider, split_address
+from trainctl.providers.lyceum import provider as lyceum
+from trainctl.providers.lyceum.provider import LyceumProvider, split_address
 from trainctl.types import CreateResourceOptions, GpuSpec, ResourceState
 
 

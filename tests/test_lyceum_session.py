@@ -14,7 +14,7 @@ from cli_helpers import trainctl
 from fake_lyceum import API, DEFAULT_ORG, FakeLyceum
 from trainctl.errors import CredentialsError
 from trainctl.providers.lyceum import LyceumProvider
-from trainctl.providers.lyceum_auth import expires_at, needs_refresh
+from trainctl.providers.lyceum.auth import expires_at, needs_refresh
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from trainctl.errors import (
     OperationFailed,
     ResourceLeft,
 )
-from trainctl.providers import runpod_gpus
-from trainctl.providers.runpod import DEFAULT_IMAGE, RunPodProvider, find_api_key
+from trainctl.providers.runpod import gpus as runpod_gpus
+from trainctl.providers.runpod.provider import DEFAULT_IMAGE, RunPodProvider, find_api_key
 from trainctl.types import CreateResourceOptions, GpuSpec, ResourceState
 
 USER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHVzZXJzLW93bi1rZXktbm90LXJlYWwtYXQtYWxs me@laptop"
@@ -606,7 +606,7 @@ GPUISH = one_field_replaced(GPUS[0]) | JSON
 def test_any_pod_answer_is_read_or_refused_in_one_line(pod):
     """What RunPod's API answers for a pod either reads as a status or is one
     ``OperationFailed``: never a KeyError, TypeError or ValueError."""
-    from trainctl.providers.runpod import _checked_pod, _look
+    from trainctl.providers.runpod.provider import _checked_pod, _look
 
     try:
         checked = _checked_pod(pod, "GET /v2/pods/x")
@@ -631,7 +631,7 @@ def test_a_gpu_offered_on_a_cloud_without_a_price_there_is_not_rented():
 def test_any_gpu_catalog_answer_is_read_or_refused_in_one_line(body):
     from datetime import datetime
 
-    from trainctl.catalog.live_runpod import offers_from_catalog
+    from trainctl.providers.runpod.offers import offers_from_catalog
 
     try:
         gpus = runpod_gpus.checked(body)

@@ -14,6 +14,7 @@ Resources are referred to by id or name; the provider comes from the store.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -23,6 +24,7 @@ from . import interrupts, registry
 from .capabilities import Capability, require
 from .errors import (
     BadInput,
+    CapabilityError,
     NotFound,
     OperationFailed,
     ResourceLeft,
@@ -30,7 +32,7 @@ from .errors import (
 )
 from .following import FollowGaveUp, MachineLost, Reconnect, seconds_setting
 from .home import load_config
-from .provider import TAG_NAME, TrainingProvider
+from .provider import TAG_NAME, StopStart, TrainingProvider
 from .remote.base import Progress
 from .runtime.client import OutputSink
 from .store import REQUEST_GRACE_SECONDS, ResourceRecord, Store
@@ -42,6 +44,11 @@ from .types import (
     TrainingJob,
     TrainingStatus,
 )
+
+log = logging.getLogger("trainctl")
+
+#: where warnings go: one line each
+Warn = Callable[[str], None]
 
 
 @dataclass
@@ -83,9 +90,16 @@ STALE_INTENT_HOURS = 0.25
 
 
 class Trainctl:
-    def __init__(self, store: Store | None = None) -> None:
+    def __init__(self, store: Store | None = None, *, warn: Warn | None = None) -> None:
+        """``warn`` receives what a provider says the user should know (a spot
+        fallback, a setting it ignored); by default it goes to the ``trainctl`` logger."""
         self.store = store or Store()
+        self.warn: Warn = warn or log.warning
         self._providers: dict[str, TrainingProvider] = {}
+
+    def _warn(self, status: ResourceStatus) -> None:
+        for message in status.warnings:
+            self.warn(message)
 
     def provider(self, name: str) -> TrainingProvider:
         if name not in self._providers:
@@ -140,6 +154,7 @@ class Trainctl:
                 with interrupts.deferred():
                     self._settle_interrupted(intent, options.name, provider)
             raise
+        self._warn(status)
         return self.store.finish_create(intent, status)
 
     def _settle_interrupted(self, intent: str, name: str, provider: TrainingProvider) -> None:
@@ -396,10 +411,13 @@ class Trainctl:
 
     def _stop_start(self, ref: str, action: str) -> ResourceStatus:
         record, provider = self._resolve(ref)
-        require(provider, Capability.STOP_START)
+        require(provider, Capability.STOP_START, CreateResourceOptions(spot=record.spot))
+        if not isinstance(provider, StopStart):  # declared without the mixin's methods
+            raise CapabilityError(f"provider '{provider.name}' has no stop and start")
         self.store.require_writable(f"{action} {record.name}")
-        status: ResourceStatus = getattr(provider, action)(record.id)
+        status = provider.stop(record.id) if action == "stop" else provider.start(record.id)
         self.store.update_status(status)
+        self._warn(status)
         return status
 
     # --- jobs --------------------------------------------------------------------

@@ -9,19 +9,20 @@ from .errors import CapabilityError
 
 if TYPE_CHECKING:
     from .provider import TrainingProvider
+    from .types import CreateResourceOptions
 
 
 class Capability(enum.Enum):
     CREATE = "create"  # rents or registers machines
     SPOT = "spot"  # interruptible / spot capacity
     STOP_START = "stop-start"  # a machine can be stopped and started again
-    MULTI_NODE = "multi-node"
     REGIONS = "regions"  # the user can choose a region / data centre
     CUSTOM_IMAGE = "custom-image"
     GPU_SELECTION = "gpu-selection"  # `--gpu` picks the hardware
     INSTANCE_TYPE = "instance-type"  # `--instance-type` names the machine kind
     DOWNLOAD = "download"
     DISK_SIZE = "disk-size"
+    TAGS = "tags"  # `--tag NAME=VALUE` is stored on the machine itself
 
     def describe(self) -> str:
         return _DESCRIPTIONS[self]
@@ -31,20 +32,23 @@ _DESCRIPTIONS = {
     Capability.CREATE: "create machines",
     Capability.SPOT: "rent spot (interruptible) machines",
     Capability.STOP_START: "stop and start machines",
-    Capability.MULTI_NODE: "run multi-node jobs",
     Capability.REGIONS: "choose a region",
     Capability.CUSTOM_IMAGE: "use a custom image",
     Capability.GPU_SELECTION: "choose GPUs with --gpu",
     Capability.INSTANCE_TYPE: "choose an instance type",
     Capability.DOWNLOAD: "download files from a machine",
     Capability.DISK_SIZE: "set the disk size",
+    Capability.TAGS: "tag machines (--tag)",
 }
 
 
-def require(provider: TrainingProvider | type[TrainingProvider], capability: Capability) -> None:
-    """Raise a clear error, before any side effect, when the provider lacks ``capability``."""
-    if capability not in provider.capabilities:
-        raise CapabilityError(
-            f"provider '{provider.name}' cannot {capability.describe()} "
-            f"(missing capability: {capability.value})"
-        )
+def require(
+    provider: TrainingProvider | type[TrainingProvider],
+    capability: Capability,
+    request: CreateResourceOptions | None = None,
+) -> None:
+    """Raise a clear error, before any side effect, when the provider lacks
+    ``capability`` (for ``request``, when what it can do depends on what is asked)."""
+    why = provider.unsupported_reason(capability, request)
+    if why:
+        raise CapabilityError(why)

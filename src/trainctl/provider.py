@@ -1,9 +1,20 @@
 """The provider interface: a control plane plus ``connect()``.
 
-A provider rents and releases machines (``create_resource``, ``terminate``, ...)
-and says how to reach one (``connect`` returns a Remote). ``train``, ``monitor``,
-``download``, ``jobs`` and ``cancel`` are written once here, on top of ``connect``
-and the job runtime, so they behave the same on every provider.
+A provider rents and releases machines and says how to reach one (``connect``
+returns a Remote). Everything a provider is lives on its class: its capabilities,
+its state table (``states``), its create flags (``flags``), its offers (``offers``,
+``bundled_offers``). The CLI, the catalog and the state normalisation ask the
+registry for these, so a provider added through the ``trainctl.providers`` entry
+point is complete without any edit to trainctl.
+
+Creating follows one path for everyone (``create_resource``): validate, ``plan``
+(which offer, every check that needs no side effect), then ``launch`` under one
+purchase rule: ``--max-price`` is the most paid per hour, spot or not; spot is tried
+first when asked for, and ``--spot-fallback`` takes on-demand when there is no spot
+capacity, within the same cap.
+
+``train``, ``monitor``, ``download``, ``jobs`` and ``cancel`` are written once here,
+on top of ``connect`` and the job runtime, so they behave the same on every provider.
 """
 
 from __future__ import annotations
@@ -12,16 +23,17 @@ import posixpath
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from .capabilities import Capability, require
-from .errors import BadInput, CapabilityError, NotFound
+from .errors import BadInput, CapabilityError, NoCapacity, NotFound
 from .remote.base import Progress, Remote
 from .runtime.client import DropHandler, JobRuntime, OutputSink
 from .types import (
     CostEstimate,
     CreateResourceOptions,
     GpuSpec,
+    ResourceState,
     ResourceStatus,
     TrainingJob,
     TrainingStatus,
@@ -46,52 +58,128 @@ class CheckResult:
         return {"provider": self.provider, "usable": self.usable, "detail": self.detail}
 
 
+@dataclass(frozen=True)
+class ProviderFlag:
+    """A create option of one provider (``--host``, ``--cloud``...): a CLI flag, a
+    task-file key, and a key of ``CreateResourceOptions.extra``.
+
+    ``kind`` is ``str``, ``int``, ``float`` or ``dict`` (a ``dict`` flag is given through
+    the Python API only); ``choices`` limits a ``str``; ``minimum`` bounds a number
+    (exclusive when ``above``)."""
+
+    name: str  # the key in ``extra``, e.g. "volume_gb" for --volume-gb
+    help: str
+    kind: type = str
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    above: bool = False
+    metavar: str | None = None
+
+    @property
+    def option(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def cli(self) -> bool:
+        return self.kind is not dict
+
+    def check(self, value: Any) -> Any:
+        """``value`` converted to ``kind``, or ``BadInput`` (task files and API callers
+        skip click's checks)."""
+        if self.kind is dict:
+            if not isinstance(value, dict):
+                raise BadInput(f"{self.option} must be a mapping")
+            return value
+        if self.kind in (int, float):
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                raise BadInput(f"{self.option} must be a number, not {value!r}")
+            try:
+                number = self.kind(value)
+            except ValueError:
+                raise BadInput(f"{self.option} must be a number, not {value!r}") from None
+            low = self.minimum
+            if low is not None and (number <= low if self.above else number < low):
+                bound = f"more than {low:g}" if self.above else f"at least {low:g}"
+                raise BadInput(f"{self.option} must be {bound}, not {number:g}")
+            return number
+        text = str(value)
+        if self.choices:
+            text = text.lower()
+            if text not in self.choices:
+                raise BadInput(
+                    f"{self.option} must be one of {', '.join(self.choices)}, not {value!r}"
+                )
+        return text
+
+
+#: --volume-gb, shared by the providers that attach a persistent volume
+VOLUME_FLAG = ProviderFlag(
+    "volume_gb", "Persistent volume size in GB.", kind=int, minimum=1, metavar="GB"
+)
+
+
+@dataclass(frozen=True)
+class Quote:
+    """What a planned machine costs per hour (``hourly`` None when unknown), and a
+    few words saying what it is, for messages (``1x RTX4090 on the secure cloud``)."""
+
+    hourly: float | None
+    what: str
+
+
 class TrainingProvider(ABC):
-    """Providers that declare ``Capability.STOP_START`` also define ``stop(id)`` and
-    ``start(id)``, each returning a ``ResourceStatus``."""
+    """The control plane of one provider. Subclasses supply ``plan``, ``quote`` and
+    ``launch`` (or, for a provider that rents nothing, ``launch`` alone), the status
+    calls and ``connect``; the create path and the data plane are shared."""
 
     name: ClassVar[str]
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
-    #: keys of ``CreateResourceOptions.extra`` this provider reads (flags like --host)
-    extra_options: ClassVar[frozenset[str]] = frozenset()
+    #: the provider's own machine states, lower-case, mapped onto ``ResourceState``
+    states: ClassVar[dict[str, ResourceState]] = {}
+    #: create options only this provider reads (its CLI flags and task-file keys)
+    flags: ClassVar[tuple[ProviderFlag, ...]] = ()
+    #: "module:function" fetching live offers: ``fetch(now) -> (offers, notes)``
+    offers: ClassVar[str | None] = None
+    #: a CSV of offers shipped with the provider (``catalog.offer.COLUMNS``)
+    bundled_offers: ClassVar[Path | None] = None
+    #: True when a spot launch bids ``--max-price`` itself (so the cap needs no quote)
+    spot_bids_max_price: ClassVar[bool] = False
     #: True when an interrupted create cannot still act afterwards (no cloud call in
     #: flight): what it made, if anything, shows in ``list_resources`` at once, so
     #: its intent is settled there and then instead of lingering as ``creating``
     create_settles_at_once: ClassVar[bool] = False
 
-    # --- control plane, supplied by each provider -------------------------------
+    # --- facts ------------------------------------------------------------------
+
+    @classmethod
+    def state_of(cls, raw: str | None) -> ResourceState:
+        """``raw`` as this provider reports it, as a ``ResourceState``; a state the
+        table lacks is ``unknown``. Never raises."""
+        if not isinstance(raw, str):
+            return ResourceState.UNKNOWN
+        return cls.states.get(raw.strip().lower(), ResourceState.UNKNOWN)
+
+    @classmethod
+    def unsupported_reason(
+        cls, capability: Capability, request: CreateResourceOptions | None = None
+    ) -> str | None:
+        """Why ``capability`` is not available for ``request`` (None when it is).
+        A provider whose capability depends on the request overrides this."""
+        if capability in cls.capabilities:
+            return None
+        return (
+            f"provider '{cls.name}' cannot {capability.describe()} "
+            f"(missing capability: {capability.value})"
+        )
+
+    @classmethod
+    def supports(cls, capability: Capability, request: CreateResourceOptions | None = None) -> bool:
+        return cls.unsupported_reason(capability, request) is None
 
     @classmethod
     def credentials_present(cls) -> bool:
         """Cheap check (no network, no SDK import) used for auto-detection."""
         return False
-
-    @abstractmethod
-    def check(self) -> CheckResult:
-        """Whether this provider is usable now, and which identity it would use."""
-
-    @abstractmethod
-    def create_resource(
-        self, options: CreateResourceOptions, *, progress: Progress | None = None
-    ) -> ResourceStatus: ...
-
-    @abstractmethod
-    def get_resource_status(self, resource_id: str) -> ResourceStatus:
-        """Raises ``NotFound`` for an id the provider does not know."""
-
-    @abstractmethod
-    def list_resources(self) -> list[ResourceStatus]:
-        """Only the resources trainctl owns (ownership tags or name prefix)."""
-
-    @abstractmethod
-    def terminate(self, resource_id: str) -> ResourceStatus:
-        """Release the machine. Idempotent: an already-gone resource is not an error."""
-
-    @abstractmethod
-    def connect(self, resource_id: str) -> Remote: ...
-
-    @abstractmethod
-    def estimate_cost(self, options: CreateResourceOptions, hours: float = 1.0) -> CostEstimate: ...
 
     @classmethod
     def options_for_offer(
@@ -101,25 +189,127 @@ class TrainingProvider(ABC):
         by default the offer id is the instance type."""
         return replace(options, instance_type=offer_id, gpu=None)
 
+    # --- control plane, supplied by each provider -------------------------------
+
+    @abstractmethod
+    def check(self) -> CheckResult:
+        """Whether this provider is usable now, and which identity it would use."""
+
+    @abstractmethod
+    def get_resource_status(self, resource_id: str) -> ResourceStatus:
+        """Raises ``NotFound`` for an id the provider does not know, or one of a
+        machine trainctl did not make."""
+
+    @abstractmethod
+    def list_resources(self) -> list[ResourceStatus]:
+        """Only the resources trainctl owns (ownership tags or name prefix)."""
+
+    @abstractmethod
+    def terminate(self, resource_id: str) -> ResourceStatus:
+        """Release the machine. Idempotent: an already-gone resource is not an error;
+        one trainctl did not make is ``NotFound``."""
+
+    @abstractmethod
+    def connect(self, resource_id: str) -> Remote: ...
+
+    def plan(self, options: CreateResourceOptions) -> Any:
+        """Everything a create needs, from validated options, with every check that
+        needs no side effect (the default plan is the options themselves)."""
+        return options
+
+    def quote(self, plan: Any, *, spot: bool) -> Quote:
+        """The hourly price of ``plan`` (spot or on-demand); unknown by default."""
+        return Quote(None, "this machine")
+
+    def launch(self, plan: Any, *, spot: bool, progress: Progress | None = None) -> ResourceStatus:
+        """Rent (or register) the planned machine and wait until it can be used. On a
+        failure after the machine exists, release it before raising. Spot with no
+        capacity raises ``NoCapacity``, so that the shared path can fall back."""
+        raise NotImplementedError(f"{type(self).__name__} has no launch")
+
+    # --- the create path, the same for everyone ---------------------------------
+
     def validate_options(self, options: CreateResourceOptions) -> None:
         """Refuse options this provider cannot honour, before any side effect."""
-        unknown = sorted(k for k, v in options.extra.items() if v is not None)
-        unknown = [k for k in unknown if k not in self.extra_options]
+        own = {f.name: f for f in self.flags}
+        unknown = sorted(k for k, v in options.extra.items() if v is not None and k not in own)
         if unknown:
             flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
             raise CapabilityError(f"provider '{self.name}' does not take {flags}")
-        if options.instance_type:
-            require(self, Capability.INSTANCE_TYPE)
-        if options.spot:
-            require(self, Capability.SPOT)
-        if options.region:
-            require(self, Capability.REGIONS)
-        if options.image:
-            require(self, Capability.CUSTOM_IMAGE)
-        if options.gpu:
-            require(self, Capability.GPU_SELECTION)
-        if options.disk_gb is not None:
-            require(self, Capability.DISK_SIZE)
+        for key, value in list(options.extra.items()):
+            if value is not None:
+                options.extra[key] = own[key].check(value)
+        wanted = [
+            (options.instance_type, Capability.INSTANCE_TYPE),
+            (options.spot, Capability.SPOT),
+            (options.region, Capability.REGIONS),
+            (options.image, Capability.CUSTOM_IMAGE),
+            (options.gpu, Capability.GPU_SELECTION),
+            (options.disk_gb is not None, Capability.DISK_SIZE),
+            (options.tags, Capability.TAGS),
+        ]
+        for asked, capability in wanted:
+            if asked:
+                require(self, capability, options)
+        if options.max_price is not None and options.max_price <= 0:
+            raise BadInput(f"--max-price must be more than 0 $/hour, not {options.max_price:g}")
+        if options.spot_fallback and not options.spot:
+            raise BadInput("--spot-fallback only makes sense with --spot")
+
+    def create_resource(
+        self, options: CreateResourceOptions, *, progress: Progress | None = None
+    ) -> ResourceStatus:
+        """Validate, plan, then launch: spot first when asked for (on-demand after it
+        with ``--spot-fallback`` when there is no spot capacity), never above
+        ``--max-price``. Warnings the user should see are in the status's
+        ``warnings``."""
+        self.validate_options(options)
+        plan = self.plan(options)
+        if not options.spot:
+            self._within_cap(plan, options.max_price, spot=False)
+            return self.launch(plan, spot=False, progress=progress)
+        try:
+            if not self.spot_bids_max_price:
+                self._within_cap(plan, options.max_price, spot=True)
+            return self.launch(plan, spot=True, progress=progress)
+        except NoCapacity as e:
+            if not options.spot_fallback:
+                raise
+            why = f"no spot capacity ({e.message}); "
+            self._within_cap(plan, options.max_price, spot=False, why=why)
+            if progress:
+                progress(why + "falling back to on-demand")
+            status = self.launch(plan, spot=False, progress=progress)
+            status.warnings.append(f"{why}rented on-demand instead (--spot-fallback)")
+            return status
+
+    def _within_cap(self, plan: Any, cap: float | None, *, spot: bool, why: str = "") -> None:
+        """Refuse ``plan`` when its price is above ``cap`` ($/hour), or unknown with a
+        cap given: a cap that cannot be checked is not a cap."""
+        if cap is None:
+            return
+        quote = self.quote(plan, spot=spot)
+        kind = "spot" if spot else "on-demand"
+        if quote.hourly is None:
+            raise BadInput(
+                f"{why}the {kind} price of {quote.what} on {self.name} is not known, so "
+                f"--max-price ${cap:.2f}/h cannot be checked",
+                hint="leave out --max-price, or pick an offer with a price in `trainctl catalog`",
+            )
+        if quote.hourly > cap:
+            fallback = "the on-demand fallback: " if why else ""
+            raise NoCapacity(
+                f"{why}{fallback}{quote.what} costs ${quote.hourly:.2f}/h {kind} on "
+                f"{self.name}, above --max-price ${cap:.2f}/h",
+                hint=f"--max-price {quote.hourly:.2f} or more allows it",
+            )
+
+    def estimate_cost(self, options: CreateResourceOptions, hours: float = 1.0) -> CostEstimate:
+        """What ``options`` would cost for ``hours``, from ``quote``."""
+        self.validate_options(options)
+        quote = self.quote(self.plan(options), spot=options.spot)
+        hourly = None if quote.hourly is None else round(quote.hourly, 4)
+        return CostEstimate(self.name, hourly, hours, quote.what, spot=options.spot)
 
     # --- data plane, the same for everyone --------------------------------------
 
@@ -237,3 +427,19 @@ class TrainingProvider(ABC):
         if not jobs:
             raise NotFound(f"no jobs on {rt.resource_id}")
         return jobs[-1].job_id
+
+
+class StopStart(ABC):
+    """The mixin of providers that can stop a machine (keeping its disk) and start
+    it again; it adds ``Capability.STOP_START``."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        caps = getattr(cls, "capabilities", frozenset())
+        cls.capabilities = frozenset(caps) | {Capability.STOP_START}  # type: ignore[attr-defined]
+
+    @abstractmethod
+    def stop(self, resource_id: str) -> ResourceStatus: ...
+
+    @abstractmethod
+    def start(self, resource_id: str, *, progress: Progress | None = None) -> ResourceStatus: ...

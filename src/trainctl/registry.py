@@ -12,17 +12,18 @@ import os
 
 from .errors import BadInput, OperationFailed
 from .home import load_config
-from .provider import TrainingProvider
+from .provider import ProviderFlag, TrainingProvider
+from .types import ResourceState
 
 ENTRY_POINT_GROUP = "trainctl.providers"
 
 #: name -> "module:Class"
 BUILTIN: dict[str, str] = {
-    "local": "trainctl.providers.local:LocalProvider",
+    "aws": "trainctl.providers.aws:AwsProvider",
+    "runpod": "trainctl.providers.runpod:RunPodProvider",
     "lyceum": "trainctl.providers.lyceum:LyceumProvider",
     "ssh": "trainctl.providers.ssh:SSHProvider",
-    "runpod": "trainctl.providers.runpod:RunPodProvider",
-    "aws": "trainctl.providers.aws:AwsProvider",
+    "local": "trainctl.providers.local:LocalProvider",
 }
 
 #: providers picked by auto-detection are the cloud ones; `local` is the fallback
@@ -71,6 +72,41 @@ def get_class(name: str) -> type[TrainingProvider]:
     if not (isinstance(cls, type) and issubclass(cls, TrainingProvider)):
         raise OperationFailed(f"provider {name!r} at {target} is not a TrainingProvider")
     return cls
+
+
+def loadable() -> list[str]:
+    """The known providers whose class loads (a broken plugin is left out here; it
+    still fails with its reason when it is asked for by name)."""
+    found = []
+    for name in names():
+        try:
+            get_class(name)
+        except OperationFailed:
+            continue
+        found.append(name)
+    return found
+
+
+def state_of(provider: str, raw: str | None) -> ResourceState:
+    """``raw`` as ``provider`` reports it, through that provider's own table."""
+    try:
+        return get_class(provider).state_of(raw)
+    except (BadInput, OperationFailed):
+        return ResourceState.UNKNOWN
+
+
+def flags() -> list[tuple[ProviderFlag, list[str]]]:
+    """Every provider's own create flags, each with the providers that take it (a
+    flag several providers declare alike is one flag)."""
+    merged: dict[str, tuple[ProviderFlag, list[str]]] = {}
+    for name in loadable():
+        for flag in get_class(name).flags:
+            known = merged.get(flag.name)
+            if known is None:
+                merged[flag.name] = (flag, [name])
+            elif known[0].kind is flag.kind:
+                known[1].append(name)
+    return list(merged.values())
 
 
 def get(name: str) -> TrainingProvider:

@@ -106,6 +106,9 @@ class ResourceStatus:
     tags: dict[str, str] = field(default_factory=dict)
     raw_state: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    #: what the user should know about this machine or the call that returned it
+    #: (a spot fallback, a setting ignored): printed by the CLI, never stored
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -1,7 +1,8 @@
 """GPU offers and prices across providers.
 
-A bundled offline catalog (one CSV per provider under ``data/``, built by
-``scripts/build_catalog.py`` from public price lists) and live prices cached under
+Each provider's bundled offline offers (a CSV it ships, named by its class's
+``bundled_offers``; AWS's and RunPod's are built by ``scripts/build_catalog.py`` from
+public price lists) and live prices cached under
 the trainctl home by ``trainctl catalog refresh``. The API providers use::
 
     catalog.offers(provider=None, gpu="A100:2", spot=False) -> list[Offer]  # cheapest first
@@ -28,10 +29,8 @@ from .query import (
     resolve,
     select,
 )
-from .store import PROVIDERS
 
 __all__ = [
-    "PROVIDERS",
     "GpuQuery",
     "Offer",
     "canonical",

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from ..errors import BadInput, NoCapacity
 from ..types import CreateResourceOptions, GpuSpec
-from . import query, store
+from . import query, sources
 from .offer import Offer
 from .usable import usable_providers
 
@@ -124,7 +124,7 @@ def create_cheapest(
 ) -> tuple[T, Offer]:
     """``--provider cheapest`` end to end: usable providers, their offers, the tries."""
     validate(options)
-    usable, left_out = usable_providers(store.PROVIDERS)
+    usable, left_out = usable_providers(sources.providers())
     skipped = [f"{name}: {why}" for name, why in left_out]
     if not usable:
         raise BadInput(

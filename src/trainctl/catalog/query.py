@@ -8,7 +8,7 @@ from datetime import datetime
 
 from ..errors import BadInput
 from ..types import CostEstimate, CreateResourceOptions, GpuSpec
-from . import gpus, store
+from . import gpus, sources
 from .offer import Offer, format_age
 
 
@@ -42,20 +42,20 @@ def parse_gpu(gpu: str | GpuSpec, catalog: Iterable[Offer] = ()) -> GpuQuery:
 
 def _providers(provider: str | Iterable[str] | None) -> list[str]:
     if provider is None:
-        return list(store.PROVIDERS)
+        return list(sources.providers())
     chosen = [provider] if isinstance(provider, str) else list(provider)
-    unknown = [p for p in chosen if p not in store.PROVIDERS]
+    unknown = [p for p in chosen if p not in sources.providers()]
     if unknown:
         raise BadInput(
             f"no price catalog for provider {', '.join(map(repr, unknown))} "
-            f"(catalog providers: {', '.join(store.PROVIDERS)})"
+            f"(catalog providers: {', '.join(sources.providers())})"
         )
     return chosen
 
 
-def load(provider: str | Iterable[str] | None = None, *, live: bool = True) -> list[store.Loaded]:
+def load(provider: str | Iterable[str] | None = None, *, live: bool = True) -> list[sources.Loaded]:
     """Each chosen provider's offers with where they came from (live cache or bundled)."""
-    return [store.load(p, live=live) for p in _providers(provider)]
+    return [sources.load(p, live=live) for p in _providers(provider)]
 
 
 def sort_key(offer: Offer, spot: bool = False) -> tuple:
@@ -127,7 +127,7 @@ def find(
     counts)."""
     want = offer_id.casefold()
     found = []
-    for offer in store.load(provider).offers:
+    for offer in sources.load(provider).offers:
         if offer.offer_id.casefold() != want or (cloud and offer.cloud != cloud):
             continue
         sized = offer.with_count(gpu_count) if gpu_count and offer.per_gpu else offer
@@ -156,7 +156,7 @@ def resolve(provider: str, gpu: str | GpuSpec, *, spot: bool = False) -> Offer:
     ``resolve("aws", GpuSpec("A100", 8))`` is the ``p4d.24xlarge`` offer. Raises
     ``BadInput`` naming what the provider does have when nothing fits."""
     spec = gpu if isinstance(gpu, GpuSpec) else GpuSpec.parse(gpu)
-    catalog = store.load(provider).offers
+    catalog = sources.load(provider).offers
     query = parse_gpu(spec, catalog)
     found = [o for o in select(catalog, query, spot=spot) if o.hourly(spot) is not None]
     if found:

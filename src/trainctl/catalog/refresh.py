@@ -13,17 +13,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from .. import registry
 from ..errors import BadInput, TrainctlError
-from . import store
+from . import sources
 from .offer import Offer
 from .usable import usable_providers
-
-#: provider -> "module:function" returning (offers, notes); imported only when used
-FETCHERS: dict[str, str] = {
-    "aws": "trainctl.catalog.live_aws:fetch",
-    "runpod": "trainctl.catalog.live_runpod:fetch",
-    "lyceum": "trainctl.catalog.live_lyceum:fetch",
-}
 
 Fetch = Callable[[datetime], tuple[list[Offer], list[str]]]
 
@@ -50,8 +44,18 @@ class RefreshResult:
         }
 
 
+def fetchers() -> dict[str, str]:
+    """provider -> "module:function" of its live offers (``TrainingProvider.offers``)."""
+    found = {}
+    for name in registry.loadable():
+        target = registry.get_class(name).offers
+        if target:
+            found[name] = target
+    return found
+
+
 def _fetcher(provider: str) -> Fetch:
-    module, _, attr = FETCHERS[provider].partition(":")
+    module, _, attr = fetchers()[provider].partition(":")
     return getattr(importlib.import_module(module), attr)
 
 
@@ -61,9 +65,9 @@ def refresh_one(provider: str, now: datetime) -> RefreshResult:
     try:
         offers, notes = _fetcher(provider)(now)
     except TrainctlError as e:
-        fallback = store.load(provider).describe(now)
+        fallback = sources.load(provider).describe(now)
         return RefreshResult(provider, FAILED, f"{e}; using {fallback}")
-    path = store.write_cache(provider, offers)
+    path = sources.write_cache(provider, offers)
     detail = f"{len(offers)} offers cached in {path}"
     return RefreshResult(provider, REFRESHED, detail, len(offers), notes)
 
@@ -76,17 +80,17 @@ def refresh(
     """Refresh the named providers, or every catalog provider with credentials here."""
     now = now or datetime.now(timezone.utc)
     named = list(providers or ())
-    unknown = [p for p in named if p not in FETCHERS]
+    live = fetchers()
+    unknown = [p for p in named if p not in live]
     if unknown:
         raise BadInput(
-            f"no live prices for {', '.join(map(repr, unknown))} "
-            f"(live prices: {', '.join(FETCHERS)})"
+            f"no live prices for {', '.join(map(repr, unknown))} (live prices: {', '.join(live)})"
         )
     if named:
         return [refresh_one(p, now) for p in named]
-    usable, skipped = usable_providers(FETCHERS)
+    usable, skipped = usable_providers(live)
     results = [refresh_one(p, now) for p in usable]
     for provider, why in skipped:
-        fallback = store.load(provider).describe(now)
+        fallback = sources.load(provider).describe(now)
         results.append(RefreshResult(provider, SKIPPED, f"{why}; using {fallback}"))
     return results

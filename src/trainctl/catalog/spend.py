@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 from ..store import CREATING, ResourceRecord
 from ..types import ResourceState, ResourceStatus
-from . import query, store
+from . import query, sources
 
 RENTED = "rented"
 CATALOG = "catalog"
@@ -82,7 +82,7 @@ class Rented:
 def rate(rented: Rented) -> tuple[float | None, str]:
     if rented.price_per_hour is not None:
         return rented.price_per_hour, RENTED
-    if rented.provider in store.PROVIDERS and rented.instance_type:
+    if sources.has_offers(rented.provider) and rented.instance_type:
         found = query.price(
             rented.provider,
             rented.instance_type,

@@ -8,7 +8,9 @@ from typing import Any
 
 import click
 
+from .. import registry
 from ..errors import BadInput
+from ..provider import ProviderFlag
 from ..types import CreateResourceOptions, GpuSpec
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -82,7 +84,8 @@ def parse_pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
     return pairs
 
 
-CREATE_OPTIONS = [
+#: create options every provider reads (a provider's own come from its ``flags``)
+GENERIC = [
     click.option(
         "--provider",
         "-p",
@@ -97,38 +100,54 @@ CREATE_OPTIONS = [
     click.option(
         "--max-price",
         type=click.FloatRange(min=0, min_open=True),
-        help="Most $/hour to pay: the spot bid; an on-demand fallback above it is refused.",
+        help="Most $/hour to pay, spot or on-demand (an on-demand fallback included).",
     ),
     click.option("--image", help="Machine or container image."),
     click.option("--disk", "disk_gb", type=click.IntRange(min=1), help="Disk size in GB."),
     click.option("--region", help="Region or data centre."),
     click.option("--tag", "tags", multiple=True, help="Extra tag NAME=VALUE (repeatable)."),
-    click.option("--host", help="ssh provider: user@host[:port] of an existing machine."),
-    click.option("--key", type=click.Path(dir_okay=False), help="ssh provider: private key file."),
-    click.option(
-        "--price-per-hour",
-        type=click.FloatRange(min=0),
-        help="ssh provider: what the machine costs.",
-    ),
-    click.option(
-        "--cloud",
-        type=click.Choice(["secure", "community"], case_sensitive=False),
-        help="runpod: secure or community cloud.",
-    ),
-    click.option("--volume-gb", type=click.IntRange(min=1), help="Persistent volume size in GB."),
 ]
+
+
+def _click_type(flag: ProviderFlag) -> Any:
+    if flag.choices:
+        return click.Choice(list(flag.choices), case_sensitive=False)
+    if flag.kind in (int, float):
+        bounded = click.IntRange if flag.kind is int else click.FloatRange
+        return bounded(min=flag.minimum, min_open=flag.above)
+    return str
+
+
+def provider_options() -> list[Callable[..., Any]]:
+    """One click option per provider flag (see ``registry.flags``)."""
+    options = []
+    for flag, owners in registry.flags():
+        if not flag.cli:
+            continue
+        lead = flag.help[:1] if flag.help[1:2].isupper() else flag.help[:1].lower()
+        text = f"{', '.join(owners)}: {lead}{flag.help[1:]}"
+        option = click.option(
+            flag.option, flag.name, type=_click_type(flag), metavar=flag.metavar, help=text
+        )
+        options.append(option)
+    return options
+
+
+def provider_values(values: dict[str, Any]) -> dict[str, Any]:
+    """The provider flags among a command's parameters, given ones only."""
+    names = {flag.name for flag, _ in registry.flags()}
+    return {k: v for k, v in values.items() if k in names and v is not None}
 
 
 def choose_provider(flag: str | None) -> str:
     """The provider for create/run: ``cheapest`` as is, else ``registry.select``."""
-    from .. import registry
     from ..catalog.cheapest import CHEAPEST
 
     return CHEAPEST if flag == CHEAPEST else registry.select(flag)
 
 
 def create_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed(CREATE_OPTIONS):
+    for option in reversed([*GENERIC, *provider_options()]):
         f = option(f)
     return f
 
@@ -145,12 +164,10 @@ def build_create_options(
     disk_gb: int | None,
     region: str | None,
     tags: tuple[str, ...],
-    host: str | None,
-    key: str | None,
-    price_per_hour: float | None,
-    cloud: str | None,
-    volume_gb: int | None,
+    **provider_flags: Any,
 ) -> CreateResourceOptions:
+    """The options of a create from the command's values; the provider checks its
+    own flags (and the rules of spot, price and capabilities) when it validates."""
     if name is not None and not _RESOURCE_NAME.match(name):
         raise BadInput(
             f"bad name {name!r}: use letters, digits, '-', '_' or '.', at most 63 characters"
@@ -158,21 +175,8 @@ def build_create_options(
     # task files give these without click's range checks
     if max_price is not None and max_price <= 0:
         raise BadInput(f"--max-price must be more than 0 $/hour, not {max_price:g}")
-    if price_per_hour is not None and price_per_hour < 0:
-        raise BadInput(f"--price-per-hour cannot be negative ({price_per_hour:g})")
     if spot_fallback and not spot:
         raise BadInput("--spot-fallback only makes sense with --spot")
-    extra = {
-        k: v
-        for k, v in {
-            "host": host,
-            "key": key,
-            "price_per_hour": price_per_hour,
-            "cloud": cloud.lower() if cloud else None,
-            "volume_gb": volume_gb,
-        }.items()
-        if v is not None
-    }
     return CreateResourceOptions(
         gpu=GpuSpec.parse(gpu) if gpu else None,
         instance_type=instance_type,
@@ -184,7 +188,7 @@ def build_create_options(
         region=region,
         name=name,
         tags=parse_pairs(tags, "--tag"),
-        extra=extra,
+        extra=provider_values(provider_flags),
     )
 
 

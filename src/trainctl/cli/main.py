@@ -8,6 +8,7 @@ and `run` exit with the job's own exit code.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 
@@ -53,6 +54,41 @@ def note_json(value: bool) -> None:
 def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     if value:
         _debug["on"] = True
+        logging.getLogger("trainctl").setLevel(logging.DEBUG)
+
+
+class _LogLine(logging.Formatter):
+    """``warning: ...`` for what the user should know; with --debug, every record of
+    trainctl's logger (retries, polls) as ``debug: logger: ...``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.levelno >= logging.WARNING:
+            return f"warning: {record.getMessage()}"
+        return f"debug: {record.name}: {record.getMessage()}"
+
+
+class _Stderr(logging.Handler):
+    """Writes to the stderr of the moment (tests swap it), not the one at start."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001 - logging must never break a command
+            self.handleError(record)
+
+
+def _setup_logging() -> None:
+    """The library logs to the ``trainctl`` logger and never prints; the CLI shows
+    its warnings, and everything with --debug (or TRAINCTL_DEBUG=1)."""
+    logger = logging.getLogger("trainctl")
+    if not any(isinstance(h, _Stderr) for h in logger.handlers):
+        handler = _Stderr()
+        handler.setFormatter(_LogLine())
+        logger.addHandler(handler)
+        logger.propagate = False
+    debug = os.environ.get("TRAINCTL_DEBUG") == "1"
+    logger.setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
 def debug_option() -> click.Option:
@@ -64,7 +100,7 @@ def debug_option() -> click.Option:
         expose_value=False,
         is_eager=True,
         callback=_set_debug,
-        help="Show tracebacks on errors.",
+        help="Show tracebacks on errors, and trainctl's log (retries, polls).",
     )
 
 
@@ -162,6 +198,7 @@ def _takes_command(ctx: click.Context | None) -> bool:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _debug["on"], _json["on"] = False, None
+    _setup_logging()
     try:
         result = cli.main(args=argv, prog_name="trainctl", standalone_mode=False)
     except click.exceptions.Exit as e:

@@ -22,9 +22,11 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from .. import registry
 from ..errors import BadInput
 
-#: task-file key -> (parameter of `run`, accepted Python types)
+#: task-file key -> (parameter of `run`, accepted Python types); each provider's own
+#: flags are keys too (see ``fields``)
 FIELDS: dict[str, tuple[str, tuple[type, ...]]] = {
     "name": ("name", (str,)),
     "provider": ("provider", (str,)),
@@ -37,11 +39,6 @@ FIELDS: dict[str, tuple[str, tuple[type, ...]]] = {
     "disk": ("disk_gb", (int,)),
     "region": ("region", (str,)),
     "tags": ("tags", (dict,)),
-    "host": ("host", (str,)),
-    "key": ("key", (str,)),
-    "price_per_hour": ("price_per_hour", (int, float)),
-    "cloud": ("cloud", (str,)),
-    "volume_gb": ("volume_gb", (int,)),
     "workdir": ("workdir", (str,)),
     "env": ("envs", (dict,)),
     "env_file": ("env_files", (str, list)),
@@ -111,10 +108,11 @@ def load(path: str) -> dict[str, Any]:
         raise BadInput(f"task file {path} must be a mapping of settings, e.g. command: [...]")
     values: dict[str, Any] = {}
     base = Path(path).resolve().parent
+    known = fields()
     for key, value in data.items():
-        if not isinstance(key, str) or key not in FIELDS:
-            raise BadInput(f"task file {path}: unknown key {key!r} (known: {', '.join(FIELDS)})")
-        param, types = FIELDS[key]
+        if not isinstance(key, str) or key not in known:
+            raise BadInput(f"task file {path}: unknown key {key!r} (known: {', '.join(known)})")
+        param, types = known[key]
         if isinstance(value, bool) and bool not in types or not isinstance(value, types):
             wanted = " or ".join(t.__name__ for t in types)
             raise BadInput(f"task file {path}: {key} must be a {wanted}")
@@ -122,6 +120,16 @@ def load(path: str) -> dict[str, Any]:
             raise BadInput(f"task file {path}: {key} must hold only strings and numbers")
         values[param] = _convert(key, value, base)
     return values
+
+
+def fields() -> dict[str, tuple[str, tuple[type, ...]]]:
+    """Every task-file key: the common ones, then each provider's flags."""
+    found = dict(FIELDS)
+    for flag, _owners in registry.flags():
+        if flag.cli:
+            kinds: tuple[type, ...] = (int, float) if flag.kind is float else (flag.kind,)
+            found.setdefault(flag.name, (flag.name, kinds))
+    return found
 
 
 def _flat(value: Any) -> bool:

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..capabilities import Capability
 from ..errors import NotFound
 from ..home import home
-from ..provider import TAG_MANAGED, TAG_NAME, CheckResult, TrainingProvider
+from ..provider import TAG_MANAGED, TAG_NAME, CheckResult, Quote, TrainingProvider
 from ..remote.base import Progress
 from ..remote.local import LocalRemote
 from ..runtime.client import JobRuntime
@@ -27,7 +27,8 @@ RECORD = "resource.json"
 
 class LocalProvider(TrainingProvider):
     name = "local"
-    capabilities = frozenset({Capability.CREATE, Capability.DOWNLOAD})
+    capabilities = frozenset({Capability.CREATE, Capability.DOWNLOAD, Capability.TAGS})
+    states = {"running": ResourceState.RUNNING, "terminated": ResourceState.TERMINATED}
     create_settles_at_once = True
 
     def __init__(self, root: Path | None = None) -> None:
@@ -41,10 +42,14 @@ class LocalProvider(TrainingProvider):
             raise NotFound(f"no local resource {resource_id}")
         return self.root / resource_id
 
-    def create_resource(
-        self, options: CreateResourceOptions, *, progress: Progress | None = None
+    def quote(self, plan: CreateResourceOptions, *, spot: bool) -> Quote:
+        return Quote(0.0, "this machine")
+
+    def launch(
+        self, plan: CreateResourceOptions, *, spot: bool, progress: Progress | None = None
     ) -> ResourceStatus:
-        self.validate_options(options)
+        """A new workspace directory under the trainctl home."""
+        options = plan
         resource_id = "local-" + secrets.token_hex(4)
         d = self._dir(resource_id)
         d.mkdir(parents=True, mode=0o700)

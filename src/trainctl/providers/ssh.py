@@ -27,12 +27,11 @@ from .. import sshkeys, sync
 from ..capabilities import Capability
 from ..errors import BadInput, NotFound, RemoteError, TrainctlError
 from ..home import home
-from ..provider import TAG_MANAGED, TAG_NAME, CheckResult, TrainingProvider
+from ..provider import TAG_MANAGED, TAG_NAME, CheckResult, ProviderFlag, Quote, TrainingProvider
 from ..remote.base import Progress
 from ..remote.ssh import Endpoint, SSHRemote
 from ..runtime.client import JobRuntime
-from ..states import normalize_state
-from ..types import CostEstimate, CreateResourceOptions, ResourceStatus
+from ..types import CostEstimate, CreateResourceOptions, ResourceState, ResourceStatus
 
 PROBE_TIMEOUT = 20.0
 #: where registrations made before each had its own directory keep their files
@@ -58,8 +57,17 @@ def _price(value: Any) -> float | None:
 
 class SSHProvider(TrainingProvider):
     name = "ssh"
-    capabilities = frozenset({Capability.CREATE, Capability.DOWNLOAD})
-    extra_options = frozenset({"host", "key", "price_per_hour"})
+    capabilities = frozenset({Capability.CREATE, Capability.DOWNLOAD, Capability.TAGS})
+    states = {
+        "reachable": ResourceState.RUNNING,
+        "unreachable": ResourceState.UNKNOWN,
+        "forgotten": ResourceState.TERMINATED,
+    }
+    flags = (
+        ProviderFlag("host", "user@host[:port] of an existing machine.", metavar="HOST"),
+        ProviderFlag("key", "Private key file.", metavar="FILE"),
+        ProviderFlag("price_per_hour", "What the machine costs ($/hour).", kind=float, minimum=0),
+    )
     create_settles_at_once = True
 
     def __init__(self, records: Path | None = None) -> None:
@@ -133,10 +141,14 @@ class SSHProvider(TrainingProvider):
         if key and not Path(str(key)).expanduser().is_file():
             raise BadInput(f"SSH key {key} does not exist")
 
-    def create_resource(
-        self, options: CreateResourceOptions, *, progress: Progress | None = None
+    def quote(self, plan: CreateResourceOptions, *, spot: bool) -> Quote:
+        return Quote(_price(plan.extra.get("price_per_hour")), str(plan.extra["host"]))
+
+    def launch(
+        self, plan: CreateResourceOptions, *, spot: bool, progress: Progress | None = None
     ) -> ResourceStatus:
-        self.validate_options(options)
+        """Register the machine at ``--host`` once it answers over SSH."""
+        options = plan
         endpoint = Endpoint.parse(str(options.extra["host"]))
         key = options.extra.get("key")
         name = options.name or str(endpoint)
@@ -212,7 +224,7 @@ class SSHProvider(TrainingProvider):
         return ResourceStatus(
             id=record["id"],
             provider=self.name,
-            state=normalize_state(self.name, raw),
+            state=self.state_of(raw),
             name=record.get("name"),
             reason=reason,
             gpu=", ".join(names) or None,
@@ -254,7 +266,7 @@ class SSHProvider(TrainingProvider):
             return ResourceStatus(
                 resource_id,
                 self.name,
-                normalize_state(self.name, "forgotten"),
+                self.state_of("forgotten"),
                 raw_state="forgotten",
             )
         remote = self._remote(record, connect_timeout=5)

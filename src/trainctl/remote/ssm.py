@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
 import re
 import secrets
 import shlex
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -46,6 +46,8 @@ from typing import Any
 from ..errors import NotFound, OperationFailed, RemoteError
 from . import sealbox, treesync
 from .base import CommandResult, Progress, Remote, SyncResult, TransferEvent
+
+log = logging.getLogger(__name__)
 
 #: output limits of GetCommandInvocation, in characters: the agent cuts output of
 #: STDOUT_LIMIT bytes or more (MaxStdoutLength of amazon-ssm-agent's iohandler)
@@ -99,9 +101,9 @@ def sealbox_source() -> str:
     return resources.files("trainctl.remote").joinpath("sealbox.py").read_text()
 
 
-def _stderr_progress(line: str) -> None:
-    sys.stderr.write(f"trainctl: {line}\n")
-    sys.stderr.flush()
+def _log_progress(line: str) -> None:
+    """Progress with no caller to show it: trainctl's log (seen with --debug)."""
+    log.info("%s", line)
 
 
 class SSMRemote(Remote):
@@ -133,7 +135,7 @@ class SSMRemote(Remote):
         self.region = region
         self.bucket = bucket
         self.prefix = prefix
-        self.progress = progress or _stderr_progress
+        self.progress = progress or _log_progress
         self.online_timeout = online_timeout
         self.poll_interval = poll_interval
         self.instance_state = instance_state

@@ -18,6 +18,7 @@ import socket
 import sys
 import time
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from ...capabilities import Capability
@@ -31,9 +32,15 @@ from ...errors import (
     TrainctlError,
 )
 from ...home import home, provider_config
-from ...provider import TAG_MANAGED, TAG_NAME, TAG_OWNER, CheckResult, TrainingProvider
+from ...provider import (
+    TAG_MANAGED,
+    TAG_NAME,
+    TAG_OWNER,
+    CheckResult,
+    StopStart,
+    TrainingProvider,
+)
 from ...remote.base import Progress
-from ...states import normalize_state
 from ...types import CostEstimate, CreateResourceOptions, ResourceState, ResourceStatus
 from ...waiting import Seen, wait_ready
 from . import images, quotas, regions, setup
@@ -47,6 +54,7 @@ from .session import (
     no_region,
     translate,
 )
+from .states import STATES
 
 #: tag holding the launch's idempotency token, to find what a failed launch made
 TAG_LAUNCH = "trainctl-launch"
@@ -73,21 +81,24 @@ _INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}")
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
 
 
-class AwsProvider(TrainingProvider):
+class AwsProvider(StopStart, TrainingProvider):
     name = "aws"
     capabilities = frozenset(
         {
             Capability.CREATE,
             Capability.SPOT,
-            Capability.STOP_START,
             Capability.REGIONS,
             Capability.CUSTOM_IMAGE,
             Capability.GPU_SELECTION,
             Capability.INSTANCE_TYPE,
             Capability.DOWNLOAD,
             Capability.DISK_SIZE,
+            Capability.TAGS,
         }
     )
+    states = STATES
+    offers = "trainctl.providers.aws.offers:fetch"
+    bundled_offers = Path(__file__).with_name("offers.csv")
 
     def __init__(
         self,
@@ -193,7 +204,7 @@ class AwsProvider(TrainingProvider):
         """``offers`` (instance type -> catalog offer) gives GPUs and price."""
         tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
         raw = inst["State"]["Name"]
-        state = normalize_state(self.name, raw)
+        state = self.state_of(raw)
         offers = _catalog_offers() if offers is None else offers
         known = offers.get(inst.get("InstanceType", ""))
         spot = inst.get("InstanceLifecycle") == "spot"
@@ -677,7 +688,7 @@ class AwsProvider(TrainingProvider):
         ec2, region, instance_id, inst = self._owned(resource_id)
         if inst is None:
             raise NotFound(f"no AWS instance {resource_id}")
-        state = normalize_state(self.name, inst["State"]["Name"])
+        state = self.state_of(inst["State"]["Name"])
         if state not in (ResourceState.RUNNING, ResourceState.STARTING):
             raise OperationFailed(
                 f"{resource_id} is {inst['State']['Name']}",

@@ -1,8 +1,9 @@
-"""Where catalog rows live: bundled CSVs in the package, live prices under the home.
+"""Where catalog rows live: each provider's bundled CSV, live prices under the home.
 
-A provider's offers come from its live cache (written by ``trainctl catalog refresh``)
-when there is one, else from the bundled file. Both hold the same columns
-(``offer.COLUMNS``); every price carries its own source and date.
+A provider's offers come from its live cache (written by ``trainctl catalog refresh``
+with the provider's own fetcher, ``TrainingProvider.offers``) when there is one, else
+from the file the provider ships (``TrainingProvider.bundled_offers``). Both hold the
+same columns (``offer.COLUMNS``); every price carries its own source and date.
 """
 
 from __future__ import annotations
@@ -13,12 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from .. import registry
+from ..errors import TrainctlError
+from ..home import home
 from .offer import COLUMNS, Offer, format_age, parse_time
-
-DATA_DIR = Path(__file__).parent / "data"
-
-#: providers whose prices the catalog knows how to get (Lyceum: live only)
-PROVIDERS = ("aws", "runpod", "lyceum")
 
 BUNDLED = "bundled"
 LIVE = "live cache"
@@ -61,13 +60,24 @@ def read_csv(path: Path) -> list[Offer]:
         return [Offer.from_row(row) for row in csv.DictReader(f)]
 
 
-def bundled_path(provider: str) -> Path:
-    return DATA_DIR / f"{provider}.csv"
+def providers() -> list[str]:
+    """The providers with offers: a live fetcher, a bundled file, or both."""
+    return [name for name in registry.loadable() if has_offers(name)]
+
+
+def has_offers(provider: str) -> bool:
+    try:
+        cls = registry.get_class(provider)
+    except TrainctlError:  # unknown here, or a plugin that does not load
+        return False
+    return bool(cls.offers or cls.bundled_offers)
+
+
+def bundled_path(provider: str) -> Path | None:
+    return registry.get_class(provider).bundled_offers
 
 
 def cache_path(provider: str) -> Path:
-    from ..home import home
-
     return home() / "catalog" / f"{provider}.csv"
 
 
@@ -84,7 +94,9 @@ def write_cache(provider: str, offers: list[Offer]) -> Path:
 def load(provider: str, *, live: bool = True) -> Loaded:
     """The provider's offers: live cache first (unless ``live`` is false), then bundled."""
     candidates = [(LIVE, cache_path(provider))] if live else []
-    candidates.append((BUNDLED, bundled_path(provider)))
+    bundled = bundled_path(provider)
+    if bundled is not None:
+        candidates.append((BUNDLED, bundled))
     for origin, path in candidates:
         if path.is_file():
             return Loaded(provider, read_csv(path), origin, path)

@@ -19,10 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..catalog import gpus as naming
-from ..errors import BadInput, OperationFailed
-from ..home import home, write_private
-from ..types import GpuSpec
+from ...catalog import gpus as naming
+from ...errors import BadInput, OperationFailed
+from ...home import home, write_private
+from ...types import GpuSpec
 
 CACHE_TTL = 6 * 3600
 _NOISE = {"nvidia", "geforce", "amd", "radeon"}

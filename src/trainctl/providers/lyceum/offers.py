@@ -9,8 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from . import gpus
-from .offer import Offer
+from ...catalog import gpus
+from ...catalog.offer import Offer
 
 SOURCE = "Lyceum GET /api/v2/external/vms/availability"
 
@@ -58,6 +58,6 @@ def offers_from_availability(payload: dict[str, Any], now: datetime) -> list[Off
 
 def fetch(now: datetime) -> tuple[list[Offer], list[str]]:
     """Lyceum's offers now, through the provider's API client and credentials."""
-    from ..providers.lyceum import LyceumProvider
+    from .provider import LyceumProvider
 
     return offers_from_availability(LyceumProvider().availability(), now), []

@@ -13,8 +13,8 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from . import store
-from .offer import Offer
+from ...catalog import sources
+from ...catalog.offer import Offer
 
 SPOT_SOURCE = "AWS EC2 spot price history, lowest zone"
 ON_DEMAND_SOURCE = "AWS Price List API"
@@ -91,15 +91,15 @@ def fetch(now: datetime) -> tuple[list[Offer], list[str]]:
     The region and profile are the aws provider's (``[providers.aws]``, then the
     standard chain), and so are its error messages; retries are kept short so that
     an offline refresh falls back quickly."""
-    from .. import sdk
+    from ... import sdk
 
     sdk.require("boto3", "aws")  # a missing extra is a one-line error naming it
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from ..providers.aws import AwsProvider
-    from ..providers.aws.session import aws_errors
+    from .instance import AwsProvider
+    from .session import aws_errors
 
-    bundled = {o.offer_id: o for o in store.load("aws", live=False).offers}
+    bundled = {o.offer_id: o for o in sources.load("aws", live=False).offers}
     notes: list[str] = []
     with aws_errors("read EC2 spot prices"):
         session, region_name = AwsProvider().session()

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import CredentialsError, OperationFailed, TrainctlError
+from ...errors import CredentialsError, OperationFailed, TrainctlError
 
 API_KEY_PREFIX = "lk_"
 #: lyceum-cli refreshes a session token with this many seconds or fewer left

@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ..errors import TrainctlError
-from . import gpus
-from .offer import Offer
+from ...catalog import gpus
+from ...catalog.offer import Offer
+from ...errors import TrainctlError
 
 SOURCE = "RunPod GET /v2/catalog/gpus"
 SPOT_SOURCE = "RunPod GraphQL gpuTypes spot price"
@@ -58,8 +58,8 @@ def offers_from_catalog(
 def fetch(now: datetime) -> tuple[list[Offer], list[str]]:
     """Live offers; the GPU catalog read here also replaces the provider's cached one,
     so a refresh clears a stale or bad cache."""
-    from ..providers import runpod_gpus
-    from ..providers.runpod import SPOT_PRICES, RunPodProvider, spot_price
+    from . import gpus as runpod_gpus
+    from .provider import SPOT_PRICES, RunPodProvider, spot_price
 
     provider = RunPodProvider()
     payload = {"gpus": provider.fetch_gpu_catalog()}

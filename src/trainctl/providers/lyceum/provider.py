@@ -29,9 +29,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..capabilities import Capability
-from ..catalog import gpus
-from ..errors import (
+from ...capabilities import Capability
+from ...catalog import gpus
+from ...errors import (
     BadInput,
     CredentialsError,
     NoCapacity,
@@ -40,13 +40,19 @@ from ..errors import (
     ResourceLeft,
     TrainctlError,
 )
-from ..home import provider_config
-from ..provider import NAME_PREFIX, TAG_MANAGED, TAG_NAME, CheckResult, TrainingProvider
-from ..remote.base import Progress, Remote
-from ..states import normalize_state
-from ..types import CostEstimate, CreateResourceOptions, GpuSpec, ResourceState, ResourceStatus
-from ..waiting import Seen, wait_ready
-from .lyceum_auth import (
+from ...home import provider_config
+from ...provider import (
+    NAME_PREFIX,
+    TAG_MANAGED,
+    TAG_NAME,
+    VOLUME_FLAG,
+    CheckResult,
+    TrainingProvider,
+)
+from ...remote.base import Progress, Remote
+from ...types import CostEstimate, CreateResourceOptions, GpuSpec, ResourceState, ResourceStatus
+from ...waiting import Seen, wait_ready
+from .auth import (
     CREDENTIALS_HINT,
     REFRESH_PATH,
     REFRESH_TIMEOUT,
@@ -56,10 +62,11 @@ from .lyceum_auth import (
     read_config_file,
     refresh_session,
 )
+from .states import STATES
 
 if TYPE_CHECKING:
-    from ..httpapi import ApiError, JsonApi
-    from ..remote.ssh import SSHRemote
+    from ...httpapi import ApiError, JsonApi
+    from ...remote.ssh import SSHRemote
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +259,9 @@ class LyceumProvider(TrainingProvider):
             Capability.DOWNLOAD,
         }
     )
-    extra_options = frozenset({"volume_gb"})
+    states = STATES
+    offers = "trainctl.providers.lyceum.offers:fetch"  # Lyceum publishes no price list
+    flags = (VOLUME_FLAG,)
 
     @classmethod
     def options_for_offer(
@@ -309,7 +318,7 @@ class LyceumProvider(TrainingProvider):
     @property
     def api(self) -> JsonApi:
         if self._api is None:
-            from ..httpapi import JsonApi
+            from ...httpapi import JsonApi
 
             creds = self.credentials
             self._api = JsonApi(
@@ -350,7 +359,7 @@ class LyceumProvider(TrainingProvider):
 
     def _post_refresh(self, body: dict[str, Any]) -> Any:
         """``POST /auth/refresh``: no Authorization header, as lyceum-cli sends it."""
-        from ..httpapi import JsonApi
+        from ...httpapi import JsonApi
 
         with JsonApi(
             self.credentials.base_url,
@@ -366,7 +375,7 @@ class LyceumProvider(TrainingProvider):
 
     def _call(self, method: str, path: str, **kw: Any) -> Any:
         """One API request, its error statuses turned into trainctl's errors."""
-        from ..httpapi import ApiError
+        from ...httpapi import ApiError
 
         try:
             return self._request(method, path, **kw)
@@ -494,7 +503,7 @@ class LyceumProvider(TrainingProvider):
     def create_resource(
         self, options: CreateResourceOptions, *, progress: Progress | None = None
     ) -> ResourceStatus:
-        from ..sshkeys import public_key
+        from ...sshkeys import public_key
 
         self.validate_options(options)
         variant, count = self.choose(options)
@@ -560,7 +569,7 @@ class LyceumProvider(TrainingProvider):
         """POST the create; a lost answer is looked up by display name, not repeated.
 
         When even that cannot settle whether a VM was made, ``ResourceLeft`` says so."""
-        from ..httpapi import ApiError
+        from ...httpapi import ApiError
 
         try:
             made = self._request(
@@ -630,7 +639,7 @@ class LyceumProvider(TrainingProvider):
     def _status(self, vm_id: str, raw: dict[str, Any]) -> ResourceStatus:
         what = f"VM {vm_id}"
         status = _text(raw, "status", what, required=True)
-        state = normalize_state(self.name, status)
+        state = self.state_of(status)
         display = _text(raw, "display_name", what)
         profile = _text(raw, "hardware_profile", what)
         itype = _text(raw, "instance_type", what)
@@ -748,7 +757,7 @@ class LyceumProvider(TrainingProvider):
                 f"Lyceum VM {resource_id} ({display or 'no name'}) was not created by trainctl; "
                 "not terminating it"
             )
-        if normalize_state(self.name, raw.get("status")) is ResourceState.TERMINATED:
+        if self.state_of(raw.get("status")) is ResourceState.TERMINATED:
             return self._status(resource_id, raw)
         before = self._status(resource_id, raw)
         detached = self._delete(resource_id)
@@ -836,7 +845,7 @@ def _tidy_ssh(st: ResourceStatus, *, close: bool) -> None:
 
 def _ssh(st: ResourceStatus) -> SSHRemote:
     """The VM as an SSH remote, reached with trainctl's own key."""
-    from ..remote.ssh import Endpoint, SSHRemote
+    from ...remote.ssh import Endpoint, SSHRemote
 
     assert st.ssh_host, st
     return SSHRemote(Endpoint(st.ssh_host, st.ssh_port, st.ssh_user))

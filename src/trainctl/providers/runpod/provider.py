@@ -42,9 +42,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from .. import sshkeys
-from ..capabilities import Capability
-from ..errors import (
+from ... import sshkeys
+from ...capabilities import Capability
+from ...errors import (
     BadInput,
     CredentialsError,
     NoCapacity,
@@ -54,14 +54,23 @@ from ..errors import (
     ResourceLeft,
     TrainctlError,
 )
-from ..home import provider_config
-from ..provider import NAME_PREFIX, TAG_MANAGED, TAG_NAME, CheckResult, TrainingProvider
-from ..remote.base import Progress
-from ..remote.ssh import Endpoint, SSHRemote
-from ..states import normalize_state
-from ..types import CostEstimate, CreateResourceOptions, GpuSpec, ResourceState, ResourceStatus
-from ..waiting import Seen, wait_ready
-from . import runpod_gpus
+from ...home import provider_config
+from ...provider import (
+    NAME_PREFIX,
+    TAG_MANAGED,
+    TAG_NAME,
+    VOLUME_FLAG,
+    CheckResult,
+    ProviderFlag,
+    StopStart,
+    TrainingProvider,
+)
+from ...remote.base import Progress
+from ...remote.ssh import Endpoint, SSHRemote
+from ...types import CostEstimate, CreateResourceOptions, GpuSpec, ResourceState, ResourceStatus
+from ...waiting import Seen, wait_ready
+from . import gpus as runpod_gpus
+from .states import STATES
 
 DEFAULT_API_URL = "https://api.runpod.io"
 DEFAULT_GRAPHQL_URL = "https://api.runpod.io/graphql"
@@ -171,13 +180,12 @@ class PodPlan:
     env: dict[str, str] = field(default_factory=dict)
 
 
-class RunPodProvider(TrainingProvider):
+class RunPodProvider(StopStart, TrainingProvider):
     name = "runpod"
     capabilities = frozenset(
         {
             Capability.CREATE,
             Capability.SPOT,
-            Capability.STOP_START,
             Capability.REGIONS,
             Capability.CUSTOM_IMAGE,
             Capability.GPU_SELECTION,
@@ -185,7 +193,14 @@ class RunPodProvider(TrainingProvider):
             Capability.DISK_SIZE,
         }
     )
-    extra_options = frozenset({"cloud", "volume_gb", "env"})
+    states = STATES
+    offers = "trainctl.providers.runpod.offers:fetch"
+    bundled_offers = Path(__file__).with_name("offers.csv")
+    flags = (
+        ProviderFlag("cloud", "Secure or community cloud.", choices=CLOUDS),
+        VOLUME_FLAG,
+        ProviderFlag("env", "Environment variables of the pod.", kind=dict),
+    )
 
     @classmethod
     def options_for_offer(
@@ -245,7 +260,7 @@ class RunPodProvider(TrainingProvider):
         return found
 
     def _client(self, base_url: str) -> Any:
-        from ..httpapi import JsonApi
+        from ...httpapi import JsonApi
 
         return JsonApi(
             base_url,
@@ -291,7 +306,7 @@ class RunPodProvider(TrainingProvider):
         return "/v2/pods/" + quote(pod_id, safe="")
 
     def _get_pod(self, pod_id: str) -> dict[str, Any]:
-        from ..httpapi import ApiError
+        from ...httpapi import ApiError
 
         try:
             body = self.rest.get(self._pod_path(pod_id))
@@ -324,7 +339,7 @@ class RunPodProvider(TrainingProvider):
         return _require_ours(self._get_pod(pod_id))
 
     def _delete(self, pod_id: str) -> None:
-        from ..httpapi import ApiError
+        from ...httpapi import ApiError
 
         try:
             self.rest.delete(self._pod_path(pod_id))
@@ -335,7 +350,7 @@ class RunPodProvider(TrainingProvider):
     def _action(self, pod_id: str, action: str, done: tuple[str, ...]) -> dict[str, Any]:
         """Apply a pod action; a 409 is fine when the pod is already in a ``done`` state
         (a repeated request, or a retry of one that took effect)."""
-        from ..httpapi import ApiError
+        from ...httpapi import ApiError
 
         try:
             answer = self.rest.post(
@@ -478,7 +493,7 @@ class RunPodProvider(TrainingProvider):
     def _authorized_keys(self) -> list[str]:
         """trainctl's own public key, then the account's registered ones, so the user
         can also ssh in with their usual key."""
-        from ..httpapi import ApiError
+        from ...httpapi import ApiError
 
         keys = [self._public_key or sshkeys.public_key()]
         try:
@@ -492,7 +507,7 @@ class RunPodProvider(TrainingProvider):
         return list(dict.fromkeys(k.strip() for k in texts if k.strip()))
 
     def _create_pod(self, plan: PodPlan, gpu: dict[str, Any], env: dict[str, str]) -> dict:
-        from ..httpapi import ApiError
+        from ...httpapi import ApiError
 
         body: dict[str, Any] = {
             "name": plan.pod_name,
@@ -687,7 +702,7 @@ class RunPodProvider(TrainingProvider):
         without an API key, the bundled price catalog's."""
         plan = self._plan(options)
         if not self._api_key and not find_api_key(str(self.config.get("profile", "default"))):
-            from .. import catalog
+            from ... import catalog
 
             return catalog.estimate(self.name, options, hours)
         gpu = self._resolve(plan)
@@ -739,7 +754,7 @@ class RunPodProvider(TrainingProvider):
         return ResourceStatus(
             id=str(pod["id"]),
             provider=self.name,
-            state=normalize_state(self.name, raw),
+            state=self.state_of(raw),
             name=short,
             reason=reason,
             instance_type=f"{gpu.get('count', 1)}x {gpu['id']}" if gpu.get("id") else None,
