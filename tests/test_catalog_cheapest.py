@@ -6,6 +6,7 @@ import pytest
 
 from fakes import FakeProvider
 from trainctl import registry
+from trainctl.provider import ProviderFlag
 from trainctl.api import Trainctl
 from trainctl.capabilities import Capability
 from trainctl.catalog import Offer
@@ -16,7 +17,7 @@ from trainctl.types import CreateResourceOptions, GpuSpec
 
 class GpuFake(FakeProvider):
     capabilities = FakeProvider.capabilities | {Capability.GPU_SELECTION, Capability.INSTANCE_TYPE}
-    extra_options = frozenset({"cloud", "v"})
+    flags = (ProviderFlag("cloud", "A cloud."), ProviderFlag("v", "A value.", kind=int))
 
 
 def offers(*specs):
@@ -140,7 +141,9 @@ def register_fakes(monkeypatch, tmp_path, capacity: dict[str, int | None]) -> No
             def __init__(self, _name=name, _cap=cap) -> None:
                 super().__init__(tmp_path / _name, capacity=_cap)
 
+        real = registry.get_class(name)  # its offers stand, the fake rents them
         Registered.name = name
+        Registered.offers, Registered.bundled_offers = real.offers, real.bundled_offers
         registry.register(Registered, name)
 
 

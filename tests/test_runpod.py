@@ -167,12 +167,12 @@ def test_the_catalog_is_fetched_once_and_cached(provider, fake):
     [
         (CreateResourceOptions(name="x"), "RunPod needs a GPU"),
         (opts(instance_type="g5.xlarge"), "cannot choose an instance type"),
-        (opts(extra={"cloud": "moon"}), "unknown RunPod cloud 'moon'"),
+        (opts(extra={"cloud": "moon"}), "--cloud must be one of secure, community, not 'moon'"),
         (opts(extra={"volume_gb": 5}), "at least 10 GB"),
         (opts(disk_gb=0), "bad disk size"),
         (opts(name="has space"), "bad name"),
-        (opts(max_price=-1), "bad --max-price"),
-        (opts(tags={"team": "x"}), "RunPod pods have no tags"),
+        (opts(max_price=-1), "--max-price must be more than 0"),
+        (opts(tags={"team": "x"}), r"cannot tag machines \(--tag\)"),
     ],
 )
 def test_bad_options_are_refused_before_any_request(provider, fake, options, message):
@@ -349,7 +349,10 @@ def test_spot_fallback_above_max_price_is_refused(provider, fake):
     with pytest.raises(NoCapacity) as e:
         provider.create_resource(opts("RTX4090", spot=True, spot_fallback=True, max_price=0.1))
     assert "below the minimum bid" in e.value.message
-    assert "the on-demand fallback: 1x NVIDIA GeForce RTX 4090 costs $0.69/h" in e.value.message
+    assert (
+        "the on-demand fallback: 1x NVIDIA GeForce RTX 4090 on RunPod's secure cloud costs $0.69/h"
+        in e.value.message
+    )
     assert "above --max-price $0.10/h" in e.value.message and "0.69" in e.value.hint
     assert fake.created == []
     assert not any((m, p) == ("POST", "/v2/pods") for m, p, _ in fake.log)
@@ -606,7 +609,8 @@ GPUISH = one_field_replaced(GPUS[0]) | JSON
 def test_any_pod_answer_is_read_or_refused_in_one_line(pod):
     """What RunPod's API answers for a pod either reads as a status or is one
     ``OperationFailed``: never a KeyError, TypeError or ValueError."""
-    from trainctl.providers.runpod.provider import _checked_pod, _look
+    from trainctl.providers.runpod.client import checked_pod as _checked_pod
+    from trainctl.providers.runpod.provider import _look
 
     try:
         checked = _checked_pod(pod, "GET /v2/pods/x")

@@ -299,8 +299,8 @@ class TrainingProvider(ABC):
         if quote.hourly > cap:
             fallback = "the on-demand fallback: " if why else ""
             raise NoCapacity(
-                f"{why}{fallback}{quote.what} costs ${quote.hourly:.2f}/h {kind} on "
-                f"{self.name}, above --max-price ${cap:.2f}/h",
+                f"{why}{fallback}{quote.what} costs ${quote.hourly:.2f}/h {kind}, "
+                f"above --max-price ${cap:.2f}/h",
                 hint=f"--max-price {quote.hourly:.2f} or more allows it",
             )
 

@@ -1,6 +1,6 @@
 """Live RunPod prices: on-demand from ``GET /v2/catalog/gpus`` (per GPU, per cloud),
 spot from the GraphQL ``gpuTypes`` query (REST v2 has no spot prices), both through
-the runpod provider's own client."""
+the provider's client (``client.RunPodClient``)."""
 
 from __future__ import annotations
 
@@ -56,23 +56,19 @@ def offers_from_catalog(
 
 
 def fetch(now: datetime) -> tuple[list[Offer], list[str]]:
-    """Live offers; the GPU catalog read here also replaces the provider's cached one,
-    so a refresh clears a stale or bad cache."""
-    from . import gpus as runpod_gpus
-    from .provider import SPOT_PRICES, RunPodProvider, spot_price
+    """Live offers, through the provider's client. The GPU list read here also
+    replaces the provider's cached one, so a refresh clears a stale or bad cache."""
+    from .provider import RunPodProvider
 
     provider = RunPodProvider()
-    payload = {"gpus": provider.fetch_gpu_catalog()}
-    runpod_gpus.store_catalog(payload["gpus"], provider.api_url)
+    payload = {"gpus": provider.gpu_catalog(refresh=True)}
     spot: SpotPrices = {}
     notes = []
     try:
-        for gpu in payload.get("gpus", []):
-            data = provider._gql(SPOT_PRICES, {"id": gpu["id"], "gpuCount": 1}, mutation=False)
-            found_types = data.get("gpuTypes")
-            for found in found_types if isinstance(found_types, list) else []:
-                prices = {c: spot_price(found, c, lowest=False) for c in ("secure", "community")}
-                spot[gpu["id"]] = {c: p for c, p in prices.items() if p is not None}
+        for gpu in payload["gpus"]:
+            prices = provider.client.spot_prices(gpu["id"], 1)
+            if prices is not None:
+                spot[gpu["id"]] = dict(prices.clouds)
     except TrainctlError as e:
         spot = {}
         notes.append(f"spot: RunPod's GraphQL spot prices could not be read ({e}); none kept")
