@@ -42,6 +42,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from . import sdk
 from .errors import CredentialsError, OperationFailed, ResourceLeft, TrainctlError
 
 log = logging.getLogger(__name__)
@@ -99,8 +100,6 @@ class JsonApi:
         rng: random.Random | None = None,
         transport: Any = None,
     ) -> None:
-        from . import sdk
-
         httpx = sdk.require("httpx", "runpod,lyceum")
 
         self.base_url = base_url.rstrip("/")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TypeVar
 
+from .. import registry
 from ..errors import BadInput, NoCapacity
 from ..types import CreateResourceOptions, GpuSpec
 from . import query, sources
@@ -55,8 +56,6 @@ def candidates(options: CreateResourceOptions, catalog: list[Offer]) -> list[Off
 def options_for(offer: Offer, options: CreateResourceOptions) -> CreateResourceOptions:
     """The create options that rent ``offer``, in the terms of its provider (a
     ``--cloud`` choice goes only to the offers that have clouds)."""
-    from .. import registry
-
     extra = {k: v for k, v in options.extra.items() if k != "cloud"}
     return registry.get_class(offer.provider).options_for_offer(
         replace(options, extra=extra),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from .. import registry
 from ..errors import TrainctlError
 
 
@@ -11,8 +12,6 @@ def usable_providers(names: Iterable[str]) -> tuple[list[str], list[tuple[str, s
     """The providers among ``names`` usable here, and (name, reason) for the others.
 
     Asks each provider's ``credentials_present`` (cheap, no network)."""
-    from .. import registry
-
     usable: list[str] = []
     skipped: list[tuple[str, str]] = []
     for name in names:

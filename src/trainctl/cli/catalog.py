@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ..catalog.refresh import FAILED
+from ..catalog.refresh import refresh as run_refresh
 from .common import json_option
 from .main import LazyGroup
 from .output import Output
@@ -31,9 +33,6 @@ def refresh(providers: tuple[str, ...], json_mode: bool) -> int:
     the bundled catalog) and the message says how old they are. Exits 1 when a
     named provider could not be refreshed.
     """
-    from ..catalog.refresh import FAILED
-    from ..catalog.refresh import refresh as run_refresh
-
     out = Output(json_mode)
     results = run_refresh(providers or None)
     if json_mode:

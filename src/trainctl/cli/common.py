@@ -9,9 +9,12 @@ from typing import Any
 import click
 
 from .. import registry
+from ..catalog.cheapest import CHEAPEST
 from ..errors import BadInput
 from ..provider import ProviderFlag
 from ..types import CreateResourceOptions, GpuSpec
+from .main import note_json
+from .output import Output
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -57,8 +60,6 @@ class JobCommand(click.Command):
 
 
 def _note_json(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
-    from .main import note_json
-
     note_json(value)
     return value
 
@@ -141,8 +142,6 @@ def provider_values(values: dict[str, Any]) -> dict[str, Any]:
 
 def choose_provider(flag: str | None) -> str:
     """The provider for create/run: ``cheapest`` as is, else ``registry.select``."""
-    from ..catalog.cheapest import CHEAPEST
-
     return CHEAPEST if flag == CHEAPEST else registry.select(flag)
 
 
@@ -193,6 +192,4 @@ def build_create_options(
 
 
 def progress_printer(json_mode: bool) -> Callable[[str], None]:
-    from .output import Output
-
     return Output(json_mode).progress

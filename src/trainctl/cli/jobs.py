@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .. import interrupts
+from .. import interrupts, sync
 from ..api import Trainctl
 from ..errors import BadInput, NotFound
 from ..following import reattach_hint
@@ -115,8 +115,6 @@ def build_job(
 
 def _warn_if_huge(resolved: Path) -> None:
     """One line before a sync far larger than a project usually is."""
-    from .. import sync
-
     files, size = sync.measure_tree(str(resolved))
     if size > WARN_BYTES or files > WARN_FILES:
         click.echo(

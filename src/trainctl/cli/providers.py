@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from .. import registry
 from ..errors import TrainctlError
 from .common import json_option
 from .main import LazyGroup
@@ -29,8 +30,6 @@ def providers() -> None:
 @json_option
 def list_providers(json_mode: bool) -> None:
     """Known providers, their capabilities, and whether credentials are present."""
-    from .. import registry
-
     out = Output(json_mode)
     rows = []
     for name in registry.names():
@@ -75,8 +74,6 @@ def _credentials(row: dict) -> str:
 @json_option
 def check(only: tuple[str, ...], json_mode: bool) -> None:
     """Say which providers are usable here and, for the others, why not."""
-    from .. import registry
-
     out = Output(json_mode)
     results = []
     for name in only or registry.names():

@@ -7,9 +7,12 @@ import sys
 import click
 
 from ..api import Trainctl
+from ..capabilities import Capability, require
+from ..catalog.spend import CATALOG, Rented, spend, totals
 from ..errors import BadInput, OperationFailed
 from ..interrupts import signals_interrupt
 from ..provider import TAG_NAME
+from ..registry import get_class
 from .common import (
     _RESOURCE_NAME,
     build_create_options,
@@ -46,8 +49,6 @@ def create(provider: str | None, json_mode: bool, **flags) -> None:
 def list_cmd(refresh: bool, provider: str | None, json_mode: bool) -> None:
     """List trainctl's machines with their $/hour and spend so far, and the totals
     (from the local record; --refresh asks the providers)."""
-    from ..catalog.spend import CATALOG, Rented, spend, totals
-
     out = Output(json_mode)
     unasked: list[str] = []
     views = Trainctl().list(refresh=refresh, provider=provider, on_error=unasked.append)
@@ -211,9 +212,6 @@ def adopt(machine: str, name: str | None, json_mode: bool) -> None:
 @json_option
 def stop(resource: str, yes: bool, json_mode: bool) -> None:
     """Stop RESOURCE (running jobs end; the disk is kept)."""
-    from ..capabilities import Capability, require
-    from ..registry import get_class
-
     tc = Trainctl()
     record = tc.store.resource(resource)
     require(get_class(record.provider), Capability.STOP_START)  # refuse before asking

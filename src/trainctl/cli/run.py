@@ -12,6 +12,7 @@ from ..api import run as run_job
 from ..errors import BadInput
 from ..following import reattach_hint
 from ..interrupts import signals_interrupt
+from ..runtime.client import new_job_id
 from .common import (
     JobCommand,
     build_create_options,
@@ -22,6 +23,7 @@ from .common import (
 )
 from .jobs import build_job, describe, job_options
 from .output import Output
+from .taskfile import merge
 
 
 @click.command(cls=JobCommand)
@@ -73,8 +75,6 @@ def run(ctx: click.Context, task_file: str | None, json_mode: bool, **params) ->
     happen; 130 when interrupted.
     """
     if task_file:
-        from .taskfile import merge
-
         params = merge(ctx, params, task_file)
     return _run(json_mode=json_mode, **params)
 
@@ -98,8 +98,6 @@ def _run(provider, command, outputs, output_dir, keep, grace, json_mode, **flags
     name = choose_provider(provider)
     progress = progress_printer(json_mode)
     tc = Trainctl()
-    from ..runtime.client import new_job_id
-
     job.job_id = new_job_id()
     dest = Path(output_dir) if output_dir else Path(sync.OUTPUT_DIR) / job.job_id
     if outputs and job.workdir and dest.resolve().is_relative_to(job.workdir):
