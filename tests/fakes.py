@@ -9,7 +9,7 @@ from pathlib import Path
 
 from trainctl.capabilities import Capability
 from trainctl.errors import NoCapacity, NotFound
-from trainctl.provider import CheckResult, TrainingProvider
+from trainctl.provider import CheckResult, Quote, TrainingProvider
 from trainctl.remote.local import LocalRemote
 from trainctl.types import CostEstimate, CreateResourceOptions, ResourceState, ResourceStatus
 
@@ -28,9 +28,12 @@ class FakeProvider(TrainingProvider):
     def check(self) -> CheckResult:
         return CheckResult(self.name, True, "in memory")
 
-    def create_resource(self, options: CreateResourceOptions, *, progress=None) -> ResourceStatus:
+    def quote(self, plan: CreateResourceOptions, *, spot: bool) -> Quote:
+        return Quote(self.hourly, "a fake machine")
+
+    def launch(self, plan: CreateResourceOptions, *, spot: bool, progress=None) -> ResourceStatus:
+        options = plan
         self.calls.append("create")
-        self.validate_options(options)
         live = [m for m in self.machines.values() if m.state is ResourceState.RUNNING]
         if self.capacity is not None and len(live) >= self.capacity:
             raise NoCapacity(f"provider '{self.name}' has no capacity")
@@ -43,7 +46,7 @@ class FakeProvider(TrainingProvider):
             name=options.name,
             launch_time=datetime.now(timezone.utc),
             cost_per_hour=self.hourly,
-            spot=options.spot,
+            spot=spot,
         )
         self.machines[rid] = st
         return st

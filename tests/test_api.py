@@ -246,8 +246,8 @@ class Leaky(FakeProvider):
     def __init__(self) -> None:
         super().__init__(self.root)
 
-    def create_resource(self, options, *, progress=None):
-        made = super().create_resource(options)
+    def launch(self, plan, *, spot, progress=None):
+        made = super().launch(plan, spot=spot)
         raise ResourceLeft(
             "not ready; terminating it failed too",
             resource_id=made.id if self.known_id else None,
