@@ -86,7 +86,6 @@ def _setup_logging() -> None:
         handler = _Stderr()
         handler.setFormatter(_LogLine())
         logger.addHandler(handler)
-        logger.propagate = False
     debug = os.environ.get("TRAINCTL_DEBUG") == "1"
     logger.setLevel(logging.DEBUG if debug else logging.WARNING)
 
