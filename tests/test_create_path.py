@@ -168,7 +168,12 @@ def test_capability_reasons_can_depend_on_the_request(tmp_path):
     assert not Priced.supports(Capability.STOP_START)
 
 
-def test_the_api_passes_warnings_to_its_callback_and_never_prints(tmp_path, capsys, caplog):
+def test_the_api_passes_warnings_to_its_callback_and_never_prints(
+    tmp_path, capsys, caplog, monkeypatch
+):
+    # the CLI's own handler, if an in-process CLI test installed it, is not the library's
+    monkeypatch.setattr(logging.getLogger("trainctl"), "handlers", [])
+
     class Registered(Priced):
         spot_full = True
 
