@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
@@ -299,3 +300,15 @@ def test_persistent_5xx_while_waiting_and_releasing_keeps_the_record(runpod_cli)
     assert (record["name"], record["id"]) == ("w2", pod_id)
     assert trainctl("terminate", "w2", "-y").code == 0
     assert runpod_cli.pods == {}
+
+
+def test_debug_shows_trainctl_log_and_retries_without_the_key(runpod_cli):
+    runpod_cli.fail_next("listPods", 503)
+    r = trainctl("list", "--refresh", "-p", "runpod")
+    assert r.code == 0, r.err
+    assert "debug:" not in r.err  # the retry is silent without --debug
+    runpod_cli.fail_next("listPods", 503)
+    r = trainctl("list", "--refresh", "-p", "runpod", "--debug")
+    assert r.code == 0, r.err
+    assert "debug: trainctl.httpapi: RunPod GET /v2/pods" in r.err and "retrying" in r.err
+    assert os.environ["RUNPOD_API_KEY"] not in r.err
