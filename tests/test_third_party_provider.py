@@ -276,3 +276,10 @@ def test_its_flag_is_refused_for_another_provider(cloud):
     assert "Traceback" not in r.err
     assert trainctl("list", "--json").json()["resources"] == []
     assert machines(cloud) == []
+
+
+def test_what_it_lacks_is_refused_by_the_base_rules(cloud):
+    r = trainctl("create", "--provider", "shelf", "--spot")
+    assert r.code == 2
+    assert "provider 'shelf' cannot rent spot (interruptible) machines" in r.err
+    assert machines(cloud) == []
