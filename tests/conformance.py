@@ -4,7 +4,12 @@ A provider's test module subclasses ``ProviderConformance`` (named ``Test...``) 
 supplies two fixtures:
 
 - ``provider``: a ready ``TrainingProvider`` talking to its real or faked API;
-- ``create_options``: the ``CreateResourceOptions`` that make a small machine.
+- ``create_options``: the ``CreateResourceOptions`` that make a small machine;
+
+and, where its real or faked API can have one, a third:
+
+- ``foreign_id``: the id of a machine that exists there but that trainctl did not
+  make (without it, the tests that need one are skipped, saying so).
 
 The suite creates one machine per test and terminates it afterwards.
 """
@@ -12,17 +17,22 @@ The suite creates one machine per test and terminates it afterwards.
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from trainctl.errors import BadInput, NotFound
-from trainctl.provider import TrainingProvider
+from trainctl.capabilities import Capability
+from trainctl.errors import BadInput, CapabilityError, NotFound, OperationFailed
+from trainctl.provider import StopStart, TrainingProvider
 from trainctl.types import (
     CreateResourceOptions,
     ExecutionStatus,
+    GpuSpec,
     ResourceState,
     TrainingJob,
 )
@@ -42,6 +52,21 @@ for i in range(steps):
     time.sleep(float(os.environ.get("STEP_SECONDS", "0.05")))
 sys.exit(int(os.environ.get("EXIT_CODE", "0")))
 """
+
+#: each capability a create option needs, with options that ask for it
+CAPABILITY_OPTIONS = [
+    pytest.param(Capability.SPOT, {"spot": True}, id="spot"),
+    pytest.param(Capability.REGIONS, {"region": "nowhere-1"}, id="region"),
+    pytest.param(Capability.CUSTOM_IMAGE, {"image": "example.org/img:1"}, id="image"),
+    pytest.param(Capability.GPU_SELECTION, {"gpu": GpuSpec("A100", 1)}, id="gpu"),
+    pytest.param(Capability.INSTANCE_TYPE, {"instance_type": "conf.large"}, id="instance-type"),
+    pytest.param(Capability.DISK_SIZE, {"disk_gb": 50}, id="disk"),
+    pytest.param(Capability.TAGS, {"tags": {"team": "ml"}}, id="tags"),
+]
+
+#: how long a call on a stopped machine may take to fail (a wait for it to come up
+#: would take the provider's whole ready timeout)
+STOPPED_FAILS_WITHIN = 10.0
 
 TRICKY = ["a b", "it's", 'say "hi"', "x; rm -rf /", "$(id)", "`id`", "line\nbreak", "ünï €"]
 
@@ -66,6 +91,28 @@ def wait_running(provider: TrainingProvider, rid: str, job_id: str, timeout: flo
     raise AssertionError(f"job {job_id} did not start within {timeout} s")
 
 
+def failure_within(call: Callable[[], Any], seconds: float) -> BaseException:
+    """The exception ``call`` raises, which it must do within ``seconds``; a call
+    that hangs fails the test instead of hanging it."""
+    outcome: list[Any] = []
+
+    def target() -> None:
+        try:
+            outcome.append(("returned", call()))
+        except BaseException as e:  # noqa: BLE001 - handed to the test
+            outcome.append(("raised", e))
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if not outcome:
+        raise AssertionError(f"still waiting after {seconds:g} s instead of failing")
+    kind, value = outcome[0]
+    if kind == "returned":
+        raise AssertionError(f"expected a failure, got {value!r}")
+    return value
+
+
 class ProviderConformance:
     python = "python3"  # interpreter on the machine; a provider may override
 
@@ -85,6 +132,13 @@ class ProviderConformance:
             yield status.id
         finally:
             provider.terminate(status.id)
+
+    @pytest.fixture
+    def foreign_id(self) -> str:
+        pytest.skip(
+            f"{type(self).__name__} has no foreign_id fixture: its test harness cannot "
+            "make a machine outside trainctl yet"
+        )
 
     def job(self, workdir: Path | None, *args: str, **env: str) -> TrainingJob:
         return TrainingJob(
@@ -245,6 +299,70 @@ class ProviderConformance:
         second = provider.terminate(rid)
         assert first.state in (ResourceState.TERMINATED, ResourceState.TERMINATING)
         assert second.state in (ResourceState.TERMINATED, ResourceState.TERMINATING)
+
+    # -- capabilities --------------------------------------------------------------
+
+    @pytest.mark.parametrize(("capability", "asked"), CAPABILITY_OPTIONS)
+    def test_a_missing_capability_is_refused_before_anything_is_made(
+        self, provider, create_options, capability, asked
+    ):
+        request = replace(create_options, **asked)
+        why = provider.unsupported_reason(capability, request)
+        if why is None:
+            pytest.skip(f"{provider.name} has {capability.value}")
+        before = {r.id for r in provider.list_resources()}
+        try:
+            made = provider.create_resource(request)
+        except CapabilityError as e:
+            assert e.message == why
+        else:
+            provider.terminate(made.id)
+            pytest.fail(f"{provider.name} made {made.id} without {capability.value}")
+        assert {r.id for r in provider.list_resources()} == before
+
+    def test_a_flag_of_another_provider_is_refused_before_anything_is_made(
+        self, provider, create_options
+    ):
+        request = replace(create_options, extra={**create_options.extra, "no_such_flag": "x"})
+        before = {r.id for r in provider.list_resources()}
+        with pytest.raises(CapabilityError, match="does not take --no-such-flag"):
+            provider.create_resource(request)
+        assert {r.id for r in provider.list_resources()} == before
+
+    def test_stop_start_is_declared_with_its_methods(self, provider):
+        declared = Capability.STOP_START in type(provider).capabilities
+        assert declared == isinstance(provider, StopStart)
+
+    def test_a_stopped_machine_says_to_start_it(self, provider, resource, workdir):
+        """``connect`` and ``train`` on a stopped machine fail at once, naming
+        ``trainctl start``; they do not wait for the machine to come back."""
+        if not isinstance(provider, StopStart):
+            pytest.skip(f"{provider.name} cannot stop machines")
+        provider.stop(resource)
+        for call in (
+            lambda: provider.connect(resource),
+            lambda: provider.train(resource, self.job(workdir)),
+        ):
+            error = failure_within(call, STOPPED_FAILS_WITHIN)
+            assert isinstance(error, OperationFailed), repr(error)
+            assert "trainctl start" in str(error)
+
+    # -- machines trainctl did not make ---------------------------------------------
+
+    def test_a_foreign_machine_is_not_found(self, provider, foreign_id):
+        """A machine someone else made is not trainctl's: not listed, and every call
+        on it is NotFound (so that trainctl never ends or reaches into it)."""
+        assert foreign_id not in {r.id for r in provider.list_resources()}
+        wrong = {}
+        for call in (provider.get_resource_status, provider.connect, provider.terminate):
+            try:
+                answer = call(foreign_id)
+            except NotFound:
+                continue
+            except Exception as e:  # noqa: BLE001 - reported below
+                answer = e
+            wrong[call.__name__] = repr(answer)
+        assert wrong == {}, f"not NotFound: {wrong}"
 
     def unknown_id(self) -> str:
         """An id shaped like the provider's own that names nothing."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from aws_support import set_up
+from aws_support import publish_dlami, set_up
 from conformance import ProviderConformance
 from trainctl.providers.aws import AwsProvider
 from trainctl.runtime import client
@@ -25,6 +25,19 @@ class TestAwsProvider(ProviderConformance):
     @pytest.fixture
     def create_options(self):
         return CreateResourceOptions(gpu=GpuSpec("T4", 1), name="conformance")
+
+    @pytest.fixture
+    def foreign_id(self, provider):
+        """An instance launched in the account without trainctl's tags."""
+        import boto3
+
+        ec2 = boto3.client("ec2", region_name=REGION)
+        launched = ec2.run_instances(
+            ImageId=publish_dlami(REGION), InstanceType="t3.micro", MinCount=1, MaxCount=1
+        )
+        instance_id = launched["Instances"][0]["InstanceId"]
+        yield instance_id
+        ec2.terminate_instances(InstanceIds=[instance_id])
 
     def unknown_id(self) -> str:
         return "i-0000000000000000f"

@@ -34,6 +34,17 @@ class TestLyceumConformance(ProviderConformance):
     def create_options(self):
         return CreateResourceOptions(gpu=GpuSpec("A100", 1), name="conformance")
 
+    @pytest.fixture
+    def foreign_id(self, fake):
+        """A VM made in the same organisation outside trainctl (no name prefix)."""
+        import httpx
+
+        return httpx.post(
+            f"{fake.url}/api/v2/external/vms/create",
+            headers={"Authorization": f"Bearer {DEFAULT_KEY}", "X-Org-Slug": DEFAULT_ORG},
+            json={"user_public_key": sshkeys.public_key(), "display_name": "someone-elses-vm"},
+        ).json()["vm_id"]
+
     def unknown_id(self) -> str:
         return "vm-000000000000"
 

@@ -69,6 +69,10 @@ class TestRunPodConformance(ProviderConformance):
     def create_options(self):
         return opts("RTX4090", name="conformance")
 
+    @pytest.fixture
+    def foreign_id(self, fake):
+        return fake.add_foreign_pod()
+
 
 # --- create --------------------------------------------------------------------------
 
