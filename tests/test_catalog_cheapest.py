@@ -6,12 +6,12 @@ import pytest
 
 from fakes import FakeProvider
 from trainctl import registry
-from trainctl.provider import ProviderFlag
 from trainctl.api import Trainctl
 from trainctl.capabilities import Capability
 from trainctl.catalog import Offer
 from trainctl.catalog.cheapest import MAX_TRIES, candidates, launch
 from trainctl.errors import BadInput, NoCapacity, OperationFailed
+from trainctl.provider import ProviderFlag
 from trainctl.types import CreateResourceOptions, GpuSpec
 
 

@@ -11,11 +11,11 @@ from fakes import FakeProvider
 from price_apis import aws_env, closed_port_url, moto_url, runpod_api  # noqa: F401 (fixtures)
 from trainctl import catalog, registry
 from trainctl.catalog import refresh, sources
+from trainctl.errors import BadInput
 from trainctl.providers.aws import AwsProvider
 from trainctl.providers.aws import offers as live_aws
 from trainctl.providers.lyceum import offers as live_lyceum
 from trainctl.providers.runpod import offers as live_runpod
-from trainctl.errors import BadInput
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 

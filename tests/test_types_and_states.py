@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trainctl.errors import BadInput
 from trainctl import registry
+from trainctl.errors import BadInput
 from trainctl.registry import state_of as normalize_state
 from trainctl.types import (
     CostEstimate,

@@ -142,6 +142,8 @@ class TrainingProvider(ABC):
     offers: ClassVar[str | None] = None
     #: a CSV of offers shipped with the provider (``catalog.offer.COLUMNS``)
     bundled_offers: ClassVar[Path | None] = None
+    #: False for a provider that uses no account (ssh reaches hosts with their own keys)
+    needs_account: ClassVar[bool] = True
     #: True when a spot launch bids ``--max-price`` itself (so the cap needs no quote)
     spot_bids_max_price: ClassVar[bool] = False
     #: True when an interrupted create cannot still act afterwards (no cloud call in

@@ -17,10 +17,6 @@ PROVIDER_COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-#: providers that use no account: ssh reaches hosts with their own keys
-NO_ACCOUNT = ("local", "ssh")
-
-
 @click.group(cls=LazyGroup, lazy=PROVIDER_COMMANDS)
 def providers() -> None:
     """Provider commands."""
@@ -38,7 +34,7 @@ def list_providers(json_mode: bool) -> None:
         except TrainctlError as e:
             rows.append({"name": name, "error": str(e)})
             continue
-        needed = name not in NO_ACCOUNT
+        needed = cls.needs_account
         rows.append(
             {
                 "name": name,

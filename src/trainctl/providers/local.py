@@ -29,6 +29,7 @@ class LocalProvider(TrainingProvider):
     name = "local"
     capabilities = frozenset({Capability.CREATE, Capability.DOWNLOAD, Capability.TAGS})
     states = {"running": ResourceState.RUNNING, "terminated": ResourceState.TERMINATED}
+    needs_account = False
     create_settles_at_once = True
 
     def __init__(self, root: Path | None = None) -> None:

@@ -68,6 +68,7 @@ class SSHProvider(TrainingProvider):
         ProviderFlag("key", "Private key file.", metavar="FILE"),
         ProviderFlag("price_per_hour", "What the machine costs ($/hour).", kind=float, minimum=0),
     )
+    needs_account = False
     create_settles_at_once = True
 
     def __init__(self, records: Path | None = None) -> None:
