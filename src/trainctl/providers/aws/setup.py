@@ -85,10 +85,14 @@ class Names:
     role: str = ROLE_NAME
 
     @classmethod
-    def for_account(cls, account: str, region: str, config: dict[str, Any]) -> Names:
-        bucket = config.get("bucket") or default_bucket(account, region)
-        profile = config.get("instance_profile") or PROFILE_NAME
-        return cls(account=account, bucket=bucket, profile=profile)
+    def for_account(
+        cls, account: str, region: str, *, bucket: str | None = None, profile: str = PROFILE_NAME
+    ) -> Names:
+        """The names in ``account`` and ``region``; ``bucket`` and ``profile`` are the
+        configured ones (``AwsSettings``)."""
+        return cls(
+            account=account, bucket=bucket or default_bucket(account, region), profile=profile
+        )
 
 
 @dataclass
