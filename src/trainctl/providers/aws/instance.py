@@ -42,7 +42,6 @@ from ...provider import (
     TrainingProvider,
 )
 from ...remote.base import Progress
-from ...remote.ssm import SSMRemote
 from ...types import CostEstimate, CreateResourceOptions, ResourceState, ResourceStatus
 from ...waiting import Seen, wait_ready
 from . import images, quotas, regions, setup
@@ -704,6 +703,10 @@ class AwsProvider(StopStart, TrainingProvider):
     def _remote(self, region: str, inst: dict[str, Any], ec2: Any = None) -> Any:
         """The machine's SSM remote; its staging prefix is the one its role's policy
         allows (a machine launched before role tags were set keeps the old layout)."""
+        # imported here: SSM and its sync code are startup time that list and status
+        # (which import this module) do not need
+        from ...remote.ssm import SSMRemote
+
         session, region = self.session(region)
         instance_id = inst["InstanceId"]
         tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}

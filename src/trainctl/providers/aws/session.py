@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ... import sdk
 from ...errors import (
     BadInput,
     CredentialsError,
@@ -118,8 +119,6 @@ def new_session(region: str | None = None, profile: str | None = None) -> Any:
 
     Sessions share one loader of botocore's API models, so a second session (another
     region) does not parse the large EC2 model again."""
-    from ... import sdk
-
     boto3 = sdk.require("boto3", "aws")
     import botocore.loaders
     import botocore.session
