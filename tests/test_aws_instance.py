@@ -38,6 +38,7 @@ from trainctl.providers.aws import AwsProvider
 from trainctl.providers.aws import instance as aws_instance
 from trainctl.providers.aws.images import DLAMI_NAME
 from trainctl.providers.aws.session import client
+from trainctl.providers.aws.settings import AwsSettings
 from trainctl.types import CreateResourceOptions, GpuSpec, ResourceState
 
 REGION = "us-west-2"
@@ -619,6 +620,28 @@ def test_missing_setup_is_explained_before_launch(provider, monkeypatch, trainct
     assert launches == []
     check = fresh.check()
     assert not check.usable and "trainctl aws setup" in check.detail
+
+
+def test_settings_are_read_once_and_bad_values_named(trainctl_home):
+    trainctl_home.mkdir(parents=True, exist_ok=True)
+    config = trainctl_home / "config.toml"
+    config.write_text('[providers.aws]\nready_timeout = "soon"\n')
+    with pytest.raises(BadInput, match=r"ready_timeout in \[providers\.aws\] must be a number"):
+        AwsProvider()
+    config.write_text("[providers.aws]\nready_timeout = 0\n")
+    with pytest.raises(BadInput, match="above 0, not 0"):
+        AwsProvider()
+    config.write_text("[providers.aws]\nregion = 3\n")
+    with pytest.raises(BadInput, match=r"region in \[providers\.aws\] must be a string"):
+        AwsProvider()
+    config.write_text('[providers.aws]\nregion = "eu-west-3"\nready_timeout = 90\nbucket = "b"\n')
+    provider = AwsProvider()
+    assert provider.settings == AwsSettings(region="eu-west-3", bucket="b", ready_timeout=90.0)
+    assert provider.ready_timeout == 90.0
+    assert AwsSettings.load({}) == AwsSettings(
+        region=None, profile=None, bucket=None, instance_profile="trainctl-instance"
+    )
+    assert AwsSettings.load({}).ready_timeout == 600.0
 
 
 def test_image_from_public_parameter_else_newest_dlami(provider):
