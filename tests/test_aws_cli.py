@@ -156,3 +156,53 @@ def test_a_kill_at_the_worst_moment_leaves_no_secret_in_the_bucket(monkeypatch):
             assert form not in body
     assert trainctl("terminate", "sealed", "-y").code == 0
     assert staged() == []
+
+
+def test_stopping_a_spot_machine_is_refused_before_any_aws_call(proxy):
+    made = trainctl(
+        "create", "--provider", "aws", "--gpu", "T4", "--spot", "--name", "spot-box", "--json"
+    )
+    assert made.code == 0, made.err
+    rid = made.json()["id"]
+    asked: list[bytes] = []
+    proxy.fault = lambda _m, _p, _h, body: asked.append(body)
+    r = trainctl("stop", "spot-box", "-y")
+    assert r.code == 2, r.err
+    assert "cannot stop a one-time spot machine" in r.err and "terminate it" in r.err
+    assert asked == []  # refused from the record: nothing was sent to AWS
+    proxy.fault = lambda *_: None
+    assert instance(REGION, rid).state == "running"
+    assert trainctl("terminate", "spot-box", "-y").code == 0
+
+
+def test_a_spot_fallback_warning_is_printed(proxy):
+    def no_spot(_method, _path, _headers, body):
+        if b"Action=RunInstances" in body and b"InstanceMarketOptions" in body:
+            return (
+                500,
+                "text/xml",
+                b"<Response><Errors><Error><Code>InsufficientInstanceCapacity</Code>"
+                b"<Message>no spot capacity</Message></Error></Errors>"
+                b"<RequestID>x</RequestID></Response>",
+            )
+        return None
+
+    proxy.fault = no_spot
+    made = trainctl(
+        "create",
+        "--provider",
+        "aws",
+        "--gpu",
+        "T4",
+        "--spot",
+        "--spot-fallback",
+        "--name",
+        "fallback-box",
+        "--json",
+    )
+    assert made.code == 0, made.err
+    assert made.json()["spot"] is False
+    (warning,) = [line for line in made.err.splitlines() if line.startswith("warning:")]
+    assert "on-demand instead (--spot-fallback)" in warning
+    proxy.fault = lambda *_: None
+    assert trainctl("terminate", "fallback-box", "-y").code == 0

@@ -38,6 +38,7 @@ from trainctl.providers.aws import AwsProvider
 from trainctl.providers.aws import instance as aws_instance
 from trainctl.providers.aws.images import DLAMI_NAME
 from trainctl.providers.aws.session import client
+from trainctl.providers.aws.settings import AwsSettings
 from trainctl.types import CreateResourceOptions, GpuSpec, ResourceState
 
 REGION = "us-west-2"
@@ -142,9 +143,7 @@ def test_region_without_that_type(provider):
 
 
 def test_bad_option_combinations(provider):
-    with pytest.raises(BadInput, match="spot machines only"):
-        provider.create_resource(opts(max_price=0.5))
-    with pytest.raises(BadInput, match="spot machines only"):
+    with pytest.raises(BadInput, match="only makes sense with --spot"):
         provider.create_resource(opts(spot_fallback=True))
     with pytest.raises(BadInput, match="does not take --host"):
         provider.create_resource(opts(extra={"host": "x"}))
@@ -152,6 +151,33 @@ def test_bad_option_combinations(provider):
         provider.create_resource(opts(disk_gb=1))
     with pytest.raises(BadInput, match="instance type or a GPU"):
         provider.create_resource(CreateResourceOptions())
+
+
+# --- --max-price on-demand -----------------------------------------------------------
+
+
+def test_max_price_caps_on_demand(provider):
+    launches = calls(provider, "RunInstances")
+    st = provider.create_resource(opts(max_price=1.5))  # g5.xlarge: $1.006/h
+    assert not st.spot and st.state is ResourceState.RUNNING
+    assert "InstanceMarketOptions" not in launches[0]
+    provider.terminate(st.id)
+
+
+def test_on_demand_above_max_price_is_refused_before_any_launch(provider):
+    launches = calls(provider, "RunInstances")
+    with pytest.raises(NoCapacity, match=r"g5\.xlarge costs \$1\.01/h on-demand") as e:
+        provider.create_resource(opts(max_price=0.5))
+    assert "above --max-price $0.50/h" in e.value.message
+    assert "--max-price 1.01 or more" in (e.value.hint or "")
+    assert launches == []
+
+
+def test_on_demand_without_a_catalog_price_cannot_be_capped(provider):
+    launches = calls(provider, "RunInstances")
+    with pytest.raises(BadInput, match="price of t3.micro on aws is not known"):
+        provider.create_resource(opts(gpu=None, instance_type="t3.micro", max_price=1.0))
+    assert launches == []
 
 
 # --- spot ----------------------------------------------------------------------------
@@ -169,7 +195,7 @@ def test_spot_launch_is_one_time_and_terminates_on_interruption(provider):
     }
     assert st.spot and st.cost_per_hour is None
     assert "spot-instances-request" in {s["ResourceType"] for s in launches[0]["TagSpecifications"]}
-    with pytest.raises(CapabilityError, match="cannot be stopped"):
+    with pytest.raises(CapabilityError, match="cannot stop a one-time spot machine"):
         provider.stop(st.id)
     provider.terminate(st.id)
 
@@ -247,7 +273,9 @@ def test_spot_fallback_takes_on_demand(provider):
     spot, on_demand = launches
     assert "InstanceMarketOptions" in spot and "InstanceMarketOptions" not in on_demand
     assert spot["ClientToken"] != on_demand["ClientToken"]
-    assert any("launching on-demand instead" in line for line in lines)
+    assert any("falling back to on-demand" in line for line in lines)
+    (warning,) = st.warnings
+    assert "no g5.xlarge spot capacity" in warning and "on-demand instead" in warning
     assert len(left_open) == 1 and _still_open(left_open) == []
     provider.terminate(st.id)
 
@@ -281,7 +309,7 @@ def test_spot_quota_with_fallback_takes_on_demand(provider):
     lines: list[str] = []
     st = provider.create_resource(opts(spot=True, spot_fallback=True), progress=lines.append)
     assert not st.spot and st.state is ResourceState.RUNNING and len(launches) == 2
-    assert any("spot quota" in line and "launching on-demand" in line for line in lines)
+    assert any("spot quota" in line and "falling back to on-demand" in line for line in lines)
     provider.terminate(st.id)
 
 
@@ -312,9 +340,9 @@ def test_spot_fallback_above_max_price_is_refused(provider):
     _no_spot_capacity(provider, left_open)
     launches = calls(provider, "RunInstances")
     opt = opts(spot=True, spot_fallback=True, max_price=0.01)
-    with pytest.raises(NoCapacity, match="above --max-price") as e:
+    with pytest.raises(NoCapacity, match="on-demand fallback: .* above --max-price") as e:
         provider.create_resource(opt)
-    assert "raise --max-price" in e.value.hint
+    assert "--max-price 1.01 or more" in e.value.hint
     assert len(launches) == 1  # the spot try only: no on-demand machine
     assert _still_open(left_open) == []
 
@@ -327,7 +355,8 @@ def test_spot_request_that_cannot_be_checked_after_launch_is_a_warning(provider)
     lines: list[str] = []
     st = provider.create_resource(opts(spot=True, name="spot-unchecked"), progress=lines.append)
     assert st.state is ResourceState.RUNNING and st.spot
-    (warning,) = [line for line in lines if line.startswith("warning:")]
+    assert not [line for line in lines if "could not check" in line]  # not progress
+    (warning,) = st.warnings
     assert st.id in warning and "could not check its spot request" in warning
     # moto's RunInstances names no request: the warning names its tag instead
     assert f"tagged {aws_instance.TAG_LAUNCH}=" in warning and "cancel it" in warning
@@ -496,8 +525,9 @@ def test_list_is_one_call_per_page_and_only_owned(provider, monkeypatch):
 
     with pytest.raises(NotFound, match="not a trainctl machine"):
         provider.get_resource_status(foreign)
-    with pytest.raises(NotFound, match="not a trainctl machine"):
-        provider.terminate(foreign)
+    for call in (provider.terminate, provider.connect, provider.stop, provider.start):
+        with pytest.raises(NotFound, match="not a trainctl machine"):
+            call(foreign)
     assert instance(REGION, foreign).state == "running"
     for rid in made:
         provider.terminate(rid)
@@ -514,10 +544,7 @@ def test_terminate_confirms_and_is_idempotent(provider):
         provider.terminate("not-an-id")
 
 
-def test_staging_cleanup_failure_after_terminate_is_a_warning(monkeypatch, trainctl_home):
-    set_up(monkeypatch, REGION)
-    lines: list[str] = []
-    provider = AwsProvider(progress=lines.append, poll_interval=0.05)
+def test_staging_cleanup_failure_after_terminate_is_a_warning(provider, trainctl_home):
     st = provider.create_resource(opts())
     manifest = trainctl_home / "aws" / "sync" / f"{st.id}.json"
     manifest.parent.mkdir(parents=True, exist_ok=True)
@@ -530,7 +557,7 @@ def test_staging_cleanup_failure_after_terminate_is_a_warning(monkeypatch, train
     done = provider.terminate(st.id)
     assert done.state in (ResourceState.TERMINATING, ResourceState.TERMINATED)
     assert instance(REGION, st.id).state in ("shutting-down", "terminated")
-    (warning,) = [line for line in lines if line.startswith("warning:")]
+    (warning,) = done.warnings
     assert st.id in warning and "Access Denied" in warning
     assert not manifest.exists()
 
@@ -593,6 +620,28 @@ def test_missing_setup_is_explained_before_launch(provider, monkeypatch, trainct
     assert launches == []
     check = fresh.check()
     assert not check.usable and "trainctl aws setup" in check.detail
+
+
+def test_settings_are_read_once_and_bad_values_named(trainctl_home):
+    trainctl_home.mkdir(parents=True, exist_ok=True)
+    config = trainctl_home / "config.toml"
+    config.write_text('[providers.aws]\nready_timeout = "soon"\n')
+    with pytest.raises(BadInput, match=r"ready_timeout in \[providers\.aws\] must be a number"):
+        AwsProvider()
+    config.write_text("[providers.aws]\nready_timeout = 0\n")
+    with pytest.raises(BadInput, match="above 0, not 0"):
+        AwsProvider()
+    config.write_text("[providers.aws]\nregion = 3\n")
+    with pytest.raises(BadInput, match=r"region in \[providers\.aws\] must be a string"):
+        AwsProvider()
+    config.write_text('[providers.aws]\nregion = "eu-west-3"\nready_timeout = 90\nbucket = "b"\n')
+    provider = AwsProvider()
+    assert provider.settings == AwsSettings(region="eu-west-3", bucket="b", ready_timeout=90.0)
+    assert provider.ready_timeout == 90.0
+    assert AwsSettings.load({}) == AwsSettings(
+        region=None, profile=None, bucket=None, instance_profile="trainctl-instance"
+    )
+    assert AwsSettings.load({}).ready_timeout == 600.0
 
 
 def test_image_from_public_parameter_else_newest_dlami(provider):

@@ -37,7 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "providers": ("trainctl.cli.providers:providers", "Provider commands (list, compare)."),
     "catalog": ("trainctl.cli.catalog:catalog", "Price catalog commands (refresh)."),
     "check": ("trainctl.cli.providers:check", "Which providers are usable here, and why not."),
-    "aws": ("trainctl.cli.aws:aws", "AWS commands (setup)."),
+    "aws": ("trainctl.providers.aws.cli:aws", "AWS commands (setup)."),
 }
 
 

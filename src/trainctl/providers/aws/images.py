@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import BadInput, NotFound
-from .session import aws_errors, error_code
+from .session import aws_errors, client_error, error_code
 
 #: Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04): drivers, CUDA,
 #: python3, the AWS CLI and the SSM agent.
@@ -36,12 +36,10 @@ def find_image(ec2: Any, ssm: Any, arch: str, image: str | None = None) -> dict[
         image_id = _parameter(ssm, DLAMI_PARAMETER.format(arch=arch), tolerate=tolerate)
         if image_id is None:
             return _newest_dlami(ec2, arch)
-    from botocore.exceptions import ClientError
-
     with aws_errors(f"look up image {image_id}"):
         try:
             images = ec2.describe_images(ImageIds=[image_id])["Images"]
-        except ClientError as e:
+        except client_error() as e:
             if not error_code(e).startswith("InvalidAMIID"):
                 raise
             images = []
@@ -52,12 +50,10 @@ def find_image(ec2: Any, ssm: Any, arch: str, image: str | None = None) -> dict[
 
 def _parameter(ssm: Any, name: str, *, tolerate: tuple[str, ...]) -> str | None:
     """The parameter's value, or None when reading it fails with a ``tolerate`` code."""
-    from botocore.exceptions import ClientError
-
     with aws_errors(f"read SSM parameter {name}"):
         try:
             return ssm.get_parameter(Name=name)["Parameter"]["Value"]
-        except ClientError as e:
+        except client_error() as e:
             if error_code(e) in tolerate:
                 return None
             raise

@@ -15,28 +15,29 @@ import getpass
 import re
 import secrets
 import socket
-import sys
 import time
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ...capabilities import Capability
+from ... import catalog
+from ...capabilities import Capability, require
 from ...errors import (
     BadInput,
-    CapabilityError,
     NoCapacity,
     NotFound,
     OperationFailed,
     ResourceLeft,
     TrainctlError,
 )
-from ...home import home, provider_config
+from ...home import home
 from ...provider import (
     TAG_MANAGED,
     TAG_NAME,
     TAG_OWNER,
     CheckResult,
+    Quote,
     StopStart,
     TrainingProvider,
 )
@@ -47,13 +48,18 @@ from . import images, quotas, regions, setup
 from .session import (
     aws_errors,
     client,
+    client_error,
     credentials_present,
     error_code,
     error_message,
+    launch_refusal,
+    launch_unclear,
     new_session,
     no_region,
+    sdk_errors,
     translate,
 )
+from .settings import AwsSettings
 from .states import STATES
 
 #: tag holding the launch's idempotency token, to find what a failed launch made
@@ -64,21 +70,25 @@ TAG_ROLE_ID = "trainctl-role-id"
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
 #: DescribeInstances page size for list (the API's maximum)
 PAGE_SIZE = 1000
-#: errors that mean "no machine of that kind right now": another offer may do
-CAPACITY_CODES = {
-    "InsufficientInstanceCapacity",
-    "InsufficientCapacity",
-    "InsufficientHostCapacity",
-    "SpotMaxPriceTooLow",
-    "MaxSpotInstanceCountExceeded",  # a quota, reported as one (quotas.py)
-    "Unsupported",
-}
-QUOTA_CODES = {"VcpuLimitExceeded", "InstanceLimitExceeded"}
 #: a freshly made instance profile takes a few seconds to be usable by EC2
 PROFILE_PROPAGATION_TRIES = 6
 PROFILE_PROPAGATION_SECONDS = 5.0
 _INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}")
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """A launch decided on: the region, the instance type and the RunInstances
+    parameters (without the market options and the ClientToken, which depend on
+    spot). ``token`` is the launch tag's value: the ClientToken of the on-demand
+    launch, and, with ``-spot`` added, of the spot one."""
+
+    region: str
+    instance_type: str
+    params: dict[str, Any]
+    token: str
+    max_price: float | None
 
 
 class AwsProvider(StopStart, TrainingProvider):
@@ -99,6 +109,8 @@ class AwsProvider(StopStart, TrainingProvider):
     states = STATES
     offers = "trainctl.providers.aws.offers:fetch"
     bundled_offers = Path(__file__).with_name("offers.csv")
+    #: a spot launch bids --max-price itself (SpotOptions.MaxPrice)
+    spot_bids_max_price = True
 
     def __init__(
         self,
@@ -109,15 +121,16 @@ class AwsProvider(StopStart, TrainingProvider):
         ready_timeout: float | None = None,
         poll_interval: float = 1.0,
     ) -> None:
-        """``ready_timeout``: how long a machine may take to run with its SSM agent
-        online (default 600 s, or ``ready_timeout`` in [providers.aws]);
-        ``poll_interval``: the longest pause between two polls of a command (waits
-        for a machine poll half as often)."""
-        self.config = provider_config("aws")
-        self._region = region or self.config.get("region")
-        self._profile = profile or self.config.get("profile")
+        """``region``, ``profile`` and ``ready_timeout`` override the settings
+        (``AwsSettings``: ``[providers.aws]``); ``ready_timeout`` is how long a
+        machine may take to run with its SSM agent online; ``poll_interval``: the
+        longest pause between two polls of a command (waits for a machine poll half
+        as often)."""
+        self.settings = AwsSettings.load()
+        self._region = region or self.settings.region
+        self._profile = profile or self.settings.profile
         self.progress = progress
-        self.ready_timeout = float(ready_timeout or self.config.get("ready_timeout") or 600)
+        self.ready_timeout = float(ready_timeout or self.settings.ready_timeout)
         self.poll_interval = poll_interval
         self._sessions: dict[str, Any] = {}
 
@@ -155,7 +168,12 @@ class AwsProvider(StopStart, TrainingProvider):
         return {"account": found["Account"], "arn": found["Arn"]}
 
     def names(self, region: str) -> setup.Names:
-        return setup.Names.for_account(self.identity["account"], region, self.config)
+        return setup.Names.for_account(
+            self.identity["account"],
+            region,
+            bucket=self.settings.bucket,
+            profile=self.settings.instance_profile,
+        )
 
     @property
     def partition(self) -> str:
@@ -207,7 +225,7 @@ class AwsProvider(StopStart, TrainingProvider):
         state = self.state_of(raw)
         offers = _catalog_offers() if offers is None else offers
         known = offers.get(inst.get("InstanceType", ""))
-        spot = inst.get("InstanceLifecycle") == "spot"
+        spot = _is_spot(inst)
         reason = inst.get("StateReason", {}).get("Message")
         return ResourceStatus(
             id=self._id(region, inst["InstanceId"]),
@@ -231,14 +249,24 @@ class AwsProvider(StopStart, TrainingProvider):
             },
         )
 
+    @classmethod
+    def unsupported_reason(
+        cls, capability: Capability, request: CreateResourceOptions | None = None
+    ) -> str | None:
+        """EC2 cannot stop a one-time spot instance (it can only end it)."""
+        if capability is Capability.STOP_START and request is not None and request.spot:
+            return (
+                "AWS cannot stop a one-time spot machine; terminate it instead "
+                "(a machine made without --spot can be stopped and started)"
+            )
+        return super().unsupported_reason(capability, request)
+
     @staticmethod
     def _describe(ec2: Any, instance_id: str) -> dict[str, Any] | None:
-        from botocore.exceptions import ClientError
-
         with aws_errors(f"describe {instance_id}"):
             try:
                 reservations = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
-            except ClientError as e:
+            except client_error() as e:
                 if error_code(e).startswith("InvalidInstanceID"):
                     return None
                 raise
@@ -295,10 +323,6 @@ class AwsProvider(StopStart, TrainingProvider):
 
     def validate_options(self, options: CreateResourceOptions) -> None:
         super().validate_options(options)
-        if options.max_price is not None and not options.spot:
-            raise BadInput("a max price applies to spot machines only (add --spot)")
-        if options.spot_fallback and not options.spot:
-            raise BadInput("--spot-fallback applies to spot machines only (add --spot)")
         if options.disk_gb is not None and not 1 <= options.disk_gb <= 16384:
             raise BadInput(f"disk size {options.disk_gb} GB is out of range (1-16384)")
         if not options.instance_type and not options.gpu:
@@ -306,11 +330,9 @@ class AwsProvider(StopStart, TrainingProvider):
         if options.instance_type and options.gpu:
             raise BadInput("give either an instance type or a GPU, not both")
 
-    def create_resource(
-        self, options: CreateResourceOptions, *, progress: Progress | None = None
-    ) -> ResourceStatus:
-        self.validate_options(options)
-        say = progress or (lambda _line: None)
+    def plan(self, options: CreateResourceOptions) -> LaunchPlan:
+        """The instance type (checked against the region), the setup, the image and
+        the launch parameters: AWS is only read here, nothing is made."""
         session, region = self.session(options.region)
         ec2, ssm = client(session, "ec2", region), client(session, "ssm", region)
         instance_type, arch = self._instance_type(ec2, options, region)
@@ -352,16 +374,38 @@ class AwsProvider(StopStart, TrainingProvider):
                 {"ResourceType": "volume", "Tags": tag_list},
             ],
         }
+        return LaunchPlan(region, instance_type, params, token, options.max_price)
+
+    def quote(self, plan: LaunchPlan, *, spot: bool) -> Quote:
+        """The catalog's price of the instance type (live prices when refreshed)."""
+        return Quote(catalog.price(self.name, plan.instance_type, spot=spot), plan.instance_type)
+
+    def launch(
+        self, plan: LaunchPlan, *, spot: bool, progress: Progress | None = None
+    ) -> ResourceStatus:
+        """Launch, then wait until the machine runs with its SSM agent online. A spot
+        launch bids ``plan.max_price`` (without it, AWS's default: the on-demand
+        price)."""
+        say = progress or (lambda _line: None)
+        session, region = self.session(plan.region)
+        ec2 = client(session, "ec2", region)
         regions.remember(region)  # before the launch: list looks wherever a machine may be
-        say(f"launching {instance_type} in {region} from {image['ImageId']}")
-        if options.spot:
-            warn = progress or _stderr_warning
-            inst = self._launch_spot(ec2, params, options, token, tag_list, say, warn)
+        say(f"launching {plan.instance_type} in {region} from {plan.params['ImageId']}")
+        warnings: list[str] = []
+        if spot:
+            inst = self._launch_spot(ec2, plan, say, warnings)
         else:
-            inst = self._launch(ec2, params, token, say)
-        spot = inst.get("InstanceLifecycle") == "spot"
-        say(f"launched {inst['InstanceId']} ({instance_type}, {'spot' if spot else 'on-demand'})")
-        return self._status(self._wait_usable(ec2, session, region, inst, say), region)
+            inst = self._launch(ec2, plan.params, plan.token, say)
+        launched = "spot" if _is_spot(inst) else "on-demand"
+        say(f"launched {inst['InstanceId']} ({plan.instance_type}, {launched})")
+        status = self._status(self._wait_usable(ec2, session, region, inst, say), region)
+        status.warnings.extend(warnings)
+        return status
+
+    def estimate_cost(self, options: CreateResourceOptions, hours: float = 1.0) -> CostEstimate:
+        """From the catalog alone: ``plan`` reads AWS, and an estimate needs neither
+        credentials nor a network."""
+        return catalog.estimate(self.name, options, hours)
 
     def _wait_usable(
         self, ec2: Any, session: Any, region: str, inst: dict[str, Any], say: Progress
@@ -418,13 +462,9 @@ class AwsProvider(StopStart, TrainingProvider):
         self, ec2: Any, options: CreateResourceOptions, region: str
     ) -> tuple[str, str]:
         """The instance type to launch and its architecture, checked against the region."""
-        from botocore.exceptions import ClientError
-
         if options.instance_type:
             wanted = [options.instance_type]
         else:
-            from ... import catalog
-
             assert options.gpu is not None
             catalog.resolve(self.name, options.gpu)  # says what AWS has when nothing fits
             wanted = [o.offer_id for o in catalog.offers(self.name, options.gpu)]
@@ -432,7 +472,7 @@ class AwsProvider(StopStart, TrainingProvider):
             if options.instance_type:
                 try:
                     info = ec2.describe_instance_types(InstanceTypes=wanted)["InstanceTypes"]
-                except ClientError as e:
+                except client_error() as e:
                     if error_code(e) == "InvalidInstanceType":
                         raise BadInput(f"unknown instance type {options.instance_type!r}") from None
                     raise
@@ -457,80 +497,52 @@ class AwsProvider(StopStart, TrainingProvider):
         return chosen, "x86_64" if "x86_64" in archs else archs[0]
 
     def _launch_spot(
-        self,
-        ec2: Any,
-        params: dict[str, Any],
-        options: CreateResourceOptions,
-        token: str,
-        tag_list: list[dict[str, str]],
-        say: Progress,
-        warn: Progress,
+        self, ec2: Any, plan: LaunchPlan, say: Progress, warnings: list[str]
     ) -> dict[str, Any]:
-        """One-time spot (max price: the given one, else AWS's default, the on-demand
-        price); on no capacity, on-demand only with ``spot_fallback``. No spot request
-        is left open: after a failed launch, a request that cannot be closed ends the
-        create in ``ResourceLeft``; after a successful one, it is a warning (through
-        ``warn``) naming the request, since the machine runs and must keep its record."""
+        """One-time spot, bidding ``plan.max_price`` when given. No spot request is left
+        open: after a failed launch, a request that cannot be closed ends the create
+        in ``ResourceLeft``; after a successful one, it is a warning (in
+        ``warnings``) naming the request, since the machine runs and must keep its
+        record."""
         spot_options: dict[str, Any] = {
             "SpotInstanceType": "one-time",
             "InstanceInterruptionBehavior": "terminate",
         }
-        if options.max_price is not None:
-            spot_options["MaxPrice"] = f"{options.max_price:.4f}"
-        spot = {
-            **params,
+        if plan.max_price is not None:
+            spot_options["MaxPrice"] = f"{plan.max_price:.4f}"
+        instance_tags = plan.params["TagSpecifications"][0]["Tags"]
+        params = {
+            **plan.params,
             "InstanceMarketOptions": {"MarketType": "spot", "SpotOptions": spot_options},
             "TagSpecifications": [
-                *params["TagSpecifications"],
-                {"ResourceType": "spot-instances-request", "Tags": tag_list},
+                *plan.params["TagSpecifications"],
+                {"ResourceType": "spot-instances-request", "Tags": instance_tags},
             ],
         }
         try:
-            inst = self._launch(ec2, spot, f"{token}-spot", say)
+            inst = self._launch(ec2, params, f"{plan.token}-spot", say)
         except NoCapacity as e:
-            self._close_after_failure(ec2, token, say, e)
-            quota = isinstance(e, quotas.SpotQuotaReached)
-            if not options.spot_fallback:
-                if quota:
-                    raise
-                raise NoCapacity(
-                    f"no spot capacity for {params['InstanceType']}: {e.message}",
-                    hint="retry later, or add --spot-fallback to take on-demand instead",
-                ) from None
-            why = e.message if quota else f"no spot capacity: {e.message}"
-            self._check_fallback_price(params["InstanceType"], options.max_price, why)
-            say(f"{why}; launching on-demand instead")
-            return self._launch(ec2, params, token, say)
+            self._close_after_failure(ec2, plan.token, say, e)
+            if isinstance(e, quotas.SpotQuotaReached):
+                raise
+            raise NoCapacity(
+                f"no spot capacity for {plan.instance_type}: {e.message}",
+                hint="retry later, or add --spot-fallback to take on-demand instead",
+            ) from None
         except BaseException as e:
-            self._close_after_failure(ec2, token, say, e)
+            self._close_after_failure(ec2, plan.token, say, e)
             raise
         try:
-            self._close_spot_requests(ec2, token, say)
+            self._close_spot_requests(ec2, plan.token, say)
         except TrainctlError as e:
             # the machine runs: failing now would leave it without a record
-            request = inst.get("SpotInstanceRequestId") or f"tagged {TAG_LAUNCH}={token}"
-            warn(
-                f"warning: launched {inst['InstanceId']} but could not check its spot request "
+            request = inst.get("SpotInstanceRequestId") or f"tagged {TAG_LAUNCH}={plan.token}"
+            warnings.append(
+                f"launched {inst['InstanceId']} but could not check its spot request "
                 f"{request} ({e}); if that request is still open it may launch another "
-                "machine later: cancel it in the EC2 console",
+                "machine later: cancel it in the EC2 console"
             )
         return inst
-
-    @staticmethod
-    def _check_fallback_price(instance_type: str, max_price: float | None, why: str) -> None:
-        """``--max-price`` is the most paid per hour: an on-demand fallback above it
-        (at the catalog's price) is refused, as on the other providers."""
-        if max_price is None:
-            return
-        from ... import catalog
-
-        on_demand = catalog.price("aws", instance_type)
-        if on_demand is not None and on_demand > max_price:
-            raise NoCapacity(
-                f"no spot machine for {instance_type} ({why}), and on-demand costs "
-                f"${on_demand:.4g}/h, above --max-price ${max_price:.4g}",
-                hint=f"raise --max-price to {on_demand:.4g} to allow the on-demand fallback",
-            )
 
     def _close_after_failure(
         self, ec2: Any, token: str, say: Progress, error: BaseException
@@ -568,12 +580,10 @@ class AwsProvider(StopStart, TrainingProvider):
         """RunInstances with ``client_token``. botocore retries throttled and failed
         calls with the same token; if the outcome stays unknown, ``_recover`` finds
         the machine the call may have made."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
         for attempt in range(PROFILE_PROPAGATION_TRIES):
             try:
                 return ec2.run_instances(**params, ClientToken=client_token)["Instances"][0]
-            except ClientError as e:
+            except client_error() as e:
                 code, message = error_code(e), error_message(e)
                 if (
                     code == "InvalidParameterValue"
@@ -583,10 +593,10 @@ class AwsProvider(StopStart, TrainingProvider):
                     say("the instance profile is not visible to EC2 yet; retrying")
                     time.sleep(PROFILE_PROPAGATION_SECONDS)
                     continue
-                if _unclear(e):
+                if launch_unclear(e):
                     return self._recover(ec2, params, client_token, e, say)
-                raise _refusal(e, params["InstanceType"]) from None
-            except BotoCoreError as e:
+                raise launch_refusal(e, params["InstanceType"]) from None
+            except sdk_errors() as e:  # no answer at all
                 return self._recover(ec2, params, client_token, e, say)
         raise OperationFailed("the instance profile never became visible to EC2")
 
@@ -606,8 +616,6 @@ class AwsProvider(StopStart, TrainingProvider):
         the original reservation, or launches now if nothing was made). If that is
         unclear too, ``ResourceLeft`` says a machine may exist, so that the caller
         keeps its record (``trainctl list --refresh`` finds it by its name)."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
         token = next(
             t["Value"]
             for spec in params["TagSpecifications"]
@@ -622,18 +630,18 @@ class AwsProvider(StopStart, TrainingProvider):
                     {"Name": "instance-state-name", "Values": ["pending", "running"]},
                 ]
             )["Reservations"]
-        except (BotoCoreError, ClientError):
+        except sdk_errors():
             reservations = []
         found = [i for r in reservations for i in r["Instances"]]
         if found:
             return found[0]
         try:
             return ec2.run_instances(**params, ClientToken=client_token)["Instances"][0]
-        except ClientError as e:
-            if not _unclear(e):
-                raise _refusal(e, params["InstanceType"]) from None
+        except client_error() as e:
+            if not launch_unclear(e):
+                raise launch_refusal(e, params["InstanceType"]) from None
             error = e
-        except BotoCoreError as e:
+        except sdk_errors() as e:
             error = e
         raise ResourceLeft(
             f"the launch of {params['InstanceType']} has an unknown outcome: "
@@ -654,32 +662,28 @@ class AwsProvider(StopStart, TrainingProvider):
             if now not in ("shutting-down", "terminated"):
                 raise OperationFailed(f"{instance_id} is still {now} after the terminate call")
             inst = {**inst, "State": {"Name": now}}
-        self._forget(region, inst)
-        return self._status(inst, region)
-
-    def _forget(self, region: str, inst: dict[str, Any]) -> None:
-        """Remove what the machine left in the staging bucket and the sync manifest.
-        The machine is gone by now, so a failure is a warning, never a failed terminate."""
-        instance_id = inst["InstanceId"]
+        status = self._status(inst, region)
         try:
             self._remote(region, inst).forget()
         except TrainctlError as e:
-            (self.progress or _stderr_warning)(
-                f"warning: terminated {instance_id} but could not clean up its staging objects: {e}"
+            # the machine is gone by now: a warning, never a failed terminate
+            status.warnings.append(
+                f"terminated {instance_id} but could not clean up its staging objects: {e}"
             )
+        return status
 
     def stop(self, resource_id: str) -> ResourceStatus:
         return self._power(resource_id, "stop")
 
-    def start(self, resource_id: str) -> ResourceStatus:
+    def start(self, resource_id: str, *, progress: Progress | None = None) -> ResourceStatus:
         return self._power(resource_id, "start")
 
     def _power(self, resource_id: str, action: str) -> ResourceStatus:
         ec2, _, instance_id, inst = self._owned(resource_id)
         if inst is None:
             raise NotFound(f"no AWS instance {resource_id}")
-        if action == "stop" and inst.get("InstanceLifecycle") == "spot":
-            raise CapabilityError("a one-time spot machine cannot be stopped; terminate it instead")
+        # the machine's own lifecycle, for a caller that skipped the record's check
+        require(self, Capability.STOP_START, CreateResourceOptions(spot=_is_spot(inst)))
         with aws_errors(f"{action} {instance_id}"):
             getattr(ec2, f"{action}_instances")(InstanceIds=[instance_id])
         return self.get_resource_status(resource_id)
@@ -699,6 +703,8 @@ class AwsProvider(StopStart, TrainingProvider):
     def _remote(self, region: str, inst: dict[str, Any], ec2: Any = None) -> Any:
         """The machine's SSM remote; its staging prefix is the one its role's policy
         allows (a machine launched before role tags were set keeps the old layout)."""
+        # imported here: SSM and its sync code are startup time that list and status
+        # (which import this module) do not need
         from ...remote.ssm import SSMRemote
 
         session, region = self.session(region)
@@ -723,43 +729,9 @@ class AwsProvider(StopStart, TrainingProvider):
             instance_state=instance_state,
         )
 
-    def estimate_cost(self, options: CreateResourceOptions, hours: float = 1.0) -> CostEstimate:
-        from ... import catalog
 
-        return catalog.estimate(self.name, options, hours)
-
-
-def _unclear(error: Any) -> bool:
-    """Whether a RunInstances ``ClientError`` leaves its outcome unknown: an AWS-side
-    failure (5xx) other than the refusals AWS also sends with a 5xx status."""
-    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-    known = CAPACITY_CODES | QUOTA_CODES | {"InvalidInstanceType"}
-    return status >= 500 and error_code(error) not in known
-
-
-def _refusal(error: Any, instance_type: str) -> TrainctlError:
-    """The trainctl error for a RunInstances call AWS refused."""
-    code, message = error_code(error), error_message(error)
-    if code == "MaxSpotInstanceCountExceeded":
-        return quotas.spot_quota_reached(instance_type, message)
-    if code in CAPACITY_CODES:
-        return NoCapacity(f"{code}: {message}")
-    if code in QUOTA_CODES:
-        return OperationFailed(
-            f"AWS quota reached: {message}",
-            hint="request a higher quota in the Service Quotas console",
-        )
-    if code == "InvalidInstanceType":
-        return BadInput(f"cannot launch {instance_type}: {message}")
-    found = translate(error, f"launch {instance_type}")
-    assert isinstance(found, TrainctlError)
-    return found
-
-
-def _stderr_warning(line: str) -> None:
-    """Where a warning goes when the caller gave no progress callback."""
-    sys.stderr.write(f"trainctl: {line}\n")
-    sys.stderr.flush()
+def _is_spot(inst: dict[str, Any]) -> bool:
+    return inst.get("InstanceLifecycle") == "spot"
 
 
 def _owner() -> str:
@@ -773,8 +745,6 @@ def _owner() -> str:
 
 def _catalog_offers() -> dict[str, Any]:
     """The price catalog's AWS offers by instance type (live prices when refreshed)."""
-    from ... import catalog
-
     return {o.offer_id: o for loaded in catalog.load("aws") for o in loaded.offers}
 
 

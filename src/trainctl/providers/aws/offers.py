@@ -13,18 +13,15 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from ... import sdk
 from ...catalog import sources
 from ...catalog.offer import Offer
+from .instance import AwsProvider
+from .session import aws_errors, client, sdk_errors
 
 SPOT_SOURCE = "AWS EC2 spot price history, lowest zone"
 ON_DEMAND_SOURCE = "AWS Price List API"
 PRICING_REGION = "us-east-1"  # one of the regions that serve the Price List API
-
-
-def _config() -> Any:
-    from botocore.config import Config
-
-    return Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5)
 
 
 def offered(ec2: Any, types: list[str]) -> set[str]:
@@ -66,7 +63,7 @@ def parse_price_list(items: list[str]) -> dict[str, float]:
 
 
 def on_demand_prices(session: Any, region_name: str, types: set[str]) -> dict[str, float]:
-    pricing = session.client("pricing", region_name=PRICING_REGION, config=_config())
+    pricing = client(session, "pricing", PRICING_REGION, quick=True)
     filters = [
         ("regionCode", region_name),
         ("operatingSystem", "Linux"),
@@ -91,24 +88,17 @@ def fetch(now: datetime) -> tuple[list[Offer], list[str]]:
     The region and profile are the aws provider's (``[providers.aws]``, then the
     standard chain), and so are its error messages; retries are kept short so that
     an offline refresh falls back quickly."""
-    from ... import sdk
-
     sdk.require("boto3", "aws")  # a missing extra is a one-line error naming it
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from .instance import AwsProvider
-    from .session import aws_errors
-
     bundled = {o.offer_id: o for o in sources.load("aws", live=False).offers}
     notes: list[str] = []
     with aws_errors("read EC2 spot prices"):
         session, region_name = AwsProvider().session()
-        ec2 = session.client("ec2", region_name=region_name, config=_config())
+        ec2 = client(session, "ec2", region_name, quick=True)
         types = sorted(offered(ec2, list(bundled)))
         spot = spot_prices(ec2, types, now)
     try:
         on_demand = on_demand_prices(session, region_name, set(types))
-    except (BotoCoreError, ClientError) as e:
+    except sdk_errors() as e:
         on_demand = {}
         notes.append(
             f"on-demand: the AWS Price List API is unavailable ({type(e).__name__}); "

@@ -1,8 +1,10 @@
 """AWS credentials, sessions, clients and error translation for the aws provider.
 
-boto3 and botocore are imported inside functions only, so importing this module
-costs nothing. Endpoints are botocore's own business: ``AWS_ENDPOINT_URL`` and its
-per-service variants (``AWS_ENDPOINT_URL_EC2``, ...) apply as botocore documents.
+This is the one module that imports boto3 and botocore, inside functions only, so
+importing it costs nothing; the rest of the provider calls the clients made here
+and catches botocore's exceptions through ``client_error`` and ``sdk_errors``.
+Endpoints are botocore's own business: ``AWS_ENDPOINT_URL`` and its per-service
+variants (``AWS_ENDPOINT_URL_EC2``, ...) apply as botocore documents.
 """
 
 from __future__ import annotations
@@ -15,7 +17,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ...errors import BadInput, CredentialsError, NotFound, OperationFailed
+from ... import sdk
+from ...errors import (
+    BadInput,
+    CredentialsError,
+    NoCapacity,
+    NotFound,
+    OperationFailed,
+    TrainctlError,
+)
+from . import quotas
 
 #: botocore retry policy: throttled and transient failures are retried, up to 10
 #: attempts in all, with exponential backoff and jitter (standard mode)
@@ -42,6 +53,21 @@ _DENIED_CODES = {
     "UnauthorizedOperation",
     "Forbidden",
 }
+
+#: RunInstances errors that mean "no machine of that kind right now": another offer
+#: may do
+CAPACITY_CODES = {
+    "InsufficientInstanceCapacity",
+    "InsufficientCapacity",
+    "InsufficientHostCapacity",
+    "SpotMaxPriceTooLow",
+    "MaxSpotInstanceCountExceeded",  # a quota, reported as one (quotas.py)
+    "Unsupported",
+}
+QUOTA_CODES = {"VcpuLimitExceeded", "InstanceLimitExceeded"}
+#: retries of a client that must give up quickly (a catalog refresh offline)
+QUICK_RETRIES = {"mode": "standard", "max_attempts": 2}
+QUICK_CONNECT_TIMEOUT = 5
 
 _CONFIG_CREDENTIAL_KEYS = (
     "aws_access_key_id",
@@ -93,8 +119,6 @@ def new_session(region: str | None = None, profile: str | None = None) -> Any:
 
     Sessions share one loader of botocore's API models, so a second session (another
     region) does not parse the large EC2 model again."""
-    from ... import sdk
-
     boto3 = sdk.require("boto3", "aws")
     import botocore.loaders
     import botocore.session
@@ -114,16 +138,24 @@ def new_session(region: str | None = None, profile: str | None = None) -> Any:
         ) from None
 
 
-def client(session: Any, service: str, region: str | None = None) -> Any:
+def client(session: Any, service: str, region: str | None = None, *, quick: bool = False) -> Any:
     """A client with trainctl's retry policy, made once per session, service and region
     (making one costs tens of milliseconds; clients are thread-safe). Its successful
-    answers are checked before botocore parses them (``check_answer``)."""
+    answers are checked before botocore parses them (``check_answer``). A ``quick``
+    client retries once and gives up connecting after a few seconds."""
     from botocore.config import Config
 
     cache = session.__dict__.setdefault("_trainctl_clients", {})
-    key = (service, region or session.region_name)
+    key = (service, region or session.region_name, quick)
     if key not in cache:
-        config = Config(retries=dict(RETRIES), user_agent_extra="trainctl")
+        if quick:
+            config = Config(
+                retries=dict(QUICK_RETRIES),
+                connect_timeout=QUICK_CONNECT_TIMEOUT,
+                user_agent_extra="trainctl",
+            )
+        else:
+            config = Config(retries=dict(RETRIES), user_agent_extra="trainctl")
         made = session.client(service, region_name=key[1], config=config)
         made.meta.events.register("before-parse", check_answer)
         cache[key] = made
@@ -180,6 +212,21 @@ def check_answer(operation_model: Any, response_dict: dict[str, Any], **_: Any) 
             raise _unreadable(name, "a body that is not JSON") from None
         if not isinstance(document, dict):
             raise _unreadable(name, "JSON that is not an object")
+
+
+def client_error() -> type[Exception]:
+    """botocore's ``ClientError`` (an error answer from AWS), for ``except
+    client_error() as e:``, which imports botocore only when something is raised."""
+    from botocore.exceptions import ClientError
+
+    return ClientError
+
+
+def sdk_errors() -> tuple[type[Exception], ...]:
+    """Every exception botocore raises for a failed call: an error answer, or none."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (BotoCoreError, ClientError)
 
 
 def error_code(error: BaseException) -> str:
@@ -239,6 +286,34 @@ def translate(error: BaseException, action: str) -> BaseException:
     if isinstance(error, BotoCoreError):
         return OperationFailed(f"cannot {action}: {error}")
     return error
+
+
+def launch_unclear(error: BaseException) -> bool:
+    """Whether a RunInstances ``ClientError`` leaves its outcome unknown: an AWS-side
+    failure (5xx) other than the refusals AWS also sends with a 5xx status."""
+    response = getattr(error, "response", None) or {}
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    known = CAPACITY_CODES | QUOTA_CODES | {"InvalidInstanceType"}
+    return status >= 500 and error_code(error) not in known
+
+
+def launch_refusal(error: BaseException, instance_type: str) -> TrainctlError:
+    """The trainctl error for a RunInstances call AWS refused."""
+    code, message = error_code(error), error_message(error)
+    if code == "MaxSpotInstanceCountExceeded":
+        return quotas.spot_quota_reached(instance_type, message)
+    if code in CAPACITY_CODES:
+        return NoCapacity(f"{code}: {message}")
+    if code in QUOTA_CODES:
+        return OperationFailed(
+            f"AWS quota reached: {message}",
+            hint="request a higher quota in the Service Quotas console",
+        )
+    if code == "InvalidInstanceType":
+        return BadInput(f"cannot launch {instance_type}: {message}")
+    found = translate(error, f"launch {instance_type}")
+    assert isinstance(found, TrainctlError)
+    return found
 
 
 @contextmanager

@@ -25,7 +25,7 @@ from typing import Any
 from ...errors import OperationFailed
 from ...provider import TAG_MANAGED
 from ...remote.base import Progress
-from .session import aws_errors, client, error_code
+from .session import aws_errors, client, client_error, error_code
 
 ROLE_NAME = "trainctl-instance"
 PROFILE_NAME = "trainctl-instance"
@@ -85,10 +85,14 @@ class Names:
     role: str = ROLE_NAME
 
     @classmethod
-    def for_account(cls, account: str, region: str, config: dict[str, Any]) -> Names:
-        bucket = config.get("bucket") or default_bucket(account, region)
-        profile = config.get("instance_profile") or PROFILE_NAME
-        return cls(account=account, bucket=bucket, profile=profile)
+    def for_account(
+        cls, account: str, region: str, *, bucket: str | None = None, profile: str = PROFILE_NAME
+    ) -> Names:
+        """The names in ``account`` and ``region``; ``bucket`` and ``profile`` are the
+        configured ones (``AwsSettings``)."""
+        return cls(
+            account=account, bucket=bucket or default_bucket(account, region), profile=profile
+        )
 
 
 @dataclass
@@ -162,8 +166,6 @@ def inspect(session: Any, region: str, names: Names) -> tuple[list[str], str | N
     """``missing``, and the id of the role in the instance profile (None when it
     cannot be read: a machine then gets the old staging layout, and a clear error
     if the role forbids it)."""
-    from botocore.exceptions import ClientError
-
     iam, s3 = client(session, "iam"), client(session, "s3", region)
     absent = []
     role_id = None
@@ -172,14 +174,14 @@ def inspect(session: Any, region: str, names: Names) -> tuple[list[str], str | N
             profile = iam.get_instance_profile(InstanceProfileName=names.profile)
             roles = profile["InstanceProfile"].get("Roles", [])
             role_id = roles[0]["RoleId"] if roles else None
-        except ClientError as e:
+        except client_error() as e:
             if error_code(e) == "NoSuchEntity":
                 absent.append(f"instance profile {names.profile}")
             elif error_code(e) not in ("AccessDenied", "AccessDeniedException"):
                 raise
         try:
             s3.head_bucket(Bucket=names.bucket)
-        except ClientError as e:
+        except client_error() as e:
             if error_code(e) in ("404", "NoSuchBucket", "NotFound"):
                 absent.append(f"staging bucket {names.bucket}")
             elif error_code(e) not in ("403", "AccessDenied"):
@@ -210,13 +212,11 @@ def _note(report: SetupReport, say: Progress, made: bool, what: str) -> None:
 
 
 def _role(iam: Any, names: Names, partition: str, report: SetupReport, say: Progress) -> None:
-    from botocore.exceptions import ClientError
-
     tags = [{"Key": TAG_MANAGED, "Value": "true"}]
     try:
         iam.get_role(RoleName=names.role)
         made = False
-    except ClientError as e:
+    except client_error() as e:
         if error_code(e) != "NoSuchEntity":
             raise
         iam.create_role(
@@ -260,7 +260,7 @@ def _role(iam: Any, names: Names, partition: str, report: SetupReport, say: Prog
     try:
         profile = iam.get_instance_profile(InstanceProfileName=names.profile)["InstanceProfile"]
         made = False
-    except ClientError as e:
+    except client_error() as e:
         if error_code(e) != "NoSuchEntity":
             raise
         profile = iam.create_instance_profile(InstanceProfileName=names.profile, Tags=tags)[
@@ -281,11 +281,9 @@ def _role(iam: Any, names: Names, partition: str, report: SetupReport, say: Prog
 
 def _get_inline(iam: Any, role: str, name: str) -> dict[str, Any] | None:
     """An inline policy of ``role`` as a document (None when there is none)."""
-    from botocore.exceptions import ClientError
-
     try:
         document = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
-    except ClientError as e:
+    except client_error() as e:
         if error_code(e) != "NoSuchEntity":
             raise
         return None
@@ -293,13 +291,11 @@ def _get_inline(iam: Any, role: str, name: str) -> dict[str, Any] | None:
 
 
 def _bucket(s3: Any, region: str, bucket: str, report: SetupReport, say: Progress) -> None:
-    from botocore.exceptions import ClientError
-
     try:
         s3.head_bucket(Bucket=bucket)
         _note(report, say, False, f"staging bucket {bucket}")
         return
-    except ClientError as e:
+    except client_error() as e:
         if error_code(e) in ("403", "AccessDenied"):
             raise OperationFailed(
                 f"bucket {bucket} exists but this account cannot use it",

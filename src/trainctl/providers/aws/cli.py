@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import click
 
-from .common import json_option
-from .main import LazyGroup
-from .output import Output
+from ...cli.common import json_option
+from ...cli.main import LazyGroup
+from ...cli.output import Output
+from .instance import AwsProvider
 
 AWS_COMMANDS: dict[str, tuple[str, str]] = {
     "setup": (
-        "trainctl.cli.aws:setup",
+        "trainctl.providers.aws.cli:setup",
         "Create the instance role, instance profile and staging bucket.",
     ),
 }
@@ -32,8 +33,6 @@ def setup(region: str | None, json_mode: bool) -> None:
     nothing else, and the region's staging bucket (private; objects expire after a
     day). Says what it created, removed and what was already there.
     """
-    from ..providers.aws import AwsProvider
-
     out = Output(json_mode)
     provider = AwsProvider(region=region)
     report = provider.setup()
