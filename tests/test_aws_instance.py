@@ -626,13 +626,13 @@ def test_settings_are_read_once_and_bad_values_named(trainctl_home):
     trainctl_home.mkdir(parents=True, exist_ok=True)
     config = trainctl_home / "config.toml"
     config.write_text('[providers.aws]\nready_timeout = "soon"\n')
-    with pytest.raises(BadInput, match=r"ready_timeout in \[providers\.aws\] must be a number"):
+    with pytest.raises(BadInput, match=r"\[providers\.aws\] ready_timeout must be a number"):
         AwsProvider()
     config.write_text("[providers.aws]\nready_timeout = 0\n")
     with pytest.raises(BadInput, match="above 0, not 0"):
         AwsProvider()
     config.write_text("[providers.aws]\nregion = 3\n")
-    with pytest.raises(BadInput, match=r"region in \[providers\.aws\] must be a string"):
+    with pytest.raises(BadInput, match=r"\[providers\.aws\] region must be a string"):
         AwsProvider()
     config.write_text('[providers.aws]\nregion = "eu-west-3"\nready_timeout = 90\nbucket = "b"\n')
     provider = AwsProvider()

@@ -134,7 +134,7 @@ def test_spot_gone_from_the_api_is_said_plainly(runpod_cli, bid):
     assert "RunPod no longer offers spot pods through its API" in r.err
     assert "falling back to on-demand" in r.err
     # the provider's warning reaches the user once the create is done, as a warning
-    assert "\nwarning: no spot capacity (RunPod no longer offers" in r.err
+    assert "\nwarning: spot: RunPod no longer offers spot pods" in r.err
     assert "rented on-demand instead (--spot-fallback)" in r.err
     created = r.json()
     assert created["spot"] is False and not runpod_cli.pods[created["id"]].spot

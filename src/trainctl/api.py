@@ -349,6 +349,7 @@ class Trainctl:
             record = self._settle_intent(record)
         provider = self.provider(record.provider)
         status = provider.terminate(record.id)
+        self._warn(status)
         if status.state in (ResourceState.TERMINATED, ResourceState.TERMINATING):
             self.store.forget(record.id)
         else:

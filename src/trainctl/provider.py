@@ -277,7 +277,7 @@ class TrainingProvider(ABC):
         except NoCapacity as e:
             if not options.spot_fallback:
                 raise
-            why = f"no spot capacity ({e.message}); "
+            why = f"spot: {e.message}; "
             self._within_cap(plan, options.max_price, spot=False, why=why)
             if progress:
                 progress(why + "falling back to on-demand")

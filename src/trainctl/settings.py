@@ -1,14 +1,16 @@
 """A provider's settings: its ``[providers.NAME]`` config table, read once into a typed,
 frozen dataclass whose fields carry the defaults and say what each setting means.
 
-Every provider reads its table the same way: a value of the wrong type, or one out
-of range, is a one-line ``BadInput`` naming the table and the key; a key the
-dataclass lacks is an error too (a typo would otherwise be silently ignored).
+Every provider reads its table the same way: a value of the wrong type, or a
+negative number, is a one-line ``BadInput`` naming the table and the key; a key the
+dataclass lacks is a warning (a typo would otherwise be silently ignored, and an old
+setting should not stop a command).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import typing
 from typing import Any, TypeVar
 
@@ -16,6 +18,8 @@ from .errors import BadInput
 from .home import provider_config
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 def load(cls: type[T], provider: str, table: dict[str, Any] | None = None, **given: Any) -> T:
@@ -26,10 +30,13 @@ def load(cls: type[T], provider: str, table: dict[str, Any] | None = None, **giv
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(k for k in raw if k not in names)
     if unknown:
-        raise BadInput(
-            f"[providers.{provider}] has no setting {', '.join(map(repr, unknown))} "
-            f"(known: {', '.join(sorted(names))})"
+        log.warning(
+            "[providers.%s] has no setting %s (known: %s); ignored",
+            provider,
+            ", ".join(map(repr, unknown)),
+            ", ".join(sorted(names)),
         )
+    raw = {k: v for k, v in raw.items() if k in names}
     raw.update({k: v for k, v in given.items() if v is not None})
     values = {k: _convert(provider, k, v, hints[k]) for k, v in raw.items()}
     return cls(**values)
@@ -48,7 +55,11 @@ def _convert(provider: str, key: str, value: Any, hint: Any) -> Any:
             raise BadInput(f"{where} must be a whole number, not {value:g}")
         return kind(value)
     if kind is str:
-        if not isinstance(value, str) or not value.strip():
-            raise BadInput(f"{where} must be a non-empty string, not {value!r}")
+        if not isinstance(value, str):
+            raise BadInput(f"{where} must be a string, not {value!r}")
+        if not value.strip() and type(None) in typing.get_args(hint):
+            return None
+        if not value.strip():
+            raise BadInput(f"{where} cannot be empty")
         return value.strip()
     return value

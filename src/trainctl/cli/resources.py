@@ -13,6 +13,7 @@ from ..errors import BadInput, OperationFailed
 from ..interrupts import signals_interrupt
 from ..provider import TAG_NAME
 from ..registry import get_class
+from ..types import CreateResourceOptions
 from .common import (
     _RESOURCE_NAME,
     build_create_options,
@@ -214,7 +215,9 @@ def stop(resource: str, yes: bool, json_mode: bool) -> None:
     """Stop RESOURCE (running jobs end; the disk is kept)."""
     tc = Trainctl()
     record = tc.store.resource(resource)
-    require(get_class(record.provider), Capability.STOP_START)  # refuse before asking
+    # refuse before asking (a spot machine may be one that cannot stop)
+    request = CreateResourceOptions(spot=record.spot)
+    require(get_class(record.provider), Capability.STOP_START, request)
     confirm(f"Stop {record.name} ({record.id}) on {record.provider}?", yes)
     _print_status(Output(json_mode), tc.stop(resource), json_mode)
 
