@@ -60,8 +60,10 @@ class Tally:
 
 def _label(argv: list[str]) -> str:
     """What a command sent to the machine is: a runtime sub-command, its install, ..."""
-    if "-c" in argv and any("os.replace" in a for a in argv):
+    if runtime_client._INSTALL in argv:
         return "runtime install"
+    if "-c" in argv:
+        return f"command {Path(argv[0]).name} -c (script)"
     for i, arg in enumerate(argv):
         if "jobrunner-" in arg and i + 3 < len(argv):
             sub = argv[i + 3]

@@ -14,9 +14,11 @@ Resources are referred to by id or name; the provider comes from the store.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 from . import interrupts, registry
@@ -25,6 +27,7 @@ from .errors import (
     BadInput,
     NotFound,
     OperationFailed,
+    RemoteError,
     ResourceLeft,
     TrainctlError,
 )
@@ -32,7 +35,7 @@ from .following import FollowGaveUp, MachineLost, Reconnect, seconds_setting
 from .home import load_config
 from .provider import TAG_NAME, TrainingProvider
 from .remote.base import Progress
-from .runtime.client import OutputSink
+from .runtime.client import JobRuntime, OutputSink
 from .store import REQUEST_GRACE_SECONDS, ResourceRecord, Store
 from .types import (
     CreateResourceOptions,
@@ -80,12 +83,25 @@ class ResourceView:
 
 #: an intent older than this with nothing found at its provider is dropped
 STALE_INTENT_HOURS = 0.25
+#: a record updated at most this long ago is trusted for how to reach its machine
+#: (``ResourceRecord.connection``); an older one, or one that fails, asks the provider
+CONNECTION_FRESH_SECONDS = 600.0
+
+log = logging.getLogger(__name__)
 
 
 class Trainctl:
+    """Each machine is connected to once and that connection (its ``JobRuntime``)
+    serves the steps that follow, until the machine is released, stopped or started,
+    following loses contact with it, or a call on it fails."""
+
     def __init__(self, store: Store | None = None) -> None:
         self.store = store or Store()
         self._providers: dict[str, TrainingProvider] = {}
+        #: resource id -> the runtime its data-plane steps share
+        self._runtimes: dict[str, JobRuntime] = {}
+        #: resource id -> the status its create returned, for its first connection
+        self._created: dict[str, ResourceStatus] = {}
 
     def provider(self, name: str) -> TrainingProvider:
         if name not in self._providers:
@@ -100,6 +116,53 @@ class Trainctl:
                 hint="run `trainctl list --refresh` to reconcile it",
             )
         return record, self.provider(record.provider)
+
+    # --- connections -------------------------------------------------------------
+
+    def forget_connection(self, resource_id: str) -> None:
+        """Make the next step on the machine connect again."""
+        self._runtimes.pop(resource_id, None)
+        self._created.pop(resource_id, None)
+
+    @contextlib.contextmanager
+    def _connected(
+        self, record: ResourceRecord, provider: TrainingProvider
+    ) -> Iterator[JobRuntime]:
+        """The machine's shared runtime, dropped when the step fails (other than by
+        the machine's own answer that something is missing or refused), so that a
+        broken connection is not used again."""
+        rt = self._runtimes.get(record.id)
+        if rt is None:
+            rt = self._runtimes[record.id] = self._connect(record, provider)
+        try:
+            yield rt
+        except (NotFound, BadInput):
+            raise
+        except Exception:
+            self.forget_connection(record.id)
+            raise
+
+    def _connect(self, record: ResourceRecord, provider: TrainingProvider) -> JobRuntime:
+        """The status its create returned reaches a machine made by this process; a
+        fresh record one made earlier, once a first command there works; otherwise
+        (or when that command fails) the provider is asked (``connect``)."""
+        created = self._created.pop(record.id, None)
+        if created is not None:
+            return JobRuntime(provider.connect_to(created), record.id)
+        seen = record.last_seen()
+        age = datetime.now(timezone.utc) - datetime.fromisoformat(record.updated_at)
+        if (
+            seen is not None
+            and seen.state is ResourceState.RUNNING
+            and age.total_seconds() <= CONNECTION_FRESH_SECONDS
+        ):
+            rt = JobRuntime(provider.connect_to(seen), record.id)
+            try:
+                rt.info  # noqa: B018 - the first command: whether the connection works
+                return rt
+            except RemoteError as e:
+                log.info("%s: the recorded connection failed (%s)", record.name, e)
+        return provider.runtime(record.id)
 
     # --- control plane -----------------------------------------------------------
 
@@ -140,7 +203,9 @@ class Trainctl:
                 with interrupts.deferred():
                     self._settle_interrupted(intent, options.name, provider)
             raise
-        return self.store.finish_create(intent, status)
+        record = self.store.finish_create(intent, status)
+        self._created[record.id] = status
+        return record
 
     def _settle_interrupted(self, intent: str, name: str, provider: TrainingProvider) -> None:
         """Record what an interrupted create made (found by name), or drop its intent
@@ -333,6 +398,7 @@ class Trainctl:
         if not record.confirmed:
             record = self._settle_intent(record)
         provider = self.provider(record.provider)
+        self.forget_connection(record.id)
         status = provider.terminate(record.id)
         if status.state in (ResourceState.TERMINATED, ResourceState.TERMINATING):
             self.store.forget(record.id)
@@ -346,6 +412,7 @@ class Trainctl:
         return status
 
     def _terminate_untracked(self, machine: ResourceStatus) -> ResourceStatus:
+        self.forget_connection(machine.id)
         status = self.provider(machine.provider).terminate(machine.id)
         if status.state not in (ResourceState.TERMINATED, ResourceState.TERMINATING):
             raise OperationFailed(
@@ -398,6 +465,7 @@ class Trainctl:
         record, provider = self._resolve(ref)
         require(provider, Capability.STOP_START)
         self.store.require_writable(f"{action} {record.name}")
+        self.forget_connection(record.id)
         status: ResourceStatus = getattr(provider, action)(record.id)
         self.store.update_status(status)
         return status
@@ -409,7 +477,8 @@ class Trainctl:
     ) -> TrainingStatus:
         record, provider = self._resolve(ref)
         self.store.require_writable(f"a job on {record.name}")
-        status = provider.train(record.id, job, progress=progress)
+        with self._connected(record, provider) as rt:
+            status = provider.train(record.id, job, progress=progress, runtime=rt)
         self.store.add_job(record, status)
         return status
 
@@ -443,10 +512,23 @@ class Trainctl:
         record, provider, job_id = self.find_job(ref)
         on_drop = None
         if follow:
-            on_drop = Reconnect(provider, record, job_id or ref, report=progress)
-        status = provider.monitor(
-            record.id, job_id, follow=follow, sink=sink, offset=offset, on_drop=on_drop
-        )
+            reconnect = Reconnect(provider, record, job_id or ref, report=progress)
+
+            def on_drop(error: RemoteError, failures: int) -> None:
+                # what follows the follow connects again: the machine may have moved
+                self.forget_connection(record.id)
+                reconnect(error, failures)
+
+        with self._connected(record, provider) as rt:
+            status = provider.monitor(
+                record.id,
+                job_id,
+                follow=follow,
+                sink=sink,
+                offset=offset,
+                on_drop=on_drop,
+                runtime=rt,
+            )
         self._record_job(record, status)
         return status
 
@@ -457,7 +539,8 @@ class Trainctl:
         cannot be asked is reported to ``on_error`` and the others still answer."""
         if ref:
             record, provider = self._resolve(ref)
-            found = provider.jobs(record.id)
+            with self._connected(record, provider) as rt:
+                found = provider.jobs(record.id, runtime=rt)
             for status in found:
                 self._record_job(record, status)
             return found
@@ -465,8 +548,10 @@ class Trainctl:
         for record in self.store.resources():
             if not record.confirmed or record.state == ResourceState.TERMINATED.value:
                 continue
+            provider = self.provider(record.provider)
             try:
-                statuses = self.provider(record.provider).jobs(record.id)
+                with self._connected(record, provider) as rt:
+                    statuses = provider.jobs(record.id, runtime=rt)
             except TrainctlError as e:
                 if on_error is None:
                     raise
@@ -481,7 +566,8 @@ class Trainctl:
         record, provider, resolved = self.find_job(job_id)
         if resolved is None:
             raise NotFound(f"no job {job_id!r} (give a job id; see `trainctl jobs`)")
-        status = provider.cancel(record.id, resolved, grace)
+        with self._connected(record, provider) as rt:
+            status = provider.cancel(record.id, resolved, grace, runtime=rt)
         self._record_job(record, status)
         return status
 
@@ -500,7 +586,10 @@ class Trainctl:
         progress: Progress | None = None,
     ) -> Path:
         record, provider = self._resolve(ref)
-        return provider.download(record.id, remote_path, local_path, progress=progress)
+        with self._connected(record, provider) as rt:
+            return provider.download(
+                record.id, remote_path, local_path, progress=progress, runtime=rt
+            )
 
 
 @dataclass
