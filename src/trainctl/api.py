@@ -160,7 +160,7 @@ class Trainctl:
             try:
                 rt.info  # noqa: B018 - the first command: whether the connection works
                 return rt
-            except RemoteError as e:
+            except TrainctlError as e:  # moved, stopped, another machine there now: ask
                 log.info("%s: the recorded connection failed (%s)", record.name, e)
         return provider.runtime(record.id)
 
