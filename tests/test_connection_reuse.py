@@ -20,7 +20,14 @@ from trainctl.providers.runpod import RunPodProvider
 from trainctl.remote.local import LocalRemote
 from trainctl.remote.ssh import SSHRemote
 from trainctl.runtime import client as runtime_client
-from trainctl.types import CreateResourceOptions, GpuSpec, TrainingJob
+from trainctl.store import Store
+from trainctl.types import (
+    CreateResourceOptions,
+    GpuSpec,
+    ResourceState,
+    ResourceStatus,
+    TrainingJob,
+)
 
 TRAIN = "import os; os.makedirs('a', exist_ok=True); open('a/w', 'w').write('1'); open('b', 'w')"
 
@@ -197,3 +204,34 @@ def test_a_missing_output_keeps_the_connection(flaky, tmp_path):
         tc.download(record.name, "never-written", tmp_path / "out")
     tc.jobs(record.name)
     assert flaky.connects == 1
+
+
+def test_a_store_made_before_connections_were_recorded_gains_them(tmp_path):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+            "INSERT INTO meta VALUES ('schema_version', '1');"
+            "CREATE TABLE resources (id TEXT PRIMARY KEY, provider TEXT NOT NULL,"
+            " name TEXT NOT NULL UNIQUE, instance_type TEXT, gpu TEXT,"
+            " gpu_count INTEGER NOT NULL DEFAULT 0, spot INTEGER NOT NULL DEFAULT 0,"
+            " region TEXT, created_at TEXT NOT NULL, launched_at TEXT, price_per_hour REAL,"
+            " state TEXT NOT NULL, reason TEXT, updated_at TEXT NOT NULL);"
+            "CREATE TABLE jobs (id TEXT PRIMARY KEY, resource_id TEXT NOT NULL,"
+            " provider TEXT NOT NULL, command TEXT NOT NULL, started_at TEXT, ended_at TEXT,"
+            " exit_code INTEGER, status TEXT NOT NULL);"
+            "INSERT INTO resources (id, provider, name, created_at, state, updated_at)"
+            " VALUES ('p1', 'runpod', 'old', '2026-01-01T00:00:00+00:00', 'running',"
+            " '2026-01-01T00:00:00+00:00');"
+        )
+    store = Store(path)
+    assert store.resource("old").last_seen() is None
+    status = ResourceStatus("p1", "runpod", ResourceState.RUNNING, ssh_host="h", ssh_port=22)
+    store.update_status(status)
+    seen = store.resource("old").last_seen()
+    assert seen is not None and (seen.ssh_host, seen.ssh_port, seen.state) == (
+        "h",
+        22,
+        ResourceState.RUNNING,
+    )
+    assert "connection" not in store.resource("old").to_dict()

@@ -151,8 +151,11 @@ class Trainctl:
             return JobRuntime(provider.connect_to(created), record.id)
         seen = record.last_seen()
         age = datetime.now(timezone.utc) - datetime.fromisoformat(record.updated_at)
+        # a provider without its own connect_to would only ask, after a wasted try
+        from_status = type(provider).connect_to is not TrainingProvider.connect_to
         if (
-            seen is not None
+            from_status
+            and seen is not None
             and seen.state is ResourceState.RUNNING
             and age.total_seconds() <= CONNECTION_FRESH_SECONDS
         ):
