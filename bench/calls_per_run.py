@@ -6,7 +6,9 @@ on their fake HTTP APIs with pods / VMs backed by the test SSH server, AWS on mo
 with the SSM agent stand-in. Counted: the provider's HTTP requests by method and
 path (boto3 API calls by operation on AWS), split into those the create makes and
 those after it, and the commands the job runtime sends to the machine (runtime
-sub-commands, its install, syncs and copies). Counts, not timings.
+sub-commands, its install, syncs and copies). Counts, not timings; on AWS the
+``GetCommandInvocation`` count is polls of running SSM commands and varies with
+the machine's load (56 to 115 in runs of the same code).
 
 Needs root (the SSH test server makes a Unix user per machine)::
 
