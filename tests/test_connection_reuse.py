@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from aws_support import set_up
+from fake_lyceum import DEFAULT_KEY, DEFAULT_ORG, FakeLyceum, SshdMachines
 from fakes import FakeProvider
 from trainctl import registry
 from trainctl.api import Trainctl, run
@@ -148,6 +149,32 @@ def test_aws_run_describes_its_instance_once_after_the_create(quick_aws, tmp_pat
         at_created=lambda _record: created_at.append(len(quick_aws.described)),
     )
     assert len(quick_aws.described) - created_at[0] <= 1
+
+
+def test_a_later_command_reaches_an_instance_from_its_fresh_record(quick_aws):
+    record = Trainctl().create("aws", CreateResourceOptions(gpu=GpuSpec("T4", 1)))
+    before = len(quick_aws.described)
+    assert Trainctl().jobs(record.name) == []  # as another process would
+    assert len(quick_aws.described) == before
+    Trainctl().terminate(record.name)
+
+
+def test_lyceum_run_asks_about_its_vm_once_after_the_create(sshd, monkeypatch, installs, tmp_path):
+    with FakeLyceum(machines=SshdMachines(sshd)) as fake:
+        monkeypatch.setenv("TRAINCTL_LYCEUM_API_URL", fake.url)
+        monkeypatch.setenv("LYCEUM_API_KEY", DEFAULT_KEY)
+        monkeypatch.setenv("LYCEUM_ORG", DEFAULT_ORG)
+        created_at: list[int] = []
+        two_output_run(
+            Trainctl(),
+            "lyceum",
+            CreateResourceOptions(gpu=GpuSpec("A100", 1)),
+            tmp_path,
+            at_created=lambda _record: created_at.append(len(fake.requests)),
+        )
+        reads = [r for r in fake.requests[created_at[0] :] if r.path.endswith("/status")]
+        assert len(reads) <= 1  # the release's
+        assert len(installs) <= 1
 
 
 class Flaky(FakeProvider):
