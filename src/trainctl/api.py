@@ -517,10 +517,12 @@ class Trainctl:
         if follow:
             reconnect = Reconnect(provider, record, job_id or ref, report=progress)
 
-            def on_drop(error: RemoteError, failures: int) -> None:
+            def dropped(error: RemoteError, failures: int) -> None:
                 # what follows the follow connects again: the machine may have moved
                 self.forget_connection(record.id)
                 reconnect(error, failures)
+
+            on_drop = dropped
 
         with self._connected(record, provider) as rt:
             status = provider.monitor(
