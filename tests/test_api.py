@@ -16,7 +16,6 @@ from trainctl import registry
 from trainctl.api import Trainctl, run
 from trainctl.errors import BadInput, NotFound, OperationFailed, RemoteError, ResourceLeft
 from trainctl.remote.local import LocalRemote
-from trainctl.runtime.client import JobRuntime
 from trainctl.types import CreateResourceOptions, ResourceState, TrainingJob
 
 
@@ -306,15 +305,16 @@ class Preempted(FakeProvider):
     def __init__(self) -> None:
         super().__init__(self.root)
 
-    def runtime(self, resource_id):
+    def connect(self, resource_id):
         provider = self
+        super().connect(resource_id)
 
         class Gone(LocalRemote):
             def stream(self, argv):
                 provider.machines[resource_id].state = ResourceState.TERMINATED
                 raise RemoteError("connection closed")
 
-        return JobRuntime(Gone(self.root / resource_id), resource_id)
+        return Gone(self.root / resource_id)
 
 
 def test_run_whose_machine_is_gone_says_lost_and_exits_non_zero(tmp_path):

@@ -16,8 +16,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 from . import interrupts, registry
@@ -27,6 +28,7 @@ from .errors import (
     CapabilityError,
     NotFound,
     OperationFailed,
+    RemoteError,
     ResourceLeft,
     TrainctlError,
 )
@@ -34,7 +36,7 @@ from .following import FollowGaveUp, MachineLost, Reconnect, seconds_setting
 from .home import load_config
 from .provider import TAG_NAME, StopStart, TrainingProvider
 from .remote.base import Progress
-from .runtime.client import OutputSink
+from .runtime.client import JobRuntime, OutputSink
 from .store import REQUEST_GRACE_SECONDS, ResourceRecord, Store
 from .types import (
     CreateResourceOptions,
@@ -87,15 +89,28 @@ class ResourceView:
 
 #: an intent older than this with nothing found at its provider is dropped
 STALE_INTENT_HOURS = 0.25
+#: a record updated at most this long ago is trusted for how to reach its machine
+#: (``ResourceRecord.connection``); an older one, or one that fails, asks the provider
+CONNECTION_FRESH_SECONDS = 600.0
+
+log = logging.getLogger(__name__)
 
 
 class Trainctl:
+    """Each machine is connected to once and that connection (its ``JobRuntime``)
+    serves the steps that follow, until the machine is released, stopped or started,
+    following loses contact with it, or a call on it fails."""
+
     def __init__(self, store: Store | None = None, *, warn: Warn | None = None) -> None:
         """``warn`` receives what a provider says the user should know (a spot
         fallback, a setting it ignored); by default it goes to the ``trainctl`` logger."""
         self.store = store or Store()
         self.warn: Warn = warn or log.warning
         self._providers: dict[str, TrainingProvider] = {}
+        #: resource id -> the runtime its data-plane steps share
+        self._runtimes: dict[str, JobRuntime] = {}
+        #: resource id -> the status its create returned, for its first connection
+        self._created: dict[str, ResourceStatus] = {}
 
     def _warn(self, status: ResourceStatus) -> None:
         for message in status.warnings:
@@ -114,6 +129,56 @@ class Trainctl:
                 hint="run `trainctl list --refresh` to reconcile it",
             )
         return record, self.provider(record.provider)
+
+    # --- connections -------------------------------------------------------------
+
+    def forget_connection(self, resource_id: str) -> None:
+        """Make the next step on the machine connect again."""
+        self._runtimes.pop(resource_id, None)
+        self._created.pop(resource_id, None)
+
+    @contextlib.contextmanager
+    def _connected(
+        self, record: ResourceRecord, provider: TrainingProvider
+    ) -> Iterator[JobRuntime]:
+        """The machine's shared runtime, dropped when the step fails (other than by
+        the machine's own answer that something is missing or refused), so that a
+        broken connection is not used again."""
+        rt = self._runtimes.get(record.id)
+        if rt is None:
+            rt = self._runtimes[record.id] = self._connect(record, provider)
+        try:
+            yield rt
+        except (NotFound, BadInput):
+            raise
+        except Exception:
+            self.forget_connection(record.id)
+            raise
+
+    def _connect(self, record: ResourceRecord, provider: TrainingProvider) -> JobRuntime:
+        """The status its create returned reaches a machine made by this process; a
+        fresh record one made earlier, once a first command there works; otherwise
+        (or when that command fails) the provider is asked (``connect``)."""
+        created = self._created.pop(record.id, None)
+        if created is not None:
+            return JobRuntime(provider.connect_to(created), record.id)
+        seen = record.last_seen()
+        age = datetime.now(timezone.utc) - datetime.fromisoformat(record.updated_at)
+        # a provider without its own connect_to would only ask, after a wasted try
+        from_status = type(provider).connect_to is not TrainingProvider.connect_to
+        if (
+            from_status
+            and seen is not None
+            and seen.state is ResourceState.RUNNING
+            and age.total_seconds() <= CONNECTION_FRESH_SECONDS
+        ):
+            rt = JobRuntime(provider.connect_to(seen), record.id)
+            try:
+                rt.info  # noqa: B018 - the first command: whether the connection works
+                return rt
+            except TrainctlError as e:  # moved, stopped, another machine there now: ask
+                log.info("%s: the recorded connection failed (%s)", record.name, e)
+        return provider.runtime(record.id)
 
     # --- control plane -----------------------------------------------------------
 
@@ -155,7 +220,9 @@ class Trainctl:
                     self._settle_interrupted(intent, options.name, provider)
             raise
         self._warn(status)
-        return self.store.finish_create(intent, status)
+        record = self.store.finish_create(intent, status)
+        self._created[record.id] = status
+        return record
 
     def _settle_interrupted(self, intent: str, name: str, provider: TrainingProvider) -> None:
         """Record what an interrupted create made (found by name), or drop its intent
@@ -348,6 +415,7 @@ class Trainctl:
         if not record.confirmed:
             record = self._settle_intent(record)
         provider = self.provider(record.provider)
+        self.forget_connection(record.id)
         status = provider.terminate(record.id)
         self._warn(status)
         if status.state in (ResourceState.TERMINATED, ResourceState.TERMINATING):
@@ -362,6 +430,7 @@ class Trainctl:
         return status
 
     def _terminate_untracked(self, machine: ResourceStatus) -> ResourceStatus:
+        self.forget_connection(machine.id)
         status = self.provider(machine.provider).terminate(machine.id)
         if status.state not in (ResourceState.TERMINATED, ResourceState.TERMINATING):
             raise OperationFailed(
@@ -416,6 +485,7 @@ class Trainctl:
         if not isinstance(provider, StopStart):  # declared without the mixin's methods
             raise CapabilityError(f"provider '{provider.name}' has no stop and start")
         self.store.require_writable(f"{action} {record.name}")
+        self.forget_connection(record.id)
         status = provider.stop(record.id) if action == "stop" else provider.start(record.id)
         self.store.update_status(status)
         self._warn(status)
@@ -428,7 +498,8 @@ class Trainctl:
     ) -> TrainingStatus:
         record, provider = self._resolve(ref)
         self.store.require_writable(f"a job on {record.name}")
-        status = provider.train(record.id, job, progress=progress)
+        with self._connected(record, provider) as rt:
+            status = provider.train(record.id, job, progress=progress, runtime=rt)
         self.store.add_job(record, status)
         return status
 
@@ -462,10 +533,25 @@ class Trainctl:
         record, provider, job_id = self.find_job(ref)
         on_drop = None
         if follow:
-            on_drop = Reconnect(provider, record, job_id or ref, report=progress)
-        status = provider.monitor(
-            record.id, job_id, follow=follow, sink=sink, offset=offset, on_drop=on_drop
-        )
+            reconnect = Reconnect(provider, record, job_id or ref, report=progress)
+
+            def dropped(error: RemoteError, failures: int) -> None:
+                # what follows the follow connects again: the machine may have moved
+                self.forget_connection(record.id)
+                reconnect(error, failures)
+
+            on_drop = dropped
+
+        with self._connected(record, provider) as rt:
+            status = provider.monitor(
+                record.id,
+                job_id,
+                follow=follow,
+                sink=sink,
+                offset=offset,
+                on_drop=on_drop,
+                runtime=rt,
+            )
         self._record_job(record, status)
         return status
 
@@ -476,7 +562,8 @@ class Trainctl:
         cannot be asked is reported to ``on_error`` and the others still answer."""
         if ref:
             record, provider = self._resolve(ref)
-            found = provider.jobs(record.id)
+            with self._connected(record, provider) as rt:
+                found = provider.jobs(record.id, runtime=rt)
             for status in found:
                 self._record_job(record, status)
             return found
@@ -484,8 +571,10 @@ class Trainctl:
         for record in self.store.resources():
             if not record.confirmed or record.state == ResourceState.TERMINATED.value:
                 continue
+            provider = self.provider(record.provider)
             try:
-                statuses = self.provider(record.provider).jobs(record.id)
+                with self._connected(record, provider) as rt:
+                    statuses = provider.jobs(record.id, runtime=rt)
             except TrainctlError as e:
                 if on_error is None:
                     raise
@@ -500,7 +589,8 @@ class Trainctl:
         record, provider, resolved = self.find_job(job_id)
         if resolved is None:
             raise NotFound(f"no job {job_id!r} (give a job id; see `trainctl jobs`)")
-        status = provider.cancel(record.id, resolved, grace)
+        with self._connected(record, provider) as rt:
+            status = provider.cancel(record.id, resolved, grace, runtime=rt)
         self._record_job(record, status)
         return status
 
@@ -519,7 +609,10 @@ class Trainctl:
         progress: Progress | None = None,
     ) -> Path:
         record, provider = self._resolve(ref)
-        return provider.download(record.id, remote_path, local_path, progress=progress)
+        with self._connected(record, provider) as rt:
+            return provider.download(
+                record.id, remote_path, local_path, progress=progress, runtime=rt
+            )
 
 
 @dataclass

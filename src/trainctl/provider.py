@@ -214,6 +214,12 @@ class TrainingProvider(ABC):
     @abstractmethod
     def connect(self, resource_id: str) -> Remote: ...
 
+    def connect_to(self, status: ResourceStatus) -> Remote:
+        """The machine ``status`` describes (one this provider just reported, e.g.
+        from ``launch``). A provider whose status holds what its Remote needs builds
+        it from that, without asking again; by default it asks (``connect``)."""
+        return self.connect(status.id)
+
     def plan(self, options: CreateResourceOptions) -> Any:
         """Everything a create needs, from validated options, with every check that
         needs no side effect (the default plan is the options themselves)."""
@@ -355,13 +361,14 @@ class TrainingProvider(ABC):
         sink: OutputSink | None = None,
         offset: int = 0,
         on_drop: DropHandler | None = None,
+        runtime: JobRuntime | None = None,
     ) -> TrainingStatus:
         """Pass the job's log to ``sink`` (all of it, or until the end with ``follow``).
 
         Without ``job_id`` the resource's newest job is used. ``on_drop`` decides
         whether following goes on when the machine cannot be reached (see
         ``JobRuntime.follow``)."""
-        rt = self.runtime(resource_id)
+        rt = runtime or self.runtime(resource_id)
         job_id = job_id or self._newest_job(rt)
         write: OutputSink = sink or (lambda _b: None)
         if follow:
@@ -371,14 +378,23 @@ class TrainingProvider(ABC):
             offset += len(chunk)
         return rt.status(job_id)
 
-    def job_status(self, resource_id: str, job_id: str) -> TrainingStatus:
-        return self.runtime(resource_id).status(job_id)
+    def job_status(
+        self, resource_id: str, job_id: str, *, runtime: JobRuntime | None = None
+    ) -> TrainingStatus:
+        return (runtime or self.runtime(resource_id)).status(job_id)
 
-    def jobs(self, resource_id: str) -> list[TrainingStatus]:
-        return self.runtime(resource_id).list()
+    def jobs(self, resource_id: str, *, runtime: JobRuntime | None = None) -> list[TrainingStatus]:
+        return (runtime or self.runtime(resource_id)).list()
 
-    def cancel(self, resource_id: str, job_id: str, grace: float = 10.0) -> TrainingStatus:
-        return self.runtime(resource_id).cancel(job_id, grace)
+    def cancel(
+        self,
+        resource_id: str,
+        job_id: str,
+        grace: float = 10.0,
+        *,
+        runtime: JobRuntime | None = None,
+    ) -> TrainingStatus:
+        return (runtime or self.runtime(resource_id)).cancel(job_id, grace)
 
     def download(
         self,
@@ -387,10 +403,11 @@ class TrainingProvider(ABC):
         local_path: str | Path,
         *,
         progress: Progress | None = None,
+        runtime: JobRuntime | None = None,
     ) -> Path:
         """Copy ``remote_path`` (relative paths resolve in the job's work directory)."""
         require(self, Capability.DOWNLOAD)
-        rt = self.runtime(resource_id)
+        rt = runtime or self.runtime(resource_id)
         dest = Path(local_path)
         if str(local_path).endswith("/"):
             dest.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ from typing import Any
 
 from .errors import BadInput, NotFound, OperationFailed
 from .home import home, load_config
-from .types import ResourceStatus, TrainingStatus
+from .types import ResourceState, ResourceStatus, TrainingStatus
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,8 @@ CREATE TABLE IF NOT EXISTS resources (
     price_per_hour REAL,
     state TEXT NOT NULL,
     reason TEXT,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    connection TEXT
 );
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -179,6 +180,10 @@ class ResourceRecord:
     state: str
     reason: str | None
     updated_at: str
+    #: how the machine was reached when last seen (its status's ``ssh_host``,
+    #: ``ssh_port``, ``ssh_user`` and ``tags``, where known), so that a later command
+    #: can connect without asking the provider first (``last_seen``)
+    connection: dict[str, Any] | None = None
 
     @property
     def confirmed(self) -> bool:
@@ -190,8 +195,24 @@ class ResourceRecord:
         delta = (now or datetime.now(timezone.utc)) - datetime.fromisoformat(start)
         return max(delta.total_seconds(), 0.0) / 3600
 
+    def last_seen(self) -> ResourceStatus | None:
+        """The machine as last recorded, with what connecting to it needs; None when
+        nothing about reaching it is recorded."""
+        if self.connection is None:
+            return None
+        fields = {k: self.connection.get(k) for k in ("ssh_host", "ssh_port", "ssh_user")}
+        return ResourceStatus(
+            self.id,
+            self.provider,
+            ResourceState(self.state) if self.confirmed else ResourceState.UNKNOWN,
+            name=self.name,
+            region=self.region,
+            tags=dict(self.connection.get("tags") or {}),
+            **fields,
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "connection"}
 
 
 @dataclass
@@ -259,6 +280,10 @@ class Store:
                 f"trainctl understands ({SCHEMA_VERSION})",
                 hint="upgrade trainctl",
             )
+        elif not self.read_only:
+            columns = {r[1] for r in db.execute("PRAGMA table_info(resources)")}
+            if "connection" not in columns:  # a store made before it was recorded
+                db.execute("ALTER TABLE resources ADD COLUMN connection TEXT")
         return db
 
     def close(self) -> None:
@@ -362,10 +387,11 @@ class Store:
             status.state.value,
             status.reason,
             _now(),
+            _connection(status),
         )
         columns = (
             "instance_type=?, gpu=?, gpu_count=?, spot=?, region=?, launched_at=?,"
-            " price_per_hour=?, state=?, reason=?, updated_at=?"
+            " price_per_hour=?, state=?, reason=?, updated_at=?, connection=?"
         )
         self._ensure_intents_table()
         with _transaction(self.db):
@@ -392,8 +418,8 @@ class Store:
             name = f"{name}-{status.id}"
         self.db.execute(
             "INSERT INTO resources (id, provider, name, created_at, instance_type, gpu,"
-            " gpu_count, spot, region, launched_at, price_per_hour, state, reason, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " gpu_count, spot, region, launched_at, price_per_hour, state, reason, updated_at,"
+            " connection) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (status.id, provider, name, created, *values),
         )
 
@@ -429,8 +455,8 @@ class Store:
     def update_status(self, status: ResourceStatus) -> None:
         if self._cache_is_read_only(f"the state of {status.id}"):
             return
-        fields = ["state=?", "reason=?", "updated_at=?"]
-        values: list[Any] = [status.state.value, status.reason, _now()]
+        fields = ["state=?", "reason=?", "updated_at=?", "connection=?"]
+        values: list[Any] = [status.state.value, status.reason, _now(), _connection(status)]
         for column, value in (
             ("instance_type", status.instance_type),
             ("launched_at", _iso(status.launch_time)),
@@ -605,7 +631,18 @@ def _transaction(db: _Db) -> Iterator[None]:
 def _resource(row: sqlite3.Row) -> ResourceRecord:
     d = dict(row)
     d["spot"] = bool(d["spot"])
+    d["connection"] = json.loads(d["connection"]) if d.get("connection") else None
     return ResourceRecord(**d)
+
+
+def _connection(status: ResourceStatus) -> str | None:
+    """What of ``status`` reaching the machine needs (``ResourceRecord.connection``)."""
+    found: dict[str, Any] = {
+        k: getattr(status, k) for k in ("ssh_host", "ssh_port", "ssh_user") if getattr(status, k)
+    }
+    if status.tags:
+        found["tags"] = status.tags
+    return json.dumps(found) if found else None
 
 
 def _job(row: sqlite3.Row) -> JobRecord:

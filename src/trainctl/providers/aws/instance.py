@@ -700,6 +700,15 @@ class AwsProvider(StopStart, TrainingProvider):
             )
         return self._remote(region, inst, ec2)
 
+    def connect_to(self, status: ResourceStatus) -> Any:
+        """A running trainctl instance is reached over SSM by the id, region and tags
+        its status holds."""
+        if status.state is ResourceState.RUNNING and status.tags.get(TAG_MANAGED) == "true":
+            region, instance_id = self._parse(status.id)
+            tags = [{"Key": k, "Value": v} for k, v in status.tags.items()]
+            return self._remote(region, {"InstanceId": instance_id, "Tags": tags})
+        return self.connect(status.id)
+
     def _remote(self, region: str, inst: dict[str, Any], ec2: Any = None) -> Any:
         """The machine's SSM remote; its staging prefix is the one its role's policy
         allows (a machine launched before role tags were set keeps the old layout)."""

@@ -790,6 +790,12 @@ class LyceumProvider(TrainingProvider):
             )
         return _ssh(st)
 
+    def connect_to(self, status: ResourceStatus) -> Remote:
+        """A running VM is reached at the SSH address its status holds."""
+        if status.state is ResourceState.RUNNING and status.ssh_host:
+            return _ssh(status)
+        return self.connect(status.id)
+
 
 @dataclass
 class Polled:

@@ -452,6 +452,12 @@ class RunPodProvider(StopStart, TrainingProvider):
             pod = self._wait_usable(resource_id, None)
         return _remote(pod)
 
+    def connect_to(self, status: ResourceStatus) -> SSHRemote:
+        """A running pod is reached at the SSH endpoint its status holds."""
+        if status.state is ResourceState.RUNNING and status.ssh_host and status.ssh_port:
+            return SSHRemote(Endpoint(status.ssh_host, status.ssh_port, status.ssh_user))
+        return self.connect(status.id)
+
     # --- conversion -----------------------------------------------------------------
 
     def _status(self, pod: dict[str, Any]) -> ResourceStatus:
