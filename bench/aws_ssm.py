@@ -23,7 +23,7 @@ from aws_support import agent, set_up  # noqa: E402
 from trainctl.providers.aws import AwsProvider  # noqa: E402
 from trainctl.providers.aws import instance as aws_instance  # noqa: E402
 from trainctl.providers.aws.session import client  # noqa: E402
-from trainctl.remote.ssm import READ_LIMIT, STDOUT_LIMIT  # noqa: E402
+from trainctl.providers.aws.ssm import READ_LIMIT, STDOUT_LIMIT  # noqa: E402
 from trainctl.runtime import client as runtime_client  # noqa: E402
 from trainctl.types import CreateResourceOptions, GpuSpec, TrainingJob  # noqa: E402
 

@@ -192,7 +192,7 @@ def bench_aws() -> Tally:
     import aws_support
     from trainctl.providers.aws import AwsProvider
     from trainctl.providers.aws.session import client
-    from trainctl.remote.ssm import SSMRemote
+    from trainctl.providers.aws.ssm import SSMRemote
 
     class Env:
         def setenv(self, key: str, value: str) -> None:

@@ -1,4 +1,4 @@
-"""Sealed SSM command input (remote/sealbox.py): RFC 7748's X25519 vectors, sealing
+"""Sealed SSM command input (providers/aws/sealbox.py): RFC 7748's X25519 vectors, sealing
 and opening, and the machine side run as SSM runs it (``python3 -c``, isolated)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from trainctl.remote import sealbox
-from trainctl.remote.ssm import sealbox_source
+from trainctl.providers.aws import sealbox
+from trainctl.providers.aws.ssm import sealbox_source
 
 
 def test_x25519_matches_rfc_7748():

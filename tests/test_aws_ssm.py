@@ -18,7 +18,7 @@ from aws_support import agent, instance, set_up
 from ssm_agent import agent_output
 from trainctl.errors import NotFound, OperationFailed, RemoteError
 from trainctl.providers.aws import AwsProvider
-from trainctl.remote.ssm import READ_LIMIT, STDERR_LIMIT, STDOUT_LIMIT
+from trainctl.providers.aws.ssm import READ_LIMIT, STDERR_LIMIT, STDOUT_LIMIT
 from trainctl.runtime.client import JobRuntime
 from trainctl.types import CreateResourceOptions, ExecutionStatus, GpuSpec
 

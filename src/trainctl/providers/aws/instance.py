@@ -714,7 +714,7 @@ class AwsProvider(StopStart, TrainingProvider):
         allows (a machine launched before role tags were set keeps the old layout)."""
         # imported here: SSM and its sync code are startup time that list and status
         # (which import this module) do not need
-        from ...remote.ssm import SSMRemote
+        from .ssm import SSMRemote
 
         session, region = self.session(region)
         instance_id = inst["InstanceId"]

@@ -43,9 +43,11 @@ from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..errors import NotFound, OperationFailed, RemoteError
-from . import sealbox, treesync
-from .base import CommandResult, Progress, Remote, SyncResult, TransferEvent
+from ...errors import NotFound, OperationFailed, RemoteError
+from ...remote import treesync
+from ...remote.base import CommandResult, Progress, Remote, SyncResult, TransferEvent
+from . import sealbox
+from .session import aws_errors, client, client_error, error_code, sdk_errors
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +100,7 @@ class _StaleKey(Exception):
 
 def sealbox_source() -> str:
     """Source of the machine side of ``sealbox``, run as ``python3 -c SOURCE``."""
-    return resources.files("trainctl.remote").joinpath("sealbox.py").read_text()
+    return resources.files("trainctl.providers.aws").joinpath("sealbox.py").read_text()
 
 
 def _log_progress(line: str) -> None:
@@ -129,8 +131,6 @@ class SSMRemote(Remote):
         poll_interval: float = 1.0,
         instance_state: Callable[[], str | None] | None = None,
     ) -> None:
-        from ..providers.aws.session import client
-
         self.instance_id = instance_id
         self.region = region
         self.bucket = bucket
@@ -200,8 +200,6 @@ class SSMRemote(Remote):
     def _run(
         self, argv: Sequence[str], input: bytes | None, timeout: float | None
     ) -> CommandResult:
-        from ..providers.aws.session import aws_errors
-
         nonce = secrets.token_hex(8)
         in_key, out_key = self._key("in", nonce), self._key("out", nonce)
         cleanup = [in_key] if input is not None else []
@@ -270,10 +268,6 @@ class SSMRemote(Remote):
         return "\n".join(lines) + "\n"
 
     def _invoke(self, script: str, timeout: float | None) -> dict[str, Any]:
-        from botocore.exceptions import ClientError
-
-        from ..providers.aws.session import error_code
-
         execution = max(1, math.ceil(timeout)) if timeout else DEFAULT_EXECUTION_TIMEOUT
         try:
             sent = self._ssm.send_command(
@@ -283,7 +277,7 @@ class SSMRemote(Remote):
                 TimeoutSeconds=DELIVERY_TIMEOUT,
                 Parameters={"commands": [script], "executionTimeout": [str(execution)]},
             )
-        except ClientError as e:
+        except client_error() as e:
             if error_code(e) == "InvalidInstanceId":
                 self._online = False
                 raise RemoteError(
@@ -302,7 +296,7 @@ class SSMRemote(Remote):
                 inv = self._ssm.get_command_invocation(
                     CommandId=command_id, InstanceId=self.instance_id
                 )
-            except ClientError as e:
+            except client_error() as e:
                 if error_code(e) != "InvocationDoesNotExist":
                     raise
                 if time.monotonic() - started > INVOCATION_GRACE:
@@ -330,8 +324,6 @@ class SSMRemote(Remote):
         """Block until the SSM agent on the machine reports Online, with progress."""
         if self._online:
             return
-        from ..providers.aws.session import aws_errors
-
         started = time.monotonic()
         next_report = started
         next_state_check = started + 10
@@ -441,8 +433,6 @@ class SSMRemote(Remote):
         listing already gave their size, so no HEAD is needed)."""
         from boto3.s3.transfer import TransferConfig
 
-        from ..providers.aws.session import aws_errors
-
         began = time.monotonic()
         objects = self._list(prefix)
         total = sum(o["Size"] for o in objects)
@@ -520,14 +510,12 @@ class SSMRemote(Remote):
     def _discard(self, keys: list[str], prefix: str | None = None) -> None:
         """Delete staging objects after use; a failure is reported, never raised (the
         bucket's lifecycle rule removes what is left within a day)."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
             if prefix is not None:
                 keys = keys + [o["Key"] for o in self._list(prefix)]
             if keys:
                 self._delete_keys(keys)
-        except (BotoCoreError, ClientError) as e:
+        except sdk_errors() as e:
             self.progress(f"could not delete staging objects in {self.bucket}: {e}")
 
     def forget(self) -> None:
@@ -535,8 +523,6 @@ class SSMRemote(Remote):
 
         The manifest goes even when the bucket cannot be cleaned, which raises a
         trainctl error (the bucket's lifecycle rule removes what is left)."""
-        from ..providers.aws.session import aws_errors
-
         try:
             with aws_errors(f"clean up {self.instance_id}'s objects in {self.bucket}"):
                 self._delete_prefix(f"{self.prefix}/")
