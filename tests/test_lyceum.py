@@ -12,6 +12,7 @@ from fake_lyceum import API, DEFAULT_KEY, DEFAULT_ORG, FakeLyceum
 from trainctl import sshkeys
 from trainctl.errors import (
     BadInput,
+    CapabilityError,
     CredentialsError,
     NoCapacity,
     NotFound,
@@ -20,6 +21,8 @@ from trainctl.errors import (
 )
 from trainctl.providers.lyceum import client
 from trainctl.providers.lyceum.provider import LyceumProvider, split_address
+from trainctl.providers.lyceum.settings import LyceumSettings
+from trainctl.remote.ssh import SSHRemote
 from trainctl.types import CreateResourceOptions, GpuSpec, ResourceState
 
 
@@ -182,6 +185,28 @@ def test_unsupported_options_refused_before_any_request(fake, provider):
     with pytest.raises(BadInput, match="region"):
         provider.create_resource(opts(region="eu-west"))
     assert fake.requests == []
+
+
+def test_tags_are_refused_before_any_request(fake, provider):
+    with pytest.raises(CapabilityError, match=r"cannot tag machines \(--tag\)"):
+        provider.create_resource(opts(name="tagged", tags={"team": "ml"}))
+    assert fake.requests == []
+
+
+def test_ssh_tidying_that_fails_is_a_warning_of_the_status(fake, provider, monkeypatch, caplog):
+    def refuse(self):
+        raise OperationFailed("known_hosts is read-only")
+
+    monkeypatch.setattr(SSHRemote, "forget_host_key", refuse)
+    with caplog.at_level(logging.WARNING):
+        st = provider.create_resource(opts(name="tidy"))
+        gone = provider.terminate(st.id)
+    for status in (st, gone):
+        assert status.warnings == [
+            f"Lyceum VM {st.id}: could not tidy up SSH state: known_hosts is read-only"
+        ]
+    assert gone.state is ResourceState.TERMINATED and fake.live_vms() == []
+    assert caplog.records == []
 
 
 @pytest.mark.parametrize("outcome", ["failed", "error"])
@@ -560,3 +585,34 @@ def test_catalog_refresh_with_a_rejected_key_fails_cleanly(fake, monkeypatch):
     (result,) = refresh.refresh(["lyceum"])
     assert result.status == refresh.FAILED and "rejected the API key" in result.detail
     assert "lk_rejected_key_123" not in result.detail
+
+
+# -- settings --------------------------------------------------------------------------
+
+
+def test_settings_defaults_and_config_table(trainctl_home, monkeypatch):
+    assert LyceumSettings.load() == LyceumSettings(10.0, 900.0, None)
+    trainctl_home.mkdir(parents=True, exist_ok=True)
+    (trainctl_home / "config.toml").write_text(
+        "[providers.lyceum]\npoll_interval = 2\nready_timeout = 60.5\n"
+    )
+    monkeypatch.setenv("TRAINCTL_LYCEUM_API_URL", "http://127.0.0.1:8080/")
+    assert LyceumSettings.load() == LyceumSettings(2.0, 60.5, "http://127.0.0.1:8080")
+    provider = make_provider(ready_timeout=None, poll_interval=None, create_timeout=1.0)
+    assert (provider.settings.poll_interval, provider.settings.ready_timeout) == (2.0, 60.5)
+    assert make_provider(ready_timeout=3.0).settings.ready_timeout == 3.0
+
+
+@pytest.mark.parametrize(
+    "table, environ, message",
+    [
+        ({"poll_interval": "10"}, {}, r"\[providers.lyceum\] poll_interval must be a number"),
+        ({"ready_timeout": -1}, {}, r"ready_timeout must be a number of seconds, not -1"),
+        ({"ready_timeout": True}, {}, r"ready_timeout must be a number of seconds, not True"),
+        ({}, {"TRAINCTL_LYCEUM_API_URL": "127.0.0.1:8080"}, r"must be an http:// or https://"),
+        ({}, {"TRAINCTL_LYCEUM_API_URL": "ftp://x"}, r"not 'ftp://x'"),
+    ],
+)
+def test_bad_settings_are_bad_input(table, environ, message):
+    with pytest.raises(BadInput, match=message):
+        LyceumSettings.parse(table, environ)
