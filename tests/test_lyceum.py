@@ -19,7 +19,7 @@ from trainctl.errors import (
     OperationFailed,
     ResourceLeft,
 )
-from trainctl.providers.lyceum import client
+from trainctl.providers.lyceum import client, settings
 from trainctl.providers.lyceum.provider import LyceumProvider, split_address
 from trainctl.providers.lyceum.settings import LyceumSettings
 from trainctl.remote.ssh import SSHRemote
@@ -137,9 +137,9 @@ def test_cpu_profile_by_instance_type_sends_no_gpu_count(fake, provider):
 
 
 def test_max_price(fake, provider):
-    with pytest.raises(NoCapacity, match=r"2 x a100 costs \$1.98/h spot on lyceum, above"):
+    with pytest.raises(NoCapacity, match=r"2 x a100 on Lyceum costs \$1.98/h spot, above"):
         provider.create_resource(opts("A100:2", spot=True, max_price=1.5))
-    with pytest.raises(NoCapacity, match=r"1 x a100 costs \$1.79/h on-demand on lyceum, above"):
+    with pytest.raises(NoCapacity, match=r"1 x a100 on Lyceum costs \$1.79/h on-demand, above"):
         provider.create_resource(opts("A100:1", max_price=1.5))
     assert fake.creates() == []
     assert provider.create_resource(opts("A100:1", spot=True, max_price=1.5, name="ok")).spot
@@ -155,7 +155,7 @@ def test_spot_above_max_price_falls_back_to_on_demand_within_it(fake, provider):
 @pytest.mark.parametrize(
     ("gpu", "first"),
     [
-        ("A100:1", r"1 x a100 costs \$0.99/h spot on lyceum, above --max-price \$0.50/h"),
+        ("A100:1", r"1 x a100 on Lyceum costs \$0.99/h spot, above --max-price \$0.50/h"),
         ("A100:4", r"Lyceum Cloud offers no spot a100 VM with 4 GPU\(s\) right now"),
     ],
 )
@@ -164,8 +164,8 @@ def test_on_demand_fallback_above_max_price_is_refused(fake, provider, gpu, firs
         provider.create_resource(opts(gpu, spot=True, spot_fallback=True, max_price=0.5))
     n = int(gpu.split(":")[1])
     assert re.fullmatch(
-        rf"no spot capacity \({first}\); the on-demand fallback: {n} x a100 costs "
-        rf"\${n * 1.79:.2f}/h on-demand on lyceum, above --max-price \$0.50/h",
+        rf"no spot capacity \({first}\); the on-demand fallback: {n} x a100 on Lyceum "
+        rf"costs \${n * 1.79:.2f}/h on-demand, above --max-price \$0.50/h",
         e.value.message,
     )
     assert f"--max-price {n * 1.79:.2f} or more" in e.value.hint
@@ -590,29 +590,40 @@ def test_catalog_refresh_with_a_rejected_key_fails_cleanly(fake, monkeypatch):
 # -- settings --------------------------------------------------------------------------
 
 
-def test_settings_defaults_and_config_table(trainctl_home, monkeypatch):
-    assert LyceumSettings.load() == LyceumSettings(10.0, 900.0, None)
+def write_settings(trainctl_home, text: str) -> None:
     trainctl_home.mkdir(parents=True, exist_ok=True)
-    (trainctl_home / "config.toml").write_text(
-        "[providers.lyceum]\npoll_interval = 2\nready_timeout = 60.5\n"
-    )
+    (trainctl_home / "config.toml").write_text("[providers.lyceum]\n" + text)
+
+
+def test_settings_defaults_config_table_and_environment(trainctl_home, monkeypatch):
+    assert settings.load() == LyceumSettings(10.0, 900.0, None)
+    write_settings(trainctl_home, 'poll_interval = 2\nready_timeout = 60.5\napi_url = "http://x"\n')
+    assert settings.load() == LyceumSettings(2.0, 60.5, "http://x")
     monkeypatch.setenv("TRAINCTL_LYCEUM_API_URL", "http://127.0.0.1:8080/")
-    assert LyceumSettings.load() == LyceumSettings(2.0, 60.5, "http://127.0.0.1:8080")
-    provider = make_provider(ready_timeout=None, poll_interval=None, create_timeout=1.0)
-    assert (provider.settings.poll_interval, provider.settings.ready_timeout) == (2.0, 60.5)
-    assert make_provider(ready_timeout=3.0).settings.ready_timeout == 3.0
+    assert settings.load().api_url == "http://127.0.0.1:8080"
+    provider = LyceumProvider(ready_timeout=3.0)
+    assert (provider.settings.poll_interval, provider.settings.ready_timeout) == (2.0, 3.0)
 
 
 @pytest.mark.parametrize(
-    "table, environ, message",
+    "table, url, message",
     [
-        ({"poll_interval": "10"}, {}, r"\[providers.lyceum\] poll_interval must be a number"),
-        ({"ready_timeout": -1}, {}, r"ready_timeout must be a number of seconds, not -1"),
-        ({"ready_timeout": True}, {}, r"ready_timeout must be a number of seconds, not True"),
-        ({}, {"TRAINCTL_LYCEUM_API_URL": "127.0.0.1:8080"}, r"must be an http:// or https://"),
-        ({}, {"TRAINCTL_LYCEUM_API_URL": "ftp://x"}, r"not 'ftp://x'"),
+        ('poll_interval = "10"', "", r"\[providers.lyceum\] poll_interval must be a number"),
+        ("ready_timeout = -1", "", r"\[providers.lyceum\] ready_timeout cannot be negative"),
+        ("ready_timeout = true", "", r"ready_timeout must be a number, not True"),
+        ("", "127.0.0.1:8080", r"must be an http:// or https:// URL, not '127.0.0.1:8080'"),
+        ('api_url = "ftp://x"', "", r"\[providers.lyceum\] api_url\) must be an http"),
     ],
 )
-def test_bad_settings_are_bad_input(table, environ, message):
+def test_bad_settings_are_bad_input(trainctl_home, monkeypatch, table, url, message):
+    write_settings(trainctl_home, table + "\n")
+    monkeypatch.setenv("TRAINCTL_LYCEUM_API_URL", url)
     with pytest.raises(BadInput, match=message):
-        LyceumSettings.parse(table, environ)
+        LyceumProvider()
+
+
+def test_an_unknown_setting_is_a_warning_and_ignored(trainctl_home, caplog):
+    write_settings(trainctl_home, "poll_intervall = 5\n")
+    with caplog.at_level(logging.WARNING):
+        assert LyceumProvider().settings == LyceumSettings()
+    assert "[providers.lyceum] has no setting 'poll_intervall'" in caplog.text

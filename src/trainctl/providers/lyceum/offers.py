@@ -11,9 +11,9 @@ from typing import Any
 
 from ...catalog import gpus
 from ...catalog.offer import Offer
+from . import settings
 from .answers import KINDS, Availability
 from .client import LyceumClient
-from .settings import LyceumSettings
 
 SOURCE = "Lyceum GET /api/v2/external/vms/availability"
 
@@ -66,4 +66,4 @@ def offers_from(availability: Availability, now: datetime) -> list[Offer]:
 
 def fetch(now: datetime) -> tuple[list[Offer], list[str]]:
     """Lyceum's offers now, through the API client and the provider's settings."""
-    return offers_from(LyceumClient(LyceumSettings.load()).availability(), now), []
+    return offers_from(LyceumClient(settings.load()).availability(), now), []

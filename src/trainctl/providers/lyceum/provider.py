@@ -40,11 +40,11 @@ from ...remote.ssh import Endpoint, SSHRemote
 from ...sshkeys import public_key
 from ...types import CreateResourceOptions, GpuSpec, ResourceState, ResourceStatus
 from ...waiting import Seen, wait_ready
+from . import settings
 from .answers import KINDS, Availability, Variant, is_int, malformed, number, objects, text
 from .answers import timestamp as parse_time
 from .client import CREATE_TIMEOUT, CREATE_TIMEOUT_VOLUME, Credentials, LyceumClient
 from .client import credentials_present as _credentials_present
-from .settings import LyceumSettings
 from .states import STATES
 
 log = logging.getLogger(__name__)
@@ -106,24 +106,18 @@ class LyceumProvider(TrainingProvider):
     def __init__(
         self,
         *,
-        settings: LyceumSettings | None = None,
         poll_interval: float | None = None,
         ready_timeout: float | None = None,
         create_timeout: float | None = None,
         backoff: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        """``settings`` default to ``LyceumSettings.load()`` (the config file);
-        ``poll_interval`` and ``ready_timeout`` override them. ``create_timeout``
-        replaces api.md's create timeouts (150 s, 300 s with a volume)."""
-        settings = settings or LyceumSettings.load()
-        if poll_interval is not None:
-            settings = replace(settings, poll_interval=poll_interval)
-        if ready_timeout is not None:
-            settings = replace(settings, ready_timeout=ready_timeout)
-        self.settings = settings
+        """``poll_interval`` and ``ready_timeout`` win over ``[providers.lyceum]``;
+        ``create_timeout`` replaces api.md's create timeouts (150 s, 300 s with a
+        volume); ``backoff`` and ``sleep`` pace retries and polls (tests shorten them)."""
+        self.settings = settings.load(poll_interval=poll_interval, ready_timeout=ready_timeout)
         self.create_timeout = create_timeout
-        self.client = LyceumClient(settings, backoff=backoff, sleep=sleep)
+        self.client = LyceumClient(self.settings, backoff=backoff, sleep=sleep)
         self._sleep = sleep
         self._availability: Availability | None = None
 
@@ -212,7 +206,7 @@ class LyceumProvider(TrainingProvider):
     def quote(self, plan: LyceumPlan, *, spot: bool) -> Quote:
         v, count = self._offer(plan, spot=spot)
         what = f"{count} x {v.profile}" if count else v.profile
-        return Quote(v.hourly(count), what)
+        return Quote(v.hourly(count), what + " on Lyceum")
 
     # -- VMs --------------------------------------------------------------------
 

@@ -1,70 +1,46 @@
-"""Lyceum settings: the ``[providers.lyceum]`` table of trainctl's config file and
-the ``TRAINCTL_LYCEUM_*`` environment, read once into one frozen value.
+"""The lyceum provider's settings: ``[providers.lyceum]`` in the config file, and the
+endpoint (``TRAINCTL_LYCEUM_API_URL``) the tests point at their fake.
 
-``[providers.lyceum]`` keys (seconds):
-
-- ``poll_interval`` (10): between status checks while a new VM starts;
-- ``ready_timeout`` (900): a VM not usable after this long is deleted.
-
-``TRAINCTL_LYCEUM_API_URL`` points trainctl at another API server (a test server,
-a proxy); unset, the ``base_url`` of ``~/.lyceum/config.json`` is used, then
-Lyceum's own. The credentials (``LYCEUM_API_KEY``, ``LYCEUM_ORG``) are Lyceum's
-variables and are read with the key file (see ``client.Credentials``).
+The credentials (``LYCEUM_API_KEY``, ``LYCEUM_ORG``, ``~/.lyceum/config.json``) are
+Lyceum's own and are read with the key (see ``client.Credentials``).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
+from ... import settings
 from ...errors import BadInput
-from ...home import provider_config
 
-TABLE = "[providers.lyceum]"
 URL_VARIABLE = "TRAINCTL_LYCEUM_API_URL"
 
 
 @dataclass(frozen=True)
 class LyceumSettings:
+    #: seconds between status checks while a new VM starts
     poll_interval: float = 10.0
+    #: seconds a new VM may take to be usable; after that it is deleted
     ready_timeout: float = 900.0
-    #: the API server from ``TRAINCTL_LYCEUM_API_URL`` (None: not set)
+    #: the API server; None: the ``base_url`` of ``~/.lyceum/config.json``, else
+    #: Lyceum's own
     api_url: str | None = None
 
-    @classmethod
-    def load(cls) -> LyceumSettings:
-        """The settings of the config file and the environment; ``BadInput`` names
-        a value that cannot be used."""
-        return cls.parse(provider_config("lyceum"), os.environ)
 
-    @classmethod
-    def parse(cls, table: Mapping[str, Any], environ: Mapping[str, str]) -> LyceumSettings:
-        return cls(
-            poll_interval=_seconds(table, "poll_interval", cls.poll_interval),
-            ready_timeout=_seconds(table, "ready_timeout", cls.ready_timeout),
-            api_url=_url(environ.get(URL_VARIABLE, "")),
-        )
-
-
-def _seconds(table: Mapping[str, Any], key: str, default: float) -> float:
-    value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise BadInput(f"{TABLE} {key} must be a number of seconds, not {value!r}")
-    return float(value)
-
-
-def _url(value: str) -> str | None:
-    """An ``http(s)://host[:port][/path]`` URL without its trailing slash, or None."""
-    value = value.strip()
-    if not value:
-        return None
-    parts = urlsplit(value)
+def load(**given: object) -> LyceumSettings:
+    """The settings, constructor arguments first, then the environment, then the file."""
+    env = {"api_url": os.environ.get(URL_VARIABLE, "").strip() or None}
+    values = {k: v for k, v in env.items() if v is not None}
+    values.update({k: v for k, v in given.items() if v is not None})
+    loaded = settings.load(LyceumSettings, "lyceum", **values)
+    url = loaded.api_url
+    if url is None:
+        return loaded
+    parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise BadInput(
-            f"{URL_VARIABLE} must be an http:// or https:// URL, not {value!r}",
-            hint=f"unset {URL_VARIABLE} to use Lyceum's own API",
+            f"the Lyceum API URL ({URL_VARIABLE} or [providers.lyceum] api_url) must be "
+            f"an http:// or https:// URL, not {url!r}"
         )
-    return value.rstrip("/")
+    return replace(loaded, api_url=url.rstrip("/"))
