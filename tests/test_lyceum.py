@@ -164,7 +164,7 @@ def test_on_demand_fallback_above_max_price_is_refused(fake, provider, gpu, firs
         provider.create_resource(opts(gpu, spot=True, spot_fallback=True, max_price=0.5))
     n = int(gpu.split(":")[1])
     assert re.fullmatch(
-        rf"no spot capacity \({first}\); the on-demand fallback: {n} x a100 on Lyceum "
+        rf"spot: {first}; the on-demand fallback: {n} x a100 on Lyceum "
         rf"costs \${n * 1.79:.2f}/h on-demand, above --max-price \$0.50/h",
         e.value.message,
     )
