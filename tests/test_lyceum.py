@@ -12,14 +12,17 @@ from fake_lyceum import API, DEFAULT_KEY, DEFAULT_ORG, FakeLyceum
 from trainctl import sshkeys
 from trainctl.errors import (
     BadInput,
+    CapabilityError,
     CredentialsError,
     NoCapacity,
     NotFound,
     OperationFailed,
     ResourceLeft,
 )
-from trainctl.providers.lyceum import provider as lyceum
+from trainctl.providers.lyceum import client, settings
 from trainctl.providers.lyceum.provider import LyceumProvider, split_address
+from trainctl.providers.lyceum.settings import LyceumSettings
+from trainctl.remote.ssh import SSHRemote
 from trainctl.types import CreateResourceOptions, GpuSpec, ResourceState
 
 
@@ -134,9 +137,9 @@ def test_cpu_profile_by_instance_type_sends_no_gpu_count(fake, provider):
 
 
 def test_max_price(fake, provider):
-    with pytest.raises(NoCapacity, match=r"costs \$1.98/h, above the maximum price \$1.5/h"):
+    with pytest.raises(NoCapacity, match=r"2 x a100 on Lyceum costs \$1.98/h spot, above"):
         provider.create_resource(opts("A100:2", spot=True, max_price=1.5))
-    with pytest.raises(NoCapacity, match=r"on-demand costs \$1.79/h, above the maximum price"):
+    with pytest.raises(NoCapacity, match=r"1 x a100 on Lyceum costs \$1.79/h on-demand, above"):
         provider.create_resource(opts("A100:1", max_price=1.5))
     assert fake.creates() == []
     assert provider.create_resource(opts("A100:1", spot=True, max_price=1.5, name="ok")).spot
@@ -152,8 +155,8 @@ def test_spot_above_max_price_falls_back_to_on_demand_within_it(fake, provider):
 @pytest.mark.parametrize(
     ("gpu", "first"),
     [
-        ("A100:1", r"1 x a100 spot costs \$0.99/h, above the maximum price \$0.5/h"),
-        ("A100:4", r"no spot a100 VM with 4 GPU\(s\) right now"),
+        ("A100:1", r"1 x a100 on Lyceum costs \$0.99/h spot, above --max-price \$0.50/h"),
+        ("A100:4", r"Lyceum Cloud offers no spot a100 VM with 4 GPU\(s\) right now"),
     ],
 )
 def test_on_demand_fallback_above_max_price_is_refused(fake, provider, gpu, first):
@@ -161,11 +164,11 @@ def test_on_demand_fallback_above_max_price_is_refused(fake, provider, gpu, firs
         provider.create_resource(opts(gpu, spot=True, spot_fallback=True, max_price=0.5))
     n = int(gpu.split(":")[1])
     assert re.fullmatch(
-        rf"{first}; the on-demand fallback: {n} x a100 on-demand costs \${n * 1.79:g}/h, "
-        r"above the maximum price \$0.5/h",
+        rf"spot: {first}; the on-demand fallback: {n} x a100 on Lyceum "
+        rf"costs \${n * 1.79:.2f}/h on-demand, above --max-price \$0.50/h",
         e.value.message,
     )
-    assert "raise --max-price" in e.value.hint
+    assert f"--max-price {n * 1.79:.2f} or more" in e.value.hint
     assert fake.creates() == []
 
 
@@ -182,6 +185,28 @@ def test_unsupported_options_refused_before_any_request(fake, provider):
     with pytest.raises(BadInput, match="region"):
         provider.create_resource(opts(region="eu-west"))
     assert fake.requests == []
+
+
+def test_tags_are_refused_before_any_request(fake, provider):
+    with pytest.raises(CapabilityError, match=r"cannot tag machines \(--tag\)"):
+        provider.create_resource(opts(name="tagged", tags={"team": "ml"}))
+    assert fake.requests == []
+
+
+def test_ssh_tidying_that_fails_is_a_warning_of_the_status(fake, provider, monkeypatch, caplog):
+    def refuse(self):
+        raise OperationFailed("known_hosts is read-only")
+
+    monkeypatch.setattr(SSHRemote, "forget_host_key", refuse)
+    with caplog.at_level(logging.WARNING):
+        st = provider.create_resource(opts(name="tidy"))
+        gone = provider.terminate(st.id)
+    for status in (st, gone):
+        assert status.warnings == [
+            f"Lyceum VM {st.id}: could not tidy up SSH state: known_hosts is read-only"
+        ]
+    assert gone.state is ResourceState.TERMINATED and fake.live_vms() == []
+    assert caplog.records == []
 
 
 @pytest.mark.parametrize("outcome", ["failed", "error"])
@@ -267,7 +292,7 @@ def test_lost_create_response_is_found_by_name_not_repeated(fake, mode):
 def test_create_that_acts_then_answers_5xx_is_found_by_name(fake, provider, acting):
     """The server makes the VM, then answers 503: on every attempt, or only on the
     last one (the others refused with no VM made); the VM is found by its name."""
-    attempts = lyceum.MAX_ATTEMPTS
+    attempts = client.MAX_ATTEMPTS
     if acting == "last":
         fake.fail_next(503, attempts - 1, path_contains="/vms/create")
     fake.fail_next(503, attempts, path_contains="/vms/create", acted=True)
@@ -321,10 +346,16 @@ def test_list_and_status_show_only_trainctl_vms_with_billing(fake, provider):
     assert st.details["billed_usd"] >= 0 and st.details["uptime_seconds"] >= 0
     assert st.details["display_name"] == "trainctl-mine"
     assert st.launch_time is not None
-    assert provider.get_resource_status(other).tags == {}
-    with pytest.raises(BadInput, match="not created by trainctl"):
-        provider.terminate(other)
     assert other in {vm.vm_id for vm in fake.live_vms()}
+
+
+def test_a_vm_trainctl_did_not_make_is_not_found(fake, provider):
+    other = foreign_vm(fake)
+    for call in (provider.get_resource_status, provider.terminate, provider.connect):
+        with pytest.raises(NotFound, match=rf"{other} \(notebook\) was not created by trainctl"):
+            call(other)
+    assert [vm.vm_id for vm in fake.live_vms()] == [other]
+    assert not [r for r in fake.requests if r.method == "DELETE"]
 
 
 @pytest.mark.parametrize("id_field", ["vm_id", "id"])
@@ -369,17 +400,17 @@ def test_terminate_twice(fake, provider):
     assert provider.list_resources() == []
 
 
-def test_volume_outliving_the_vm_is_warned_about(fake, provider, caplog):
+def test_volume_outliving_the_vm_is_warned_about(fake, provider):
     lines: list[str] = []
     st = provider.create_resource(opts(name="data", extra={"volume_gb": 50}), progress=lines.append)
     assert create_bodies(fake)[0]["new_volume"] == {"size_gb": 50}
     assert any("billed separately" in ln for ln in lines)
-    with caplog.at_level(logging.WARNING):
-        gone = provider.terminate(st.id)
+    gone = provider.terminate(st.id)
     vol = next(iter(fake.volumes))
     assert "keep billing" in gone.reason and vol in gone.reason and "50 GB" in gone.reason
     assert gone.details["detached_volumes"][0]["volume_id"] == vol
-    assert "keep billing" in caplog.text
+    assert [w for w in gone.warnings if "keep billing" in w and vol in w] == gone.warnings
+    assert len(gone.warnings) == 1
     assert fake.volumes[vol]["attached_vm_id"] is None
 
 
@@ -408,7 +439,7 @@ def test_failed_create_names_the_volume_it_could_not_delete(fake, provider):
 
 
 def test_bad_volume_size(fake, provider):
-    with pytest.raises(BadInput, match="volume_gb"):
+    with pytest.raises(BadInput, match="--volume-gb must be at least 1"):
         provider.create_resource(opts(extra={"volume_gb": 0}))
 
 
@@ -554,3 +585,45 @@ def test_catalog_refresh_with_a_rejected_key_fails_cleanly(fake, monkeypatch):
     (result,) = refresh.refresh(["lyceum"])
     assert result.status == refresh.FAILED and "rejected the API key" in result.detail
     assert "lk_rejected_key_123" not in result.detail
+
+
+# -- settings --------------------------------------------------------------------------
+
+
+def write_settings(trainctl_home, text: str) -> None:
+    trainctl_home.mkdir(parents=True, exist_ok=True)
+    (trainctl_home / "config.toml").write_text("[providers.lyceum]\n" + text)
+
+
+def test_settings_defaults_config_table_and_environment(trainctl_home, monkeypatch):
+    assert settings.load() == LyceumSettings(10.0, 900.0, None)
+    write_settings(trainctl_home, 'poll_interval = 2\nready_timeout = 60.5\napi_url = "http://x"\n')
+    assert settings.load() == LyceumSettings(2.0, 60.5, "http://x")
+    monkeypatch.setenv("TRAINCTL_LYCEUM_API_URL", "http://127.0.0.1:8080/")
+    assert settings.load().api_url == "http://127.0.0.1:8080"
+    provider = LyceumProvider(ready_timeout=3.0)
+    assert (provider.settings.poll_interval, provider.settings.ready_timeout) == (2.0, 3.0)
+
+
+@pytest.mark.parametrize(
+    "table, url, message",
+    [
+        ('poll_interval = "10"', "", r"\[providers.lyceum\] poll_interval must be a number"),
+        ("ready_timeout = -1", "", r"\[providers.lyceum\] ready_timeout cannot be negative"),
+        ("ready_timeout = true", "", r"ready_timeout must be a number, not True"),
+        ("", "127.0.0.1:8080", r"must be an http:// or https:// URL, not '127.0.0.1:8080'"),
+        ('api_url = "ftp://x"', "", r"\[providers.lyceum\] api_url\) must be an http"),
+    ],
+)
+def test_bad_settings_are_bad_input(trainctl_home, monkeypatch, table, url, message):
+    write_settings(trainctl_home, table + "\n")
+    monkeypatch.setenv("TRAINCTL_LYCEUM_API_URL", url)
+    with pytest.raises(BadInput, match=message):
+        LyceumProvider()
+
+
+def test_an_unknown_setting_is_a_warning_and_ignored(trainctl_home, caplog):
+    write_settings(trainctl_home, "poll_intervall = 5\n")
+    with caplog.at_level(logging.WARNING):
+        assert LyceumProvider().settings == LyceumSettings()
+    assert "[providers.lyceum] has no setting 'poll_intervall'" in caplog.text

@@ -87,6 +87,8 @@ def test_volume_warning_on_terminate(fake):
     assert r.code == 0, r.err
     gone = trainctl("terminate", "vol", "-y")
     assert gone.code == 0 and "keep billing" in gone.out
+    (warning,) = [ln for ln in gone.err.splitlines() if ln.startswith("warning: ")]
+    assert "Lyceum VM" in warning and "keep billing" in warning
 
 
 def test_train_and_download_over_ssh(sshd, monkeypatch, tmp_path, trainctl_home):

@@ -11,20 +11,28 @@ from typing import Any
 
 from ...catalog import gpus
 from ...catalog.offer import Offer
+from . import settings
+from .answers import KINDS, Availability
+from .client import LyceumClient
 
 SOURCE = "Lyceum GET /api/v2/external/vms/availability"
 
 
-def offers_from_availability(payload: dict[str, Any], now: datetime) -> list[Offer]:
+def offers_from_availability(payload: Any, now: datetime) -> list[Offer]:
+    """The offers of an availability answer as Lyceum sent it."""
+    return offers_from(Availability.parse(payload), now)
+
+
+def offers_from(availability: Availability, now: datetime) -> list[Offer]:
     stamp = now.isoformat(timespec="seconds")
     # hardware profile -> instance type -> (per-GPU price, available counts)
     profiles: dict[str, dict[str, tuple[float, set[int]]]] = {}
-    for variant in payload.get("available_instance_variants", []):
-        profile, kind = variant.get("hardware_profile", ""), variant.get("instance_type", "")
-        rate, counts = variant.get("price_per_hour"), variant.get("available_gpus_per_instance")
-        if not profile or rate is None or kind not in ("on-demand", "spot"):
-            continue
-        profiles.setdefault(profile, {})[kind] = (float(rate), {int(n) for n in counts or ()})
+    for v in availability.variants:
+        if v.instance_type in KINDS.values():
+            profiles.setdefault(v.profile, {})[v.instance_type] = (
+                v.price_per_hour,
+                set(v.gpu_counts),
+            )
     offers = []
     for profile, kinds in profiles.items():
         name = gpus.canonical(profile)
@@ -57,7 +65,5 @@ def offers_from_availability(payload: dict[str, Any], now: datetime) -> list[Off
 
 
 def fetch(now: datetime) -> tuple[list[Offer], list[str]]:
-    """Lyceum's offers now, through the provider's API client and credentials."""
-    from .provider import LyceumProvider
-
-    return offers_from_availability(LyceumProvider().availability(), now), []
+    """Lyceum's offers now, through the API client and the provider's settings."""
+    return offers_from(LyceumClient(settings.load()).availability(), now), []
