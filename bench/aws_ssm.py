@@ -17,9 +17,12 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+TESTS = Path(__file__).resolve().parents[1] / "tests"
+for _path in (TESTS, *(TESTS / "providers" / p for p in ("aws", "runpod", "lyceum"))):
+    sys.path.insert(0, str(_path))
 
 from aws_support import agent, set_up  # noqa: E402
+
 from trainctl.providers.aws import AwsProvider  # noqa: E402
 from trainctl.providers.aws import instance as aws_instance  # noqa: E402
 from trainctl.providers.aws.session import client  # noqa: E402

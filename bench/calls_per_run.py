@@ -30,7 +30,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+TESTS = Path(__file__).resolve().parents[1] / "tests"
+for _path in (TESTS, *(TESTS / "providers" / p for p in ("aws", "runpod", "lyceum"))):
+    sys.path.insert(0, str(_path))
 
 from trainctl import api  # noqa: E402
 from trainctl.remote.ssh import SSHRemote  # noqa: E402
@@ -145,6 +147,7 @@ def fresh_home() -> Path:
 
 def bench_runpod(sshd: Any) -> Tally:
     from fake_runpod import FakeRunPod
+
     from trainctl.providers.runpod import RunPodProvider
 
     tally = Tally()
@@ -169,6 +172,7 @@ def bench_runpod(sshd: Any) -> Tally:
 
 def bench_lyceum(sshd: Any) -> Tally:
     from fake_lyceum import DEFAULT_KEY, DEFAULT_ORG, FakeLyceum, SshdMachines
+
     from trainctl.providers.lyceum import LyceumProvider
 
     tally = Tally()
@@ -190,6 +194,7 @@ def bench_lyceum(sshd: Any) -> Tally:
 
 def bench_aws() -> Tally:
     import aws_support
+
     from trainctl.providers.aws import AwsProvider
     from trainctl.providers.aws.session import client
     from trainctl.providers.aws.ssm import SSMRemote

@@ -23,9 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+TESTS = Path(__file__).resolve().parents[1] / "tests"
+for _path in (TESTS, *(TESTS / "providers" / p for p in ("aws", "runpod", "lyceum"))):
+    sys.path.insert(0, str(_path))
 
 from fake_lyceum import DEFAULT_KEY, FakeLyceum  # noqa: E402
+
 from trainctl.provider import NAME_PREFIX  # noqa: E402
 
 #: the longest delay before the terminate or the kill, and the longest latency of a

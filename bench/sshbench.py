@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+TESTS = Path(__file__).resolve().parents[1] / "tests"
+for _path in (TESTS, *(TESTS / "providers" / p for p in ("aws", "runpod", "lyceum"))):
+    sys.path.insert(0, str(_path))
 
 from sshd import Machine, SSHServer  # noqa: E402
 from trainctl.remote.ssh import Endpoint, SSHRemote  # noqa: E402

@@ -1,6 +1,16 @@
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
+
+#: each provider's fake and helpers live beside its tests (tests/providers/<name>/);
+#: they are imported by name (``from fake_runpod import FakeRunPod``) from anywhere
+PROVIDER_TESTS = Path(__file__).resolve().parent / "providers"
+for _name in ("aws", "runpod", "lyceum"):
+    if str(PROVIDER_TESTS / _name) not in sys.path:
+        sys.path.insert(0, str(PROVIDER_TESTS / _name))
 
 # real OpenSSH server fixtures: sshd, ssh_machine, sshd_factory; the fake RunPod API
 pytest_plugins = ["sshd", "fake_runpod"]

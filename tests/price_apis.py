@@ -1,5 +1,6 @@
-"""Price APIs on loopback for refresh tests: moto for AWS, the RunPod fake (import
-the fixtures)."""
+"""Price APIs on loopback for refresh tests: the AWS tests' moto server (import the
+fixture), and helpers; the RunPod fake's machine-less fixture is ``runpod_api`` in its
+plugin."""
 
 from __future__ import annotations
 
@@ -8,15 +9,12 @@ import socket
 import pytest
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def moto_url():
-    from moto.server import ThreadedMotoServer
+    """The one moto server of the session (see ``aws_support``)."""
+    from aws_support import server_url
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    return server_url()
 
 
 def aws_env(monkeypatch, url):
@@ -31,17 +29,3 @@ def closed_port_url() -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}"
-
-
-@pytest.fixture
-def runpod_api(monkeypatch):
-    """The RunPod fake (no machines: price refresh needs none), with the environment
-    pointing the runpod provider at it. Fails the test on any OpenAPI violation."""
-    from fake_runpod import FakeRunPod
-
-    with FakeRunPod() as server:
-        monkeypatch.setenv("RUNPOD_API_KEY", server.api_key)
-        monkeypatch.setenv("TRAINCTL_RUNPOD_API_URL", server.url)
-        monkeypatch.setenv("TRAINCTL_RUNPOD_GRAPHQL_URL", server.graphql_url)
-        yield server
-        assert server.violations == []

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from fakes import FakeProvider
-from price_apis import aws_env, closed_port_url, moto_url, runpod_api  # noqa: F401 (fixtures)
+from price_apis import aws_env, closed_port_url, moto_url  # noqa: F401 (fixtures)
 from trainctl import catalog, registry
 from trainctl.catalog import refresh, sources
 from trainctl.errors import BadInput

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cli_helpers import trainctl
-from price_apis import aws_env, closed_port_url, moto_url, runpod_api  # noqa: F401 (fixtures)
+from price_apis import aws_env, closed_port_url, moto_url  # noqa: F401 (fixtures)
 
 
 def test_compare_a100_cheapest_first_with_sources():

@@ -432,6 +432,7 @@ class Trainctl:
     def _terminate_untracked(self, machine: ResourceStatus) -> ResourceStatus:
         self.forget_connection(machine.id)
         status = self.provider(machine.provider).terminate(machine.id)
+        self._warn(status)
         if status.state not in (ResourceState.TERMINATED, ResourceState.TERMINATING):
             raise OperationFailed(
                 f"{machine.provider} did not confirm termination of {machine.id} "

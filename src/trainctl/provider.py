@@ -229,11 +229,11 @@ class TrainingProvider(ABC):
         """The hourly price of ``plan`` (spot or on-demand); unknown by default."""
         return Quote(None, "this machine")
 
+    @abstractmethod
     def launch(self, plan: Any, *, spot: bool, progress: Progress | None = None) -> ResourceStatus:
         """Rent (or register) the planned machine and wait until it can be used. On a
         failure after the machine exists, release it before raising. Spot with no
         capacity raises ``NoCapacity``, so that the shared path can fall back."""
-        raise NotImplementedError(f"{type(self).__name__} has no launch")
 
     # --- the create path, the same for everyone ---------------------------------
 

@@ -56,7 +56,7 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 #: the vendored document (``tests/reference/README.md`` gives its source and date)
-OPENAPI = Path(__file__).resolve().parent / "reference" / "runpod" / "openapi-v2.json"
+OPENAPI = Path(__file__).resolve().parents[2] / "reference" / "runpod" / "openapi-v2.json"
 DOC_URI = "urn:runpod:openapi-v2"
 NO_CAPACITY = (
     "There are no longer any instances available with the requested specifications. "
@@ -992,3 +992,15 @@ def runpod_cli(fake_runpod: Any, trainctl_home: Any) -> Any:
         "[providers.runpod]\npoll_interval = 0.01\nready_timeout = 30\n"
     )
     return fake_runpod
+
+
+@pytest.fixture
+def runpod_api(monkeypatch):
+    """The RunPod fake (no machines: price refresh needs none), with the environment
+    pointing the runpod provider at it. Fails the test on any OpenAPI violation."""
+    with FakeRunPod() as server:
+        monkeypatch.setenv("RUNPOD_API_KEY", server.api_key)
+        monkeypatch.setenv("TRAINCTL_RUNPOD_API_URL", server.url)
+        monkeypatch.setenv("TRAINCTL_RUNPOD_GRAPHQL_URL", server.graphql_url)
+        yield server
+        assert server.violations == []
