@@ -86,8 +86,9 @@ def _setup_logging() -> None:
         handler = _Stderr()
         handler.setFormatter(_LogLine())
         logger.addHandler(handler)
+    # without --debug the level is the root logger's (warnings and above by default)
     debug = os.environ.get("TRAINCTL_DEBUG") == "1"
-    logger.setLevel(logging.DEBUG if debug else logging.WARNING)
+    logger.setLevel(logging.DEBUG if debug else logging.NOTSET)
 
 
 def debug_option() -> click.Option:

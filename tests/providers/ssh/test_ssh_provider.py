@@ -45,7 +45,7 @@ def test_registered_as_builtin():
         (
             CreateResourceOptions(extra={"host": "u@h", "price_per_hour": "cheap"}),
             BadInput,
-            "bad price",
+            "--price-per-hour must be a number",
         ),
         (CreateResourceOptions(extra={"host": "u@h", "key": "/no/such/key"}), BadInput, "key"),
         (CreateResourceOptions(extra={"host": "u@h"}, spot=True), CapabilityError, "spot"),
