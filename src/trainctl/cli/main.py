@@ -20,7 +20,7 @@ from .output import error_document
 
 #: command name -> ("module:attribute", one-line help shown by --help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "create": ("trainctl.cli.resources:create", "Create a machine on a provider."),
+    "create": ("trainctl.cli.create:create", "Create a machine on a provider."),
     "list": ("trainctl.cli.resources:list_cmd", "List trainctl's machines."),
     "status": ("trainctl.cli.resources:status", "Show one machine's state."),
     "terminate": ("trainctl.cli.resources:terminate", "Release a machine so it stops billing."),

@@ -1,4 +1,5 @@
-"""Machine commands: create, list, status, terminate, adopt, stop, start."""
+"""Machine commands: list, status, terminate, adopt, stop, start (``create`` is in
+``cli.create``: its options come from every provider, which these need not load)."""
 
 from __future__ import annotations
 
@@ -10,37 +11,11 @@ from ..api import Trainctl
 from ..capabilities import Capability, require
 from ..catalog.spend import CATALOG, Rented, spend, totals
 from ..errors import BadInput, OperationFailed
-from ..interrupts import signals_interrupt
 from ..provider import TAG_NAME
 from ..registry import get_class
 from ..types import CreateResourceOptions
-from .common import (
-    _RESOURCE_NAME,
-    build_create_options,
-    choose_provider,
-    create_options,
-    json_option,
-    progress_printer,
-)
+from .common import _RESOURCE_NAME, json_option
 from .output import Output, ago, money
-
-
-@click.command()
-@create_options
-@json_option
-def create(provider: str | None, json_mode: bool, **flags) -> None:
-    """Create a machine and record it."""
-    out = Output(json_mode)
-    options = build_create_options(**flags)
-    name = choose_provider(provider)
-    # SIGTERM and SIGHUP (a closed terminal, `timeout`) release the machine as Ctrl-C does
-    with signals_interrupt():
-        record = Trainctl().create(name, options, progress=progress_printer(json_mode))
-    if json_mode:
-        out.emit(record.to_dict())
-    else:
-        price = f", {money(record.price_per_hour)}/h" if record.price_per_hour else ""
-        out.info(f"created {record.name} ({record.id}) on {record.provider}{price}")
 
 
 @click.command("list")
