@@ -22,7 +22,6 @@ for _path in (TESTS, *(TESTS / "providers" / p for p in ("aws", "runpod", "lyceu
     sys.path.insert(0, str(_path))
 
 from aws_support import agent, set_up  # noqa: E402
-
 from trainctl.providers.aws import AwsProvider  # noqa: E402
 from trainctl.providers.aws import instance as aws_instance  # noqa: E402
 from trainctl.providers.aws.session import client  # noqa: E402

@@ -147,7 +147,6 @@ def fresh_home() -> Path:
 
 def bench_runpod(sshd: Any) -> Tally:
     from fake_runpod import FakeRunPod
-
     from trainctl.providers.runpod import RunPodProvider
 
     tally = Tally()
@@ -172,7 +171,6 @@ def bench_runpod(sshd: Any) -> Tally:
 
 def bench_lyceum(sshd: Any) -> Tally:
     from fake_lyceum import DEFAULT_KEY, DEFAULT_ORG, FakeLyceum, SshdMachines
-
     from trainctl.providers.lyceum import LyceumProvider
 
     tally = Tally()
@@ -194,7 +192,6 @@ def bench_lyceum(sshd: Any) -> Tally:
 
 def bench_aws() -> Tally:
     import aws_support
-
     from trainctl.providers.aws import AwsProvider
     from trainctl.providers.aws.session import client
     from trainctl.providers.aws.ssm import SSMRemote

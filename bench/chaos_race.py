@@ -28,7 +28,6 @@ for _path in (TESTS, *(TESTS / "providers" / p for p in ("aws", "runpod", "lyceu
     sys.path.insert(0, str(_path))
 
 from fake_lyceum import DEFAULT_KEY, FakeLyceum  # noqa: E402
-
 from trainctl.provider import NAME_PREFIX  # noqa: E402
 
 #: the longest delay before the terminate or the kill, and the longest latency of a

@@ -22,7 +22,6 @@ for _path in (TESTS, *(TESTS / "providers" / p for p in ("aws", "runpod", "lyceu
     sys.path.insert(0, str(_path))
 
 from fake_lyceum import DEFAULT_KEY, FakeLyceum  # noqa: E402
-
 from trainctl.providers.lyceum import LyceumProvider  # noqa: E402
 from trainctl.types import CreateResourceOptions, GpuSpec  # noqa: E402
 

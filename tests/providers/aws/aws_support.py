@@ -23,8 +23,8 @@ from botocore.awsrequest import AWSResponse
 from moto.ec2.models import ec2_backends
 from moto.server import ThreadedMotoServer
 from moto.ssm.models import Parameter, ssm_backends
-from ssm_agent import SSMAgent
 
+from ssm_agent import SSMAgent
 from trainctl.providers.aws.images import DLAMI_PARAMETER
 
 ACCOUNT = "123456789012"

@@ -11,8 +11,8 @@ import sys
 
 import boto3
 import pytest
-from aws_support import HTML_PAGE, FaultProxy, agent, instance, set_up
 
+from aws_support import HTML_PAGE, FaultProxy, agent, instance, set_up
 from cli_helpers import trainctl
 
 REGION = "eu-central-1"

@@ -4,8 +4,8 @@ SSM (the agent stand-in runs it for real), files through the staging bucket."""
 from __future__ import annotations
 
 import pytest
-from aws_support import publish_dlami, set_up
 
+from aws_support import publish_dlami, set_up
 from conformance import ProviderConformance
 from trainctl.providers.aws import AwsProvider
 from trainctl.runtime import client

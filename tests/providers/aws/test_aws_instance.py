@@ -9,6 +9,9 @@ from datetime import datetime, timezone
 
 import boto3
 import pytest
+from moto.ec2.models import ec2_backends
+from moto.ec2.models.amis import Ami
+
 from aws_support import (
     ACCOUNT,
     ec2_answer,
@@ -21,9 +24,6 @@ from aws_support import (
     set_up,
     use_moto,
 )
-from moto.ec2.models import ec2_backends
-from moto.ec2.models.amis import Ami
-
 from trainctl.errors import (
     BadInput,
     CapabilityError,

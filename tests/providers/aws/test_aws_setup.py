@@ -7,8 +7,8 @@ import os
 
 import boto3
 import pytest
-from aws_support import server_url, use_moto
 
+from aws_support import server_url, use_moto
 from cli_helpers import trainctl
 from trainctl.errors import OperationFailed
 from trainctl.providers.aws.session import new_session

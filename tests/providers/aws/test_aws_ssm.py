@@ -13,9 +13,9 @@ from pathlib import Path
 
 import boto3
 import pytest
+
 from aws_support import agent, instance, set_up
 from ssm_agent import agent_output
-
 from trainctl.errors import NotFound, OperationFailed, RemoteError
 from trainctl.providers.aws import AwsProvider
 from trainctl.providers.aws.ssm import READ_LIMIT, STDERR_LIMIT, STDOUT_LIMIT

@@ -6,9 +6,9 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from fake_lyceum import DEFAULT_KEY, DEFAULT_ORG, FakeLyceum, SshdMachines
 
 from conformance import ProviderConformance
+from fake_lyceum import DEFAULT_KEY, DEFAULT_ORG, FakeLyceum, SshdMachines
 from trainctl import sshkeys
 from trainctl.errors import NotFound, OperationFailed
 from trainctl.providers.lyceum import LyceumProvider

@@ -6,6 +6,7 @@ import time
 
 import httpx
 import pytest
+
 from fake_lyceum import API, DEFAULT_KEY, DEFAULT_ORG, FakeLyceum
 
 KEY_LINE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeFakeFakeFakeFakeFakeFakeFakeFake test"

@@ -7,8 +7,8 @@ import logging
 import re
 
 import pytest
-from fake_lyceum import API, DEFAULT_KEY, DEFAULT_ORG, FakeLyceum
 
+from fake_lyceum import API, DEFAULT_KEY, DEFAULT_ORG, FakeLyceum
 from trainctl import sshkeys
 from trainctl.errors import (
     BadInput,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from fake_lyceum import DEFAULT_ORG, FakeLyceum, SshdMachines
 
 from cli_helpers import trainctl
+from fake_lyceum import DEFAULT_ORG, FakeLyceum, SshdMachines
 
 SECRET = "lk_cli_secret_never_printed_42"
 

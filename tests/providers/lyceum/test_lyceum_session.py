@@ -9,9 +9,9 @@ import stat
 import time
 
 import pytest
-from fake_lyceum import API, DEFAULT_ORG, FakeLyceum
 
 from cli_helpers import trainctl
+from fake_lyceum import API, DEFAULT_ORG, FakeLyceum
 from trainctl.errors import CredentialsError
 from trainctl.providers.lyceum import LyceumProvider
 from trainctl.providers.lyceum.auth import expires_at, needs_refresh

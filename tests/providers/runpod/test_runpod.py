@@ -6,11 +6,11 @@ import contextlib
 import time
 
 import pytest
-from fake_runpod import GPUS, NO_CAPACITY, FakeRunPod
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conformance import ProviderConformance
+from fake_runpod import GPUS, NO_CAPACITY, FakeRunPod
 from trainctl import sshkeys
 from trainctl.errors import (
     BadInput,
