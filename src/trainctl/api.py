@@ -47,8 +47,6 @@ from .types import (
     TrainingStatus,
 )
 
-log = logging.getLogger("trainctl")
-
 #: where warnings go: one line each
 Warn = Callable[[str], None]
 
@@ -103,7 +101,7 @@ class Trainctl:
 
     def __init__(self, store: Store | None = None, *, warn: Warn | None = None) -> None:
         """``warn`` receives what a provider says the user should know (a spot
-        fallback, a setting it ignored); by default it goes to the ``trainctl`` logger."""
+        fallback, a setting it ignored); by default it goes to trainctl's logger."""
         self.store = store or Store()
         self.warn: Warn = warn or log.warning
         self._providers: dict[str, TrainingProvider] = {}

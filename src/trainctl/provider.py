@@ -259,10 +259,7 @@ class TrainingProvider(ABC):
         for asked, capability in wanted:
             if asked:
                 require(self, capability, options)
-        if options.max_price is not None and options.max_price <= 0:
-            raise BadInput(f"--max-price must be more than 0 $/hour, not {options.max_price:g}")
-        if options.spot_fallback and not options.spot:
-            raise BadInput("--spot-fallback only makes sense with --spot")
+        check_purchase(options)
 
     def create_resource(
         self, options: CreateResourceOptions, *, progress: Progress | None = None
@@ -446,6 +443,15 @@ class TrainingProvider(ABC):
         if not jobs:
             raise NotFound(f"no jobs on {rt.resource_id}")
         return jobs[-1].job_id
+
+
+def check_purchase(options: CreateResourceOptions) -> None:
+    """The purchase options every provider reads the same way (task files and API
+    callers skip click's range checks)."""
+    if options.max_price is not None and options.max_price <= 0:
+        raise BadInput(f"--max-price must be more than 0 $/hour, not {options.max_price:g}")
+    if options.spot_fallback and not options.spot:
+        raise BadInput("--spot-fallback only makes sense with --spot")
 
 
 class StopStart(ABC):

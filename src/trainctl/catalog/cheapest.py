@@ -37,14 +37,14 @@ def validate(options: CreateResourceOptions) -> None:
 def candidates(options: CreateResourceOptions, catalog: list[Offer]) -> list[Offer]:
     """Offers for exactly ``options.gpu``, with a price of the kind asked for,
     cheapest first. A ``--cloud`` choice narrows RunPod's offers; ``--max-price``
-    drops spot offers above it."""
+    drops offers above it, spot or on-demand (the purchase rule of every provider)."""
     validate(options)
     cloud = options.extra.get("cloud")
     found = query.select(
         catalog,
         options.gpu,
         spot=options.spot,
-        max_price=options.max_price if options.spot else None,
+        max_price=options.max_price,
     )
     return [
         o

@@ -11,7 +11,7 @@ import click
 from .. import registry
 from ..catalog.cheapest import CHEAPEST
 from ..errors import BadInput
-from ..provider import ProviderFlag
+from ..provider import ProviderFlag, check_purchase
 from ..types import CreateResourceOptions, GpuSpec
 from .main import note_json
 from .output import Output
@@ -171,12 +171,7 @@ def build_create_options(
         raise BadInput(
             f"bad name {name!r}: use letters, digits, '-', '_' or '.', at most 63 characters"
         )
-    # task files give these without click's range checks
-    if max_price is not None and max_price <= 0:
-        raise BadInput(f"--max-price must be more than 0 $/hour, not {max_price:g}")
-    if spot_fallback and not spot:
-        raise BadInput("--spot-fallback only makes sense with --spot")
-    return CreateResourceOptions(
+    options = CreateResourceOptions(
         gpu=GpuSpec.parse(gpu) if gpu else None,
         instance_type=instance_type,
         spot=spot,
@@ -189,6 +184,8 @@ def build_create_options(
         tags=parse_pairs(tags, "--tag"),
         extra=provider_values(provider_flags),
     )
+    check_purchase(options)
+    return options
 
 
 def progress_printer(json_mode: bool) -> Callable[[str], None]:
