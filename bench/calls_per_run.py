@@ -69,7 +69,7 @@ def _label(argv: list[str]) -> str:
     if "-c" in argv:
         return f"command {Path(argv[0]).name} -c (script)"
     for i, arg in enumerate(argv):
-        if "jobrunner-" in arg and i + 3 < len(argv):
+        if arg.endswith("/jobrunner.py") and i + 3 < len(argv):
             sub = argv[i + 3]
             extra = argv[i + 4] if sub == "status" and len(argv) > i + 4 else ""
             return f"runtime {sub}" + (f" {extra}" if extra.startswith("--") else "")

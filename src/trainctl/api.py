@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -33,8 +34,18 @@ from .errors import (
     TrainctlError,
 )
 from .following import FollowGaveUp, MachineLost, Reconnect, seconds_setting
+from .guards import (
+    CREATE_IDLE_SECONDS,
+    DEFAULT_GRACE,
+    DEFAULT_INTERVAL,
+    NEVER,
+    RUN_IDLE_SECONDS,
+    GuardRequest,
+    Guards,
+    resolve,
+)
 from .home import load_config
-from .provider import TAG_NAME, StopStart, TrainingProvider
+from .provider import TAG_NAME, SelfRelease, StopStart, TrainingProvider
 from .remote.base import Progress
 from .runtime.client import JobRuntime, OutputSink
 from .store import REQUEST_GRACE_SECONDS, ResourceRecord, Store
@@ -186,12 +197,18 @@ class Trainctl:
         options: CreateResourceOptions,
         *,
         progress: Progress | None = None,
+        default_idle: float = CREATE_IDLE_SECONDS,
     ) -> ResourceRecord:
+        """Rent (or register) a machine and record it; a machine that can release
+        itself is armed with its guards before this returns (``options.guards``, an
+        idle stop of ``default_idle`` unless ``never``), or released if they cannot
+        be set up."""
         if provider_name == "cheapest":  # catalog.cheapest.CHEAPEST, imported lazily
-            return self._create_cheapest(options, progress=progress)
+            return self._create_cheapest(options, progress=progress, default_idle=default_idle)
         provider = self.provider(provider_name)
         require(provider, Capability.CREATE)
         provider.validate_options(options)
+        _check_guards(provider, options)
         options.name = options.name or self.store.new_name()
         intent = self.store.begin_create(provider_name, options.name, spot=options.spot)
         try:
@@ -220,7 +237,134 @@ class Trainctl:
         self._warn(status)
         record = self.store.finish_create(intent, status)
         self._created[record.id] = status
-        return record
+        self._arm(record, provider, status, options, default_idle, progress)
+        return self.store.resource(record.id)
+
+    # --- guards ------------------------------------------------------------------
+
+    def _arm(
+        self,
+        record: ResourceRecord,
+        provider: TrainingProvider,
+        status: ResourceStatus,
+        options: CreateResourceOptions,
+        default_idle: float,
+        progress: Progress | None,
+    ) -> None:
+        """Set the new machine's guards up. A machine that could bill unwatched (one
+        that can release itself, or should) is released when that fails."""
+        releases = type(provider).releases(options)
+        launched = (status.launch_time or datetime.now(timezone.utc)).timestamp()
+        current = Guards(launched, hourly=status.cost_per_hour or record.price_per_hour)
+        try:
+            guards = resolve(
+                options.guards,
+                current=current,
+                releases=releases,
+                default_release=releases[0] if releases else None,
+                default_idle=default_idle,
+                what=f"{record.provider} machine {record.name}",
+            )
+            if not releases and options.guards.idle_stop not in (None, NEVER):
+                self.warn(
+                    f"{record.provider} machines have nothing to release: their guard ends "
+                    "jobs only, so --idle-stop does nothing there"
+                )
+            if not guards.any:
+                return
+            if progress:
+                progress(f"guard on {record.name}: {guards.summary()}")
+            self._install_guard(record, provider, status, guards)
+        except (TrainctlError, KeyboardInterrupt) as e:
+            if not releases:
+                raise
+            with interrupts.deferred():
+                self.terminate(record.id)
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            raise OperationFailed(
+                f"could not set up the guard on {record.name} ({e}); it was released so "
+                "that it cannot bill unwatched",
+                hint="retry; --idle-stop never --max-duration never --max-spend never "
+                "creates it with no guard",
+            ) from None
+
+    def _install_guard(
+        self,
+        record: ResourceRecord,
+        provider: TrainingProvider,
+        status: ResourceStatus,
+        guards: Guards,
+        *,
+        with_release: bool = True,
+    ) -> dict[str, object]:
+        """Send ``guards`` to the machine (with how to release it, unless the one
+        there already is right) and record them."""
+        table = load_config().get("guard", {})
+        table = table if isinstance(table, dict) else {}
+        policy: dict[str, object] = guards.policy(
+            interval=seconds_setting(
+                None, table.get("interval"), DEFAULT_INTERVAL, "[guard] interval"
+            )
+            or DEFAULT_INTERVAL,
+            grace=seconds_setting(None, table.get("grace"), DEFAULT_GRACE, "[guard] grace"),
+        )
+        secret = None
+        if with_release:
+            policy["release"] = None
+            if guards.release and isinstance(provider, SelfRelease):
+                release = provider.guard_release(status, guards.release, until=guards.deadline)
+                policy["release"] = {"action": release.action, "request": release.request}
+                secret = release.secret
+        with self._connected(record, provider) as rt:
+            report = rt.guard_set(policy, secret=secret)
+        self.store.set_guards(record.id, guards.to_dict())
+        return report
+
+    def autostop(
+        self, ref: str, request: GuardRequest
+    ) -> tuple[ResourceRecord, Guards | None, dict[str, object] | None]:
+        """Change a live machine's guards (``request``: None keeps a limit, ``never``
+        switches it off); with an empty request, only ask the guard how far each
+        limit is. Returns the record, its guards and the guard's report."""
+        record, provider = self._resolve(ref)
+        options = CreateResourceOptions(spot=record.spot)
+        releases = type(provider).releases(options)
+        current = Guards.from_dict(record.guards)
+        if request.empty:
+            return record, current, self.guard_report(record, provider)
+        self.store.require_writable(f"changing the guards of {record.name}")
+        launched = datetime.fromisoformat(record.launched_at or record.created_at).timestamp()
+        base = current or Guards(launched, hourly=record.price_per_hour)
+        guards = resolve(
+            request,
+            current=base,
+            releases=releases,
+            default_release=releases[0] if releases else None,
+            default_idle=None,
+            what=f"{record.provider} machine {record.name}",
+        )
+        if not releases and request.idle_stop not in (None, NEVER):
+            self.warn(
+                f"{record.provider} machines have nothing to release: their guard ends jobs "
+                "only, so --idle-stop does nothing there"
+            )
+        status = record.last_seen() or ResourceStatus(
+            record.id, record.provider, ResourceState.RUNNING
+        )
+        fresh = current is None or current.release != guards.release
+        report = self._install_guard(record, provider, status, guards, with_release=fresh)
+        return self.store.resource(record.id), guards, report
+
+    def guard_report(
+        self, record: ResourceRecord, provider: TrainingProvider | None = None
+    ) -> dict[str, object] | None:
+        """What the machine's guard says now (None when it has no guards)."""
+        if record.guards is None:
+            return None
+        provider = provider or self.provider(record.provider)
+        with self._connected(record, provider) as rt:
+            return rt.guard_status()
 
     def _settle_interrupted(self, intent: str, name: str, provider: TrainingProvider) -> None:
         """Record what an interrupted create made (found by name), or drop its intent
@@ -236,14 +380,20 @@ class Trainctl:
             self.store.abandon_create(intent)
 
     def _create_cheapest(
-        self, options: CreateResourceOptions, *, progress: Progress | None = None
+        self,
+        options: CreateResourceOptions,
+        *,
+        progress: Progress | None = None,
+        default_idle: float = CREATE_IDLE_SECONDS,
     ) -> ResourceRecord:
         """``provider_name="cheapest"``: the cheapest matching catalog offer among the
         usable providers, the next one on no capacity (see ``catalog.cheapest``)."""
         from .catalog.cheapest import create_cheapest
 
         record, _ = create_cheapest(
-            lambda name, opts: self.create(name, opts, progress=progress),
+            lambda name, opts: self.create(
+                name, opts, progress=progress, default_idle=default_idle
+            ),
             options,
             report=progress or (lambda _message: None),
         )
@@ -413,10 +563,19 @@ class Trainctl:
         if not record.confirmed:
             record = self._settle_intent(record)
         provider = self.provider(record.provider)
+        if record.guards is not None and not isinstance(provider, SelfRelease):
+            # nothing is released: the guard would live on with the machine
+            with contextlib.suppress(TrainctlError), self._connected(record, provider) as rt:
+                rt.guard_stop()
         self.forget_connection(record.id)
         status = provider.terminate(record.id)
         self._warn(status)
         if status.state in (ResourceState.TERMINATED, ResourceState.TERMINATING):
+            if isinstance(provider, SelfRelease):
+                try:
+                    provider.forget_release(record.id)
+                except TrainctlError as e:
+                    self.warn(f"{record.name}: could not revoke its guard's credential: {e}")
             self.store.forget(record.id)
         else:
             self.store.update_status(status)
@@ -488,6 +647,18 @@ class Trainctl:
         status = provider.stop(record.id) if action == "stop" else provider.start(record.id)
         self.store.update_status(status)
         self._warn(status)
+        guards = Guards.from_dict(record.guards)
+        if action == "start" and guards is not None:
+            passed = guards.deadline is not None and guards.deadline <= time.time()
+            if passed or (
+                guards.max_spend is not None and (guards.spent() or 0) >= guards.max_spend
+            ):
+                self.warn(
+                    f"{record.name} is past its {'deadline' if passed else 'spend cap'}: its "
+                    f"guard will {guards.release or 'end its jobs'} again at once; "
+                    f"`trainctl autostop {record.name} --max-duration ...` (or --max-spend) "
+                    "moves the limit"
+                )
         return status
 
     # --- jobs --------------------------------------------------------------------
@@ -497,6 +668,12 @@ class Trainctl:
     ) -> TrainingStatus:
         record, provider = self._resolve(ref)
         self.store.require_writable(f"a job on {record.name}")
+        guards = Guards.from_dict(record.guards)
+        if guards is not None and guards.deadline is not None and guards.deadline <= time.time():
+            raise BadInput(
+                f"the deadline of {record.name} has passed: its guard would end the job at once",
+                hint=f"`trainctl autostop {record.name} --max-duration DURATION` moves it",
+            )
         with self._connected(record, provider) as rt:
             status = provider.train(record.id, job, progress=progress, runtime=rt)
         self.store.add_job(record, status)
@@ -628,6 +805,8 @@ class RunResult:
     #: what the release says it left behind (an ssh host keeps the registration's
     #: directory, with checkpoints a skipped download did not bring home)
     released_note: str | None = None
+    #: the guards a kept machine is left under (one line), when it has any
+    guards: str | None = None
 
     @property
     def exit_code(self) -> int:
@@ -652,6 +831,7 @@ class RunResult:
             "interrupted": self.interrupted,
             "lost": self.lost,
             "released_note": self.released_note,
+            "guards": self.guards,
             "exit_code": self.exit_code,
         }
 
@@ -685,7 +865,9 @@ def run(
     the job and the machine are left running. The result says ``interrupted``."""
     _check_writable(output_dir)
     say = progress or (lambda _message: None)
-    record = tc.create(provider_name, options, progress=progress)
+    # a kept machine is one the user means to come back to: the create's idle window
+    idle = CREATE_IDLE_SECONDS if keep else RUN_IDLE_SECONDS
+    record = tc.create(provider_name, options, progress=progress, default_idle=idle)
     if on_created:
         on_created(record)
     result = RunResult(record, None, [], False)
@@ -723,6 +905,9 @@ def run(
         if not keep:
             say(f"{interrupts.name(e)}: skipping the download")
     finally:
+        if keep and result.guards is None:
+            with contextlib.suppress(TrainctlError):
+                result.guards = _guards_note(tc, record)
         if not keep:
             if result.interrupted:
                 say(f"releasing {record.name}")
@@ -802,6 +987,25 @@ def _download_outputs(
         except (TrainctlError, OSError) as e:
             failed.append(f"{path}: {e}")
     return failed
+
+
+def _guards_note(tc: Trainctl, record: ResourceRecord) -> str | None:
+    guards = Guards.from_dict(tc.store.resource(record.id).guards)
+    return guards.summary() if guards is not None and guards.any else None
+
+
+def _check_guards(provider: TrainingProvider, options: CreateResourceOptions) -> None:
+    """Refuse, before anything is rented, guards this provider's machines cannot have
+    (a release they lack, a spend cap on a machine with no price)."""
+    releases = type(provider).releases(options)
+    resolve(
+        options.guards,
+        current=Guards(time.time(), hourly=1.0 if releases else None),
+        releases=releases,
+        default_release=releases[0] if releases else None,
+        default_idle=None,
+        what=f"a {provider.name} machine",
+    )
 
 
 def _check_writable(output_dir: Path) -> None:

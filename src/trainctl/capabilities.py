@@ -23,6 +23,7 @@ class Capability(enum.Enum):
     DOWNLOAD = "download"
     DISK_SIZE = "disk-size"
     TAGS = "tags"  # `--tag NAME=VALUE` is stored on the machine itself
+    SELF_RELEASE = "self-release"  # the machine's guard can stop or terminate it
 
     def describe(self) -> str:
         return _DESCRIPTIONS[self]
@@ -39,6 +40,7 @@ _DESCRIPTIONS = {
     Capability.DOWNLOAD: "download files from a machine",
     Capability.DISK_SIZE: "set the disk size",
     Capability.TAGS: "tag machines (--tag)",
+    Capability.SELF_RELEASE: "let a machine release itself (its guard ends jobs only)",
 }
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import posixpath
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -177,6 +177,17 @@ class TrainingProvider(ABC):
     @classmethod
     def supports(cls, capability: Capability, request: CreateResourceOptions | None = None) -> bool:
         return cls.unsupported_reason(capability, request) is None
+
+    @classmethod
+    def releases(cls, request: CreateResourceOptions | None = None) -> tuple[str, ...]:
+        """What the guard can do to a machine made for ``request``, the default first:
+        ``stop`` where the provider stops and keeps the disk, then ``terminate``; none
+        where there is nothing to release."""
+        if not cls.supports(Capability.SELF_RELEASE, request):
+            return ()
+        if cls.supports(Capability.STOP_START, request):
+            return ("stop", "terminate")
+        return ("terminate",)
 
     @classmethod
     def credentials_present(cls) -> bool:
@@ -452,6 +463,40 @@ def check_purchase(options: CreateResourceOptions) -> None:
         raise BadInput(f"--max-price must be more than 0 $/hour, not {options.max_price:g}")
     if options.spot_fallback and not options.spot:
         raise BadInput("--spot-fallback only makes sense with --spot")
+
+
+@dataclass(frozen=True)
+class Release:
+    """How the guard on a machine releases it through the provider's own API.
+
+    ``request`` is what the job runtime calls (see ``runtime/release.py``); ``secret``
+    is a credential for it that the machine does not already hold: it travels on
+    stdin and is kept on the machine mode 0600, never in a command line or a log."""
+
+    action: str  # "stop" or "terminate"
+    request: dict[str, Any]
+    secret: str | None = field(default=None, repr=False)
+
+
+class SelfRelease(ABC):
+    """The mixin of providers whose machines can release themselves: the guard on
+    the machine stops or terminates it (idle, deadline, spend cap) with the least
+    credential that can; it adds ``Capability.SELF_RELEASE``."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        caps = getattr(cls, "capabilities", frozenset())
+        cls.capabilities = frozenset(caps) | {Capability.SELF_RELEASE}  # type: ignore[attr-defined]
+
+    @abstractmethod
+    def guard_release(self, status: ResourceStatus, action: str, *, until: float | None) -> Release:
+        """The release ``action`` of the machine ``status`` describes, for its guard;
+        ``until`` is the latest time it may be needed (None: the machine's life)."""
+
+    def forget_release(self, resource_id: str) -> None:
+        """Revoke what ``guard_release`` handed out, once trainctl released the
+        machine itself (nothing by default: most credentials end with the machine)."""
+        return None
 
 
 class StopStart(ABC):

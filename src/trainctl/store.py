@@ -140,7 +140,8 @@ CREATE TABLE IF NOT EXISTS resources (
     state TEXT NOT NULL,
     reason TEXT,
     updated_at TEXT NOT NULL,
-    connection TEXT
+    connection TEXT,
+    guards TEXT
 );
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -184,6 +185,8 @@ class ResourceRecord:
     #: ``ssh_port``, ``ssh_user`` and ``tags``, where known), so that a later command
     #: can connect without asking the provider first (``last_seen``)
     connection: dict[str, Any] | None = None
+    #: what the machine's guard enforces (``guards.Guards.to_dict``), once armed
+    guards: dict[str, Any] | None = None
 
     @property
     def confirmed(self) -> bool:
@@ -282,8 +285,9 @@ class Store:
             )
         elif not self.read_only:
             columns = {r[1] for r in db.execute("PRAGMA table_info(resources)")}
-            if "connection" not in columns:  # a store made before it was recorded
-                db.execute("ALTER TABLE resources ADD COLUMN connection TEXT")
+            for column in ("connection", "guards"):  # a store made before they were kept
+                if column not in columns:
+                    db.execute(f"ALTER TABLE resources ADD COLUMN {column} TEXT")
         return db
 
     def close(self) -> None:
@@ -469,6 +473,12 @@ class Store:
             f"UPDATE resources SET {', '.join(fields)} WHERE id=?", (*values, status.id)
         )
 
+    def set_guards(self, resource_id: str, guards: dict[str, Any] | None) -> None:
+        self.db.execute(
+            "UPDATE resources SET guards=? WHERE id=?",
+            (json.dumps(guards) if guards else None, resource_id),
+        )
+
     def forget(self, resource_id: str) -> None:
         """Delete a record (only once the provider confirmed termination)."""
         with _transaction(self.db):
@@ -631,7 +641,8 @@ def _transaction(db: _Db) -> Iterator[None]:
 def _resource(row: sqlite3.Row) -> ResourceRecord:
     d = dict(row)
     d["spot"] = bool(d["spot"])
-    d["connection"] = json.loads(d["connection"]) if d.get("connection") else None
+    for column in ("connection", "guards"):
+        d[column] = json.loads(d[column]) if d.get(column) else None
     return ResourceRecord(**d)
 
 

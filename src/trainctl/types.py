@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadInput
+from .guards import GuardRequest
 
 
 class ResourceState(enum.StrEnum):
@@ -83,6 +84,8 @@ class CreateResourceOptions:
     name: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the limits the machine's guard enforces (idle stop, deadline, spend cap)
+    guards: GuardRequest = field(default_factory=GuardRequest)
 
 
 @dataclass
@@ -159,6 +162,8 @@ class TrainingStatus:
     ended_at: datetime | None = None
     heartbeat_age: float | None = None
     log_size: int = 0
+    #: what ended the job when the machine's guard did: "deadline" or "spend cap"
+    ended_by: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

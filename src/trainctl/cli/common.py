@@ -11,6 +11,7 @@ import click
 from .. import registry
 from ..catalog.cheapest import CHEAPEST
 from ..errors import BadInput
+from ..guards import GuardRequest
 from ..provider import ProviderFlag, check_purchase
 from ..types import CreateResourceOptions, GpuSpec
 from .main import note_json
@@ -109,6 +110,33 @@ GENERIC = [
     click.option("--tag", "tags", multiple=True, help="Extra tag NAME=VALUE (repeatable)."),
 ]
 
+#: the guard's limits, on create, run and autostop (see ``trainctl.guards``)
+GUARD_OPTIONS = [
+    click.option(
+        "--idle-stop",
+        metavar="DURATION",
+        help="Release the machine after this long with no job and no trainctl command "
+        "(90s, 30m, 2h, or never; default 30m for create, 10m after the job for run).",
+    ),
+    click.option(
+        "--max-duration",
+        metavar="DURATION",
+        help="Deadline after launch: jobs get SIGTERM (then SIGKILL after the grace), "
+        "then the machine is released (or never).",
+    ),
+    click.option(
+        "--max-spend",
+        metavar="USD",
+        help="Spend cap: the hourly price times the time up; as --max-duration (or never).",
+    ),
+    click.option(
+        "--release",
+        type=click.Choice(["stop", "terminate"], case_sensitive=False),
+        help="What the guard does at a limit (default: stop where the provider keeps "
+        "the disk, else terminate).",
+    ),
+]
+
 
 def _click_type(flag: ProviderFlag) -> Any:
     if flag.choices:
@@ -146,7 +174,13 @@ def choose_provider(flag: str | None) -> str:
 
 
 def create_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed([*GENERIC, *provider_options()]):
+    for option in reversed([*GENERIC, *GUARD_OPTIONS, *provider_options()]):
+        f = option(f)
+    return f
+
+
+def guard_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(GUARD_OPTIONS):
         f = option(f)
     return f
 
@@ -163,6 +197,10 @@ def build_create_options(
     disk_gb: int | None,
     region: str | None,
     tags: tuple[str, ...],
+    idle_stop: Any = None,
+    max_duration: Any = None,
+    max_spend: Any = None,
+    release: str | None = None,
     **provider_flags: Any,
 ) -> CreateResourceOptions:
     """The options of a create from the command's values; the provider checks its
@@ -183,6 +221,7 @@ def build_create_options(
         name=name,
         tags=parse_pairs(tags, "--tag"),
         extra=provider_values(provider_flags),
+        guards=GuardRequest.parse(idle_stop, max_duration, max_spend, release),
     )
     check_purchase(options)
     return options

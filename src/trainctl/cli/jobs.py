@@ -267,7 +267,7 @@ def jobs(resource: str | None, json_mode: bool) -> None:
         (
             j.job_id,
             names.get(j.resource_id, j.resource_id),
-            j.status.value,
+            j.status.value + (f" ({j.ended_by})" if j.ended_by else ""),
             "" if j.exit_code is None else j.exit_code,
             j.started_at.strftime("%Y-%m-%d %H:%M") if j.started_at else "",
             " ".join(j.command)[:60],

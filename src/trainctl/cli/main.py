@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "adopt": ("trainctl.cli.resources:adopt", "Record an untracked machine again."),
     "stop": ("trainctl.cli.resources:stop", "Stop a machine (where the provider can)."),
     "start": ("trainctl.cli.resources:start", "Start a stopped machine."),
+    "autostop": ("trainctl.cli.autostop:autostop", "Show or change a machine's guards."),
     "train": ("trainctl.cli.jobs:train", "Sync code to a machine and start a job."),
     "monitor": ("trainctl.cli.jobs:monitor", "Print (or follow) a job's log."),
     "logs": ("trainctl.cli.jobs:monitor", "Alias of monitor."),

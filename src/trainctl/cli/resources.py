@@ -10,10 +10,12 @@ import click
 from ..api import Trainctl
 from ..capabilities import Capability, require
 from ..catalog.spend import CATALOG, Rented, spend, totals
-from ..errors import BadInput, OperationFailed
+from ..errors import BadInput, OperationFailed, TrainctlError
+from ..guards import Guards
 from ..provider import TAG_NAME
 from ..registry import get_class
-from ..types import CreateResourceOptions
+from ..types import CreateResourceOptions, ResourceState
+from .autostop import describe as describe_guards
 from .common import _RESOURCE_NAME, json_option
 from .output import Output, ago, money
 
@@ -60,6 +62,7 @@ def list_cmd(refresh: bool, provider: str | None, json_mode: bool) -> None:
         else:
             name, prov, rid, itype = r.name, r.provider, r.id, r.instance_type
             state, gpu = v.state + (" (spot)" if r.spot else ""), _gpu(r.gpu, r.gpu_count)
+        guards = Guards.from_dict(r.guards) if r is not None else None
         rows.append(
             (
                 name,
@@ -71,9 +74,12 @@ def list_cmd(refresh: bool, provider: str | None, json_mode: bool) -> None:
                 money(sp.rate) + ("*" if sp.rate_source == CATALOG else ""),
                 "-" if sp.hours is None else ago(sp.hours),
                 money(sp.spent),
+                guards.short() if guards is not None and v.state != "terminated" else "-",
             )
         )
-    out.table(["NAME", "PROVIDER", "ID", "STATE", "TYPE", "GPU", "$/H", "AGE", "SPENT"], rows)
+    out.table(
+        ["NAME", "PROVIDER", "ID", "STATE", "TYPE", "GPU", "$/H", "AGE", "SPENT", "GUARDS"], rows
+    )
     if any(sp.rate_source == CATALOG for sp in spends):
         out.info("* catalog price: the provider reported no price at create time")
     unpriced = f" ({unknown} billing at an unknown price)" if unknown else ""
@@ -123,8 +129,26 @@ def _print_status(out: Output, status, json_mode: bool) -> None:
 @click.argument("resource")
 @json_option
 def status(resource: str, json_mode: bool) -> None:
-    """Show what the provider says about RESOURCE (id or name) now."""
-    _print_status(Output(json_mode), Trainctl().status(resource), json_mode)
+    """Show what the provider says about RESOURCE (id or name) now, and how far its
+    guards are (asked of the machine's guard while it runs)."""
+    tc = Trainctl()
+    st = tc.status(resource)
+    record = tc.store.resource(st.id)
+    guards, report = Guards.from_dict(record.guards), None
+    if guards is not None and st.state is ResourceState.RUNNING:
+        try:
+            report = tc.guard_report(record)
+        except TrainctlError as e:
+            click.echo(f"warning: could not ask the guard of {record.name}: {e}", err=True)
+    if guards is not None:
+        st.details["guards"] = describe_guards(guards, report)
+    if json_mode:
+        doc = st.to_dict()
+        doc["guards"] = guards.to_dict() if guards else None
+        doc["guard_report"] = report
+        Output(json_mode).emit(doc)
+        return
+    _print_status(Output(json_mode), st, json_mode)
 
 
 def confirm(question: str, yes: bool) -> None:

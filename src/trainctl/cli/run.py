@@ -131,6 +131,7 @@ def _run(provider, command, outputs, output_dir, keep, grace, json_mode, **flags
     for path in result.downloads:
         out.info(f"downloaded: {path}")
     rname = result.resource.name
+    guards = f" It stays under its guards: {result.guards}." if result.guards else ""
     if result.lost:
         click.echo(f"error: {result.lost}", err=True)
     if result.terminated:
@@ -142,13 +143,14 @@ def _run(provider, command, outputs, output_dir, keep, grace, json_mode, **flags
             if result.job and not result.job.status.is_final
             else f"retry with `trainctl download`, then `trainctl terminate {rname}`"
         )
-        click.echo(f"warning: kept {rname} because {result.kept_reason}; {hint}", err=True)
+        click.echo(f"warning: kept {rname} because {result.kept_reason}; {hint}.{guards}", err=True)
     elif result.interrupted and result.job:
         click.echo(
             f"kept {rname} and job {result.job.job_id} running; "
-            + reattach_hint(result.job.job_id, rname),
+            + reattach_hint(result.job.job_id, rname)
+            + guards,
             err=True,
         )
     else:
-        click.echo(f"kept {rname}; `trainctl terminate {rname}` ends it", err=True)
+        click.echo(f"kept {rname}; `trainctl terminate {rname}` ends it.{guards}", err=True)
     return result.exit_code

@@ -1,10 +1,11 @@
-"""Drives the job runtime (``jobrunner.py``) on a machine through any Remote."""
+"""Drives the job runtime (``jobrunner.py`` and its guard) on a machine through any Remote."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
+import posixpath
 import secrets
 import time
 from collections.abc import Callable
@@ -17,16 +18,24 @@ from ..errors import NotFound, RemoteError
 from ..remote.base import CommandResult, Remote, StreamingRemote
 from ..types import ExecutionStatus, TrainingStatus
 
-# Writes the runtime script (stdin) to the given path unless it is already there.
+# Writes the runtime's files (stdin: a JSON map of name to base64 content) into the
+# given directory unless it is already there; a directory appears whole or not at all.
 _INSTALL = (
-    "import os,sys\n"
-    "p=os.path.expanduser(sys.argv[1])\n"
-    "if not os.path.exists(p):\n"
-    "    os.makedirs(os.path.dirname(p),exist_ok=True)\n"
-    "    t=p+'.%d'%os.getpid()\n"
-    "    open(t,'wb').write(sys.stdin.buffer.read())\n"
-    "    os.replace(t,p)\n"
+    "import base64,json,os,shutil,sys\n"
+    "d=os.path.expanduser(sys.argv[1])\n"
+    "if not os.path.isdir(d):\n"
+    "    files=json.loads(sys.stdin.read())\n"
+    "    t=d+'.%d'%os.getpid()\n"
+    "    os.makedirs(t)\n"
+    "    for n,b in files.items():\n"
+    "        open(os.path.join(t,n),'wb').write(base64.b64decode(b))\n"
+    "    try:\n"
+    "        os.rename(t,d)\n"
+    "    except OSError:\n"
+    "        shutil.rmtree(t)\n"
 )
+#: the files of the runtime, installed together in one directory
+RUNTIME_FILES = ("jobrunner.py", "guard.py", "release.py")
 
 READ_CHUNK = 1 << 20
 POLL_SECONDS = 1.0
@@ -51,8 +60,9 @@ def _ts(value: float | None) -> datetime | None:
     return datetime.fromtimestamp(value, tz=timezone.utc) if value else None
 
 
-def _script() -> bytes:
-    return resources.files("trainctl.runtime").joinpath("jobrunner.py").read_bytes()
+def _files() -> dict[str, bytes]:
+    here = resources.files("trainctl.runtime")
+    return {name: here.joinpath(name).read_bytes() for name in RUNTIME_FILES}
 
 
 class JobRuntime:
@@ -68,8 +78,10 @@ class JobRuntime:
 
     @cached_property
     def _script_path(self) -> str:
-        digest = hashlib.sha256(_script()).hexdigest()[:12]
-        return f"{self.remote.runtime_root}/bin/jobrunner-{digest}.py"
+        h = hashlib.sha256()
+        for name, data in sorted(_files().items()):
+            h.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+        return f"{self.remote.runtime_root}/bin/runtime-{h.hexdigest()[:12]}/jobrunner.py"
 
     def _argv(self, *args: str) -> list[str]:
         return [self.remote.python, self._script_path, "--root", self.remote.runtime_root, *args]
@@ -77,8 +89,10 @@ class JobRuntime:
     def ensure_installed(self) -> None:
         if self._installed:
             return
+        files = {n: base64.b64encode(b).decode() for n, b in _files().items()}
         r = self.remote.run(
-            [self.remote.python, "-c", _INSTALL, self._script_path], input=_script()
+            [self.remote.python, "-c", _INSTALL, posixpath.dirname(self._script_path)],
+            input=json.dumps(files).encode(),
         )
         if not r.ok:
             raise self._failure(
@@ -179,6 +193,23 @@ class JobRuntime:
         raws = self._call("cancel", "--all", str(grace), "--owner", self.resource_id)
         return [self._status(raw) for raw in raws]
 
+    # --- the machine's guard (guard.py) ------------------------------------------
+
+    def guard_set(self, policy: dict[str, Any], secret: str | None = None) -> dict[str, Any]:
+        """Merge ``policy`` into the guard's (a None value switches that limit off) and
+        start the guard; ``secret`` travels on stdin and is kept mode 0600 there."""
+        spec = dict(policy)
+        if secret is not None:
+            spec["secret"] = secret
+        return self._call("guard-set", input=json.dumps(spec).encode())
+
+    def guard_status(self) -> dict[str, Any]:
+        return self._call("guard-status")
+
+    def guard_stop(self) -> dict[str, Any]:
+        """Disarm the guard; it ends within its interval."""
+        return self._call("guard-stop")
+
     def read(self, job_id: str, offset: int = 0, limit: int = READ_CHUNK) -> bytes:
         """Log bytes from ``offset``: at most ``limit``, and no more than the Remote's
         ``max_read`` (base64-encoded in transit where output is text)."""
@@ -244,4 +275,5 @@ class JobRuntime:
             ended_at=_ts(raw.get("ended_at")),
             heartbeat_age=raw.get("heartbeat_age"),
             log_size=raw.get("log_size") or 0,
+            ended_by=raw.get("ended_by"),
         )

@@ -13,6 +13,9 @@ Layout under ROOT (one per machine registration: ``~/.trainctl/<registration>`` 
         leftovers.json   the main process's exit and the processes it left, while they run
         exit.json        exit code (128+N and the signal when killed by signal N)
         cancelled        written by `cancel` before it signals the job
+        ended_by         written by the guard before it ends the job: why (`deadline`,
+                         `spend cap`) and a sentence saying so
+  guard/                 the machine's guard (see guard.py)
 
 Every sub-command prints one JSON document, except `read` and `tail`, which print
 log bytes. Completion is read from exit.json alone, which the supervisor writes once
@@ -249,6 +252,10 @@ def job_status(root, job_id):
             exit_code=ex.get("exit_code"), signal=ex.get("signal"), ended_at=ex.get("ended_at")
         )
         st["reason"] = ex.get("reason")
+        ended_by = read_json(os.path.join(d, "ended_by"))
+        if ended_by:
+            st["ended_by"] = ended_by.get("why")
+            st["reason"] = "%s: %s" % (ended_by.get("why"), ended_by.get("detail"))
         if cancelled:
             st["status"] = "cancelled"
         elif ex.get("exit_code") == 0:
@@ -659,6 +666,8 @@ def cmd_tail(root, args):
         idle += 1
         # check for the end only when the log is drained; exit.json is written
         # after the job's output is complete.
+        if idle % 250 == 0:  # every 5 s: a client is still following
+            _guard().on_contact(root)
         if idle % 10 == 1:
             st = job_status(root, job_id)
             if st["status"] not in ("running", "pending"):
@@ -681,14 +690,27 @@ COMMANDS = {
 }
 
 
+def _guard():
+    """The guard module, next to this file (imported late: it imports this one)."""
+    try:
+        from . import guard
+    except ImportError:
+        import guard
+    return guard
+
+
 def main(argv):
-    if len(argv) < 3 or argv[0] != "--root" or argv[2] not in COMMANDS:
-        fail("usage: jobrunner.py --root ROOT {%s} ..." % ",".join(sorted(COMMANDS)))
+    commands = dict(COMMANDS, **_guard().COMMANDS)
+    if len(argv) < 3 or argv[0] != "--root" or argv[2] not in commands:
+        fail("usage: jobrunner.py --root ROOT {%s} ..." % ",".join(sorted(commands)))
     if argv[2] in ("read", "tail"):
         # a reader interrupted with its client (Ctrl-C, closed pipe) ends quietly
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    COMMANDS[argv[2]](Root(argv[1]), argv[3:])
+    root = Root(argv[1])
+    if argv[2] not in ("supervise", "guard-run"):
+        _guard().on_contact(root)  # a trainctl command: a client is here
+    commands[argv[2]](root, argv[3:])
 
 
 if __name__ == "__main__":
