@@ -352,7 +352,11 @@ class Trainctl:
         status = record.last_seen() or ResourceStatus(
             record.id, record.provider, ResourceState.RUNNING
         )
-        fresh = current is None or current.release != guards.release
+        # a release may depend on the deadline (a credential that expires after it)
+        fresh = current is None or (current.release, current.deadline) != (
+            guards.release,
+            guards.deadline,
+        )
         report = self._install_guard(record, provider, status, guards, with_release=fresh)
         return self.store.resource(record.id), guards, report
 

@@ -38,6 +38,8 @@ from ...provider import (
     TAG_OWNER,
     CheckResult,
     Quote,
+    Release,
+    SelfRelease,
     StopStart,
     TrainingProvider,
 )
@@ -50,6 +52,7 @@ from .session import (
     client,
     client_error,
     credentials_present,
+    ec2_endpoint,
     error_code,
     error_message,
     launch_refusal,
@@ -91,7 +94,7 @@ class LaunchPlan:
     max_price: float | None
 
 
-class AwsProvider(StopStart, TrainingProvider):
+class AwsProvider(StopStart, SelfRelease, TrainingProvider):
     name = "aws"
     capabilities = frozenset(
         {
@@ -674,6 +677,22 @@ class AwsProvider(StopStart, TrainingProvider):
 
     def stop(self, resource_id: str) -> ResourceStatus:
         return self._power(resource_id, "stop")
+
+    def guard_release(self, status: ResourceStatus, action: str, *, until: float | None) -> Release:
+        """The guard stops or terminates its own instance through EC2, with the
+        instance profile's credentials (read from IMDSv2 on the machine): the role
+        that `trainctl aws setup` makes may stop and terminate only instances tagged
+        trainctl-managed. No credential leaves this machine."""
+        _, instance_id = self._parse(status.id)
+        request = {
+            "kind": "aws-ec2",
+            "action": "StopInstances" if action == "stop" else "TerminateInstances",
+            "instance_id": instance_id,
+            # an endpoint set for EC2 here (a VPC endpoint, a test's server) is the
+            # machine's too; otherwise the guard uses its region's
+            "endpoint": ec2_endpoint(),
+        }
+        return Release(action, request)
 
     def start(self, resource_id: str, *, progress: Progress | None = None) -> ResourceStatus:
         return self._power(resource_id, "start")

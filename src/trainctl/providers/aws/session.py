@@ -37,6 +37,12 @@ CREDENTIALS_HINT = (
     "or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
 )
 
+
+def ec2_endpoint() -> str | None:
+    """The EC2 endpoint the environment sets (botocore's variables), if any."""
+    return os.environ.get("AWS_ENDPOINT_URL_EC2") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
 _AUTH_CODES = {
     "AuthFailure",
     "ExpiredToken",

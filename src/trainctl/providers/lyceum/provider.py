@@ -21,7 +21,9 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import quote
 
 from ...capabilities import Capability
 from ...catalog import gpus
@@ -33,6 +35,8 @@ from ...provider import (
     VOLUME_FLAG,
     CheckResult,
     Quote,
+    Release,
+    SelfRelease,
     TrainingProvider,
 )
 from ...remote.base import Progress, Remote
@@ -81,7 +85,15 @@ def split_address(address: str) -> tuple[str, int]:
     return host, int(port) if port else 22
 
 
-class LyceumProvider(TrainingProvider):
+#: days a guard's API key lives when its machine has no deadline
+KEY_DAYS = 30
+
+
+def _guard_key(vm_id: str) -> str:
+    return f"trainctl-guard-{vm_id}"
+
+
+class LyceumProvider(SelfRelease, TrainingProvider):
     name = "lyceum"
     capabilities = frozenset(
         {
@@ -368,6 +380,28 @@ class LyceumProvider(TrainingProvider):
                 f"the VM was deleted, but not its volume(s) {', '.join(left)}, which keep "
                 f"billing: delete them in the Lyceum dashboard ({'; '.join(errors)})"
             )
+
+    def guard_release(self, status: ResourceStatus, action: str, *, until: float | None) -> Release:
+        """Lyceum has no stop: the guard deletes the VM (``DELETE /vms/{id}``) with a
+        personal API key made for this VM alone. It expires an hour after the
+        deadline (at least a day from now), or after KEY_DAYS without one, and is
+        revoked when trainctl terminates the VM."""
+        now = datetime.now(timezone.utc)
+        if until is not None:
+            expires = max(
+                datetime.fromtimestamp(until, timezone.utc) + timedelta(hours=1),
+                now + timedelta(days=1),
+            )
+        else:
+            expires = now + timedelta(days=KEY_DAYS)
+        secret = self.client.create_api_key(_guard_key(status.id), expires)
+        url = f"{self.credentials.base_url}/api/v2/external/vms/{quote(status.id, safe='')}"
+        request = {"kind": "http", "method": "DELETE", "url": url, "body": None, "gone": [404]}
+        return Release("terminate", request, secret=secret)
+
+    def forget_release(self, resource_id: str) -> None:
+        while self.client.revoke_api_key(_guard_key(resource_id)):
+            pass  # one per guard set up on this VM
 
     def terminate(self, resource_id: str) -> ResourceStatus:
         try:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from ... import catalog, sshkeys
 from ...capabilities import Capability
@@ -44,6 +45,8 @@ from ...provider import (
     CheckResult,
     ProviderFlag,
     Quote,
+    Release,
+    SelfRelease,
     StopStart,
     TrainingProvider,
 )
@@ -91,7 +94,7 @@ class PodPlan:
         return f"{self.gpu.count}x {gpu_id} on RunPod's {self.cloud} cloud"
 
 
-class RunPodProvider(StopStart, TrainingProvider):
+class RunPodProvider(StopStart, SelfRelease, TrainingProvider):
     name = "runpod"
     capabilities = frozenset(
         {
@@ -368,6 +371,27 @@ class RunPodProvider(StopStart, TrainingProvider):
         status.cost_per_hour = 0.0
         status.ssh_host = status.ssh_port = status.ssh_user = status.public_ip = None
         return status
+
+    def guard_release(self, status: ResourceStatus, action: str, *, until: float | None) -> Release:
+        """The pod releases itself with its own key: RunPod gives every pod a
+        pod-scoped API key (``RUNPOD_API_KEY`` in the pod's environment, which its
+        images also write to /etc/rp_environment), so the user's key never goes on
+        the pod. ``stop`` keeps the pod's volume; ``terminate`` deletes the pod."""
+        base = f"{self.api_url}/v2/pods/{quote(status.id, safe='')}"
+        request: dict[str, Any] = {
+            "kind": "http",
+            "gone": [404],
+            "secret_from": {
+                "files": list(self.settings.pod_env_files),
+                "name": "RUNPOD_API_KEY",
+                "match": {"RUNPOD_POD_ID": status.id},
+            },
+        }
+        if action == "stop":
+            request.update(method="POST", url=base + "/action", body={"action": "stop"})
+        else:
+            request.update(method="DELETE", url=base, body=None)
+        return Release(action, request)
 
     def stop(self, resource_id: str) -> ResourceStatus:
         pod = self._own_pod(resource_id)

@@ -1,6 +1,8 @@
 """The runpod provider's settings: ``[providers.runpod]`` in the config file, and the
 endpoints (``TRAINCTL_RUNPOD_API_URL``, ``TRAINCTL_RUNPOD_GRAPHQL_URL``) the tests
-point at their fake."""
+point at their fake, and where a pod's guard finds the pod's own key
+(``TRAINCTL_RUNPOD_POD_ENV_FILES``, colon-separated; the fake's machines keep theirs
+in their home directory)."""
 
 from __future__ import annotations
 
@@ -36,6 +38,9 @@ class RunPodSettings:
     direct_ssh_grace: float = 60.0
     #: the profile of RunPod's config file whose key is used
     profile: str = "default"
+    #: files on a pod that hold its environment, its pod-scoped key among it: the
+    #: container's first process, then what RunPod's images write for shells
+    pod_env_files: tuple[str, ...] = ("/proc/1/environ", "/etc/rp_environment")
 
     @property
     def rest_base(self) -> str:
@@ -47,6 +52,9 @@ def load(**given: object) -> RunPodSettings:
     env = {
         "api_url": os.environ.get("TRAINCTL_RUNPOD_API_URL") or None,
         "graphql_url": os.environ.get("TRAINCTL_RUNPOD_GRAPHQL_URL") or None,
+        "pod_env_files": tuple(os.environ["TRAINCTL_RUNPOD_POD_ENV_FILES"].split(":"))
+        if os.environ.get("TRAINCTL_RUNPOD_POD_ENV_FILES")
+        else None,
     }
     values = {k: v for k, v in env.items() if v is not None}
     values.update({k: v for k, v in given.items() if v is not None})
