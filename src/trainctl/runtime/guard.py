@@ -20,6 +20,7 @@ At a deadline or a spend cap every running job is ended as ``cancel`` ends it
   policy.json  what the client set (never a secret)
   secret       the release's credential, mode 0600, when the machine had none
   lock         held by the running guard: one guard per root
+  pid          the running guard's pid
   state.json   seconds billed so far (counted per boot), what fired, the release's
                outcome, the last error
   contact      touched by every runtime command: a client was there then
@@ -53,6 +54,7 @@ class Paths:
         self.policy = os.path.join(self.dir, "policy.json")
         self.secret = os.path.join(self.dir, "secret")
         self.lock = os.path.join(self.dir, "lock")
+        self.pid = os.path.join(self.dir, "pid")
         self.state = os.path.join(self.dir, "state.json")
         self.contact = os.path.join(self.dir, "contact")
         self.log = os.path.join(self.dir, "log")
@@ -72,8 +74,18 @@ def on_contact(root):
             os.utime(p.contact, None)
     except OSError:
         return
-    if not running(p):
-        spawn(root)
+    if running(p):
+        return
+    released = (jr.read_json(p.state) or {}).get("released")
+    if released and released.get("epoch") == machine_epoch():
+        return  # released, and this machine is on its way out: nothing to guard
+    spawn(root)
+
+
+def machine_epoch():
+    """What changes when the machine starts again: the boot id, with the start time
+    of process 1 (a container restarted on the same kernel has a new one)."""
+    return "%s/%s" % (jr.boot_id(), jr.start_ticks(1))
 
 
 def running(p):
@@ -149,6 +161,10 @@ def cmd_set(root, args):
     policy.update(spec)
     policy["set_at"] = jr.now()
     jr.write_json(p.policy, policy)
+    state = jr.read_json(p.state)
+    if state and state.get("released") and not running(p):
+        state.pop("released")  # armed again: the next guard starts afresh
+        jr.write_json(p.state, state)
     on_contact(root)
     print(json.dumps(report(root)))
 
@@ -176,12 +192,20 @@ def cmd_run(root, args):
     p = Paths(root)
     os.makedirs(p.dir, mode=0o700, exist_ok=True)
     lock = open(p.lock, "a")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return  # another guard holds this root
+    deadline = jr.now() + 1.0
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError:
+            # another guard holds this root, or a command is looking (``running``)
+            if jr.now() > deadline:
+                return
+            time.sleep(0.02)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
+    with open(p.pid, "w") as f:
+        f.write(str(os.getpid()))
     Guard(root).loop()
 
 
@@ -242,7 +266,7 @@ class Guard:
     def count(self, policy, now):
         """Add the time since the last count to the seconds billed, when the machine
         did not restart in between (a stopped machine does not bill)."""
-        boot = jr.boot_id()
+        boot = machine_epoch()
         last = self.state.get("counted_at")
         if last is None:
             self.state["billed"] = max(0.0, now - (policy.get("launched_at") or now))
@@ -290,6 +314,7 @@ class Guard:
             "why": why,
             "at": now,
             "outcome": outcome,
+            "epoch": machine_epoch(),
         }
         self.state.pop("last_error", None)
         return True
@@ -342,7 +367,7 @@ def spent_so_far(policy, state, now):
     billed = state.get("billed")
     if billed is None:
         billed = max(0.0, now - (policy.get("launched_at") or now))
-    elif state.get("boot") == jr.boot_id() and state.get("counted_at"):
+    elif state.get("boot") == machine_epoch() and state.get("counted_at"):
         billed += max(0.0, now - state["counted_at"])
     return hourly * billed / 3600.0
 
