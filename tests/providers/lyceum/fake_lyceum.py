@@ -44,6 +44,14 @@ Knobs (attributes, set by tests):
   deleting the VM detaches it (it lives on, billing) as api.md says;
   ``DELETE /storage/block/{id}`` deletes a detached one (409 while attached).
 
+- Personal API keys (api.md section 2): ``GET /auth/api-keys/`` lists them (a bare
+  array, as lyceum-cli reads it), ``POST`` with ``{key_name, expires_at?}`` issues
+  one and answers ``{key_name, api_key}``, ``DELETE /auth/api-keys/{id}`` revokes
+  one, ``PATCH /auth/api-keys/{id}/toggle`` switches it off or on. A key issued so
+  (``lk_`` + hex) works on every route as the account's own keys do, for the org it
+  was created in, until it is revoked, switched off or past ``expires_at``: then it
+  is answered 401. ``issued`` holds every key issued, revoked ones included.
+
 ``ssh_user`` is the one field the fake adds to api.md: only for VMs backed by a
 machine whose login user is not ``lyceum`` (the test SSH server's users), so a real
 gateway, which never sends it, leaves the provider on the documented ``lyceum``.
@@ -53,6 +61,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import re
 import secrets
@@ -65,6 +74,7 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
+from uuid import uuid4
 
 API = "/api/v2/external"
 DEFAULT_KEY = "lk_fake_0123456789abcdef"
@@ -201,6 +211,80 @@ def make_jwt(exp: float) -> str:
 
     payload = {"sub": "user-1", "exp": int(exp), "nonce": secrets.token_hex(4)}
     return f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part(payload)}.{secrets.token_hex(16)}"
+
+
+@dataclass
+class IssuedKey:
+    """An API key issued through ``POST /auth/api-keys/``."""
+
+    id: str
+    key_name: str
+    secret: str = field(repr=False)
+    org: str | None  # the org it was created in (None: the personal org)
+    created: float
+    expires: float | None
+    is_active: bool = True
+    revoked: bool = False
+    last_used: float | None = None
+
+    def usable(self) -> bool:
+        return (
+            self.is_active
+            and not self.revoked
+            and (self.expires is None or self.expires > time.time())
+        )
+
+    def listed(self) -> dict[str, Any]:
+        """The entry of ``GET /auth/api-keys/``: the fields Lyceum's dashboard reads
+        (api.md lists none), never the secret."""
+        return {
+            "id": self.id,
+            "user_id": "user-1",
+            "key_name": self.key_name,
+            "key_hash": hashlib.sha256(self.secret.encode()).hexdigest(),
+            "key_prefix": self.secret[:8],
+            "is_active": self.is_active,
+            "last_used_at": _iso(self.last_used) if self.last_used else None,
+            "created_at": _iso(self.created),
+            "updated_at": _iso(self.created),
+            "expires_at": _iso(self.expires) if self.expires is not None else None,
+        }
+
+
+def validate_key_create(body: Any) -> list[dict[str, Any]]:
+    """Field errors of an API key create body ``{key_name, expires_at?}``, pydantic
+    style: ``expires_at`` an ISO 8601 time with its timezone, in the future."""
+    if not isinstance(body, dict):
+        return [_field_error([], "value is not a valid dict", "type_error.dict")]
+    errors = []
+    name = body.get("key_name")
+    if "key_name" not in body:
+        errors.append(_field_error(["key_name"], "field required", "value_error.missing"))
+    elif not _check_type(name, "str") or not name.strip():
+        errors.append(_field_error(["key_name"], "a non-empty str expected", "type_error.str"))
+    if "expires_at" in body and body["expires_at"] is not None:
+        when = _parse_time(body["expires_at"])
+        if when is None:
+            msg = "invalid datetime format: ISO 8601 with a timezone expected"
+            errors.append(_field_error(["expires_at"], msg, "value_error.datetime"))
+        elif when <= time.time():
+            msg = "the expiry must be in the future"
+            errors.append(_field_error(["expires_at"], msg, "value_error"))
+    for extra in body:
+        if extra not in ("key_name", "expires_at"):
+            errors.append(_field_error([extra], "extra fields not permitted", "value_error.extra"))
+    return errors
+
+
+def _parse_time(value: Any) -> float | None:
+    """Seconds since the epoch of an ISO 8601 time that names its timezone."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when.timestamp() if when.utcoffset() is not None else None
 
 
 @dataclass
@@ -363,6 +447,8 @@ class FakeLyceum:
         self.refresh_tokens: dict[str, str | None] = {}
         self.session_ttl = 3600.0
         self.refresh_answers_token = True
+        #: API keys issued through /auth/api-keys/, in order (revoked ones too)
+        self.issued: list[IssuedKey] = []
         self._rewrites: list[Rewrite] = []
         self.vms: dict[str, VM] = {}
         self.volumes: dict[str, dict[str, Any]] = {}
@@ -463,6 +549,11 @@ class FakeLyceum:
     def creates(self) -> list[Recorded]:
         return [r for r in self.requests if r.method == "POST" and r.path == f"{API}/vms/create"]
 
+    def issued_key(self, secret: str) -> IssuedKey | None:
+        """The issued key whose secret this is."""
+        with self._lock:
+            return next((k for k in self.issued if k.secret == secret), None)
+
     # -- dispatch ---------------------------------------------------------------
 
     def handle(self, rec: Recorded) -> tuple[int, Any, dict[str, str]]:
@@ -521,12 +612,16 @@ class FakeLyceum:
         if scheme != "Bearer" or not token:
             raise ApiError(401, "Not authenticated", {"WWW-Authenticate": "Bearer"})
         session = self.sessions.get(token)
+        issued = self.issued_key(token)
         if session is not None:
             if session.exp <= time.time():
                 raise ApiError(401, "Token has expired", {"WWW-Authenticate": "Bearer"})
             key_org = session.org
         elif token in self.api_keys:
             key_org = self.api_keys[token]
+        elif issued is not None and issued.usable():
+            issued.last_used = time.time()
+            key_org = issued.org
         else:
             raise ApiError(401, "Invalid or expired token", {"WWW-Authenticate": "Bearer"})
         slug = headers.get("x-org-slug")
@@ -556,10 +651,27 @@ class FakeLyceum:
                     "slug": org,
                     "name": org.replace("-", " ").title(),
                     "is_personal": org == "personal",
-                    "is_key_scoped": self.api_keys.get(self._token(rec)) is not None,
+                    "is_key_scoped": self._key_org(self._token(rec)) is not None,
                 },
                 {},
             )
+        if p == f"{API}/auth/api-keys/":
+            if m == "GET":
+                return 200, [k.listed() for k in self.issued if not k.revoked], {}
+            if m == "POST":
+                return self._issue_key(rec, org)
+            raise ApiError(405, "Method Not Allowed")
+        if match := re.fullmatch(rf"{API}/auth/api-keys/([^/]+)(/toggle)?", p):
+            if m != ("PATCH" if match.group(2) else "DELETE"):
+                raise ApiError(405, "Method Not Allowed")
+            key = next((k for k in self.issued if k.id == match.group(1) and not k.revoked), None)
+            if key is None:
+                raise ApiError(404, "API key not found")
+            if match.group(2):
+                key.is_active = not key.is_active
+                return 200, key.listed(), {}
+            key.revoked = True
+            return 200, {"message": "API key deleted"}, {}
         if m == "GET" and p == f"{API}/vms/availability":
             return 200, {"available_instance_variants": [dict(v) for v in self.variants]}, {}
         if m == "POST" and p == f"{API}/vms/create":
@@ -585,6 +697,29 @@ class FakeLyceum:
     @staticmethod
     def _token(rec: Recorded) -> str:
         return rec.headers.get("authorization", "").partition(" ")[2]
+
+    def _key_org(self, token: str) -> str | None:
+        """The org an API key was created in (None: a personal key, or no key)."""
+        issued = self.issued_key(token)
+        return issued.org if issued is not None else self.api_keys.get(token)
+
+    # -- API keys -----------------------------------------------------------------
+
+    def _issue_key(self, rec: Recorded, org: str) -> tuple[int, Any, dict[str, str]]:
+        body = rec.body
+        if errors := validate_key_create(body):
+            raise ApiError(422, errors)
+        expires = body.get("expires_at")
+        key = IssuedKey(
+            id=str(uuid4()),
+            key_name=body["key_name"],
+            secret="lk_" + secrets.token_hex(24),
+            org=None if org == "personal" else org,
+            created=time.time(),
+            expires=_parse_time(expires) if expires is not None else None,
+        )
+        self.issued.append(key)
+        return 200, {"key_name": key.key_name, "api_key": key.secret}, {}
 
     # -- VMs --------------------------------------------------------------------
 

@@ -33,6 +33,17 @@ later fault). More knobs: ``forbidden_clouds`` (createPod answers 403 for pods o
 these clouds: the account cannot use that pool), ``spot_removed`` (GraphQL no
 longer knows ``podRentInterruptable`` and answers with validation errors),
 ``no_direct_ssh`` (pods run without a public IP, so ``ssh.direct`` stays null).
+
+Pod-scoped keys: RunPod gives every pod's environment ``RUNPOD_POD_ID`` and
+``RUNPOD_API_KEY``, a key scoped to that pod, and its images write the ``RUNPOD_``
+variables into ``/etc/rp_environment`` (``export NAME="value"`` lines) for SSH
+sessions, which do not inherit the container's environment. Here each pod gets its
+own key (``pod_key(pod_id)``, ``rpp_`` + hex) when it is created, and when it runs
+its machine is given the file ``rp_environment`` (``ENV_FILE``, mode 0600) in its
+home with those two lines. A pod key is good for that pod's own ``GET``, ``DELETE``
+and ``POST .../action`` only: anything else with it is answered 403, and once its
+pod is deleted it is answered 401 like any unknown key. ``key_log`` records which
+key made each request.
 """
 
 from __future__ import annotations
@@ -147,6 +158,14 @@ GRAPHQL_BODY = {
 }
 
 
+#: where a running pod's environment file lands, relative to its machine's home
+#: (the home stands for the container's root: RunPod's images write /etc/rp_environment)
+ENV_FILE = "rp_environment"
+POD_KEY_PREFIX = "rpp_"
+#: what a pod-scoped key may do, and only to its own pod
+POD_KEY_OPERATIONS = frozenset({"getPod", "podAction", "deletePod"})
+
+
 class Machine(Protocol):
     """Where a pod's ``22/tcp`` leads (``tests/sshd.py`` machines are these)."""
 
@@ -155,6 +174,8 @@ class Machine(Protocol):
     user: str
 
     def authorize(self, pubkey_text: str) -> None: ...
+
+    def write(self, relpath: str, data: bytes | str, mode: int = 0o644) -> object: ...
 
     def destroy(self) -> None: ...
 
@@ -171,9 +192,14 @@ class NoMachine:
     user: str = "root"
     destroyed: bool = False
     keys: list[str] = field(default_factory=list)
+    #: what the pod wrote: path -> (content, mode); nothing is on a disk
+    files: dict[str, tuple[bytes, int]] = field(default_factory=dict)
 
     def authorize(self, pubkey_text: str) -> None:
         self.keys.append(pubkey_text)
+
+    def write(self, relpath: str, data: bytes | str, mode: int = 0o644) -> None:
+        self.files[relpath] = (data.encode() if isinstance(data, str) else data, mode)
 
     def destroy(self) -> None:
         self.destroyed = True
@@ -183,6 +209,7 @@ class NoMachine:
 class FakePod:
     data: dict[str, Any]
     public_keys: list[str]
+    key: str  # the pod-scoped API key, RUNPOD_API_KEY inside the pod
     spot: bool = False
     reads: int = 0
     machine: Machine | None = None
@@ -340,6 +367,10 @@ class FakeRunPod:
         self.ssh_keys: list[str] = []
         self.violations: list[str] = []
         self.log: list[tuple[str, str, int]] = []  # (method, path, status)
+        #: (method, path, status, key): key is "user", "pod:<pod id>" or "other"
+        #: (an unknown key, a pod key of a deleted pod, or none)
+        self.key_log: list[tuple[str, str, int, str]] = []
+        self.pod_keys: dict[str, str] = {}  # pod key -> its pod's id, deleted pods too
         self.created: list[str] = []  # pod ids, in creation order
         self.lock = threading.RLock()
         self._ports = iter(range(40022, 50000))
@@ -397,6 +428,25 @@ class FakeRunPod:
     def live_pods(self) -> list[dict[str, Any]]:
         return [p.data for p in self.pods.values()]
 
+    def pod_key(self, pod_id: str) -> str:
+        """The pod-scoped key RunPod puts in the pod's ``RUNPOD_API_KEY``."""
+        return self.pods[pod_id].key
+
+    def env_file(self, pod: FakePod) -> str:
+        """The ``export`` lines of the pod's ``rp_environment``."""
+        values = {"RUNPOD_POD_ID": pod.data["id"], "RUNPOD_API_KEY": pod.key}
+        return "".join(f'export {name}="{value}"\n' for name, value in values.items())
+
+    def key_kind(self, authorization: str | None) -> str:
+        """Who an ``Authorization`` header speaks for (``key_log``'s last field)."""
+        if authorization == f"Bearer {self.api_key}":
+            return "user"
+        token = (authorization or "").removeprefix("Bearer ")
+        pod_id = self.pod_keys.get(token)
+        if pod_id is not None and pod_id in self.pods:
+            return f"pod:{pod_id}"
+        return "other"
+
     # --- pods -------------------------------------------------------------------
 
     def _no_machine(self, pod_id: str) -> Machine:
@@ -435,8 +485,9 @@ class FakeRunPod:
             "createdAt": _now(),
             "startedAt": None,
         }
-        pod = FakePod(data, keys, spot=spot)
+        pod = FakePod(data, keys, POD_KEY_PREFIX + secrets.token_hex(16), spot=spot)
         self.pods[pod_id] = pod
+        self.pod_keys[pod.key] = pod_id
         self.created.append(pod_id)
         return pod
 
@@ -467,6 +518,9 @@ class FakeRunPod:
         if status == "RUNNING":
             if pod.machine is None:
                 pod.machine = self.machine_factory(d["id"])
+            # what the image does at each start, before sshd: the RUNPOD_ variables
+            # into a file for SSH sessions, readable by the pod's user only
+            pod.machine.write(ENV_FILE, self.env_file(pod), 0o600)
             pod.reads = 0
             if not self.knobs.sshd_late_reads:
                 self._install_keys(pod)
@@ -774,6 +828,7 @@ def _problem(status: int, detail: str, errors: list[str] | None = None) -> tuple
     titles = {
         400: "Bad Request",
         401: "Unauthorized",
+        403: "Forbidden",
         404: "Not Found",
         409: "Conflict",
         422: "Unprocessable Entity",
@@ -801,6 +856,7 @@ def _handler(fake: FakeRunPod) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         disable_nagle_algorithm = True  # headers and body leave as separate writes
+        key = "other"  # who the request's Authorization header speaks for
 
         def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
             pass
@@ -829,7 +885,8 @@ def _handler(fake: FakeRunPod) -> type[BaseHTTPRequestHandler]:
                 self._dispatch(method, url.path, query, raw)
 
         def _dispatch(self, method: str, path: str, query: dict[str, str], raw: bytes) -> None:
-            if self.headers.get("Authorization") != f"Bearer {fake.api_key}":
+            self.key = fake.key_kind(self.headers.get("Authorization"))
+            if self.key == "other":
                 detail = (
                     "missing bearer token"
                     if "Authorization" not in self.headers
@@ -849,6 +906,8 @@ def _handler(fake: FakeRunPod) -> type[BaseHTTPRequestHandler]:
                     return self._reply(method, path, None, *_problem(400, "body is not JSON"))
 
             if path == "/graphql" and method == "POST":
+                if self.key != "user":
+                    return self._reply(method, path, None, *_problem(403, "access denied"))
                 return self._graphql(body)
 
             found = fake.api.route(method, path)
@@ -857,6 +916,10 @@ def _handler(fake: FakeRunPod) -> type[BaseHTTPRequestHandler]:
                 return self._reply(method, path, None, *_problem(404, "no such route"))
             op, args = found
             name = op["operationId"]
+            if self.key != "user" and (
+                name not in POD_KEY_OPERATIONS or self.key != f"pod:{args[0]}"
+            ):
+                return self._reply(method, path, op, *_problem(403, "access denied"))
             if self._fault(name, method, path, op):
                 return
             problems = fake.api.request_errors(op, query, body)
@@ -919,7 +982,7 @@ def _handler(fake: FakeRunPod) -> type[BaseHTTPRequestHandler]:
                 self._drop(method, path)
             elif fault.startswith("bad-"):
                 data, ctype = _bad_body(fault.removeprefix("bad-"), out)
-                fake.log.append((method, path, 200))
+                self._record(method, path, 200)
                 self.send_response(200)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(data)))
@@ -931,8 +994,12 @@ def _handler(fake: FakeRunPod) -> type[BaseHTTPRequestHandler]:
             return True
 
         def _drop(self, method: str, path: str) -> None:
-            fake.log.append((method, path, 0))
+            self._record(method, path, 0)
             self.close_connection = True
+
+        def _record(self, method: str, path: str, status: int) -> None:
+            fake.log.append((method, path, status))
+            fake.key_log.append((method, path, status, self.key))
 
         def _reply(
             self,
@@ -949,7 +1016,7 @@ def _handler(fake: FakeRunPod) -> type[BaseHTTPRequestHandler]:
             if op is not None:
                 problems = fake.api.response_errors(op, status, ctype, body)
                 fake.violations += [f"{op['operationId']} response {status}: {p}" for p in problems]
-            fake.log.append((method, path, status))
+            self._record(method, path, status)
             data = b"" if body is _NO_BODY else json.dumps(body).encode()
             self.send_response(status)
             if data:

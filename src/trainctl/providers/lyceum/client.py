@@ -7,6 +7,11 @@ answer is checked (``answers``) and its error statuses come out as trainctl's
 errors (402: no credit, 404: ``NotFound``). Session tokens from ``lyceum auth
 login`` are refreshed as lyceum-cli does (``auth``). A create whose answer is lost
 is looked up by the VM's display name instead of being repeated.
+
+Personal API keys (``/auth/api-keys/``) can be made and revoked: a key that expires
+on its own, made for one machine, is a smaller credential to leave on it than the
+user's own. A new key's secret is shown only once, in the answer to its creation; it
+is returned to the caller and nowhere else (no message, log line or ``repr``).
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import quote
 
 from ...errors import (
     CredentialsError,
@@ -48,6 +55,8 @@ SERVICE = "Lyceum Cloud"
 #: api.md: VM create may take 150 s, 300 s when block storage is involved
 CREATE_TIMEOUT = 150.0
 CREATE_TIMEOUT_VOLUME = 300.0
+#: personal API keys; the trailing slash is part of the path (api.md)
+API_KEYS = "/auth/api-keys/"
 #: tries per request: with the backoff, rides out up to a minute of 429 or 5xx answers
 #: (longer when the server asks for it with Retry-After)
 MAX_ATTEMPTS = 8
@@ -315,6 +324,74 @@ class LyceumClient:
         know is gone already)."""
         with contextlib.suppress(NotFound):
             self._call("DELETE", f"/storage/block/{volume_id}")
+
+    # -- API keys -------------------------------------------------------------------
+
+    def api_keys(self) -> list[dict[str, Any]]:
+        """``GET /auth/api-keys/``: the user's API keys (ids, names, dates; no
+        secrets), a bare JSON array as lyceum-cli reads it."""
+        raw = self._call("GET", API_KEYS)
+        if not isinstance(raw, list) or not all(isinstance(k, dict) for k in raw):
+            raise malformed("the API key list", None, type(raw).__name__)
+        return raw
+
+    def create_api_key(self, key_name: str, expires_at: datetime) -> str:
+        """``POST /auth/api-keys/``: a new API key named ``key_name`` that stops
+        working at ``expires_at`` (a timezone-aware time); returns its secret.
+
+        Lyceum shows the secret only in this answer, so an answer that is lost or
+        cannot be read leaves a key nobody holds: every key of that name is revoked
+        then, and the error says whether that worked. Error messages never quote
+        the answer, which would hold the secret."""
+        if expires_at.utcoffset() is None:
+            raise ValueError("expires_at must name its timezone")
+        when = expires_at.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+        body = {"key_name": key_name, "expires_at": when.replace("+00:00", "Z")}
+        answer: Any = None
+        try:
+            answer = self._request("POST", API_KEYS, json=body)
+        except ApiError as e:
+            raise translate(e) from None
+        except ResourceLeft:
+            # an unreadable answer is quoted in the error: raise another, outside
+            # this block, so that the first is not even the new one's context
+            answer = None
+        secret = answer.get("api_key") if isinstance(answer, dict) else None
+        if isinstance(secret, str) and secret:
+            return secret
+        raise self._abandon_key(key_name)
+
+    def _abandon_key(self, key_name: str) -> TrainctlError:
+        """The error for a key made (maybe) without its secret reaching trainctl,
+        after revoking every key of that name."""
+        what = f"Lyceum's answer to the creation of API key {key_name!r} was lost or unreadable"
+        try:
+            revoked = self.revoke_api_key(key_name)
+        except TrainctlError as e:
+            return ResourceLeft(
+                f"{what}, and revoking the key failed too ({e.message})",
+                hint=f"revoke the API key {key_name!r} in the Lyceum dashboard",
+            )
+        done = "the key it made was revoked" if revoked else "it made no key"
+        return OperationFailed(f"{what}; {done}", hint="try again")
+
+    def revoke_api_key(self, key_name: str) -> bool:
+        """``DELETE /auth/api-keys/{id}`` of every key named ``key_name`` (the list
+        gives the ids); whether there was one. Idempotent: a key already gone is
+        not an error, and a second call answers False."""
+        named = [k for k in self.api_keys() if k.get("key_name") == key_name]
+        for key_id in [_key_id(k) for k in named]:
+            with contextlib.suppress(NotFound):
+                self._call("DELETE", API_KEYS + key_id)
+        return bool(named)
+
+
+def _key_id(entry: dict[str, Any]) -> str:
+    """The id of a ``/auth/api-keys/`` entry, for its ``DELETE``."""
+    key_id = entry.get("id")
+    if isinstance(key_id, bool) or not isinstance(key_id, str | int) or key_id == "":
+        raise malformed("the API key list", "id", key_id)
+    return quote(str(key_id), safe="")
 
 
 def _with_id(vm: dict[str, Any]) -> dict[str, Any]:
