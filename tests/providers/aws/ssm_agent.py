@@ -8,8 +8,9 @@ exit code, cut as the agent and SSM cut them, and with the line the agent adds t
 stderr of a failed command (see ``agent_output``). Like the real agent,
 it waits until the command's output streams close, so a background process that
 keeps them open hangs the invocation. The sandbox's ``aws`` commands reach the same
-moto server. DescribeInstanceInformation, which moto lacks, reports each running
-instance Online unless the test says otherwise.
+moto server, and, given an ``imds.IMDS``, the instance's metadata through
+``AWS_EC2_METADATA_SERVICE_ENDPOINT``. DescribeInstanceInformation, which moto lacks,
+reports each running instance Online unless the test says otherwise.
 
 What is patched, and nothing else:
 - ``SimpleSystemManagerBackend.send_command``: refuses instances whose agent is not
@@ -40,6 +41,8 @@ from moto.core.responses import ActionResult
 from moto.ec2.models import ec2_backends
 from moto.ssm.models import SimpleSystemManagerBackend
 from moto.ssm.responses import SimpleSystemManagerResponse
+
+from imds import IMDS
 
 #: amazon-ssm-agent, agent/framework/processor/executer/iohandler: MaxStdoutLength,
 #: MaxStderrLength and OutputTruncatedSuffix of DefaultOutputConfig
@@ -82,9 +85,10 @@ class Invocation:
 
 
 class SSMAgent:
-    def __init__(self, root: Path, env: dict[str, str]) -> None:
+    def __init__(self, root: Path, env: dict[str, str], imds: IMDS | None = None) -> None:
         self.root = root
         self.env = env
+        self.imds = imds
         self.offline: set[str] = set()  # instances whose agent never comes online
         self.all_offline = False  # no agent comes online
         self.lag = False
@@ -101,6 +105,13 @@ class SSMAgent:
         path = self.root / instance_id / "home"
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def machine_env(self, instance_id: str) -> dict[str, str]:
+        """The environment of commands on ``instance_id``."""
+        env = {**self.env, "HOME": str(self.home(instance_id))}
+        if self.imds is not None:
+            env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = self.imds.endpoint(instance_id)
+        return env
 
     def online(self, account: str, region: str, instance_id: str) -> bool:
         if self.all_offline or instance_id in self.offline:
@@ -195,7 +206,6 @@ class SSMAgent:
 
     def _execute(self, command, invocation: dict) -> None:
         instance_id = invocation["InstanceId"]
-        home = self.home(instance_id)
         workdir = self.root / instance_id / "orchestration" / command.command_id
         workdir.mkdir(parents=True)
         script = "\n".join(command.parameters.get("commands", []))
@@ -208,7 +218,7 @@ class SSMAgent:
         proc = subprocess.Popen(
             ["sh", str(workdir / "_script.sh")],
             cwd=workdir,
-            env={**self.env, "HOME": str(home)},
+            env=self.machine_env(instance_id),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
