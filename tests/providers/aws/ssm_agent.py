@@ -271,5 +271,5 @@ class SSMAgent:
 def _exec_error(returncode: int) -> str:
     """Go's ``exec.ExitError`` text for a child's ``returncode`` (negative: a signal)."""
     if returncode < 0:
-        return f"signal: {os.strsignal(-returncode).lower()}"
+        return f"signal: {signal.strsignal(-returncode).lower()}"
     return f"exit status {returncode}"
