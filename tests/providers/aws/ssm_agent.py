@@ -21,12 +21,18 @@ What is patched, and nothing else:
 - ``SimpleSystemManagerBackend.get_command_invocation``: with ``lag``, the first
   call for each command fails with InvocationDoesNotExist, as SSM sometimes does.
 - ``SimpleSystemManagerResponse.describe_instance_information``: added.
+- ``InstanceBackend.stop_instances`` and ``terminate_instances`` (EC2): once moto has
+  stopped or terminated the instances, every process in their sandboxes is killed
+  (SIGKILL, before the call returns: a stopped machine runs nothing, and the command
+  that made the call is one of them), and the call is recorded in ``halts`` with the
+  access key that signed it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -36,9 +42,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from flask import has_request_context, request
 from moto.core.exceptions import JsonRESTError
 from moto.core.responses import ActionResult
 from moto.ec2.models import ec2_backends
+from moto.ec2.models.instances import InstanceBackend
 from moto.ssm.models import SimpleSystemManagerBackend
 from moto.ssm.responses import SimpleSystemManagerResponse
 
@@ -84,6 +92,18 @@ class Invocation:
     reported_stderr: str  # what GetCommandInvocation gives
 
 
+@dataclass(frozen=True)
+class Halt:
+    """A StopInstances or TerminateInstances that moto carried out."""
+
+    action: str  # "stop" or "terminate"
+    region: str
+    instance_ids: list[str]
+    #: the access key id in the request's SigV4 Authorization header (None: the call
+    #: did not come through moto's server, or was not signed so)
+    access_key: str | None
+
+
 class SSMAgent:
     def __init__(self, root: Path, env: dict[str, str], imds: IMDS | None = None) -> None:
         self.root = root
@@ -97,8 +117,9 @@ class SSMAgent:
         self.released = threading.Event()
         self.holding = threading.Event()  # set once a command is held
         self.history: list[Invocation] = []
+        self.halts: list[Halt] = []
         self._seen: set[str] = set()
-        self._saved: dict[str, object] = {}
+        self._saved: list[tuple[type, str, object]] = []
 
     def home(self, instance_id: str) -> Path:
         """The sandbox standing for ``instance_id``: its root user's home."""
@@ -130,7 +151,12 @@ class SSMAgent:
             SimpleSystemManagerBackend.send_command,
             SimpleSystemManagerBackend.get_command_invocation,
         )
-        self._saved = {"send_command": send, "get_command_invocation": get}
+        self._saved = [
+            (SimpleSystemManagerBackend, "send_command", send),
+            (SimpleSystemManagerBackend, "get_command_invocation", get),
+            (InstanceBackend, "stop_instances", InstanceBackend.stop_instances),
+            (InstanceBackend, "terminate_instances", InstanceBackend.terminate_instances),
+        ]
 
         def send_command(backend, **kwargs):
             named = list(kwargs.get("instance_ids") or [])
@@ -191,14 +217,29 @@ class SSMAgent:
                 )
             return ActionResult({"InstanceInformationList": found})
 
+        def halting(action: str, original):
+            def halt(backend, instance_ids):
+                done = original(backend, instance_ids)
+                ids = [instance.id for instance, _previous in done]
+                agent.halts.append(Halt(action, backend.region_name, ids, _access_key()))
+                for instance_id in ids:
+                    agent.kill(instance_id)
+                return done
+
+            return halt
+
+        InstanceBackend.stop_instances = halting("stop", InstanceBackend.stop_instances)
+        InstanceBackend.terminate_instances = halting(
+            "terminate", InstanceBackend.terminate_instances
+        )
         SimpleSystemManagerBackend.send_command = send_command
         SimpleSystemManagerBackend.get_command_invocation = get_command_invocation
         SimpleSystemManagerResponse.describe_instance_information = describe_instance_information
         return self
 
     def uninstall(self) -> None:
-        for name, original in self._saved.items():
-            setattr(SimpleSystemManagerBackend, name, original)
+        for cls, name, original in self._saved:
+            setattr(cls, name, original)
         del SimpleSystemManagerResponse.describe_instance_information
         self.kill_all()
 
@@ -256,16 +297,41 @@ class SSMAgent:
     def kill_all(self) -> None:
         """Kill every process still running in a sandbox (detached jobs included)."""
         marker = f"HOME={self.root}/".encode()
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                environ = Path(f"/proc/{pid}/environ").read_bytes()
-            except OSError:
-                continue
-            if any(v.startswith(marker) for v in environ.split(b"\0")):
-                with contextlib.suppress(OSError):
-                    os.kill(int(pid), signal.SIGKILL)
+        self._kill(lambda v: v.startswith(marker))
+
+    def kill(self, instance_id: str) -> None:
+        """Kill every process running in ``instance_id``'s sandbox, and only those."""
+        marker = f"HOME={self.root / instance_id / 'home'}".encode()
+        self._kill(lambda v: v == marker)
+
+    @staticmethod
+    def _kill(matches: Callable[[bytes], bool]) -> None:
+        """SIGKILL each process with an environment entry that ``matches``; again while
+        a pass finds any, for the children they started meanwhile."""
+        for _ in range(5):
+            found = False
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit():
+                    continue
+                try:
+                    environ = Path(f"/proc/{pid}/environ").read_bytes()
+                except OSError:
+                    continue
+                if any(matches(v) for v in environ.split(b"\0")):
+                    found = True
+                    with contextlib.suppress(OSError):
+                        os.kill(int(pid), signal.SIGKILL)
+            if not found:
+                return
+
+
+def _access_key() -> str | None:
+    """The access key id that signed the request moto's server is answering: moto's
+    server is a Flask app, and the backend runs inside its request context."""
+    if not has_request_context():
+        return None
+    found = re.search(r"Credential=([^/,\s]+)/", request.headers.get("Authorization", ""))
+    return found.group(1) if found else None
 
 
 def _exec_error(returncode: int) -> str:
