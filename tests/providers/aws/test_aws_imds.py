@@ -20,7 +20,7 @@ from ssm_agent import Halt
 from trainctl.providers.aws import AwsProvider
 from trainctl.types import CreateResourceOptions, GpuSpec
 
-REGION = "ca-central-1"
+REGION = "ap-southeast-2"
 ROLE = "trainctl-instance"
 
 
