@@ -1,8 +1,10 @@
-"""The moto server shared by the AWS tests, the SSM agent stand-in on it, and helpers.
+"""The moto server shared by the AWS tests, the SSM agent and IMDS stand-ins on it,
+and helpers.
 
 One ``ThreadedMotoServer`` on 127.0.0.1 serves every AWS test module of a session;
 tests reach it with real boto3 calls over HTTP through ``AWS_ENDPOINT_URL``. Test
-modules keep apart by region.
+modules keep apart by region. The machines' commands reach one IMDS stand-in
+(``imds.IMDS``) through ``AWS_EC2_METADATA_SERVICE_ENDPOINT``, each its own prefix.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from moto.ec2.models import ec2_backends
 from moto.server import ThreadedMotoServer
 from moto.ssm.models import Parameter, ssm_backends
 
+from imds import IMDS
 from ssm_agent import SSMAgent
 from trainctl.providers.aws.images import DLAMI_PARAMETER
 
@@ -42,10 +45,12 @@ def server_url() -> str:
         host, port = server.get_host_and_port()
         url = f"http://{host}:{port}"
         sandboxes = Path(tempfile.mkdtemp(prefix="trainctl-ssm-"))
-        agent = SSMAgent(sandboxes, machine_env(url)).install()
+        metadata = IMDS(ACCOUNT)
+        agent = SSMAgent(sandboxes, machine_env(url), metadata).install()
         atexit.register(shutil.rmtree, sandboxes, ignore_errors=True)
+        atexit.register(metadata.close)
         atexit.register(agent.kill_all)  # runs first
-        _state.update(url=url, server=server, agent=agent)
+        _state.update(url=url, server=server, agent=agent, imds=metadata)
     return str(_state["url"])
 
 
@@ -54,9 +59,16 @@ def agent() -> SSMAgent:
     return _state["agent"]  # type: ignore[return-value]
 
 
+def imds() -> IMDS:
+    """The IMDS stand-in the sandboxed machines reach."""
+    server_url()
+    return _state["imds"]  # type: ignore[return-value]
+
+
 def machine_env(url: str) -> dict[str, str]:
-    """What commands on a sandboxed machine see: this venv's python3 and aws first on
-    PATH, and the instance profile's stand-in credentials."""
+    """What commands on every sandboxed machine see: this venv's python3 and aws first
+    on PATH, and the instance profile's stand-in credentials (each machine's metadata
+    endpoint is added by the agent)."""
     venv_bin = str(Path(sys.executable).parent)
     return {
         "PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin",
@@ -64,7 +76,6 @@ def machine_env(url: str) -> dict[str, str]:
         "AWS_ENDPOINT_URL": url,
         "AWS_ACCESS_KEY_ID": "machine",
         "AWS_SECRET_ACCESS_KEY": "machine",
-        "AWS_EC2_METADATA_DISABLED": "true",
         "AWS_CONFIG_FILE": "/nonexistent",
         "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
     }

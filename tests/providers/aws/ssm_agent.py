@@ -8,8 +8,9 @@ exit code, cut as the agent and SSM cut them, and with the line the agent adds t
 stderr of a failed command (see ``agent_output``). Like the real agent,
 it waits until the command's output streams close, so a background process that
 keeps them open hangs the invocation. The sandbox's ``aws`` commands reach the same
-moto server. DescribeInstanceInformation, which moto lacks, reports each running
-instance Online unless the test says otherwise.
+moto server, and, given an ``imds.IMDS``, the instance's metadata through
+``AWS_EC2_METADATA_SERVICE_ENDPOINT``. DescribeInstanceInformation, which moto lacks,
+reports each running instance Online unless the test says otherwise.
 
 What is patched, and nothing else:
 - ``SimpleSystemManagerBackend.send_command``: refuses instances whose agent is not
@@ -20,12 +21,18 @@ What is patched, and nothing else:
 - ``SimpleSystemManagerBackend.get_command_invocation``: with ``lag``, the first
   call for each command fails with InvocationDoesNotExist, as SSM sometimes does.
 - ``SimpleSystemManagerResponse.describe_instance_information``: added.
+- ``InstanceBackend.stop_instances`` and ``terminate_instances`` (EC2): once moto has
+  stopped or terminated the instances, every process in their sandboxes is killed
+  (SIGKILL, before the call returns: a stopped machine runs nothing, and the command
+  that made the call is one of them), and the call is recorded in ``halts`` with the
+  access key that signed it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -35,11 +42,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from flask import has_request_context, request
 from moto.core.exceptions import JsonRESTError
 from moto.core.responses import ActionResult
 from moto.ec2.models import ec2_backends
+from moto.ec2.models.instances import InstanceBackend
 from moto.ssm.models import SimpleSystemManagerBackend
 from moto.ssm.responses import SimpleSystemManagerResponse
+
+from imds import IMDS
 
 #: amazon-ssm-agent, agent/framework/processor/executer/iohandler: MaxStdoutLength,
 #: MaxStderrLength and OutputTruncatedSuffix of DefaultOutputConfig
@@ -81,10 +92,23 @@ class Invocation:
     reported_stderr: str  # what GetCommandInvocation gives
 
 
+@dataclass(frozen=True)
+class Halt:
+    """A StopInstances or TerminateInstances that moto carried out."""
+
+    action: str  # "stop" or "terminate"
+    region: str
+    instance_ids: list[str]
+    #: the access key id in the request's SigV4 Authorization header (None: the call
+    #: did not come through moto's server, or was not signed so)
+    access_key: str | None
+
+
 class SSMAgent:
-    def __init__(self, root: Path, env: dict[str, str]) -> None:
+    def __init__(self, root: Path, env: dict[str, str], imds: IMDS | None = None) -> None:
         self.root = root
         self.env = env
+        self.imds = imds
         self.offline: set[str] = set()  # instances whose agent never comes online
         self.all_offline = False  # no agent comes online
         self.lag = False
@@ -93,14 +117,22 @@ class SSMAgent:
         self.released = threading.Event()
         self.holding = threading.Event()  # set once a command is held
         self.history: list[Invocation] = []
+        self.halts: list[Halt] = []
         self._seen: set[str] = set()
-        self._saved: dict[str, object] = {}
+        self._saved: list[tuple[type, str, object]] = []
 
     def home(self, instance_id: str) -> Path:
         """The sandbox standing for ``instance_id``: its root user's home."""
         path = self.root / instance_id / "home"
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def machine_env(self, instance_id: str) -> dict[str, str]:
+        """The environment of commands on ``instance_id``."""
+        env = {**self.env, "HOME": str(self.home(instance_id))}
+        if self.imds is not None:
+            env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = self.imds.endpoint(instance_id)
+        return env
 
     def online(self, account: str, region: str, instance_id: str) -> bool:
         if self.all_offline or instance_id in self.offline:
@@ -119,7 +151,12 @@ class SSMAgent:
             SimpleSystemManagerBackend.send_command,
             SimpleSystemManagerBackend.get_command_invocation,
         )
-        self._saved = {"send_command": send, "get_command_invocation": get}
+        self._saved = [
+            (SimpleSystemManagerBackend, "send_command", send),
+            (SimpleSystemManagerBackend, "get_command_invocation", get),
+            (InstanceBackend, "stop_instances", InstanceBackend.stop_instances),
+            (InstanceBackend, "terminate_instances", InstanceBackend.terminate_instances),
+        ]
 
         def send_command(backend, **kwargs):
             named = list(kwargs.get("instance_ids") or [])
@@ -180,14 +217,29 @@ class SSMAgent:
                 )
             return ActionResult({"InstanceInformationList": found})
 
+        def halting(action: str, original):
+            def halt(backend, instance_ids):
+                done = original(backend, instance_ids)
+                ids = [instance.id for instance, _previous in done]
+                agent.halts.append(Halt(action, backend.region_name, ids, _access_key()))
+                for instance_id in ids:
+                    agent.kill(instance_id)
+                return done
+
+            return halt
+
+        InstanceBackend.stop_instances = halting("stop", InstanceBackend.stop_instances)
+        InstanceBackend.terminate_instances = halting(
+            "terminate", InstanceBackend.terminate_instances
+        )
         SimpleSystemManagerBackend.send_command = send_command
         SimpleSystemManagerBackend.get_command_invocation = get_command_invocation
         SimpleSystemManagerResponse.describe_instance_information = describe_instance_information
         return self
 
     def uninstall(self) -> None:
-        for name, original in self._saved.items():
-            setattr(SimpleSystemManagerBackend, name, original)
+        for cls, name, original in self._saved:
+            setattr(cls, name, original)
         del SimpleSystemManagerResponse.describe_instance_information
         self.kill_all()
 
@@ -195,7 +247,6 @@ class SSMAgent:
 
     def _execute(self, command, invocation: dict) -> None:
         instance_id = invocation["InstanceId"]
-        home = self.home(instance_id)
         workdir = self.root / instance_id / "orchestration" / command.command_id
         workdir.mkdir(parents=True)
         script = "\n".join(command.parameters.get("commands", []))
@@ -208,7 +259,7 @@ class SSMAgent:
         proc = subprocess.Popen(
             ["sh", str(workdir / "_script.sh")],
             cwd=workdir,
-            env={**self.env, "HOME": str(home)},
+            env=self.machine_env(instance_id),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -246,20 +297,45 @@ class SSMAgent:
     def kill_all(self) -> None:
         """Kill every process still running in a sandbox (detached jobs included)."""
         marker = f"HOME={self.root}/".encode()
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                environ = Path(f"/proc/{pid}/environ").read_bytes()
-            except OSError:
-                continue
-            if any(v.startswith(marker) for v in environ.split(b"\0")):
-                with contextlib.suppress(OSError):
-                    os.kill(int(pid), signal.SIGKILL)
+        self._kill(lambda v: v.startswith(marker))
+
+    def kill(self, instance_id: str) -> None:
+        """Kill every process running in ``instance_id``'s sandbox, and only those."""
+        marker = f"HOME={self.root / instance_id / 'home'}".encode()
+        self._kill(lambda v: v == marker)
+
+    @staticmethod
+    def _kill(matches: Callable[[bytes], bool]) -> None:
+        """SIGKILL each process with an environment entry that ``matches``; again while
+        a pass finds any, for the children they started meanwhile."""
+        for _ in range(5):
+            found = False
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit():
+                    continue
+                try:
+                    environ = Path(f"/proc/{pid}/environ").read_bytes()
+                except OSError:
+                    continue
+                if any(matches(v) for v in environ.split(b"\0")):
+                    found = True
+                    with contextlib.suppress(OSError):
+                        os.kill(int(pid), signal.SIGKILL)
+            if not found:
+                return
+
+
+def _access_key() -> str | None:
+    """The access key id that signed the request moto's server is answering: moto's
+    server is a Flask app, and the backend runs inside its request context."""
+    if not has_request_context():
+        return None
+    found = re.search(r"Credential=([^/,\s]+)/", request.headers.get("Authorization", ""))
+    return found.group(1) if found else None
 
 
 def _exec_error(returncode: int) -> str:
     """Go's ``exec.ExitError`` text for a child's ``returncode`` (negative: a signal)."""
     if returncode < 0:
-        return f"signal: {os.strsignal(-returncode).lower()}"
+        return f"signal: {signal.strsignal(-returncode).lower()}"
     return f"exit status {returncode}"

@@ -12,7 +12,7 @@ from aws_support import server_url, use_moto
 from cli_helpers import trainctl
 from trainctl.errors import OperationFailed
 from trainctl.providers.aws.session import new_session
-from trainctl.providers.aws.setup import _TRUST, Names, run_setup
+from trainctl.providers.aws.setup import _TRUST, Names, missing, release_policy, run_setup
 
 REGION = "ap-south-1"
 
@@ -26,12 +26,14 @@ def test_setup_makes_the_role_profile_and_bucket_once(monkeypatch):
         "IAM role tr-once",
         "policy trainctl-ssm-agent (SSM agent messaging only)",
         "policy trainctl-staging (each machine's own prefix only)",
+        "policy trainctl-guard-release (stop or terminate trainctl's instances)",
         "instance profile tp-once",
         "role tr-once in instance profile tp-once",
         "staging bucket trainctl-staging-test-once (private, objects expire after a day)",
     ]
     again = run_setup(session, REGION, names)
-    assert again.created == [] and len(again.present) == 5
+    assert again.created == [] and len(again.present) == 6
+    assert missing(session, REGION, names) == []
 
     iam = boto3.client("iam")
     trust = iam.get_role(RoleName="tr-once")["Role"]["AssumeRolePolicyDocument"]
@@ -63,6 +65,19 @@ def _assert_narrow(iam, role: str, buckets: list[str]) -> None:
     assert listing["Resource"] == [f"arn:aws:s3:::{b}" for b in buckets]
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["${aws:userid}/*"]}}
 
+    release = iam.get_role_policy(RoleName=role, PolicyName="trainctl-guard-release")
+    assert release["PolicyDocument"] == release_policy("123456789012")
+
+
+def test_the_release_policy_stops_or_terminates_only_trainctl_instances():
+    (grant,) = release_policy("123456789012")["Statement"]
+    assert grant["Effect"] == "Allow"
+    assert sorted(grant["Action"]) == ["ec2:StopInstances", "ec2:TerminateInstances"]
+    assert grant["Resource"] == "arn:aws:ec2:*:123456789012:instance/*"
+    assert grant["Condition"] == {"StringEquals": {"aws:ResourceTag/trainctl-managed": "true"}}
+    (china,) = release_policy("123456789012", "aws-cn")["Statement"]
+    assert china["Resource"] == "arn:aws-cn:ec2:*:123456789012:instance/*"
+
 
 def test_setup_narrows_a_role_made_by_an_older_version(monkeypatch):
     use_moto(monkeypatch, REGION)
@@ -86,10 +101,17 @@ def test_setup_narrows_a_role_made_by_an_older_version(monkeypatch):
     iam.put_role_policy(
         RoleName="tr-old", PolicyName="trainctl-staging", PolicyDocument=json.dumps(old)
     )
+    iam.create_instance_profile(InstanceProfileName="tp-old")
+    iam.add_role_to_instance_profile(InstanceProfileName="tp-old", RoleName="tr-old")
     names = Names("123456789012", "trainctl-staging-test-old", "tp-old", "tr-old")
+    assert "policy trainctl-guard-release on role tr-old" in missing(
+        new_session(REGION), REGION, names
+    )
     lines: list[str] = []
     report = run_setup(new_session(REGION), REGION, names, progress=lines.append)
     assert "IAM role tr-old" in report.present
+    release = "policy trainctl-guard-release (stop or terminate trainctl's instances)"
+    assert release in report.created and f"created {release}" in lines
     assert report.removed == [
         "policy AmazonSSMManagedInstanceCore on role tr-old (it grants more than needed)"
     ]

@@ -5,6 +5,9 @@
   staging buckets trainctl made, nothing else (no Parameter Store, no other machine's
   objects: the AWS-managed AmazonSSMManagedInstanceCore, which grants
   ``ssm:GetParameter(s)`` on ``*``, is detached from a role made by an older version);
+  and to stop or terminate instances trainctl made (``release_policy``: the guard on
+  each machine releases it through EC2 when its idle window, deadline or spend cap
+  is reached);
 - the staging bucket (private, objects expire after a day: everything in it is
   transient), through which code, command input and downloads travel.
 
@@ -31,6 +34,7 @@ ROLE_NAME = "trainctl-instance"
 PROFILE_NAME = "trainctl-instance"
 STAGING_POLICY_NAME = "trainctl-staging"
 AGENT_POLICY_NAME = "trainctl-ssm-agent"
+RELEASE_POLICY_NAME = "trainctl-guard-release"
 #: the managed policy older versions attached; detached by setup
 SSM_CORE_POLICY = "AmazonSSMManagedInstanceCore"
 #: what the SSM agent calls to register, report health and receive and answer Run
@@ -137,6 +141,27 @@ def staging_policy(buckets: list[str], partition: str = "aws") -> dict[str, Any]
     }
 
 
+def release_policy(account: str, partition: str = "aws") -> dict[str, Any]:
+    """Stop and terminate, only on the account's instances tagged as trainctl's.
+
+    EC2 evaluates the global ``aws:ResourceTag/<key>`` against the instance's tags
+    for both actions (Service Authorization Reference, Amazon EC2: the ``instance``
+    resource type lists ``aws:ResourceTag/${TagKey}``; the IAM User Guide's examples
+    for starting and stopping EC2 instances by tag use it with ``ec2:StopInstances``).
+    A request naming an untagged instance, or one tagged otherwise, is denied."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["ec2:StopInstances", "ec2:TerminateInstances"],
+                "Resource": f"arn:{partition}:ec2:*:{account}:instance/*",
+                "Condition": {"StringEquals": {f"aws:ResourceTag/{TAG_MANAGED}": "true"}},
+            }
+        ],
+    }
+
+
 def _policy_buckets(document: dict[str, Any]) -> set[str]:
     """The buckets a staging policy names; a pattern (``*``, from older versions,
     which covered every bucket of that name) is dropped."""
@@ -165,7 +190,9 @@ def missing(session: Any, region: str, names: Names) -> list[str]:
 def inspect(session: Any, region: str, names: Names) -> tuple[list[str], str | None]:
     """``missing``, and the id of the role in the instance profile (None when it
     cannot be read: a machine then gets the old staging layout, and a clear error
-    if the role forbids it)."""
+    if the role forbids it). A role made before the guard released machines lacks
+    the release policy: without it a machine could not stop itself, so it counts
+    as missing."""
     iam, s3 = client(session, "iam"), client(session, "s3", region)
     absent = []
     role_id = None
@@ -174,6 +201,10 @@ def inspect(session: Any, region: str, names: Names) -> tuple[list[str], str | N
             profile = iam.get_instance_profile(InstanceProfileName=names.profile)
             roles = profile["InstanceProfile"].get("Roles", [])
             role_id = roles[0]["RoleId"] if roles else None
+            if roles:
+                role = roles[0]["RoleName"]
+                if _get_inline(iam, role, RELEASE_POLICY_NAME) is None:
+                    absent.append(f"policy {RELEASE_POLICY_NAME} on role {role}")
         except client_error() as e:
             if error_code(e) == "NoSuchEntity":
                 absent.append(f"instance profile {names.profile}")
@@ -256,6 +287,18 @@ def _role(iam: Any, names: Names, partition: str, report: SetupReport, say: Prog
             PolicyDocument=json.dumps(wanted),
         )
     _note(report, say, made, f"policy {STAGING_POLICY_NAME} (each machine's own prefix only)")
+
+    wanted = release_policy(names.account, partition)
+    made = _get_inline(iam, names.role, RELEASE_POLICY_NAME) != wanted
+    if made:
+        iam.put_role_policy(
+            RoleName=names.role,
+            PolicyName=RELEASE_POLICY_NAME,
+            PolicyDocument=json.dumps(wanted),
+        )
+    _note(
+        report, say, made, f"policy {RELEASE_POLICY_NAME} (stop or terminate trainctl's instances)"
+    )
 
     try:
         profile = iam.get_instance_profile(InstanceProfileName=names.profile)["InstanceProfile"]
