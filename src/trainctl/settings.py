@@ -43,9 +43,13 @@ def load(cls: type[T], provider: str, table: dict[str, Any] | None = None, **giv
 
 
 def _convert(provider: str, key: str, value: Any, hint: Any) -> Any:
+    where = f"[providers.{provider}] {key}"
+    if typing.get_origin(hint) is tuple:  # a list of strings
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise BadInput(f"{where} must be a list of strings, not {value!r}")
+        return tuple(value)
     kinds = [t for t in typing.get_args(hint) if t is not type(None)] or [hint]
     kind = kinds[0]
-    where = f"[providers.{provider}] {key}"
     if kind is float or kind is int:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise BadInput(f"{where} must be a number, not {value!r}")

@@ -1046,6 +1046,8 @@ def fake_runpod(sshd: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
         monkeypatch.setenv("RUNPOD_API_KEY", server.api_key)
         monkeypatch.setenv("TRAINCTL_RUNPOD_API_URL", server.url)
         monkeypatch.setenv("TRAINCTL_RUNPOD_GRAPHQL_URL", server.graphql_url)
+        # where a pod's guard finds the pod's own key on these machines
+        monkeypatch.setenv("TRAINCTL_RUNPOD_POD_ENV_FILES", "~/" + ENV_FILE)
         yield server
         assert server.violations == []
 
