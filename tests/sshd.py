@@ -218,6 +218,12 @@ class Machine:
                 continue
         return killed
 
+    def halt(self) -> None:
+        """Kill the machine's processes, as a stopped machine runs nothing; its user
+        and home stay for when it runs again."""
+        if not self.destroyed:
+            kill_uid(self.uid)
+
     def destroy(self) -> None:
         """Kill the machine's processes and remove its user and home. Idempotent."""
         if self.destroyed:

@@ -11,6 +11,7 @@ import stat
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -137,7 +138,7 @@ def test_the_secret_is_kept_apart_and_private(rt, api):
     assert stat.S_IMODE((d / "secret").stat().st_mode) == 0o600
     assert "s3cret-token" not in (d / "policy.json").read_text()
     pid = int((d / "pid").read_text())
-    assert b"s3cret-token" not in open(f"/proc/{pid}/cmdline", "rb").read()
+    assert b"s3cret-token" not in Path(f"/proc/{pid}/cmdline").read_bytes()
     assert "s3cret-token" not in json.dumps(rt.guard_status())
 
 

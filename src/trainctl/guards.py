@@ -227,9 +227,11 @@ def resolve(
             )
     guards = Guards(**current.to_dict())
     guards.release = (request.release or current.release or default_release) if releases else None
-    if request.idle_stop is not None:
+    if not releases:
+        guards.idle_stop = None  # nothing to release when idle (the caller warns)
+    elif request.idle_stop is not None:
         guards.idle_stop = None if request.idle_stop == NEVER else float(request.idle_stop)
-    elif current.idle_stop is None and releases and default_idle is not None:
+    elif current.idle_stop is None and default_idle is not None:
         guards.idle_stop = default_idle
     if request.max_duration is not None:
         guards.deadline = (

@@ -177,6 +177,9 @@ class Machine(Protocol):
 
     def write(self, relpath: str, data: bytes | str, mode: int = 0o644) -> object: ...
 
+    def halt(self) -> None:
+        """End every process on the machine (a stopped pod runs nothing)."""
+
     def destroy(self) -> None: ...
 
 
@@ -200,6 +203,9 @@ class NoMachine:
 
     def write(self, relpath: str, data: bytes | str, mode: int = 0o644) -> None:
         self.files[relpath] = (data.encode() if isinstance(data, str) else data, mode)
+
+    def halt(self) -> None:
+        pass
 
     def destroy(self) -> None:
         self.destroyed = True
@@ -606,6 +612,8 @@ class FakeRunPod:
             return 204, _NO_BODY
         if action == "stop":
             self._set_status(pod, "EXITED")
+            if pod.machine is not None:
+                pod.machine.halt()
         elif action == "start":
             self._set_status(pod, "PROVISIONING")
             pod.reads = 0
