@@ -208,6 +208,7 @@ class Trainctl:
         provider = self.provider(provider_name)
         require(provider, Capability.CREATE)
         provider.validate_options(options)
+        options.guards = options.guards.with_defaults(_guard_table())
         _check_guards(provider, options)
         options.name = options.name or self.store.new_name()
         intent = self.store.begin_create(provider_name, options.name, spot=options.spot)
@@ -300,8 +301,7 @@ class Trainctl:
     ) -> dict[str, object]:
         """Send ``guards`` to the machine (with how to release it, unless the one
         there already is right) and record them."""
-        table = load_config().get("guard", {})
-        table = table if isinstance(table, dict) else {}
+        table = _guard_table()
         policy: dict[str, object] = guards.policy(
             interval=seconds_setting(
                 None, table.get("interval"), DEFAULT_INTERVAL, "[guard] interval"
@@ -991,6 +991,12 @@ def _download_outputs(
         except (TrainctlError, OSError) as e:
             failed.append(f"{path}: {e}")
     return failed
+
+
+def _guard_table() -> dict[str, object]:
+    """The ``[guard]`` table of the config file: default limits, ``interval``, ``grace``."""
+    table = load_config().get("guard", {})
+    return table if isinstance(table, dict) else {}
 
 
 def _guards_note(tc: Trainctl, record: ResourceRecord) -> str | None:

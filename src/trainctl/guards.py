@@ -103,6 +103,20 @@ class GuardRequest:
     def empty(self) -> bool:
         return all(v is None for v in asdict(self).values())
 
+    def with_defaults(self, table: dict[str, Any]) -> GuardRequest:
+        """This request, with the ``[guard]`` table of the config file where nothing
+        was asked (``idle_stop``, ``max_duration``, ``max_spend``, ``release``)."""
+        configured = GuardRequest(
+            parse_duration(table.get("idle_stop"), "[guard] idle_stop"),
+            parse_duration(table.get("max_duration"), "[guard] max_duration"),
+            parse_spend(table.get("max_spend"), "[guard] max_spend"),
+            parse_release(table.get("release")),
+        )
+        mine = asdict(self)
+        return GuardRequest(
+            **{k: mine[k] if mine[k] is not None else v for k, v in asdict(configured).items()}
+        )
+
 
 @dataclass
 class Guards:

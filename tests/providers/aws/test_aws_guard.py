@@ -17,7 +17,7 @@ from trainctl.providers.aws import AwsProvider
 from trainctl.runtime import release
 from trainctl.types import CreateResourceOptions, GpuSpec
 
-REGION = "eu-north-1"
+REGION = "sa-east-1"
 
 
 @pytest.fixture
@@ -83,4 +83,3 @@ def test_the_guard_releases_no_other_instance(tc, monkeypatch):
     assert instance(REGION, other_id).state == "running"
     ec2.terminate_instances(InstanceIds=[other_id])
     tc.terminate(mine.name)
-

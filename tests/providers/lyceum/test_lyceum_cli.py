@@ -16,8 +16,10 @@ def serve(monkeypatch, trainctl_home, machines=None):
     monkeypatch.setenv("LYCEUM_API_KEY", SECRET)
     monkeypatch.setenv("LYCEUM_ORG", DEFAULT_ORG)
     trainctl_home.mkdir(parents=True, exist_ok=True)
+    # the fake's VMs reach no machine unless given some: no guard could be set up there
+    unreachable = '[guard]\nidle_stop = "never"\n' if machines is None else ""
     (trainctl_home / "config.toml").write_text(
-        "[providers.lyceum]\npoll_interval = 0.05\nready_timeout = 20\n"
+        "[providers.lyceum]\npoll_interval = 0.05\nready_timeout = 20\n" + unreachable
     )
     return fake
 

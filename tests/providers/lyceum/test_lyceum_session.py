@@ -22,8 +22,10 @@ def fake(monkeypatch, trainctl_home):
     with FakeLyceum() as f:
         monkeypatch.setenv("TRAINCTL_LYCEUM_API_URL", f.url)
         trainctl_home.mkdir(parents=True, exist_ok=True)
+        # its VMs reach no machine: no guard could be set up there
         (trainctl_home / "config.toml").write_text(
             "[providers.lyceum]\npoll_interval = 0.05\nready_timeout = 20\n"
+            '[guard]\nidle_stop = "never"\n'
         )
         yield f
 
