@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from polling import wait_for
 from trainctl.remote.local import LocalRemote
 from trainctl.runtime import release
 from trainctl.runtime.client import JobRuntime
@@ -75,15 +76,6 @@ def rt(tmp_path):
     runtime = JobRuntime(LocalRemote(tmp_path / "machine"), "m")
     yield runtime
     runtime.guard_stop()
-
-
-def wait_for(predicate, timeout=15.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def policy(api: ReleaseApi, **limits) -> dict:

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from polling import wait_for
 from trainctl.remote.local import LocalRemote
 from trainctl.runtime import jobrunner
 from trainctl.runtime.client import JobRuntime
@@ -21,15 +22,6 @@ from trainctl.types import ExecutionStatus
 def rt(tmp_path):
     (tmp_path / "machine").mkdir()
     return JobRuntime(LocalRemote(tmp_path / "machine"), "m")
-
-
-def wait_for(predicate, timeout=15.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def pid_info(rt, job_id):

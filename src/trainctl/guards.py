@@ -254,9 +254,9 @@ def resolve(
             else current.launched_at + float(request.max_duration)
         )
     if request.max_spend is not None:
-        if request.max_spend != NEVER and guards.hourly is None:
+        if request.max_spend != NEVER and not (guards.hourly or 0) > 0:
             raise BadInput(
-                f"the hourly price of {what} is not known, so --max-spend cannot be enforced",
+                f"{what} has no known hourly price, so --max-spend cannot be enforced",
                 hint="leave out --max-spend, or use --max-duration",
             )
         guards.max_spend = None if request.max_spend == NEVER else float(request.max_spend)

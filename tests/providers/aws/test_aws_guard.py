@@ -4,6 +4,7 @@ never releases an instance other than its own."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -11,13 +12,14 @@ import boto3
 import pytest
 
 from aws_support import agent, imds, instance, publish_dlami, set_up
+from polling import wait_for
 from trainctl.api import Trainctl
 from trainctl.guards import GuardRequest
 from trainctl.providers.aws import AwsProvider
 from trainctl.runtime import release
-from trainctl.types import CreateResourceOptions, GpuSpec
+from trainctl.types import CreateResourceOptions, GpuSpec, TrainingJob
 
-REGION = "sa-east-1"
+REGION = "ap-northeast-1"
 
 
 @pytest.fixture
@@ -30,24 +32,30 @@ def tc(monkeypatch, trainctl_home):
     return api
 
 
-def wait_for(predicate, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
+SAVES_ON_TERM = (
+    "import signal, sys, time\n"
+    "def term(*_):\n"
+    "    open('saved', 'w').write('checkpoint')\n"
+    "    sys.exit(3)\n"
+    "signal.signal(signal.SIGTERM, term)\n"
+    "time.sleep(300)\n"
+)
 
 
-def test_a_spend_cap_stops_the_instance_with_its_own_credentials(tc):
-    # at g4dn.xlarge's price, a third of a cent is about 20 s after launch
+def test_a_spend_cap_ends_the_job_then_stops_the_instance_with_its_own_credentials(tc):
+    # at g4dn.xlarge's price, 0.6 of a cent is about 40 s after launch
     options = CreateResourceOptions(gpu=GpuSpec("T4", 1), name="capped")
-    options.guards = GuardRequest.parse(max_spend="0.003")
+    options.guards = GuardRequest.parse(max_spend="0.006")
     record = tc.create("aws", options)
     instance_id = record.id.rsplit("/", 1)[-1]
     assert record.guards["release"] == "stop" and record.price_per_hour
+    job = tc.train(record.name, TrainingJob(["python3", "-c", SAVES_ON_TERM]))
     del tc  # no trainctl process looks after the machine from here
-    wait_for(lambda: instance(REGION, instance_id).state == "stopped", timeout=60)
+    wait_for(lambda: instance(REGION, instance_id).state == "stopped", timeout=90)
+    home = agent().home(instance_id) / ".trainctl"
+    assert (home / "work" / "saved").read_text() == "checkpoint"  # its handler ran first
+    ended = json.loads((home / "jobs" / job.job_id / "ended_by").read_text())
+    assert ended["why"] == "spend cap"
     (halt,) = [h for h in agent().halts if instance_id in h.instance_ids]
     assert halt.action == "stop"
     assert imds().instance_of(halt.access_key) == instance_id  # the profile's, not ours

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
 from fake_lyceum import API, DEFAULT_KEY, DEFAULT_ORG, FakeLyceum, SshdMachines
+from polling import wait_for
 from trainctl.api import Trainctl
 from trainctl.guards import GuardRequest
 from trainctl.types import CreateResourceOptions, GpuSpec, TrainingJob
@@ -29,15 +29,6 @@ def fake(sshd, monkeypatch, trainctl_home):
         monkeypatch.setenv("LYCEUM_API_KEY", DEFAULT_KEY)
         monkeypatch.setenv("LYCEUM_ORG", DEFAULT_ORG)
         yield f
-
-
-def wait_for(predicate, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 SAVES_ON_TERM = (
