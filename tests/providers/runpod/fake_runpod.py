@@ -1032,8 +1032,12 @@ def _handler(fake: FakeRunPod) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(data)))
             for k, v in (headers or {}).items():
                 self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                # the caller is gone: a pod's guard, ended by the stop it asked for
+                self.close_connection = True
 
     return Handler
 
