@@ -50,6 +50,7 @@ def test_a_deadline_ends_the_job_and_says_so(tmp_path):
         (["--release", "stop"], "has nothing to release: --release does not apply"),
         (["--max-spend", "5"], "--max-spend cannot be enforced"),
         (["--idle-stop", "5x"], "bad --idle-stop '5x'"),
+        (["--idle-stop", "30"], "(give a unit: 30s or 30m)"),
         (["--max-duration", "0s"], "bad --max-duration '0s'"),
         (["--max-spend", "-1"], "bad --max-spend '-1'"),
     ],

@@ -31,22 +31,30 @@ DEFAULT_INTERVAL = 5.0
 DEFAULT_GRACE = 10.0
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)\s*$", re.IGNORECASE)
-_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 Limit = float | str | None
 """A limit as asked for: seconds or dollars, ``NEVER`` (off), or None (the default)."""
 
 
 def parse_duration(value: Any, option: str) -> Limit:
-    """``90s``, ``30m``, ``2h``, ``1d`` (a bare number is seconds), or ``never``."""
+    """``90s``, ``30m``, ``2h``, ``1d``, or ``never``. A bare number is refused: 30
+    could mean seconds or minutes, and the wrong guess stops a machine early or
+    leaves it billing."""
     if value is None:
         return None
     if isinstance(value, str) and value.strip().lower() == NEVER:
         return NEVER
-    m = _DURATION.match(str(value)) if not isinstance(value, bool) else None
-    seconds = float(m.group(1)) * _UNIT[m.group(2).lower()] if m else 0.0
+    m = _DURATION.match(value) if isinstance(value, str) else None
+    seconds = float(m.group(1)) * _UNIT[m.group(2).lower()] if m and m.group(2) else 0.0
     if not m or not seconds > 0 or math.isinf(seconds):
-        raise BadInput(f"bad {option} {value!r}: expected a duration like 90s, 30m or 2h, or never")
+        bare = not isinstance(value, bool) and _DURATION.match(str(value))
+        raise BadInput(
+            f"bad {option} {value!r}: expected a duration like 90s, 30m or 2h, or never",
+            hint=f"give a unit: {str(value).strip()}s or {str(value).strip()}m"
+            if bare and not bare.group(2)
+            else None,
+        )
     return seconds
 
 
