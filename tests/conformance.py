@@ -28,7 +28,7 @@ import pytest
 
 from trainctl.capabilities import Capability
 from trainctl.errors import BadInput, CapabilityError, NotFound, OperationFailed
-from trainctl.provider import StopStart, TrainingProvider
+from trainctl.provider import SelfRelease, StopStart, TrainingProvider
 from trainctl.types import (
     CreateResourceOptions,
     ExecutionStatus,
@@ -346,6 +346,40 @@ class ProviderConformance:
             error = failure_within(call, STOPPED_FAILS_WITHIN)
             assert isinstance(error, OperationFailed), repr(error)
             assert "trainctl start" in str(error)
+
+    # -- the machine's guard -----------------------------------------------------------
+
+    def test_the_guard_runs_on_the_machine_and_goes(self, provider, resource):
+        """The guard starts detached on the machine, answers, and ends when disarmed."""
+        rt = provider.runtime(resource)
+        policy = {"deadline": time.time() + 3600, "launched_at": time.time(), "release": None}
+        report = rt.guard_set({**policy, "interval": 0.2})
+        assert report["armed"] and report["running"], report
+        assert rt.guard_stop()["armed"] is False
+        deadline = time.time() + 10
+        while rt.guard_status()["running"] and time.time() < deadline:
+            time.sleep(0.1)
+        assert not rt.guard_status()["running"]
+
+    def test_self_release_is_declared_with_its_methods(self, provider, resource):
+        """A provider that lets machines release themselves says how, for each release
+        its machines allow, in a request the job runtime can make."""
+        declared = Capability.SELF_RELEASE in type(provider).capabilities
+        assert declared == isinstance(provider, SelfRelease)
+        status = provider.get_resource_status(resource)
+        releases = type(provider).releases(CreateResourceOptions(spot=status.spot))
+        if not declared:
+            assert releases == ()
+            pytest.skip(f"{provider.name} machines have nothing to release")
+        assert releases and set(releases) <= {"stop", "terminate"}
+        if "stop" in releases:
+            assert isinstance(provider, StopStart)
+        for action in releases:
+            release = provider.guard_release(status, action, until=time.time() + 3600)
+            assert release.action == action
+            assert release.request["kind"] in ("http", "aws-ec2")
+            assert release.secret is None or release.secret not in json.dumps(release.request)
+        provider.forget_release(resource)
 
     # -- machines trainctl did not make ---------------------------------------------
 

@@ -408,13 +408,17 @@ def report(root):
         "release": rel.get("action") if rel else None,
         "jobs_running": len(active),
         "idle_for": None if active else round(now - since, 3),
-        "spent": spent_so_far(policy, state, now),
+        "spent": _rounded(spent_so_far(policy, state, now)),
         "fired": state.get("fired"),
         "released": state.get("released"),
         "last_error": state.get("last_error"),
         "now": now,
     }
     return out
+
+
+def _rounded(dollars):
+    return None if dollars is None else round(dollars, 6)
 
 
 def _interval(state):
