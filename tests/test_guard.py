@@ -118,10 +118,62 @@ def test_an_idle_machine_is_released_with_no_client(rt, api):
     assert call["method"] == "DELETE" and call["path"] == "/machines/m1"
     assert call["auth"] == "Bearer s3cret-token"
     assert 1.0 <= call["at"] - began < 1.0 + 3
-    wait_for(lambda: not guard_alive(rt))
+    wait_for(lambda: state(rt).get("released"))
     assert state(rt)["released"]["why"] == "idle"
-    assert not rt.guard_status()["running"]  # a command after the release starts no guard
-    assert len(api.calls) == 1
+    time.sleep(1)
+    assert len(api.calls) == 1  # once: the machine is on its way out
+
+
+def test_a_machine_still_running_after_its_release_is_released_again(rt, api):
+    rt.guard_set({**policy(api, idle_stop=0.3), "recheck": 1.0}, secret="t")
+    wait_for(lambda: len(api.calls) >= 2, timeout=10)
+    assert api.calls[1]["at"] - api.calls[0]["at"] >= 1.0
+    assert guard_alive(rt)
+
+
+def test_moving_a_passed_deadline_never_releases(rt, api):
+    """autostop on a machine whose guard is not running (after a start) and whose
+    deadline passed: the new deadline is in force before any guard looks."""
+    rt.guard_set(policy(api, deadline=time.time() + 3600), secret="t")
+    pid = int((guard_dir(rt) / "pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: _zombie(pid))
+    stale = json.loads((guard_dir(rt) / "policy.json").read_text())
+    stale["deadline"] = time.time() - 60  # as if it passed while the guard was gone
+    (guard_dir(rt) / "policy.json").write_text(json.dumps(stale))
+    rt.guard_set({"deadline": time.time() + 3600})
+    time.sleep(1.5)
+    assert api.calls == []
+
+
+def test_an_answer_that_cannot_be_read_does_not_end_the_guard(rt, api, tmp_path):
+    import socket
+
+    garbage = socket.socket()
+    garbage.bind(("127.0.0.1", 0))
+    garbage.listen(8)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = garbage.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    url = f"http://127.0.0.1:{garbage.getsockname()[1]}/x"
+    request = {"kind": "http", "method": "DELETE", "url": url, "body": None}
+    rt.guard_set(
+        {**policy(api, idle_stop=0.2), "release": {"action": "terminate", "request": request}},
+        secret="t",
+    )
+    wait_for(lambda: state(rt).get("last_error"), timeout=10)
+    time.sleep(0.5)
+    assert guard_alive(rt)
+    garbage.close()
 
 
 def test_the_secret_is_kept_apart_and_private(rt, api):
@@ -279,3 +331,11 @@ def test_sigv4_matches_botocore():
     theirs = req.headers["Authorization"]
     assert ours["x-amz-date"] == req.headers["X-Amz-Date"]
     assert ours["Authorization"].rsplit("Signature=", 1)[1] == theirs.rsplit("Signature=", 1)[1]
+
+
+def test_a_long_transfer_is_not_idleness(rt, api):
+    rt.guard_set(policy(api, idle_stop=1.5), secret="t")
+    with rt.attached(every=0.3):  # an upload or download that takes a while
+        time.sleep(3)
+    assert api.calls == []
+    wait_for(lambda: api.calls, timeout=5)

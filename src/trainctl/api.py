@@ -321,6 +321,25 @@ class Trainctl:
         self.store.set_guards(record.id, guards.to_dict())
         return report
 
+    def _rearm(
+        self,
+        record: ResourceRecord,
+        provider: TrainingProvider,
+        status: ResourceStatus,
+        guards: Guards,
+    ) -> None:
+        """Set the guard up again on a machine started again: nothing on it starts the
+        guard at boot, and a pod's container disk may have lost its policy."""
+        self._created[record.id] = status  # how to reach it now, as a create's status
+        try:
+            self._install_guard(record, provider, status, guards)
+        except TrainctlError as e:
+            self.forget_connection(record.id)
+            self.warn(
+                f"{record.name} runs without its guard: it could not be set up again ({e}); "
+                f"`trainctl autostop {record.name} --idle-stop ...` retries"
+            )
+
     def autostop(
         self, ref: str, request: GuardRequest
     ) -> tuple[ResourceRecord, Guards | None, dict[str, object] | None]:
@@ -652,7 +671,8 @@ class Trainctl:
         self.store.update_status(status)
         self._warn(status)
         guards = Guards.from_dict(record.guards)
-        if action == "start" and guards is not None:
+        if action == "start" and guards is not None and guards.any:
+            self._rearm(record, provider, status, guards)
             passed = guards.deadline is not None and guards.deadline <= time.time()
             if passed or (
                 guards.max_spend is not None and (guards.spent() or 0) >= guards.max_spend

@@ -351,9 +351,14 @@ class TrainingProvider(ABC):
             src = Path(job.workdir)
             if not src.is_dir():
                 raise BadInput(f"workdir {job.workdir} is not a directory")
-            rt.remote.put_tree(
-                src, rt.workdir, delete=job.delete, protect=[job.checkpoint_dir], progress=progress
-            )
+            with rt.attached():
+                rt.remote.put_tree(
+                    src,
+                    rt.workdir,
+                    delete=job.delete,
+                    protect=[job.checkpoint_dir],
+                    progress=progress,
+                )
         else:
             rt.info  # noqa: B018 - creates the work directory on the machine
         return rt.start(
@@ -419,7 +424,8 @@ class TrainingProvider(ABC):
         dest = Path(local_path)
         if str(local_path).endswith("/"):
             dest.mkdir(parents=True, exist_ok=True)
-        return rt.remote.get(rt.resolve(remote_path), dest, progress=progress)
+        with rt.attached():
+            return rt.remote.get(rt.resolve(remote_path), dest, progress=progress)
 
     @staticmethod
     def _refuse_conflicts(rt: JobRuntime, job: TrainingJob) -> None:

@@ -7,8 +7,10 @@ import hashlib
 import json
 import posixpath
 import secrets
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from functools import cached_property
 from importlib import resources
@@ -39,6 +41,8 @@ RUNTIME_FILES = ("jobrunner.py", "guard.py", "release.py")
 
 READ_CHUNK = 1 << 20
 POLL_SECONDS = 1.0
+#: seconds between the "still here" commands of a long transfer (see ``attached``)
+KEEPALIVE_SECONDS = 60.0
 
 OutputSink = Callable[[bytes], None]
 #: ``on_drop`` of ``JobRuntime.follow``: (the error, consecutive failures so far)
@@ -205,6 +209,26 @@ class JobRuntime:
 
     def guard_status(self) -> dict[str, Any]:
         return self._call("guard-status")
+
+    @contextmanager
+    def attached(self, every: float = KEEPALIVE_SECONDS) -> Iterator[None]:
+        """While the block runs (an upload or a download, which are no runtime
+        commands), one every ``every`` seconds tells the machine's guard that a client
+        is still there, so that a long transfer is not taken for idleness."""
+        done = threading.Event()
+
+        def beat() -> None:
+            while not done.wait(every):
+                with suppress(RemoteError):
+                    self._run("touch")
+
+        beating = threading.Thread(target=beat, name="trainctl-keepalive", daemon=True)
+        beating.start()
+        try:
+            yield
+        finally:
+            done.set()
+            beating.join()
 
     def guard_stop(self) -> dict[str, Any]:
         """Disarm the guard; it ends within its interval."""

@@ -10,6 +10,8 @@ What it enforces, as the client set it (``guard-set``):
   idle_stop   seconds with no job running and no trainctl command on the machine
   deadline    a time (from launch plus --max-duration)
   max_spend   dollars: the hourly price times the time the machine was up
+  recheck     seconds after an answered release before a machine still running is
+              released again (default RELEASE_RECHECK_SECONDS)
   release     what it does then: {"action": "stop"|"terminate", "request": {...}}
               (see release.py); none on a machine that has nothing to release (ssh,
               local), where the guard only ends jobs
@@ -45,6 +47,9 @@ DEFAULT_INTERVAL = 5.0
 DEFAULT_GRACE = 10.0
 #: longest pause between two release attempts that failed
 RETRY_MAX_SECONDS = 300.0
+#: a machine whose guard still runs this long after a release call that was answered
+#: was not released after all (the call was accepted and then failed, say): again
+RELEASE_RECHECK_SECONDS = 300.0
 IDLE, DEADLINE, SPEND_CAP = "idle", "deadline", "spend cap"
 
 
@@ -226,23 +231,38 @@ class Guard:
             self.log("running again after a release; guarding afresh")
 
     def loop(self):
+        """Look every interval until disarmed. Nothing that goes wrong in one look
+        (a full disk, an answer that cannot be read) ends the guard."""
         self.log("guard started (pid %d)" % os.getpid())
         while True:
             policy = jr.read_json(self.p.policy)
-            if policy is None:
+            if policy is None and not os.path.exists(self.p.policy):
                 self.log("disarmed; guard ends")
                 self.save()
                 return
-            now = jr.now()
-            self.count(policy, now)
-            if self.tick(policy, now):
+            try:
+                if policy is not None:
+                    now = jr.now()
+                    self.count(policy, now)
+                    self.tick(policy, now)
                 self.save()
-                return
-            self.save()
-            time.sleep(self.pause(policy, jr.now()))
+            except Exception as e:  # noqa: BLE001 - the guard must outlive any one look
+                self.log("error: %s: %s" % (type(e).__name__, e))
+            time.sleep(self.pause(policy or {}, jr.now()))
 
     def tick(self, policy, now):
-        """One look at the machine; True once the machine is released."""
+        """One look at the machine; True when it asked for the release. A machine
+        still running RELEASE_RECHECK_SECONDS after a release that was answered
+        (the guard is alive, so it is) is released again."""
+        released = self.state.get("released")
+        if released:
+            if now - released.get("at", 0) < policy.get("recheck", RELEASE_RECHECK_SECONDS):
+                return False
+            self.state.pop("released")
+            self.state.pop("fired", None)
+            self.log(
+                "still running %ds after the release; releasing again" % (now - released["at"])
+            )
         jobs = [jr.job_status(self.root, j) for j in jr.owned_jobs(self.root, None)]
         active = [st for st in jobs if st["status"] in ("running", "pending")]
         why = over_limit(policy, self.state, now)
@@ -294,6 +314,8 @@ class Guard:
             return False  # nothing to release: the jobs were ended, the guard goes on
         if now < self.retry_at:
             return False
+        if jr.read_json(self.p.policy) != policy:
+            return False  # changed since this look began (autostop): the next one decides
         secret = None
         try:
             with open(self.p.secret) as f:

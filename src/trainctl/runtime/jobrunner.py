@@ -679,8 +679,14 @@ def cmd_tail(root, args):
         time.sleep(0.02)
 
 
+def cmd_touch(root, args):
+    """touch: nothing but the contact every command makes (a client is still here)."""
+    print("{}")
+
+
 COMMANDS = {
     "info": cmd_info,
+    "touch": cmd_touch,
     "start": cmd_start,
     "supervise": cmd_supervise,
     "status": cmd_status,
@@ -708,8 +714,10 @@ def main(argv):
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     root = Root(argv[1])
-    if argv[2] not in ("supervise", "guard-run"):
-        _guard().on_contact(root)  # a trainctl command: a client is here
+    if argv[2] not in ("supervise", "guard-run", "guard-set", "guard-stop"):
+        # a trainctl command: a client is here (guard-set starts the guard itself, once
+        # its new policy is written: an old one could release the machine first)
+        _guard().on_contact(root)
     commands[argv[2]](root, argv[3:])
 
 

@@ -24,6 +24,7 @@ longer knows the machine: nothing bills) or ``failed``. A message never holds a 
 import datetime
 import hashlib
 import hmac
+import http.client
 import json
 import os
 import re
@@ -50,6 +51,8 @@ def execute(request, secret=None):
         raise Failed("unknown release kind %r" % kind)
     except Failed as e:
         return "failed", str(e)
+    except Exception as e:  # an answer that cannot be read: tried again later
+        return "failed", "%s: %s" % (type(e).__name__, e)
 
 
 # --- plain HTTPS with a bearer token -----------------------------------------------
@@ -151,7 +154,11 @@ class Imds:
     def __init__(self, endpoint):
         self.base = endpoint.rstrip("/") + "/latest/"
         status, token = _call(
-            "PUT", self.base + "api/token", None, {"X-aws-ec2-metadata-token-ttl-seconds": "300"}
+            "PUT",
+            self.base + "api/token",
+            None,
+            {"X-aws-ec2-metadata-token-ttl-seconds": "300"},
+            direct=True,
         )
         if status != 200:
             raise Failed("IMDS refused a token (%d)" % status)
@@ -213,14 +220,19 @@ def sigv4_headers(method, url, region, service, body, creds, when):
 # --- plumbing ----------------------------------------------------------------------
 
 
-def _call(method, url, data, headers):
+#: IMDS answers on the machine itself, never through a proxy (it refuses proxied calls)
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _call(method, url, data, headers, direct=False):
     req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    opener = _DIRECT if direct else urllib.request.build_opener()
     try:
-        with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:  # noqa: S310
+        with opener.open(req, timeout=TIMEOUT) as resp:
             return resp.status, resp.read(1 << 16).decode("utf-8", "replace")
     except urllib.error.HTTPError as e:
         return e.code, e.read(1 << 16).decode("utf-8", "replace")
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, http.client.HTTPException) as e:
         reason = getattr(e, "reason", None) or e
         raise Failed("cannot reach %s: %s" % (_where(url), reason)) from None
 

@@ -90,3 +90,22 @@ def test_a_killed_run_leaves_a_job_that_completes_and_a_pod_that_stops(fake, tmp
     assert (home / ".trainctl" / "work" / "checkpoints" / "done").read_text() == "ok"
     wait_for(lambda: stopped_by_itself(fake, pod_id), 5)
     assert os.path.getmtime(job_dir / "exit.json") <= time.time()
+
+
+def test_a_pod_started_again_gets_its_guard_again(fake):
+    tc = Trainctl()
+    options = CreateResourceOptions(gpu=GpuSpec("RTX4090", 1), name="again")
+    options.guards = GuardRequest.parse(max_duration="2h")
+    record = tc.create("runpod", options)
+    guard_dir = fake.pods[record.id].machine.home / ".trainctl" / "guard"
+    first = int((guard_dir / "pid").read_text())
+    tc.stop(record.name)  # a stopped pod runs nothing: its guard is gone
+    wait_for(lambda: not os.path.exists(f"/proc/{first}"), 10)
+    (guard_dir / "policy.json").unlink()  # a container disk that was reset
+    tc.start(record.name)
+    again = int((guard_dir / "pid").read_text())
+    assert again != first and os.path.exists(f"/proc/{again}")
+    policy = json.loads((guard_dir / "policy.json").read_text())
+    assert policy["deadline"] == record.guards["deadline"]
+    assert policy["release"]["action"] == "stop"
+    tc.terminate(record.name)

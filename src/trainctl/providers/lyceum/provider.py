@@ -400,8 +400,7 @@ class LyceumProvider(SelfRelease, TrainingProvider):
         return Release("terminate", request, secret=secret)
 
     def forget_release(self, resource_id: str) -> None:
-        while self.client.revoke_api_key(_guard_key(resource_id)):
-            pass  # one per guard set up on this VM
+        self.client.revoke_api_key(_guard_key(resource_id))  # every key of that name
 
     def terminate(self, resource_id: str) -> ResourceStatus:
         try:
