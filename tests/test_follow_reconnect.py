@@ -45,11 +45,11 @@ def configure(home, timeout: float) -> None:
     )
 
 
-def start_run(server: SSHServer, machine: Machine, project, out) -> Cli:
+def start_run(server: SSHServer, machine: Machine, project, out, *flags: str) -> Cli:
     return Cli(
         "run", "-p", "ssh", "--host", machine.target, "--key", str(server.client_key),
         "--name", "box", "-w", str(project), "-o", "checkpoints", "--output-dir", str(out),
-        "-e", f"RELEASE={machine.home / 'release'}", "--", "python3", "job.py",
+        "-e", f"RELEASE={machine.home / 'release'}", *flags, "--", "python3", "job.py",
     )  # fmt: skip
 
 
@@ -80,11 +80,12 @@ def test_run_rides_out_an_outage_longer_than_following_used_to(box, tmp_path, tr
 def test_giving_up_keeps_the_job_and_the_machine(box, tmp_path, trainctl_home):
     server, machine, project = box
     configure(trainctl_home, timeout=3)
-    run = start_run(server, machine, project, tmp_path / "out")
+    run = start_run(server, machine, project, tmp_path / "out", "--max-duration", "2h")
     run.wait_for(run.out, "epoch 1 done")
     outage(server, machine)
     assert run.finish(timeout=60) == 1, run.stderr
     assert "gave up following" in run.stderr
+    assert "It stays under its guards: deadline in " in run.stderr
     (kept,) = trainctl("list", "--json").json()["resources"]
     assert kept["name"] == "box"
     jobs = [line for line in run.err if line.startswith("job j-")]
