@@ -23,16 +23,13 @@ from __future__ import annotations
 import os
 import re
 import sys
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-TESTS = Path(__file__).resolve().parents[1] / "tests"
-for _path in (TESTS, *(TESTS / "providers" / p for p in ("aws", "runpod", "lyceum"))):
-    sys.path.insert(0, str(_path))
+from fake_env import Env, fresh_home  # noqa: E402 - also puts the tests' helpers on sys.path
 
 from trainctl import api  # noqa: E402
 from trainctl.remote.ssh import SSHRemote  # noqa: E402
@@ -136,15 +133,6 @@ def one_run(
     return result
 
 
-def fresh_home() -> Path:
-    home = Path(tempfile.mkdtemp(prefix="trainctl-bench-"))
-    os.environ["TRAINCTL_HOME"] = str(home / "trainctl")
-    user_home = home / "user"
-    user_home.mkdir()
-    os.environ["HOME"] = str(user_home)
-    return home
-
-
 def bench_runpod(sshd: Any) -> Tally:
     from fake_runpod import FakeRunPod
     from trainctl.providers.runpod import RunPodProvider
@@ -195,13 +183,6 @@ def bench_aws() -> Tally:
     from trainctl.providers.aws import AwsProvider
     from trainctl.providers.aws.session import client
     from trainctl.providers.aws.ssm import SSMRemote
-
-    class Env:
-        def setenv(self, key: str, value: str) -> None:
-            os.environ[key] = value
-
-        def delenv(self, key: str, raising: bool = True) -> None:
-            os.environ.pop(key, None)
 
     region = "us-east-2"
     tally = Tally()

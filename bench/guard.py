@@ -20,16 +20,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-TESTS = Path(__file__).resolve().parents[1] / "tests"
-for _path in (TESTS, *(TESTS / "providers" / p for p in ("aws", "runpod", "lyceum"))):
-    sys.path.insert(0, str(_path))
+from fake_env import Env, fresh_home  # noqa: E402 - also puts the tests' helpers on sys.path
 
 from trainctl.api import Trainctl  # noqa: E402
 from trainctl.guards import GuardRequest  # noqa: E402
@@ -38,13 +35,6 @@ from trainctl.runtime.client import JobRuntime  # noqa: E402
 from trainctl.types import CreateResourceOptions, GpuSpec  # noqa: E402
 
 DURATION = "6s"
-
-
-def fresh_home() -> None:
-    home = Path(tempfile.mkdtemp(prefix="trainctl-bench-"))
-    os.environ["TRAINCTL_HOME"] = str(home / "trainctl")
-    (home / "user").mkdir()
-    os.environ["HOME"] = str(home / "user")
 
 
 def watch(released: Callable[[], bool], deadline: float, limit: float = 60.0) -> float:
@@ -99,13 +89,6 @@ def bench_lyceum(sshd: Any) -> float:
 def bench_aws() -> float:
     import aws_support
     from trainctl.providers.aws import AwsProvider
-
-    class Env:
-        def setenv(self, key: str, value: str) -> None:
-            os.environ[key] = value
-
-        def delenv(self, key: str, raising: bool = True) -> None:
-            os.environ.pop(key, None)
 
     region = "us-east-2"
     fresh_home()

@@ -262,7 +262,6 @@ class Trainctl:
                 options.guards,
                 current=current,
                 releases=releases,
-                default_release=releases[0] if releases else None,
                 default_idle=default_idle,
                 what=f"{record.provider} machine {record.name}",
             )
@@ -359,7 +358,6 @@ class Trainctl:
             request,
             current=base,
             releases=releases,
-            default_release=releases[0] if releases else None,
             default_idle=None,
             what=f"{record.provider} machine {record.name}",
         )
@@ -1032,7 +1030,6 @@ def _check_guards(provider: TrainingProvider, options: CreateResourceOptions) ->
         options.guards,
         current=Guards(time.time(), hourly=1.0 if releases else None),
         releases=releases,
-        default_release=releases[0] if releases else None,
         default_idle=None,
         what=f"a {provider.name} machine",
     )

@@ -230,13 +230,13 @@ def resolve(
     *,
     current: Guards,
     releases: tuple[str, ...],
-    default_release: str | None,
     default_idle: float | None,
     what: str,
 ) -> Guards:
     """``current`` with ``request`` applied. ``releases``: what the provider can do
-    to this machine (none: it has nothing to release); ``default_idle`` applies when
-    the machine has no idle stop yet and none was asked for (a new machine)."""
+    to this machine, the default first (none: it has nothing to release);
+    ``default_idle`` applies when the machine has no idle stop yet and none was asked
+    for (a new machine)."""
     if request.release is not None:
         if not releases:
             raise BadInput(f"{what} has nothing to release: --release does not apply")
@@ -248,7 +248,7 @@ def resolve(
                 hint=f"--release {' or '.join(releases)}",
             )
     guards = Guards(**current.to_dict())
-    guards.release = (request.release or current.release or default_release) if releases else None
+    guards.release = (request.release or current.release or releases[0]) if releases else None
     if not releases:
         guards.idle_stop = None  # nothing to release when idle (the caller warns)
     elif request.idle_stop is not None:
