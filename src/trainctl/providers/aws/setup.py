@@ -266,36 +266,18 @@ def _role(iam: Any, names: Names, partition: str, report: SetupReport, say: Prog
         what = f"policy {SSM_CORE_POLICY} on role {names.role} (it grants more than needed)"
         report.removed.append(what)
         say(f"removed {what}")
-    made = _get_inline(iam, names.role, AGENT_POLICY_NAME) != AGENT_POLICY
-    if made:
-        iam.put_role_policy(
-            RoleName=names.role,
-            PolicyName=AGENT_POLICY_NAME,
-            PolicyDocument=json.dumps(AGENT_POLICY),
-        )
+    made = _put_inline(iam, names.role, AGENT_POLICY_NAME, AGENT_POLICY)
     _note(report, say, made, f"policy {AGENT_POLICY_NAME} (SSM agent messaging only)")
 
     # The role serves every region: it keeps the buckets it already allows.
     current = _get_inline(iam, names.role, STAGING_POLICY_NAME)
     buckets = {names.bucket} | (_policy_buckets(current) if current else set())
     wanted = staging_policy(sorted(buckets), partition)
-    made = current != wanted
-    if made:
-        iam.put_role_policy(
-            RoleName=names.role,
-            PolicyName=STAGING_POLICY_NAME,
-            PolicyDocument=json.dumps(wanted),
-        )
+    made = _put_inline(iam, names.role, STAGING_POLICY_NAME, wanted, current=current)
     _note(report, say, made, f"policy {STAGING_POLICY_NAME} (each machine's own prefix only)")
 
     wanted = release_policy(names.account, partition)
-    made = _get_inline(iam, names.role, RELEASE_POLICY_NAME) != wanted
-    if made:
-        iam.put_role_policy(
-            RoleName=names.role,
-            PolicyName=RELEASE_POLICY_NAME,
-            PolicyDocument=json.dumps(wanted),
-        )
+    made = _put_inline(iam, names.role, RELEASE_POLICY_NAME, wanted)
     _note(
         report, say, made, f"policy {RELEASE_POLICY_NAME} (stop or terminate trainctl's instances)"
     )
@@ -320,6 +302,19 @@ def _role(iam: Any, names: Names, partition: str, report: SetupReport, say: Prog
             )
         iam.add_role_to_instance_profile(InstanceProfileName=names.profile, RoleName=names.role)
         _note(report, say, True, f"role {names.role} in instance profile {names.profile}")
+
+
+def _put_inline(
+    iam: Any, role: str, name: str, wanted: dict[str, Any], *, current: Any = ...
+) -> bool:
+    """Make the role's inline policy ``name`` read ``wanted`` (``current``: what it
+    reads now, when already asked); whether it had to be written."""
+    if current is ...:
+        current = _get_inline(iam, role, name)
+    if current == wanted:
+        return False
+    iam.put_role_policy(RoleName=role, PolicyName=name, PolicyDocument=json.dumps(wanted))
+    return True
 
 
 def _get_inline(iam: Any, role: str, name: str) -> dict[str, Any] | None:
