@@ -37,7 +37,7 @@ _INSTALL = (
     "        shutil.rmtree(t)\n"
 )
 #: the files of the runtime, installed together in one directory
-RUNTIME_FILES = ("jobrunner.py", "guard.py", "release.py")
+RUNTIME_FILES = ("jobrunner.py", "guard.py", "release.py", "files.py")
 
 READ_CHUNK = 1 << 20
 POLL_SECONDS = 1.0
@@ -233,6 +233,18 @@ class JobRuntime:
     def guard_stop(self) -> dict[str, Any]:
         """Disarm the guard; it ends within its interval."""
         return self._call("guard-stop")
+
+    def files(self, path: str, *, unless: str | None = None, wait: float = 0.0) -> dict[str, Any]:
+        """The files under ``path`` on the machine (relative: in the work directory)
+        and which are settled, complete enough to take (``runtime/files.py``): with
+        ``unless`` and ``wait``, answered once they differ from the answer with that
+        digest, or after ``wait`` seconds."""
+        args = ["files", path]
+        if unless:
+            args += ["--unless", unless]
+        if wait:
+            args += ["--wait", f"{wait:g}"]
+        return self._call(*args)
 
     def read(self, job_id: str, offset: int = 0, limit: int = READ_CHUNK) -> bytes:
         """Log bytes from ``offset``: at most ``limit``, and no more than the Remote's

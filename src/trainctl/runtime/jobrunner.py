@@ -679,6 +679,18 @@ def cmd_tail(root, args):
         time.sleep(0.02)
 
 
+def cmd_files(root, args):
+    """files DIR [--unless DIGEST] [--wait SECONDS]: DIR's files (relative to the work
+    directory unless absolute) with which are settled (see files.py); with --wait, the
+    answer comes once they differ from the answer whose digest is DIGEST, or after
+    SECONDS."""
+    files = _sibling("files")
+    opts = {args[i]: args[i + 1] for i in range(1, len(args) - 1, 2)}
+    path = args[0] if os.path.isabs(args[0]) else os.path.join(root.work, args[0])
+    wait = min(float(opts.get("--wait", 0)), 60.0)
+    print(json.dumps(files.watch(path, opts.get("--unless"), wait)))
+
+
 def cmd_touch(root, args):
     """touch: nothing but the contact every command makes (a client is still here)."""
     print("{}")
@@ -693,16 +705,21 @@ COMMANDS = {
     "cancel": cmd_cancel,
     "read": cmd_read,
     "tail": cmd_tail,
+    "files": cmd_files,
 }
 
 
+def _sibling(name):
+    """A module of the runtime, next to this file (imported late: guard imports this one)."""
+    import importlib
+
+    if __package__:  # imported as part of the trainctl package
+        return importlib.import_module("." + name, __package__)
+    return importlib.import_module(name)
+
+
 def _guard():
-    """The guard module, next to this file (imported late: it imports this one)."""
-    try:
-        from . import guard
-    except ImportError:
-        import guard
-    return guard
+    return _sibling("guard")
 
 
 def main(argv):
