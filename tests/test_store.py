@@ -56,7 +56,12 @@ def test_abandon_and_forget(tmp_path):
         store.resource("b"), TrainingStatus("j-1", "r-2", ExecutionStatus.RUNNING, command=["x"])
     )
     store.forget("r-2")
-    assert store.resources() == [] and store.job("j-1") is None
+    assert store.resources() == []
+    run = store.job("j-1")  # a run outlives its machine, ended by its release
+    assert run is not None and run.machine == "b"
+    assert (run.status, run.ended_by, run.how) == ("cancelled", "released", "released")
+    assert run.ended_at is not None
+    assert store.machine("r-2").ended_at is not None
 
 
 def test_jobs_recorded_and_updated(tmp_path):
@@ -291,3 +296,80 @@ def test_stop_on_a_read_only_store_leaves_the_pod_running(runpod_cli, trainctl_h
     assert runpod_cli.pods[pod_id].data["status"] == "RUNNING"
     (trainctl_home / "state.db").chmod(0o600)
     assert run_cli("terminate", "rp", "-y").code == 0
+
+
+def test_runs_keep_the_offer_the_job_and_the_code(tmp_path):
+    from trainctl.types import TrainingJob
+
+    store = Store(tmp_path / "s.db")
+    store.finish_create(store.begin_create("fake", "exp", spot=True), status("r-3"))
+    job = TrainingJob(["python", "t.py"], env={"LR": "0.1", "WANDB_KEY": "secret"})
+    started = datetime(2026, 1, 1, 1, tzinfo=timezone.utc)
+    store.add_job(
+        store.resource("exp"),
+        TrainingStatus("j-9", "r-3", ExecutionStatus.RUNNING, started_at=started),
+        job=job,
+        git=("abc123", True),
+    )
+    run = store.job("j-9")
+    assert (run.machine, run.instance_type, run.price_per_hour) == ("exp", "t", 2.0)
+    assert run.command == ["python", "t.py"] and run.env_names == ["LR", "WANDB_KEY"]
+    assert (run.git_commit, run.git_dirty, run.checkpoint_dir) == ("abc123", True, "checkpoints")
+    ended = datetime(2026, 1, 1, 2, 30, tzinfo=timezone.utc)
+    store.update_job(
+        TrainingStatus("j-9", "r-3", ExecutionStatus.CANCELLED, ended_at=ended, ended_by="deadline")
+    )
+    run = store.job("j-9")
+    assert run.how == "deadline" and run.hours() == 1.5 and run.cost() == 3.0
+    assert "secret" not in sqlite3.connect(tmp_path / "s.db").iterdump().__str__()
+    assert [r.id for r in store.runs(status="deadline")] == ["j-9"]
+    assert store.runs(machine="other") == []
+
+
+def test_history_leaves_stopped_time_out_of_the_cost(tmp_path, monkeypatch):
+    import trainctl.store as store_module
+
+    clock = {"hour": 1}
+    monkeypatch.setattr(store_module, "_now", lambda: f"2026-01-01T{clock['hour']:02d}:00:00+00:00")
+    store = Store(tmp_path / "s.db")
+    store.finish_create(store.begin_create("fake", "exp"), status("r-4"))  # launched 00:00
+    started = status("r-4", ResourceState.RUNNING)
+    started.launch_time = None
+    for hour, seen in (
+        (2, ResourceState.STOPPED),
+        (3, None),
+        (5, ResourceState.STOPPED),
+        (6, None),
+    ):
+        clock["hour"] = hour
+        store.update_status(status("r-4", seen) if seen else started)
+    clock["hour"] = 7
+    store.forget("r-4")
+    machine = store.machine("r-4")
+    assert machine.hours() == 2 + 2 + 1 and machine.cost() == 10.0
+    assert machine.ended_at == "2026-01-01T07:00:00+00:00"
+
+
+def test_a_store_made_before_runs_were_kept_gains_them(tmp_path):
+    path = tmp_path / "s.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('schema_version', '1');
+        CREATE TABLE resources (id TEXT PRIMARY KEY, provider TEXT NOT NULL,
+            name TEXT NOT NULL UNIQUE, instance_type TEXT, gpu TEXT,
+            gpu_count INTEGER NOT NULL DEFAULT 0, spot INTEGER NOT NULL DEFAULT 0,
+            region TEXT, created_at TEXT NOT NULL, launched_at TEXT, price_per_hour REAL,
+            state TEXT NOT NULL, reason TEXT, updated_at TEXT NOT NULL);
+        CREATE TABLE jobs (id TEXT PRIMARY KEY, resource_id TEXT NOT NULL,
+            provider TEXT NOT NULL, command TEXT NOT NULL, started_at TEXT, ended_at TEXT,
+            exit_code INTEGER, status TEXT NOT NULL);
+        INSERT INTO jobs VALUES ('j-old', 'r-0', 'fake', '["x"]', NULL, NULL, 0, 'completed');
+        """
+    )
+    old.close()
+    store = Store(path)
+    run = store.job("j-old")
+    assert run.status == "completed" and run.machine is None and run.env_names == []
+    assert [r.id for r in store.runs()] == ["j-old"] and store.machines() == []

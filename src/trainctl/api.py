@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import interrupts, registry
+from . import interrupts, registry, runs
 from .capabilities import Capability, require
 from .errors import (
     BadInput,
@@ -48,7 +48,7 @@ from .home import load_config
 from .provider import TAG_NAME, SelfRelease, StopStart, TrainingProvider
 from .remote.base import Progress
 from .runtime.client import JobRuntime, OutputSink
-from .store import REQUEST_GRACE_SECONDS, ResourceRecord, Store
+from .store import REQUEST_GRACE_SECONDS, JobRecord, ResourceRecord, Store
 from .types import (
     CreateResourceOptions,
     ExecutionStatus,
@@ -428,6 +428,8 @@ class Trainctl:
             status = ResourceStatus(record.id, record.provider, ResourceState.TERMINATED)
             status.reason = "the provider no longer knows this resource"
         self.store.update_status(status)
+        if status.state is ResourceState.RUNNING:
+            self._logs_home(record, provider)
         return status
 
     def list(
@@ -584,6 +586,11 @@ class Trainctl:
         if not record.confirmed:
             record = self._settle_intent(record)
         provider = self.provider(record.provider)
+        if record.state == ResourceState.RUNNING.value:
+            for job_id in self._logs_home(record, provider):
+                self.warn(
+                    f"the log of {job_id} is not all at home: the rest goes with {record.name}"
+                )
         if record.guards is not None and not isinstance(provider, SelfRelease):
             # nothing is released: the guard would live on with the machine
             with contextlib.suppress(TrainctlError), self._connected(record, provider) as rt:
@@ -696,9 +703,10 @@ class Trainctl:
                 f"the deadline of {record.name} has passed: its guard would end the job at once",
                 hint=f"`trainctl autostop {record.name} --max-duration DURATION` moves it",
             )
+        git = runs.git_state(job.workdir)
         with self._connected(record, provider) as rt:
             status = provider.train(record.id, job, progress=progress, runtime=rt)
-        self.store.add_job(record, status)
+        self.store.add_job(record, status, job=job, git=git)
         return status
 
     def find_job(self, ref: str) -> tuple[ResourceRecord, TrainingProvider, str | None]:
@@ -728,6 +736,10 @@ class Trainctl:
         While following, a machine that cannot be reached is retried with backoff
         for as long as its provider says it runs (see ``Reconnect``); giving up
         raises ``FollowGaveUp`` and leaves the job and the machine as they are."""
+        saved = self.past_run(ref)
+        if saved is not None:
+            runs.read_saved(saved.id, offset, sink or (lambda _b: None))
+            return saved.to_status()
         record, provider, job_id = self.find_job(ref)
         on_drop = None
         if follow:
@@ -741,17 +753,80 @@ class Trainctl:
             on_drop = dropped
 
         with self._connected(record, provider) as rt:
+            if job_id is None:
+                job_id = provider._newest_job(rt)
             status = provider.monitor(
                 record.id,
                 job_id,
                 follow=follow,
-                sink=sink,
+                sink=runs.LogCopy(job_id, offset, sink),
                 offset=offset,
                 on_drop=on_drop,
                 runtime=rt,
             )
         self._record_job(record, status)
+        self._note_log(status)
         return status
+
+    def past_run(self, ref: str) -> JobRecord | None:
+        """The run ``ref`` means when its machine is gone: a job id whose machine has no
+        live record, or the name of a gone machine (its newest run). None otherwise."""
+        run = self.store.job(ref)
+        if run is None:
+            if self._live(ref) is not None:
+                return None
+            found = self.store.runs(machine=ref)
+            run = found[0] if found else None
+        if run is None or self._live(run.resource_id) is not None:
+            return None
+        return run
+
+    def _live(self, ref: str) -> ResourceRecord | None:
+        """The record of a machine that may still be there (not one seen terminated)."""
+        try:
+            record = self.store.resource(ref)
+        except NotFound:
+            return None
+        return None if record.state == ResourceState.TERMINATED.value else record
+
+    def _note_log(self, status: TrainingStatus) -> None:
+        """Mark the run's log complete once all of it is at home."""
+        if status.status.is_final and runs.saved(status.job_id) >= status.log_size:
+            self.store.set_log_complete(status.job_id)
+
+    def _bring_logs(self, rt: JobRuntime, statuses: list[TrainingStatus]) -> list[str]:
+        """Fetch what is missing at home of these jobs' logs; returns the ids of those
+        whose log is still not complete at home (a read failed)."""
+        missing = []
+        for status in statuses:
+            run = self.store.job(status.job_id)
+            if run is None or run.log_complete:
+                continue
+            have = runs.saved(status.job_id)
+            try:
+                copy = runs.LogCopy(status.job_id, have, None)
+                while have < status.log_size and (chunk := rt.read(status.job_id, have)):
+                    copy(chunk)
+                    have += len(chunk)
+            except (TrainctlError, OSError) as e:
+                log.info("the log of %s did not all come home: %s", status.job_id, e)
+                missing.append(status.job_id)
+                continue
+            self._note_log(status)
+        return missing
+
+    def _logs_home(self, record: ResourceRecord, provider: TrainingProvider) -> list[str]:
+        """On a contact with a live machine: bring home what is missing of its runs'
+        logs. Connects only when a run of it has an incomplete log; a machine that
+        cannot be reached keeps what is missing there (returned: the job ids)."""
+        pending = [r for r in self.store.runs(resource_id=record.id) if not r.log_complete]
+        if not pending:
+            return []
+        try:
+            return self._jobs_of(record, provider)[1]
+        except TrainctlError as e:
+            log.info("%s: logs not brought home (%s)", record.name, e)
+            return [r.id for r in pending]
 
     def jobs(
         self, ref: str | None = None, *, on_error: Callable[[str], None] | None = None
@@ -759,29 +834,38 @@ class Trainctl:
         """Jobs on ``ref``, or on every live machine. Without ``ref``, a machine that
         cannot be asked is reported to ``on_error`` and the others still answer."""
         if ref:
+            if self._live(ref) is None and self.store.runs(machine=ref):
+                # a machine that is gone: its runs as recorded
+                return [r.to_status() for r in reversed(self.store.runs(machine=ref))]
             record, provider = self._resolve(ref)
-            with self._connected(record, provider) as rt:
-                found = provider.jobs(record.id, runtime=rt)
-            for status in found:
-                self._record_job(record, status)
-            return found
+            return self._jobs_of(record, provider)[0]
         found = []
         for record in self.store.resources():
             if not record.confirmed or record.state == ResourceState.TERMINATED.value:
                 continue
             provider = self.provider(record.provider)
             try:
-                with self._connected(record, provider) as rt:
-                    statuses = provider.jobs(record.id, runtime=rt)
+                found += self._jobs_of(record, provider)[0]
             except TrainctlError as e:
                 if on_error is None:
                     raise
                 on_error(f"{record.name}: {e}")
-                continue
+        return found
+
+    def _jobs_of(
+        self, record: ResourceRecord, provider: TrainingProvider
+    ) -> tuple[list[TrainingStatus], list[str]]:
+        """The machine's jobs, recorded, with what is missing of their logs brought
+        home; and the ids of those whose log did not all come."""
+        with self._connected(record, provider) as rt:
+            statuses = provider.jobs(record.id, runtime=rt)
             for status in statuses:
                 self._record_job(record, status)
-                found.append(status)
-        return found
+            return statuses, self._bring_logs(rt, statuses)
+
+    def past_runs(self) -> list[JobRecord]:
+        """Runs whose machine is gone (released, or seen terminated), newest first."""
+        return [r for r in self.store.runs() if self._live(r.resource_id) is None]
 
     def cancel(self, job_id: str, grace: float = 10.0) -> TrainingStatus:
         record, provider, resolved = self.find_job(job_id)
@@ -808,9 +892,11 @@ class Trainctl:
     ) -> Path:
         record, provider = self._resolve(ref)
         with self._connected(record, provider) as rt:
-            return provider.download(
+            landed = provider.download(
                 record.id, remote_path, local_path, progress=progress, runtime=rt
             )
+        self._logs_home(record, provider)
+        return landed
 
 
 @dataclass

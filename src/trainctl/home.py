@@ -39,7 +39,7 @@ def home() -> Path:
 
 
 #: what trainctl keeps in its home
-_OURS = frozenset({"aws", "cache", "catalog", "local", "ssh", "config.toml"})
+_OURS = frozenset({"aws", "cache", "catalog", "local", "runs", "ssh", "config.toml"})
 
 
 def _only_ours(path: Path) -> bool:

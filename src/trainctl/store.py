@@ -23,14 +23,14 @@ import socket
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from .errors import BadInput, NotFound, OperationFailed
 from .home import home, load_config
-from .types import ResourceState, ResourceStatus, TrainingStatus
+from .types import ExecutionStatus, ResourceState, ResourceStatus, TrainingJob, TrainingStatus
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,48 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_by_resource ON jobs (resource_id);
 """
 
+#: what a run record holds beyond the first schema's jobs table: added to a store made
+#: before, so that its jobs become runs too
+_RUN_COLUMNS = {
+    "machine": "TEXT",
+    "instance_type": "TEXT",
+    "gpu": "TEXT",
+    "gpu_count": "INTEGER",
+    "spot": "INTEGER",
+    "region": "TEXT",
+    "env_names": "TEXT",
+    "workdir": "TEXT",
+    "git_commit": "TEXT",
+    "git_dirty": "INTEGER",
+    "checkpoint_dir": "TEXT",
+    "reason": "TEXT",
+    "ended_by": "TEXT",
+    "price_per_hour": "REAL",
+    "log_size": "INTEGER",
+    "log_complete": "INTEGER",
+    "recorded_at": "TEXT",
+}
+
+# Every machine trainctl rented, kept after its release: what it cost.
+_MACHINES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS machine_history (
+    id TEXT PRIMARY KEY,
+    provider TEXT NOT NULL,
+    name TEXT NOT NULL,
+    instance_type TEXT,
+    gpu TEXT,
+    gpu_count INTEGER NOT NULL DEFAULT 0,
+    spot INTEGER NOT NULL DEFAULT 0,
+    region TEXT,
+    price_per_hour REAL,
+    launched_at TEXT NOT NULL,
+    ended_at TEXT,
+    periods TEXT NOT NULL,
+    billed REAL,
+    updated_at TEXT NOT NULL
+)
+"""
+
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
@@ -220,6 +262,8 @@ class ResourceRecord:
 
 @dataclass
 class JobRecord:
+    """A run: one job, kept after its machine is released (never dropped with it)."""
+
     id: str
     resource_id: str
     provider: str
@@ -228,9 +272,131 @@ class JobRecord:
     ended_at: str | None
     exit_code: int | None
     status: str
+    #: the machine's name, and the offer it was rented as
+    machine: str | None = None
+    instance_type: str | None = None
+    gpu: str | None = None
+    gpu_count: int | None = None
+    spot: bool = False
+    region: str | None = None
+    #: the names of the job's environment values (never the values)
+    env_names: list[str] = field(default_factory=list)
+    workdir: str | None = None
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+    checkpoint_dir: str | None = None
+    reason: str | None = None
+    #: what ended the job when trainctl or the guard did: "deadline", "spend cap",
+    #: "released" (its machine was released under it)
+    ended_by: str | None = None
+    price_per_hour: float | None = None
+    #: the log's size on the machine when last seen, and whether all of it is at home
+    log_size: int | None = None
+    log_complete: bool = False
+    recorded_at: str | None = None
+
+    @property
+    def final(self) -> bool:
+        return ExecutionStatus(self.status).is_final
+
+    @property
+    def how(self) -> str:
+        """How it ended (or that it has not): its status, or what ended it."""
+        return self.ended_by or self.status
+
+    def hours(self, now: datetime | None = None) -> float | None:
+        if not self.started_at:
+            return None
+        end = datetime.fromisoformat(self.ended_at) if self.ended_at else None
+        if end is None and self.final:
+            return None  # ended at a time nobody saw
+        delta = (end or now or datetime.now(timezone.utc)) - datetime.fromisoformat(self.started_at)
+        return max(delta.total_seconds(), 0.0) / 3600
+
+    def cost(self, now: datetime | None = None) -> float | None:
+        """The machine's hourly price over the run's time (the machine's own cost also
+        counts the time around its runs)."""
+        hours = self.hours(now)
+        if hours is None or self.price_per_hour is None:
+            return None
+        return round(self.price_per_hour * hours, 4)
+
+    def to_status(self) -> TrainingStatus:
+        """The job as last recorded."""
+        return TrainingStatus(
+            job_id=self.id,
+            resource_id=self.resource_id,
+            status=ExecutionStatus(self.status),
+            exit_code=self.exit_code,
+            reason=self.reason,
+            command=self.command,
+            started_at=datetime.fromisoformat(self.started_at) if self.started_at else None,
+            ended_at=datetime.fromisoformat(self.ended_at) if self.ended_at else None,
+            log_size=self.log_size or 0,
+            ended_by=self.ended_by if self.ended_by != RELEASED else None,
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["how"] = self.how
+        d["hours"] = None if self.hours() is None else round(self.hours() or 0.0, 4)
+        d["cost"] = self.cost()
+        return d
+
+
+#: ``JobRecord.ended_by`` of a job whose machine was released while it ran
+RELEASED = "released"
+
+
+@dataclass
+class MachineRecord:
+    """A machine trainctl rented, as the history keeps it: when it billed."""
+
+    id: str
+    provider: str
+    name: str
+    instance_type: str | None
+    gpu: str | None
+    gpu_count: int
+    spot: bool
+    region: str | None
+    price_per_hour: float | None
+    launched_at: str
+    ended_at: str | None
+    #: when it billed: [start, end] pairs, the last one's end None while it runs
+    periods: list[list[str | None]]
+    #: what the provider says it billed, where its API says (Lyceum's ``croesus_billed``)
+    billed: float | None
+    updated_at: str
+
+    def hours(self, now: datetime | None = None, since: datetime | None = None) -> float:
+        """Hours billed (since ``since``): running time, stopped time left out."""
+        now = now or datetime.now(timezone.utc)
+        total = 0.0
+        for start, end in self.periods:
+            assert start is not None
+            begin = datetime.fromisoformat(start)
+            if since is not None:
+                begin = max(begin, since)
+            stop = datetime.fromisoformat(end) if end else now
+            total += max((stop - begin).total_seconds(), 0.0)
+        return total / 3600
+
+    def cost(self, now: datetime | None = None, since: datetime | None = None) -> float | None:
+        """The provider's billed amount where it gives one (for the whole life of the
+        machine), else price times the hours billed since ``since``."""
+        whole = since is None or datetime.fromisoformat(self.launched_at) >= since
+        if self.billed is not None and whole:
+            return round(self.billed, 4)
+        if self.price_per_hour is None:
+            return None
+        return round(self.price_per_hour * self.hours(now, since), 4)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["hours"] = round(self.hours(), 4)
+        d["cost"] = self.cost()
+        return d
 
 
 class Store:
@@ -242,6 +408,8 @@ class Store:
         #: intents begun by this process: id -> (provider, name, created_at)
         self._begun: dict[str, tuple[str, str, str]] = {}
         self._intents_ready = False
+        #: the columns of the jobs table (a read-only store made before may lack some)
+        self._run_columns: set[str] = set()
 
     @property
     def db(self) -> _Db:
@@ -283,11 +451,20 @@ class Store:
                 f"trainctl understands ({SCHEMA_VERSION})",
                 hint="upgrade trainctl",
             )
-        elif not self.read_only:
+        if not self.read_only:
             columns = {r[1] for r in db.execute("PRAGMA table_info(resources)")}
             for column in ("connection", "guards"):  # a store made before they were kept
                 if column not in columns:
                     db.execute(f"ALTER TABLE resources ADD COLUMN {column} TEXT")
+            columns = {r[1] for r in db.execute("PRAGMA table_info(jobs)")}
+            for column, kind in _RUN_COLUMNS.items():
+                if column not in columns:
+                    db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
+            db.execute(_MACHINES_SCHEMA)
+        elif not db.execute("SELECT 1 FROM sqlite_master WHERE name='machine_history'").fetchone():
+            # a read-only store made before the history was kept: an empty stand-in
+            db.execute(_MACHINES_SCHEMA.replace("TABLE", "TEMP TABLE", 1))
+        self._run_columns = {r[1] for r in db.execute("PRAGMA table_info(jobs)")}
         return db
 
     def close(self) -> None:
@@ -410,7 +587,10 @@ class Store:
             if not done:
                 self._reinsert(intent, status, values)
         self._begun.pop(intent, None)
-        return self.resource(status.id)
+        record = self.resource(status.id)
+        if record.confirmed and status.state is not ResourceState.UNKNOWN:
+            self._open_history(record)
+        return record
 
     def _reinsert(self, intent: str, status: ResourceStatus, values: tuple) -> None:
         provider, name, created = self._begun.get(intent) or (
@@ -472,6 +652,7 @@ class Store:
         self.db.execute(
             f"UPDATE resources SET {', '.join(fields)} WHERE id=?", (*values, status.id)
         )
+        self._note_state(status)
 
     def set_guards(self, resource_id: str, guards: dict[str, Any] | None) -> None:
         self.db.execute(
@@ -480,9 +661,11 @@ class Store:
         )
 
     def forget(self, resource_id: str) -> None:
-        """Delete a record (only once the provider confirmed termination)."""
+        """Delete a machine's record (only once the provider confirmed termination).
+        Its runs and its history stay: runs still running end as ``RELEASED``."""
         with _transaction(self.db):
-            self.db.execute("DELETE FROM jobs WHERE resource_id=?", (resource_id,))
+            self.end_runs(resource_id, how=RELEASED, reason="ended by releasing its machine")
+            self._close_history(resource_id)
             self.db.execute("DELETE FROM resources WHERE id=?", (resource_id,))
 
     def _find(self, column: str, value: str) -> ResourceRecord | None:
@@ -502,41 +685,218 @@ class Store:
             query, args = query + " WHERE provider=?", (provider,)
         return [_resource(r) for r in self.db.execute(query + " ORDER BY created_at", args)]
 
-    # --- jobs --------------------------------------------------------------------
+    # --- runs (the jobs table) ---------------------------------------------------
 
-    def add_job(self, record: ResourceRecord, status: TrainingStatus) -> None:
+    def add_job(
+        self,
+        record: ResourceRecord,
+        status: TrainingStatus,
+        *,
+        job: TrainingJob | None = None,
+        git: tuple[str, bool] | None = None,
+    ) -> None:
+        """Record a run: the job as started (``job``: what was asked, when this
+        process started it; ``git``: the workdir's commit and whether it was dirty)."""
+        values: dict[str, Any] = {
+            "id": status.job_id,
+            "resource_id": record.id,
+            "provider": record.provider,
+            "command": json.dumps(status.command or (job.command if job else [])),
+            "started_at": _iso(status.started_at),
+            "ended_at": _iso(status.ended_at),
+            "exit_code": status.exit_code,
+            "status": status.status.value,
+            "machine": record.name,
+            "instance_type": record.instance_type,
+            "gpu": record.gpu,
+            "gpu_count": record.gpu_count,
+            "spot": int(record.spot),
+            "region": record.region,
+            "reason": status.reason,
+            "ended_by": status.ended_by,
+            "price_per_hour": record.price_per_hour,
+            "log_size": status.log_size,
+            "log_complete": 0,
+            "recorded_at": _now(),
+        }
+        if job is not None:
+            values.update(
+                env_names=json.dumps(sorted(job.env)),
+                workdir=job.workdir,
+                checkpoint_dir=job.checkpoint_dir,
+            )
+        if git is not None:
+            values.update(git_commit=git[0], git_dirty=int(git[1]))
+        values = {k: v for k, v in values.items() if k in self._columns()}
+        names = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
         self.db.execute(
-            "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                status.job_id,
-                record.id,
-                record.provider,
-                json.dumps(status.command),
-                _iso(status.started_at),
-                _iso(status.ended_at),
-                status.exit_code,
-                status.status.value,
-            ),
+            f"INSERT OR REPLACE INTO jobs ({names}) VALUES ({marks})", (*values.values(),)
         )
+
+    def _columns(self) -> set[str]:
+        if self._db is None:
+            self._db = self._open()
+        return self._run_columns
 
     def update_job(self, status: TrainingStatus) -> None:
         if self._cache_is_read_only(f"the state of job {status.job_id}"):
             return
         self.db.execute(
             "UPDATE jobs SET status=?, exit_code=?, started_at=COALESCE(?, started_at),"
-            " ended_at=COALESCE(?, ended_at) WHERE id=?",
+            " ended_at=COALESCE(?, ended_at), reason=?, ended_by=COALESCE(?, ended_by),"
+            " log_size=MAX(COALESCE(log_size, 0), ?) WHERE id=?",
             (
                 status.status.value,
                 status.exit_code,
                 _iso(status.started_at),
                 _iso(status.ended_at),
+                status.reason,
+                status.ended_by,
+                status.log_size,
                 status.job_id,
             ),
         )
 
+    def set_log_complete(self, job_id: str) -> None:
+        if not self._cache_is_read_only(f"the log of job {job_id}"):
+            self.db.execute("UPDATE jobs SET log_complete=1 WHERE id=?", (job_id,))
+
     def job(self, job_id: str) -> JobRecord | None:
         row = self.db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
         return _job(row) if row else None
+
+    def runs(
+        self,
+        *,
+        machine: str | None = None,
+        resource_id: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+    ) -> list[JobRecord]:
+        """Run records, newest first: of a machine (by name, or by id), with a status or
+        an ``ended_by`` of ``status``, started (or recorded) since ``since``."""
+        where, args = [], []
+        if machine is not None:
+            where.append("machine=?")
+            args.append(machine)
+        if resource_id is not None:
+            where.append("resource_id=?")
+            args.append(resource_id)
+        if status is not None:
+            where.append("(status=? OR ended_by=?)")
+            args += [status, status]
+        query = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
+        found = [_job(r) for r in self.db.execute(query, args)]
+        if since is not None:
+            found = [r for r in found if _when(r) >= since]
+        return sorted(found, key=_when, reverse=True)
+
+    def end_runs(self, resource_id: str, *, how: str, reason: str) -> None:
+        """The runs of a machine that is gone and still recorded as running: ended now,
+        by ``how`` (``RELEASED`` when trainctl released it, else ``lost``)."""
+        if self._cache_is_read_only(f"the runs of {resource_id}"):
+            return
+        status = ExecutionStatus.CANCELLED if how == RELEASED else ExecutionStatus.LOST
+        self.db.execute(
+            "UPDATE jobs SET status=?, ended_by=?, reason=?, ended_at=COALESCE(ended_at, ?)"
+            " WHERE resource_id=? AND status IN ('pending', 'running')",
+            (status.value, how if how == RELEASED else None, reason, _now(), resource_id),
+        )
+
+    # --- the machines' history ---------------------------------------------------
+
+    def _open_history(self, record: ResourceRecord) -> None:
+        launched = record.launched_at or record.created_at
+        self.db.execute(
+            "INSERT OR IGNORE INTO machine_history (id, provider, name, instance_type, gpu,"
+            " gpu_count, spot, region, price_per_hour, launched_at, periods, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.id,
+                record.provider,
+                record.name,
+                record.instance_type,
+                record.gpu,
+                record.gpu_count,
+                int(record.spot),
+                record.region,
+                record.price_per_hour,
+                launched,
+                json.dumps([[launched, None]]),
+                _now(),
+            ),
+        )
+
+    def _note_state(self, status: ResourceStatus) -> None:
+        """Keep the machine's billed periods in step with its state: a period ends when
+        it is seen stopped or gone, and a new one begins when it is seen running again
+        (at its provider's launch time when that is later than the stop)."""
+        if status.state is ResourceState.TERMINATED:
+            self.end_runs(
+                status.id,
+                how=ExecutionStatus.LOST.value,
+                reason=f"its machine is gone: {status.provider} says it is terminated"
+                + (f" ({status.reason})" if status.reason else ""),
+            )
+        machine = self.machine(status.id)
+        if machine is None or machine.ended_at is not None:
+            return
+        periods = machine.periods
+        now = _now()
+        is_open = periods[-1][1] is None
+        if status.state in (ResourceState.STOPPED, ResourceState.TERMINATED) and is_open:
+            periods[-1][1] = now
+        elif status.state in (ResourceState.RUNNING, ResourceState.STARTING) and not is_open:
+            began = _iso(status.launch_time)
+            stopped = periods[-1][1] or now
+            periods.append([began if began and began > stopped else now, None])
+        ended = now if status.state is ResourceState.TERMINATED else None
+        billed = status.details.get("billed_usd")
+        self.db.execute(
+            "UPDATE machine_history SET periods=?, ended_at=COALESCE(?, ended_at),"
+            " billed=COALESCE(?, billed), price_per_hour=COALESCE(?, price_per_hour),"
+            " updated_at=? WHERE id=?",
+            (
+                json.dumps(periods),
+                ended,
+                billed if isinstance(billed, int | float) else None,
+                status.cost_per_hour,
+                now,
+                status.id,
+            ),
+        )
+
+    def _close_history(self, resource_id: str) -> None:
+        machine = self.machine(resource_id)
+        if machine is None or machine.ended_at is not None:
+            return
+        now = _now()
+        if machine.periods[-1][1] is None:
+            machine.periods[-1][1] = now
+        self.db.execute(
+            "UPDATE machine_history SET periods=?, ended_at=?, updated_at=? WHERE id=?",
+            (json.dumps(machine.periods), now, now, resource_id),
+        )
+
+    def machine(self, resource_id: str) -> MachineRecord | None:
+        row = self.db.execute("SELECT * FROM machine_history WHERE id=?", (resource_id,)).fetchone()
+        return _machine(row) if row else None
+
+    def machines(self, *, since: datetime | None = None) -> list[MachineRecord]:
+        """Every machine in the history (released ones included), newest first."""
+        found = [_machine(r) for r in self.db.execute("SELECT * FROM machine_history")]
+        if since is not None:
+            found = [
+                m
+                for m in found
+                if m.ended_at is None or datetime.fromisoformat(m.ended_at) >= since
+            ]
+        return sorted(found, key=lambda m: m.launched_at, reverse=True)
+
+
+def _when(run: JobRecord) -> datetime:
+    return datetime.fromisoformat(run.started_at or run.recorded_at or "1970-01-01T00:00:00+00:00")
 
 
 def _connect(target: str, timeout: float, *, uri: bool = False) -> sqlite3.Connection:
@@ -657,6 +1017,20 @@ def _connection(status: ResourceStatus) -> str | None:
 
 
 def _job(row: sqlite3.Row) -> JobRecord:
-    d = dict(row)
+    d = {k: v for k, v in dict(row).items() if v is not None}
     d["command"] = json.loads(d["command"])
+    d["env_names"] = json.loads(d.get("env_names") or "[]")
+    for flag in ("spot", "git_dirty", "log_complete"):
+        if flag in d:
+            d[flag] = bool(d[flag])
+    d.setdefault("started_at", None)
+    d.setdefault("ended_at", None)
+    d.setdefault("exit_code", None)
     return JobRecord(**d)
+
+
+def _machine(row: sqlite3.Row) -> MachineRecord:
+    d = dict(row)
+    d["spot"] = bool(d["spot"])
+    d["periods"] = json.loads(d["periods"])
+    return MachineRecord(**d)

@@ -3,14 +3,16 @@
 The rate is the price the machine was rented at, as its provider reported it at
 create time (spot or not); when a provider reported none, the catalog's price for
 the same instance type, GPU count and market stands in, marked as such. Spend so
-far is that rate times the hours since the real launch time."""
+far is that rate times the hours billed: from the real launch time, less the time the
+machine was stopped (its history in the store), or since launch where no history is
+kept."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from ..store import CREATING, ResourceRecord
+from ..store import CREATING, MachineRecord, ResourceRecord
 from ..types import ResourceState, ResourceStatus
 from . import query, sources
 
@@ -55,9 +57,11 @@ class Rented:
     spot: bool
     price_per_hour: float | None
     launched: datetime | None
+    #: hours billed so far where the history knows them (stopped time left out)
+    billed_hours: float | None = None
 
     @classmethod
-    def of_record(cls, record: ResourceRecord) -> Rented:
+    def of_record(cls, record: ResourceRecord, history: MachineRecord | None = None) -> Rented:
         return cls(
             record.provider,
             record.instance_type,
@@ -65,6 +69,7 @@ class Rented:
             record.spot,
             record.price_per_hour,
             datetime.fromisoformat(record.launched_at or record.created_at),
+            history.hours() if history is not None else None,
         )
 
     @classmethod
@@ -98,17 +103,20 @@ def spend(rented: Rented, state: str, now: datetime | None = None) -> Spend:
     """Spend so far; with no known launch time the hours (and spend) are unknown."""
     hourly, source = rate(rented)
     billing = is_billing(state)
-    hours = None
-    if rented.launched is not None:
+    hours = rented.billed_hours
+    if hours is None and rented.launched is not None:
         elapsed = (now or datetime.now(timezone.utc)) - rented.launched
         hours = max(elapsed.total_seconds(), 0.0) / 3600
-    known = billing and hourly is not None and hours is not None
+    known = (
+        hourly is not None and hours is not None and (billing or rented.billed_hours is not None)
+    )
     return Spend(hourly, source, hours, billing, round(hourly * hours, 4) if known else None)
 
 
 def totals(spends: list[Spend]) -> tuple[float, float, int]:
-    """($/hour of everything billing, spent so far, machines billing at an unknown rate)."""
+    """($/hour of everything billing, spent so far by all (a stopped machine spent
+    before it stopped), machines billing at an unknown rate)."""
     billing = [s for s in spends if s.billing]
     per_hour = round(sum(s.rate for s in billing if s.rate is not None), 4)
-    spent = round(sum(s.spent for s in billing if s.spent is not None), 4)
+    spent = round(sum(s.spent for s in spends if s.spent is not None), 4)
     return per_hour, spent, sum(1 for s in billing if s.rate is None)

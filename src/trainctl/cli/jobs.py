@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .. import interrupts, sync
+from .. import interrupts, runs, sync
 from ..api import Trainctl
 from ..errors import BadInput, NotFound
 from ..following import reattach_hint
@@ -223,7 +223,8 @@ def monitor(ref: str, follow_log: bool, tail: int | None, json_mode: bool) -> in
     """
     out = Output(json_mode)
     tc = Trainctl()
-    if not follow_log:
+    past = tc.past_run(ref)
+    if not follow_log or past is not None:
         status, _ = show_log(tc, ref, tail=tail, sink=out.log_bytes)
     else:
         record, _provider, job_id = tc.find_job(ref)
@@ -233,11 +234,34 @@ def monitor(ref: str, follow_log: bool, tail: int | None, json_mode: bool) -> in
                 raise NotFound(f"no jobs on {record.name}")
             job_id = found[-1].job_id
         status = follow(tc, out, job_id, record.name, tail=tail)
+    saved = saved_log(tc, past) if past is not None else None
     if json_mode:
-        out.emit(status.to_dict())
+        out.emit({**status.to_dict(), "saved_log": saved} if saved else status.to_dict())
     else:
         click.echo(describe(status), err=True)
+        if past is not None and saved is not None:
+            click.echo(
+                f"{past.machine or past.resource_id} is gone: this is the log saved at home, "
+                + (
+                    "complete"
+                    if saved["complete"]
+                    else f"incomplete ({saved['bytes_at_home']:,} bytes"
+                    + (f" of {saved['bytes_on_machine']:,}" if saved["bytes_on_machine"] else "")
+                    + ")"
+                ),
+                err=True,
+            )
     return job_exit_code(status) if follow_log else 0
+
+
+def saved_log(tc: Trainctl, run) -> dict[str, object]:
+    """What of a run's log is at home."""
+    return {
+        "path": str(runs.log_path(run.id)),
+        "bytes_at_home": runs.saved(run.id),
+        "bytes_on_machine": run.log_size,
+        "complete": run.log_complete,
+    }
 
 
 @click.command()
@@ -250,12 +274,35 @@ def jobs(resource: str | None, json_mode: bool) -> None:
     tc = Trainctl()
     found = tc.jobs(resource, on_error=errors.append)
     names = {r.id: r.name for r in tc.store.resources()}
+    gone = {}
+    if resource is None:
+        past = tc.past_runs()
+        gone = {r.id: r for r in past[:PAST_JOBS]}
+        found += [r.to_status() for r in reversed(past[:PAST_JOBS])]
+        more = len(past) - PAST_JOBS
+    else:
+        gone = {j.job_id: tc.store.job(j.job_id) for j in found if tc.past_run(j.job_id)}
+        more = 0
     for error in errors:
         click.echo(f"warning: could not list jobs on {error}", err=True)
+
+    def machine(j: TrainingStatus) -> str:
+        run = gone.get(j.job_id)
+        if run is not None:
+            return f"{run.machine or run.resource_id} (gone)"
+        return names.get(j.resource_id, j.resource_id)
+
     if json_mode:
         out.emit(
             {
-                "jobs": [{**j.to_dict(), "resource_name": names.get(j.resource_id)} for j in found],
+                "jobs": [
+                    {
+                        **j.to_dict(),
+                        "resource_name": machine(j).removesuffix(" (gone)"),
+                        "machine_gone": j.job_id in gone,
+                    }
+                    for j in found
+                ],
                 "errors": errors,
             }
         )
@@ -266,8 +313,8 @@ def jobs(resource: str | None, json_mode: bool) -> None:
     rows = [
         (
             j.job_id,
-            names.get(j.resource_id, j.resource_id),
-            j.status.value + (f" ({j.ended_by})" if j.ended_by else ""),
+            machine(j),
+            j.status.value + (f" ({_ended(j, gone)})" if _ended(j, gone) else ""),
             "" if j.exit_code is None else j.exit_code,
             j.started_at.strftime("%Y-%m-%d %H:%M") if j.started_at else "",
             " ".join(j.command)[:60],
@@ -275,6 +322,17 @@ def jobs(resource: str | None, json_mode: bool) -> None:
         for j in found
     ]
     out.table(["JOB", "MACHINE", "STATUS", "EXIT", "STARTED", "COMMAND"], rows)
+    if more > 0:
+        out.info(f"{more} older runs of machines that are gone: `trainctl runs` lists them all")
+
+
+#: how many runs of machines that are gone `jobs` shows after the live ones
+PAST_JOBS = 10
+
+
+def _ended(j: TrainingStatus, gone: dict) -> str | None:
+    run = gone.get(j.job_id)
+    return j.ended_by or (run.ended_by if run is not None else None)
 
 
 @click.command()

@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "monitor": ("trainctl.cli.jobs:monitor", "Print (or follow) a job's log."),
     "logs": ("trainctl.cli.jobs:monitor", "Alias of monitor."),
     "jobs": ("trainctl.cli.jobs:jobs", "List jobs and their states."),
+    "runs": ("trainctl.cli.runs:runs", "Every run, kept after its machine is gone; costs."),
     "cancel": ("trainctl.cli.jobs:cancel", "Cancel a running job."),
     "download": ("trainctl.cli.jobs:download", "Copy files from a machine."),
     "run": ("trainctl.cli.run:run", "Create, train, follow, download, terminate."),

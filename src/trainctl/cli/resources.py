@@ -29,11 +29,17 @@ def list_cmd(refresh: bool, provider: str | None, json_mode: bool) -> None:
     (from the local record; --refresh asks the providers)."""
     out = Output(json_mode)
     unasked: list[str] = []
-    views = Trainctl().list(refresh=refresh, provider=provider, on_error=unasked.append)
+    tc = Trainctl()
+    views = tc.list(refresh=refresh, provider=provider, on_error=unasked.append)
     for message in unasked:
         click.echo(f"warning: {message}", err=True)
     spends = [
-        spend(Rented.of_record(v.record) if v.record else Rented.of_status(v.live), v.state)
+        spend(
+            Rented.of_record(v.record, tc.store.machine(v.record.id))
+            if v.record
+            else Rented.of_status(v.live),
+            v.state,
+        )
         for v in views
     ]
     per_hour, spent, unknown = totals(spends)
