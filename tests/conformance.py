@@ -26,8 +26,10 @@ from typing import Any
 
 import pytest
 
+from trainctl.api import Trainctl, run
 from trainctl.capabilities import Capability
 from trainctl.errors import BadInput, CapabilityError, NotFound, OperationFailed
+from trainctl.guards import GuardRequest
 from trainctl.provider import SelfRelease, StopStart, TrainingProvider
 from trainctl.types import (
     CreateResourceOptions,
@@ -346,6 +348,36 @@ class ProviderConformance:
             error = failure_within(call, STOPPED_FAILS_WITHIN)
             assert isinstance(error, OperationFailed), repr(error)
             assert "trainctl start" in str(error)
+
+    # -- runs outlive their machines ------------------------------------------------
+
+    def test_a_run_outlives_its_machine(self, provider, create_options, workdir, tmp_path):
+        """Through the API: after `run` released the machine, the run is recorded with
+        its offer and exit, its whole log is at home, and `jobs` and `monitor` answer
+        from the record; the machine's history says when it ended."""
+        tc = Trainctl()
+        tc._providers[provider.name] = provider  # the suite's instance, with its endpoints
+        out = bytearray()
+        result = run(
+            tc,
+            provider.name,
+            replace(create_options, guards=GuardRequest(idle_stop="never")),
+            self.job(workdir, STEPS="2"),
+            outputs=[],
+            output_dir=tmp_path / "out",
+            sink=out.extend,
+        )
+        assert result.terminated and result.exit_code == 0, result.to_dict()
+        job_id = result.job.job_id
+        record = tc.store.job(job_id)
+        assert record is not None and record.machine == result.resource.name
+        assert (record.provider, record.status, record.exit_code) == (provider.name, "completed", 0)
+        assert record.instance_type == result.resource.instance_type and record.log_complete
+        assert [s.job_id for s in tc.jobs(result.resource.name)] == [job_id]
+        saved = bytearray()
+        assert tc.monitor(job_id, sink=saved.extend).exit_code == 0
+        assert bytes(saved) == bytes(out) and b"step 1" in saved
+        assert tc.store.machine(result.resource.id).ended_at is not None
 
     # -- the machine's guard -----------------------------------------------------------
 

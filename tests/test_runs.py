@@ -143,3 +143,41 @@ def test_bad_runs_input_is_one_line(args):
 def test_an_unknown_run_is_not_found():
     r = trainctl("runs", "show", "j-nope")
     assert r.code == 3 and "no run 'j-nope'" in r.err
+
+
+def test_a_long_log_behind_a_small_read_limit_comes_home_in_one_copy(
+    project, tmp_path, monkeypatch
+):
+    """Where each read is small (SSM's output limit), what is missing of a long log is
+    copied whole, not read a few kilobytes at a time."""
+    from trainctl.api import Trainctl
+    from trainctl.remote.local import LocalRemote
+    from trainctl.types import CreateResourceOptions, TrainingJob
+
+    monkeypatch.setattr(LocalRemote, "max_read", 1000)
+    copies, reads = [], []
+    real_get, real_run = LocalRemote.get, LocalRemote.run
+
+    def get(self, src, dest, **kw):
+        copies.append(src)
+        return real_get(self, src, dest, **kw)
+
+    def run(self, argv, **kw):
+        reads.extend(a for a in argv if a == "read")
+        return real_run(self, argv, **kw)
+
+    monkeypatch.setattr(LocalRemote, "get", get)
+    monkeypatch.setattr(LocalRemote, "run", run)
+    tc = Trainctl()
+    record = tc.create("local", CreateResourceOptions(name="m"))
+    done = tmp_path / "done"
+    env = {"NLINES": "5000", "DONE": str(done)}
+    tc.train("m", TrainingJob(["python", "job.py"], workdir=str(project), env=env))
+    wait_for(done.exists, timeout=30)
+    time.sleep(1)
+    tc.terminate(record.id)
+    (run_record,) = tc.store.runs()
+    assert run_record.log_complete and len(copies) == 1 and len(reads) <= 2
+    saved = bytearray()
+    tc.monitor(run_record.id, sink=saved.extend)
+    assert saved.decode().splitlines() == [f"line {i}" for i in range(5000)]

@@ -96,6 +96,8 @@ class ResourceView:
         return d
 
 
+#: a log missing more than this many of its Remote's reads at home is copied whole
+BULK_READS = 16
 #: an intent older than this with nothing found at its provider is dropped
 STALE_INTENT_HOURS = 0.25
 #: a record updated at most this long ago is trusted for how to reach its machine
@@ -805,6 +807,10 @@ class Trainctl:
             have = runs.saved(status.job_id)
             try:
                 copy = runs.LogCopy(status.job_id, have, None)
+                if rt.remote.max_read and status.log_size - have > BULK_READS * rt.remote.max_read:
+                    # many small reads (SSM's output limit) would take minutes: one copy
+                    runs.append_from(copy, rt.remote.get, rt.log_path(status.job_id), have)
+                    have = runs.saved(status.job_id)
                 while have < status.log_size and (chunk := rt.read(status.job_id, have)):
                     copy(chunk)
                     have += len(chunk)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import BadInput
@@ -60,6 +61,21 @@ class LogCopy:
             with self.path.open("ab") as f:
                 f.write(chunk[have - self.offset :])
         self.offset = end
+
+
+def append_from(copy: LogCopy, get: Callable[[str, Path], Path], remote: str, have: int) -> None:
+    """Bring the log at ``remote`` home in one copy (``get``: a Remote's), then add
+    what the copy at home lacks from byte ``have`` on."""
+    fetched = copy.path.with_name(".log.fetched")
+    try:
+        get(remote, fetched)
+        with fetched.open("rb") as f:
+            f.seek(have)
+            copy.offset = have
+            while data := f.read(1 << 20):
+                copy(data)
+    finally:
+        fetched.unlink(missing_ok=True)
 
 
 def saved_size(path: Path) -> int:

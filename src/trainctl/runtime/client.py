@@ -246,6 +246,10 @@ class JobRuntime:
             args += ["--wait", f"{wait:g}"]
         return self._call(*args)
 
+    def log_path(self, job_id: str) -> str:
+        """Where the job's log is on the machine."""
+        return f"{self.info['root']}/jobs/{job_id}/log"
+
     def read(self, job_id: str, offset: int = 0, limit: int = READ_CHUNK) -> bytes:
         """Log bytes from ``offset``: at most ``limit``, and no more than the Remote's
         ``max_read`` (base64-encoded in transit where output is text)."""
