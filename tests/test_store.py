@@ -373,3 +373,13 @@ def test_a_store_made_before_runs_were_kept_gains_them(tmp_path):
     run = store.job("j-old")
     assert run.status == "completed" and run.machine is None and run.env_names == []
     assert [r.id for r in store.runs()] == ["j-old"] and store.machines() == []
+
+
+def test_the_amount_a_provider_says_it_billed_is_the_machine_cost(tmp_path):
+    store = Store(tmp_path / "s.db")
+    store.finish_create(store.begin_create("fake", "vm"), status("r-5"))
+    seen = status("r-5")
+    seen.details["billed_usd"] = 1.25  # Lyceum's croesus_billed
+    store.update_status(seen)
+    assert store.machine("r-5").cost() == 1.25
+    assert store.machine("r-5").cost(since=datetime(2026, 6, 1, tzinfo=timezone.utc)) != 1.25

@@ -312,3 +312,29 @@ def test_debug_shows_trainctl_log_and_retries_without_the_key(runpod_cli):
     assert r.code == 0, r.err
     assert "debug: trainctl.httpapi: RunPod GET /v2/pods" in r.err and "retrying" in r.err
     assert os.environ["RUNPOD_API_KEY"] not in r.err
+
+
+def test_a_pod_gone_under_a_running_job_ends_its_run_lost_with_its_cost(runpod_cli, tmp_path):
+    """The pod vanishes without trainctl (reclaimed, or deleted in the console): the
+    next look at it ends the run as lost, and the run and the machine keep their cost."""
+    fake = runpod_cli
+    assert trainctl("create", "--provider", "runpod", "--name", "rp", "--gpu", "RTX4090").code == 0
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "job.py").write_text("import time\nprint('up', flush=True)\ntime.sleep(60)\n")
+    started = trainctl("train", "rp", "-w", str(project), "-d", "--json", "--", "python3", "job.py")
+    assert started.code == 0, started.err
+    job = started.json()["job_id"]
+    time.sleep(1.5)
+    assert trainctl("monitor", job).out == "up\n"  # read once: the copy at home has it
+    (pod_id,) = fake.pods
+    fake._delete(pod_id)
+    listed = trainctl("list", "--refresh", "--json").json()["resources"]
+    assert [r["state"] for r in listed] == ["terminated"]
+    run = trainctl("runs", "show", job, "--json").json()
+    assert run["status"] == "lost" and "says it is terminated" in run["reason"]
+    assert run["price_per_hour"] > 0 and run["cost"] > 0 and run["spot"] is False
+    shown = trainctl("monitor", job)
+    assert shown.out == "up\n" and "incomplete" in shown.err
+    totals = trainctl("runs", "--json").json()["totals"]["runpod"]
+    assert totals["runs"] == 1 and totals["machines_cost"] > 0
