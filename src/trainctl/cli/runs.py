@@ -141,7 +141,8 @@ def runs(
         if entry["unpriced"]:
             line += f" ({entry['unpriced']} with no known price)"
         if machines:
-            line += f"; its {entry['machines']} machines billed {money(entry['machines_cost'])}"
+            machines_part = _count(entry["machines"], "machine")
+            line += f"; its {machines_part} billed {money(entry['machines_cost'])}"
         out.info(f"{heading}, {line}")
 
 
