@@ -298,3 +298,20 @@ def test_a_store_that_refuses_does_not_keep_the_guard_from_releasing(rt, api, tm
     log = (guard_dir(rt) / "log").read_text()
     assert "store: job" in log and "NoSuchBucket" in log
     assert KEYS["SecretAccessKey"] not in log
+
+
+def test_a_large_log_is_sent_again_only_now_and_then(tmp_path, monkeypatch):
+    monkeypatch.setattr(objstore, "LOG_PAUSE_BYTES", 10)
+    bucket = new_bucket()
+    spec = {"bucket": bucket, "prefix": "p", "endpoint": endpoint()}
+    (tmp_path / "secret").write_text(json.dumps(KEYS))
+    up = objstore.Uploader(spec, str(tmp_path / "secret"), str(tmp_path / "done"), print)
+    log = tmp_path / "log"
+    log.write_bytes(b"x" * 20)
+    job = {"job_id": "j-1", "status": "running", "log_path": str(log)}
+    up.look([job])
+    log.write_bytes(b"y" * 30)
+    up.look([job])  # changed, but sent a moment ago
+    assert objects(bucket) == {"p/j-1/log": b"x" * 20}
+    up.look([{**job, "status": "completed"}])  # the job ended: sent
+    assert objects(bucket) == {"p/j-1/log": b"y" * 30}

@@ -46,6 +46,10 @@ TIMEOUT = 60.0
 CHUNK = 1 << 20
 #: instance-role credentials are read again this long before they expire
 REFRESH_SECONDS = 300.0
+#: a running job's log larger than this is sent again at most every LOG_PAUSE_SECONDS
+#: (it is sent whole each time); always when the job ends and before a release
+LOG_PAUSE_BYTES = 1 << 20
+LOG_PAUSE_SECONDS = 30.0
 _UNRESERVED = "-_.~"
 
 
@@ -382,11 +386,18 @@ class Uploader:
                         changed = True
         log_path = st.get("log_path")
         seen = _stat(log_path) if log_path else None
-        if seen and seen != entry.get("log") and seen[0] <= MAX_SINGLE_PUT:
+        due = (
+            ended
+            or until is not None
+            or seen is None
+            or seen[0] <= LOG_PAUSE_BYTES
+            or time.time() - entry.get("log_at", 0) >= LOG_PAUSE_SECONDS
+        )
+        if seen and seen != entry.get("log") and seen[0] <= MAX_SINGLE_PUT and due:
             if until is not None and time.time() >= until:
                 return changed, False
             self.store.put_file(self.store.key("%s/log" % job), log_path, seen[0])
-            entry["log"] = seen
+            entry["log"], entry["log_at"] = seen, time.time()
             changed = True
         return changed, True
 
