@@ -345,10 +345,22 @@ class Trainctl:
         guards: Guards,
     ) -> None:
         """Set the guard up again on a machine started again: nothing on it starts the
-        guard at boot, and a pod's container disk may have lost its policy."""
+        guard at boot, and a pod's container disk may have lost its policy (and its
+        object store's, which is sent again)."""
         self._created[record.id] = status  # how to reach it now, as a create's status
+        saved = self.store.object_store(record.id)
+        store: StoreRequest = None
+        target = None
+        if saved is not None and saved["resource_id"] == record.id:
+            keyed = saved.get("credentials") == "secret"
+            kind = objstore.KEYS if keyed else objstore.INSTANCE_ROLE
+            target = objstore.Target(
+                str(saved["bucket"]), str(saved["prefix"]), saved["endpoint"], saved["region"], kind
+            )
+            # the key, when it is still configured here (else the machine's, if it kept it)
+            store = (target, objstore.access_key(required=False) if keyed else None)
         try:
-            self._install_guard(record, provider, status, guards)
+            self._install_guard(record, provider, status, guards, store=target, store_request=store)
         except TrainctlError as e:
             self.forget_connection(record.id)
             self.warn(

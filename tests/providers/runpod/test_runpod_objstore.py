@@ -63,3 +63,21 @@ def test_a_halted_pod_s_checkpoints_come_from_the_store(fake, tmp_path):
     assert {f"step-{s:04d}.pt" for s in early} <= got
     for s in early:
         assert (landed / f"step-{s:04d}.pt").read_bytes() == body(s)
+
+
+def test_a_pod_started_again_saves_to_its_store_again(fake, tmp_path):
+    bucket = new_bucket()
+    tc = Trainctl()
+    options = CreateResourceOptions(
+        gpu=GpuSpec("RTX4090", 1), name="again", store=f"s3://{bucket}/a"
+    )
+    record = tc.create("runpod", options)
+    guard_dir = fake.pods[record.id].machine.home / ".trainctl" / "guard"
+    tc.stop("again")
+    for path in guard_dir.iterdir():  # a container disk that was reset
+        path.unlink()
+    tc.start("again")
+    job = tc.train("again", TrainingJob(["sh", "-c", "echo w > $TRAINCTL_CHECKPOINT_DIR/w.pt"]))
+    key = f"a/{job.job_id}/checkpoints/w.pt"
+    wait_for(lambda: key in objects(bucket), timeout=30)
+    tc.terminate("again")
