@@ -10,6 +10,9 @@ costs an idle machine.
 2. CPU of an idle guard: one guard with an hour's idle stop and the default interval,
    on this machine; its user and system CPU time over the window, as a share of one
    core. Target: under 0.1 %.
+3. The same with an object store (``--store``, moto's S3 server on loopback) and a
+   running job whose 200 checkpoint files are already uploaded and do not change:
+   what each look costs when there is nothing new to send.
 
 Needs root (the SSH test server makes a Unix user per machine)::
 
@@ -19,6 +22,7 @@ Needs root (the SSH test server makes a Unix user per machine)::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 import time
@@ -105,20 +109,43 @@ def bench_aws() -> float:
         aws_support.agent().kill_all()
 
 
-def idle_cpu(seconds: float) -> float:
-    """Percent of one core an idle guard used over ``seconds``."""
+def idle_cpu(seconds: float, with_store: bool = False) -> float:
+    """Percent of one core an idle guard used over ``seconds`` (with a store: while a
+    job with 200 checkpoints that were uploaded already runs)."""
     root = Path(tempfile.mkdtemp(prefix="trainctl-bench-guard-"))
     rt = JobRuntime(LocalRemote(root), "bench")
     never = {"kind": "http", "method": "DELETE", "url": "http://127.0.0.1:9/", "body": None}
-    rt.guard_set(
-        {
-            "idle_stop": 3600.0,
-            "launched_at": time.time(),
-            "release": {"action": "terminate", "request": never},
-        },
-        secret="unused",
-    )
+    policy: dict[str, Any] = {
+        "idle_stop": 3600.0,
+        "launched_at": time.time(),
+        "release": {"action": "terminate", "request": never},
+    }
+    keys = None
+    if with_store:
+        from objstore_support import KEYS, endpoint, new_bucket
+
+        bucket = new_bucket()
+        policy["store"] = {"url": f"s3://{bucket}/b", "bucket": bucket, "prefix": "b"}
+        policy["store"].update(endpoint=endpoint(), region="us-east-1", credentials="secret")
+        keys = KEYS
+        made = "import os\nd = os.environ['TRAINCTL_CHECKPOINT_DIR']\n"
+        made += (
+            "for i in range(200): open(os.path.join(d, 'c%d.pt' % i), 'wb').write(b'x' * 4096)\n"
+        )
+        made += "import time; time.sleep(100000)\n"
+        job = rt.start(["python3", "-c", made])
+    rt.guard_set(policy, secret="unused", store_secret=keys)
     pid = int((root / "guard" / "pid").read_text())
+    if with_store:
+        uploaded = root / "guard" / "uploaded.json"
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            done = json.loads(uploaded.read_text()) if uploaded.exists() else {}
+            if len(done.get(job.job_id, {}).get("files", {})) == 200:
+                break
+            time.sleep(0.2)
+        else:
+            raise SystemExit("the guard did not upload the job's 200 checkpoints in a minute")
     tick = os.sysconf("SC_CLK_TCK")
 
     def cpu() -> float:
@@ -129,6 +156,8 @@ def idle_cpu(seconds: float) -> float:
     before, began = cpu(), time.monotonic()
     time.sleep(seconds)
     used, elapsed = cpu() - before, time.monotonic() - began
+    if with_store:
+        rt.cancel(job.job_id, grace=1.0)
     rt.guard_stop()
     return 100 * used / elapsed
 
@@ -154,6 +183,10 @@ def main() -> None:
     share = idle_cpu(args.cpu_seconds)
     lines.append(
         f"idle guard CPU over {args.cpu_seconds:g} s: {share:.4f} % of one core (target < 0.1 %)"
+    )
+    share = idle_cpu(args.cpu_seconds, with_store=True)
+    lines.append(
+        f"  with a store and a running job of 200 uploaded checkpoints: {share:.4f} % of one core"
     )
     print("\n".join(lines))
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import interrupts, registry, runs
+from . import interrupts, objstore, registry, runs
 from .capabilities import Capability, require
 from .errors import (
     BadInput,
@@ -45,7 +45,7 @@ from .guards import (
     resolve,
 )
 from .home import load_config
-from .provider import TAG_NAME, SelfRelease, StopStart, TrainingProvider
+from .provider import TAG_NAME, OwnObjectStore, SelfRelease, StopStart, TrainingProvider
 from .remote.base import Progress
 from .runtime.client import JobRuntime, OutputSink
 from .store import REQUEST_GRACE_SECONDS, JobRecord, ResourceRecord, Store
@@ -212,6 +212,7 @@ class Trainctl:
         provider.validate_options(options)
         options.guards = options.guards.with_defaults(_guard_table())
         _check_guards(provider, options)
+        store = _store_request(provider, options)
         options.name = options.name or self.store.new_name()
         intent = self.store.begin_create(provider_name, options.name, spot=options.spot)
         try:
@@ -240,7 +241,7 @@ class Trainctl:
         self._warn(status)
         record = self.store.finish_create(intent, status)
         self._created[record.id] = status
-        self._arm(record, provider, status, options, default_idle, progress)
+        self._arm(record, provider, status, options, default_idle, progress, store)
         return self.store.resource(record.id)
 
     # --- guards ------------------------------------------------------------------
@@ -253,9 +254,11 @@ class Trainctl:
         options: CreateResourceOptions,
         default_idle: float,
         progress: Progress | None,
+        store: StoreRequest = None,
     ) -> None:
-        """Set the new machine's guards up. A machine that could bill unwatched (one
-        that can release itself, or should) is released when that fails."""
+        """Set the new machine's guards up (and its object store, which its guard
+        writes). A machine that could bill unwatched (one that can release itself, or
+        should) is released when that fails."""
         releases = type(provider).releases(options)
         launched = (status.launch_time or datetime.now(timezone.utc)).timestamp()
         current = Guards(launched, hourly=status.cost_per_hour or record.price_per_hour)
@@ -272,11 +275,18 @@ class Trainctl:
                     f"{record.provider} machines have nothing to release: their guard ends "
                     "jobs only, so --idle-stop does nothing there"
                 )
-            if not guards.any:
+            if not guards.any and store is None:
                 return
+            target = _store_target(provider, status, store)
             if progress:
-                progress(f"guard on {record.name}: {guards.summary()}")
-            self._install_guard(record, provider, status, guards)
+                if guards.any:
+                    progress(f"guard on {record.name}: {guards.summary()}")
+                if target:
+                    progress(f"{record.name} saves its jobs' checkpoints and logs to {target.url}")
+            self._install_guard(record, provider, status, guards, store=target, store_request=store)
+            if target:
+                saved = {**target.spec(), "provider": record.provider, "jobs": []}
+                self.store.save_object_store(record.id, record.name, saved)
         except (TrainctlError, KeyboardInterrupt) as e:
             if not releases:
                 raise
@@ -299,9 +309,12 @@ class Trainctl:
         guards: Guards,
         *,
         with_release: bool = True,
+        store: objstore.Target | None = None,
+        store_request: StoreRequest = None,
     ) -> dict[str, object]:
         """Send ``guards`` to the machine (with how to release it, unless the one
-        there already is right) and record them."""
+        there already is right, and the object store it saves its jobs' work in, with
+        its access key) and record them."""
         table = _guard_table()
         policy: dict[str, object] = guards.policy(
             interval=seconds_setting(
@@ -317,8 +330,12 @@ class Trainctl:
                 release = provider.guard_release(status, guards.release, until=guards.deadline)
                 policy["release"] = {"action": release.action, "request": release.request}
                 secret = release.secret
+        store_secret = None
+        if store is not None:
+            policy["store"] = store.spec()
+            store_secret = store_request[1] if store_request else None
         with self._connected(record, provider) as rt:
-            report = rt.guard_set(policy, secret=secret)
+            report = rt.guard_set(policy, secret=secret, store_secret=store_secret)
         self.store.set_guards(record.id, guards.to_dict())
         return report
 
@@ -330,10 +347,22 @@ class Trainctl:
         guards: Guards,
     ) -> None:
         """Set the guard up again on a machine started again: nothing on it starts the
-        guard at boot, and a pod's container disk may have lost its policy."""
+        guard at boot, and a pod's container disk may have lost its policy (and its
+        object store's, which is sent again)."""
         self._created[record.id] = status  # how to reach it now, as a create's status
+        saved = self.store.object_store(record.id)
+        store: StoreRequest = None
+        target = None
+        if saved is not None and saved["resource_id"] == record.id:
+            keyed = saved.get("credentials") == "secret"
+            kind = objstore.KEYS if keyed else objstore.INSTANCE_ROLE
+            target = objstore.Target(
+                str(saved["bucket"]), str(saved["prefix"]), saved["endpoint"], saved["region"], kind
+            )
+            # the key, when it is still configured here (else the machine's, if it kept it)
+            store = (target, objstore.access_key(required=False) if keyed else None)
         try:
-            self._install_guard(record, provider, status, guards)
+            self._install_guard(record, provider, status, guards, store=target, store_request=store)
         except TrainctlError as e:
             self.forget_connection(record.id)
             self.warn(
@@ -594,8 +623,13 @@ class Trainctl:
                     f"the log of {job_id} is not all at home: the rest goes with {record.name}"
                 )
         if record.guards is not None and not isinstance(provider, SelfRelease):
-            # nothing is released: the guard would live on with the machine
+            # nothing is released: the guard would live on with the machine. One that
+            # saves to an object store does so once more when disarmed: the jobs are
+            # ended first, so that what they save on SIGTERM is in it.
+            saved = self.store.object_store(record.id)
             with contextlib.suppress(TrainctlError), self._connected(record, provider) as rt:
+                if saved is not None and saved["resource_id"] == record.id:
+                    rt.cancel_all(grace=TERMINATE_GRACE_SECONDS)
                 rt.guard_stop()
         self.forget_connection(record.id)
         status = provider.terminate(record.id)
@@ -709,6 +743,11 @@ class Trainctl:
         with self._connected(record, provider) as rt:
             status = provider.train(record.id, job, progress=progress, runtime=rt)
         self.store.add_job(record, status, job=job, git=git)
+        saved = self.store.object_store(record.id)
+        if saved is not None and saved["resource_id"] == record.id:
+            jobs = [*saved["jobs"], {"id": status.job_id, "checkpoint_dir": job.checkpoint_dir}]
+            kept = {k: v for k, v in saved.items() if k not in ("resource_id", "name")}
+            self.store.save_object_store(record.id, record.name, {**kept, "jobs": jobs})
         return status
 
     def find_job(self, ref: str) -> tuple[ResourceRecord, TrainingProvider, str | None]:
@@ -896,13 +935,54 @@ class Trainctl:
         *,
         progress: Progress | None = None,
     ) -> Path:
-        record, provider = self._resolve(ref)
-        with self._connected(record, provider) as rt:
-            landed = provider.download(
-                record.id, remote_path, local_path, progress=progress, runtime=rt
-            )
-        self._logs_home(record, provider)
-        return landed
+        """Copy ``remote_path`` from the machine; from the object store its guard
+        saved to (``--store``) when the machine is gone: its record was deleted, or
+        its provider no longer knows it."""
+        try:
+            record, provider = self._resolve(ref)
+        except NotFound:
+            saved = self.store.object_store(ref)
+            if saved is None:
+                raise
+            return self._from_store(saved, remote_path, local_path, progress)
+        try:
+            with self._connected(record, provider) as rt:
+                landed = provider.download(
+                    record.id, remote_path, local_path, progress=progress, runtime=rt
+                )
+            self._logs_home(record, provider)
+            return landed
+        except TrainctlError:
+            saved = self.store.object_store(record.id)
+            if saved is None or saved["resource_id"] != record.id or not self._gone(record):
+                raise
+        return self._from_store(saved, remote_path, local_path, progress)
+
+    def _gone(self, record: ResourceRecord) -> bool:
+        """Whether the provider says the machine is no more (asked, not assumed from
+        a failed connection)."""
+        try:
+            return self.status(record.id).state is ResourceState.TERMINATED
+        except TrainctlError:
+            return False
+
+    def _from_store(
+        self,
+        saved: dict[str, object],
+        remote_path: str,
+        local_path: str | Path,
+        progress: Progress | None,
+    ) -> Path:
+        if saved.get("credentials") == "instance-role":
+            provider = self.provider(str(saved["provider"]))
+            assert isinstance(provider, OwnObjectStore)
+            creds = provider.object_store_credentials()
+        else:
+            creds = objstore.access_key()
+            assert creds is not None
+        if progress:
+            progress(f"{saved['name']} is gone: downloading from its store {saved['url']}")
+        return objstore.fetch(saved, creds, remote_path, local_path, progress=progress)
 
 
 @dataclass
@@ -1101,6 +1181,45 @@ def _download_outputs(
         except (TrainctlError, OSError) as e:
             failed.append(f"{path}: {e}")
     return failed
+
+
+#: (where: a user's store, or ``objstore.DEFAULT``; the access key the machine gets)
+StoreRequest = tuple[objstore.Target | str, dict[str, str] | None] | None
+#: the grace jobs get when a machine with an object store is terminated (as the
+#: ``ssh`` and ``local`` providers give theirs)
+TERMINATE_GRACE_SECONDS = 5.0
+
+
+def _store_request(provider: TrainingProvider, options: CreateResourceOptions) -> StoreRequest:
+    """``--store`` (or the config file's), checked before anything is rented: a
+    malformed URL, a ``default`` the provider has not, a store with no access key
+    configured are refused (``BadInput``, exit 2)."""
+    asked = objstore.requested(options.store)
+    if asked is None:
+        return None
+    if asked == objstore.DEFAULT:
+        if not isinstance(provider, OwnObjectStore):
+            raise BadInput(
+                f"{provider.name} has no object store of its own: --store default does not apply",
+                hint="give --store s3://BUCKET/PREFIX (with endpoint_url in [object_store] "
+                "for R2, B2 or MinIO)",
+            )
+        return asked, None
+    return objstore.target_for(asked), objstore.access_key()
+
+
+def _store_target(
+    provider: TrainingProvider, status: ResourceStatus, store: StoreRequest
+) -> objstore.Target | None:
+    if store is None:
+        return None
+    if isinstance(store[0], objstore.Target):
+        return store[0]
+    assert isinstance(provider, OwnObjectStore)
+    own = provider.default_object_store(status)
+    return objstore.Target(
+        own["bucket"], own["prefix"], None, own["region"], objstore.INSTANCE_ROLE
+    )
 
 
 def _guard_table() -> dict[str, object]:

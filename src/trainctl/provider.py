@@ -505,6 +505,22 @@ class SelfRelease(ABC):
         return None
 
 
+class OwnObjectStore(ABC):
+    """The mixin of providers that have an object store of their own for
+    ``--store default`` (see ``trainctl.objstore``), which their machines write with
+    their own credentials."""
+
+    @abstractmethod
+    def default_object_store(self, status: ResourceStatus) -> dict[str, Any]:
+        """Where the machine ``status`` describes saves its jobs' work: ``bucket``,
+        ``prefix``, ``region``; the machine may write there and nowhere else."""
+
+    @abstractmethod
+    def object_store_credentials(self) -> dict[str, str]:
+        """This client's credentials for reading the store back (``AccessKeyId``,
+        ``SecretAccessKey``, ``Token``)."""
+
+
 class StopStart(ABC):
     """The mixin of providers that can stop a machine (keeping its disk) and start
     it again; it adds ``Capability.STOP_START``."""

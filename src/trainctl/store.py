@@ -123,6 +123,17 @@ CREATE TABLE IF NOT EXISTS create_intents (
 )
 """
 
+# Where each machine made with --store saves its jobs' work (runtime/objstore.py), never
+# deleted with the machine; created on first use.
+_OBJECT_STORES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS object_stores (
+    resource_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    saved TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+)
+"""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS resources (
@@ -893,6 +904,33 @@ class Store:
                 if m.ended_at is None or datetime.fromisoformat(m.ended_at) >= since
             ]
         return sorted(found, key=lambda m: m.launched_at, reverse=True)
+
+    # --- object stores (--store) ---------------------------------------------------
+
+    def save_object_store(self, resource_id: str, name: str, saved: dict[str, Any]) -> None:
+        """Record (or replace) where the machine's guard saves its jobs' work: kept
+        after the machine's record is deleted, so that ``download`` finds it there.
+        ``saved``: url, bucket, prefix, endpoint, region, credentials (how they are
+        signed, never a secret) and jobs ([{"id", "checkpoint_dir"}])."""
+        self.db.execute(_OBJECT_STORES_SCHEMA)
+        self.db.execute(
+            "INSERT OR REPLACE INTO object_stores VALUES (?, ?, ?, ?)",
+            (resource_id, name, json.dumps(saved), _now()),
+        )
+
+    def object_store(self, ref: str) -> dict[str, Any] | None:
+        """What ``save_object_store`` kept for the machine with id or name ``ref`` (the
+        newest, when a name was reused), with its ``resource_id`` and ``name``."""
+        if not self.db.execute("SELECT 1 FROM sqlite_master WHERE name='object_stores'").fetchone():
+            return None
+        row = self.db.execute(
+            "SELECT resource_id, name, saved FROM object_stores WHERE resource_id=? OR name=?"
+            " ORDER BY resource_id=? DESC, updated_at DESC LIMIT 1",
+            (ref, ref, ref),
+        ).fetchone()
+        if row is None:
+            return None
+        return {**json.loads(row[2]), "resource_id": row[0], "name": row[1]}
 
 
 def _when(run: JobRecord) -> datetime:

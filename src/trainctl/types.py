@@ -86,6 +86,9 @@ class CreateResourceOptions:
     extra: dict[str, Any] = field(default_factory=dict)
     #: the limits the machine's guard enforces (idle stop, deadline, spend cap)
     guards: GuardRequest = field(default_factory=GuardRequest)
+    #: where the guard saves the jobs' work (``--store``: an s3:// URL, ``default`` or
+    #: ``none``; None: the config file's, if any); see ``trainctl.objstore``
+    store: str | None = None
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .. import registry
+from .. import objstore, registry
 from ..catalog.cheapest import CHEAPEST
 from ..errors import BadInput
 from ..guards import GuardRequest
@@ -108,6 +108,14 @@ GENERIC = [
     click.option("--disk", "disk_gb", type=click.IntRange(min=1), help="Disk size in GB."),
     click.option("--region", help="Region or data centre."),
     click.option("--tag", "tags", multiple=True, help="Extra tag NAME=VALUE (repeatable)."),
+    click.option(
+        "--store",
+        metavar="URL",
+        help="Object store the machine saves each job's checkpoints and log to, with no "
+        "client attached: s3://BUCKET/PREFIX (any S3-compatible store; endpoint_url in "
+        "[object_store] for R2, B2, MinIO), `default` (aws: the staging bucket) or `none` "
+        "(default: [object_store] url).",
+    ),
 ]
 
 #: the guard's limits, on create, run and autostop (see ``trainctl.guards``)
@@ -197,6 +205,7 @@ def build_create_options(
     disk_gb: int | None,
     region: str | None,
     tags: tuple[str, ...],
+    store: str | None = None,
     idle_stop: Any = None,
     max_duration: Any = None,
     max_spend: Any = None,
@@ -222,7 +231,9 @@ def build_create_options(
         tags=parse_pairs(tags, "--tag"),
         extra=provider_values(provider_flags),
         guards=GuardRequest.parse(idle_stop, max_duration, max_spend, release),
+        store=store,
     )
+    objstore.requested(store)  # a malformed URL is refused before the provider is chosen
     check_purchase(options)
     return options
 

@@ -8,6 +8,7 @@
     env_file: .env       # NAME=VALUE lines, relative to the task file
     command: [python, train.py, --epochs, "5"]   # or a string, run with sh -c
     outputs: [checkpoints]
+    store: s3://bucket/runs   # where the machine saves checkpoints and logs (--store)
 
 A flag given on the command line wins over the file. A task file is at most
 1 MiB of UTF-8 YAML without anchors or aliases (an alias can make a few hundred bytes
@@ -43,6 +44,7 @@ FIELDS: dict[str, tuple[str, tuple[type, ...]]] = {
     "max_duration": ("max_duration", (str, int, float)),
     "max_spend": ("max_spend", (str, int, float)),
     "release": ("release", (str,)),
+    "store": ("store", (str,)),
     "workdir": ("workdir", (str,)),
     "env": ("envs", (dict,)),
     "env_file": ("env_files", (str, list)),

@@ -37,7 +37,7 @@ _INSTALL = (
     "        shutil.rmtree(t)\n"
 )
 #: the files of the runtime, installed together in one directory
-RUNTIME_FILES = ("jobrunner.py", "guard.py", "release.py", "files.py")
+RUNTIME_FILES = ("jobrunner.py", "guard.py", "release.py", "files.py", "objstore.py")
 
 READ_CHUNK = 1 << 20
 POLL_SECONDS = 1.0
@@ -199,12 +199,20 @@ class JobRuntime:
 
     # --- the machine's guard (guard.py) ------------------------------------------
 
-    def guard_set(self, policy: dict[str, Any], secret: str | None = None) -> dict[str, Any]:
+    def guard_set(
+        self,
+        policy: dict[str, Any],
+        secret: str | None = None,
+        store_secret: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         """Merge ``policy`` into the guard's (a None value switches that limit off) and
-        start the guard; ``secret`` travels on stdin and is kept mode 0600 there."""
+        start the guard; ``secret`` (the release's) and ``store_secret`` (the object
+        store's access key) travel on stdin and are kept mode 0600 there."""
         spec = dict(policy)
         if secret is not None:
             spec["secret"] = secret
+        if store_secret is not None:
+            spec["store_secret"] = store_secret
         return self._call("guard-set", input=json.dumps(spec).encode())
 
     def guard_status(self) -> dict[str, Any]:

@@ -15,12 +15,18 @@ What it enforces, as the client set it (``guard-set``):
   release     what it does then: {"action": "stop"|"terminate", "request": {...}}
               (see release.py); none on a machine that has nothing to release (ssh,
               local), where the guard only ends jobs
+  store       an object store to save the jobs' work in (see objstore.py): each
+              look uploads every job's new or changed settled checkpoint files and
+              its log; once more when a job ends, before a release (for at most
+              FLUSH_SECONDS) and when disarmed
 
 At a deadline or a spend cap every running job is ended as ``cancel`` ends it
 (SIGTERM, ``grace`` seconds to checkpoint, SIGKILL), with the reason in the job's
 ``ended_by``; then the machine is released. Files under ROOT/guard/:
   policy.json  what the client set (never a secret)
   secret       the release's credential, mode 0600, when the machine had none
+  store-secret the object store's access key, mode 0600, when it needs one
+  uploaded.json what was uploaded to the store, per job
   lock         held by the running guard: one guard per root
   pid          the running guard's pid
   state.json   seconds billed so far (counted per boot), what fired, the release's
@@ -38,9 +44,10 @@ import time
 
 try:  # imported as part of the trainctl package (tests, the client's local runs)
     from . import jobrunner as jr
-    from . import release
+    from . import objstore, release
 except ImportError:  # run on the machine, from the runtime's directory
     import jobrunner as jr
+    import objstore
     import release
 
 DEFAULT_INTERVAL = 5.0
@@ -50,6 +57,8 @@ RETRY_MAX_SECONDS = 300.0
 #: a machine whose guard still runs this long after a release call that was answered
 #: was not released after all (the call was accepted and then failed, say): again
 RELEASE_RECHECK_SECONDS = 300.0
+#: the longest the last uploads to the object store may hold up a release
+FLUSH_SECONDS = 120.0
 IDLE, DEADLINE, SPEND_CAP = "idle", "deadline", "spend cap"
 
 
@@ -58,6 +67,8 @@ class Paths:
         self.dir = os.path.join(root.path, "guard")
         self.policy = os.path.join(self.dir, "policy.json")
         self.secret = os.path.join(self.dir, "secret")
+        self.store_secret = os.path.join(self.dir, "store-secret")
+        self.uploaded = os.path.join(self.dir, "uploaded.json")
         self.lock = os.path.join(self.dir, "lock")
         self.pid = os.path.join(self.dir, "pid")
         self.state = os.path.join(self.dir, "state.json")
@@ -162,6 +173,9 @@ def cmd_set(root, args):
     secret = spec.pop("secret", None)
     if secret is not None:
         _write_private(p.secret, secret)
+    store_secret = spec.pop("store_secret", None)
+    if store_secret is not None:
+        _write_private(p.store_secret, json.dumps(store_secret))
     policy = jr.read_json(p.policy) or {}
     policy.update(spec)
     policy["set_at"] = jr.now()
@@ -179,16 +193,22 @@ def cmd_status(root, args):
 
 
 def cmd_stop(root, args):
-    """guard-stop: disarm (the guard sees its policy gone and ends within a tick)."""
+    """guard-stop: disarm (the guard sees its policy gone and ends within a tick,
+    after its last uploads to the object store, whose credential goes once it ended)."""
     p = Paths(root)
+    flush = FLUSH_SECONDS if (jr.read_json(p.policy) or {}).get("store") else 0.0
     for path in (p.policy, p.secret):
         try:
             os.unlink(path)
         except OSError:
             pass
-    deadline = jr.now() + _interval(jr.read_json(p.state) or {}) + 5
+    deadline = jr.now() + _interval(jr.read_json(p.state) or {}) + 5 + flush
     while running(p) and jr.now() < deadline:
         time.sleep(0.05)
+    try:
+        os.unlink(p.store_secret)
+    except OSError:
+        pass
     print(json.dumps(report(root)))
 
 
@@ -225,6 +245,8 @@ class Guard:
         self.started_at = jr.now()
         self.failures = 0
         self.retry_at = 0.0
+        self.uploader = None
+        self.store_spec = None
         if self.state.pop("released", None):
             # released before (a stop), and running again: a new stretch begins
             self.state.pop("fired", None)
@@ -237,6 +259,7 @@ class Guard:
         while True:
             policy = jr.read_json(self.p.policy)
             if policy is None and not os.path.exists(self.p.policy):
+                self.flush()
                 self.log("disarmed; guard ends")
                 self.save()
                 return
@@ -265,6 +288,7 @@ class Guard:
             )
         jobs = [jr.job_status(self.root, j) for j in jr.owned_jobs(self.root, None)]
         active = [st for st in jobs if st["status"] in ("running", "pending")]
+        self.upload(policy, jobs)
         why = over_limit(policy, self.state, now)
         if not why and (self.state.get("fired") or {}).get("why") in (DEADLINE, SPEND_CAP):
             self.state.pop("fired")  # the limit was moved (autostop)
@@ -316,6 +340,7 @@ class Guard:
             return False
         if jr.read_json(self.p.policy) != policy:
             return False  # changed since this look began (autostop): the next one decides
+        self.flush()
         secret = None
         try:
             with open(self.p.secret) as f:
@@ -340,6 +365,34 @@ class Guard:
         }
         self.state.pop("last_error", None)
         return True
+
+    def upload(self, policy, jobs, until=None):
+        """Send the jobs' new work to the policy's object store, if it has one."""
+        spec = policy.get("store")
+        if spec != self.store_spec:
+            self.store_spec = spec
+            self.uploader = None
+            if spec:
+                self.uploader = objstore.Uploader(
+                    spec, self.p.store_secret, self.p.uploaded, self.log
+                )
+                self.log("store: saving the jobs' checkpoints and logs to %s" % spec.get("url"))
+        if self.uploader is None:
+            return
+        for st in jobs:
+            st["log_path"] = os.path.join(self.root.job_dir(st["job_id"]), "log")
+        try:
+            self.uploader.look(jobs, until=until)
+        except Exception as e:  # noqa: BLE001 - an upload never keeps a limit from acting
+            self.log("store: error: %s: %s" % (type(e).__name__, e))
+
+    def flush(self):
+        """The last uploads before a release or the end of the guard (the jobs' state
+        asked again: some were just ended), for at most FLUSH_SECONDS."""
+        if self.uploader is None:
+            return
+        jobs = [jr.job_status(self.root, j) for j in jr.owned_jobs(self.root, None)]
+        self.upload({"store": self.store_spec}, jobs, until=jr.now() + FLUSH_SECONDS)
 
     def pause(self, policy, now):
         """Until the next look: the interval, or less when the deadline comes sooner."""

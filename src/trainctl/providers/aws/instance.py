@@ -37,6 +37,7 @@ from ...provider import (
     TAG_NAME,
     TAG_OWNER,
     CheckResult,
+    OwnObjectStore,
     Quote,
     Release,
     SelfRelease,
@@ -94,7 +95,7 @@ class LaunchPlan:
     max_price: float | None
 
 
-class AwsProvider(StopStart, SelfRelease, TrainingProvider):
+class AwsProvider(StopStart, SelfRelease, OwnObjectStore, TrainingProvider):
     name = "aws"
     capabilities = frozenset(
         {
@@ -696,6 +697,40 @@ class AwsProvider(StopStart, SelfRelease, TrainingProvider):
 
     def start(self, resource_id: str, *, progress: Progress | None = None) -> ResourceStatus:
         return self._power(resource_id, "start")
+
+    def default_object_store(self, status: ResourceStatus) -> dict[str, Any]:
+        """``--store default``: ``store/`` under the machine's own prefix of the
+        staging bucket, which its role may already write and no other machine's may
+        (``setup.staging_policy``), so nothing is granted and no key handed out.
+        A shared role given ``s3:PutObject`` on a user's ``s3://bucket/prefix`` would
+        let every trainctl machine of the account write there (and an instance role
+        cannot be told apart by job): a user's own bucket takes a key the user scopes
+        to it instead. ``terminate`` leaves this part of the prefix; the bucket's
+        lifecycle rule removes it after ``setup.EXPIRE_DAYS``."""
+        region, instance_id = self._parse(status.id)
+        role_id = status.tags.get(TAG_ROLE_ID)
+        if not role_id:
+            raise OperationFailed(
+                f"{instance_id} has no {TAG_ROLE_ID} tag: its staging prefix is unknown, so "
+                "--store default cannot be used"
+            )
+        return {
+            "bucket": self.names(region).bucket,
+            "prefix": setup.store_prefix(role_id, instance_id),
+            "region": region,
+        }
+
+    def object_store_credentials(self) -> dict[str, str]:
+        """This client's AWS credentials (the ones that made the machine)."""
+        session, _ = self.session()
+        found = session.get_credentials()
+        if found is None:
+            raise OperationFailed("no AWS credentials to read the object store with")
+        frozen = found.get_frozen_credentials()
+        creds = {"AccessKeyId": frozen.access_key, "SecretAccessKey": frozen.secret_key}
+        if frozen.token:
+            creds["Token"] = frozen.token
+        return creds
 
     def _power(self, resource_id: str, action: str) -> ResourceStatus:
         ec2, _, instance_id, inst = self._owned(resource_id)

@@ -181,6 +181,15 @@ def prefix(role_id: str, instance_id: str) -> str:
     return f"{role_id}:{instance_id}"
 
 
+#: the part of a machine's staging prefix its guard saves jobs' work to (``--store
+#: default``), which terminating the machine leaves
+STORE_PART = "store"
+
+
+def store_prefix(role_id: str, instance_id: str) -> str:
+    return f"{prefix(role_id, instance_id)}/{STORE_PART}"
+
+
 def missing(session: Any, region: str, names: Names) -> list[str]:
     """What ``setup`` would still have to make (a check the caller cannot do counts as
     present: the launch itself will then say what is wrong)."""

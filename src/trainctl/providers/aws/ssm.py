@@ -48,6 +48,7 @@ from ...remote import treesync
 from ...remote.base import CommandResult, Progress, Remote, SyncResult, TransferEvent
 from . import sealbox
 from .session import aws_errors, client, client_error, error_code, sdk_errors
+from .setup import STORE_PART
 
 log = logging.getLogger(__name__)
 
@@ -520,12 +521,15 @@ class SSMRemote(Remote):
 
     def forget(self) -> None:
         """Drop what this machine left: staged objects and the local sync manifest.
+        What its guard saved for ``--store default`` (``setup.STORE_PART``) stays.
 
         The manifest goes even when the bucket cannot be cleaned, which raises a
         trainctl error (the bucket's lifecycle rule removes what is left)."""
+        kept = f"{self.prefix}/{STORE_PART}/"
         try:
             with aws_errors(f"clean up {self.instance_id}'s objects in {self.bucket}"):
-                self._delete_prefix(f"{self.prefix}/")
+                listed = self._list(f"{self.prefix}/")
+                self._delete_keys([o["Key"] for o in listed if not o["Key"].startswith(kept)])
         finally:
             self.manifest.forget()
             self._key_file.unlink(missing_ok=True)
