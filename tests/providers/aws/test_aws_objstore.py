@@ -15,7 +15,9 @@ from trainctl.providers.aws import AwsProvider, setup
 from trainctl.providers.aws.instance import TAG_ROLE_ID
 from trainctl.types import CreateResourceOptions, GpuSpec, TrainingJob
 
-REGION = "sa-east-1"
+# A region no other test uses: the moto server is shared, and aws setup's test
+# expects to create its own region's staging bucket.
+REGION = "eu-west-2"
 
 SAVES = (
     "import os, time\n"
