@@ -8,6 +8,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEBIAN_PACKAGES := openssh-server openssh-client rsync
 DEMO_DIR ?= out/demo
+# most tests wait on sshd, moto or a job rather than on the CPU: 4 workers on 2 cores
+TEST_WORKERS ?= 4
 
 .PHONY: demo test lint bench system-packages clean
 
@@ -43,7 +45,7 @@ demo: system-packages $(VENV)/.demo-installed
 
 test: system-packages $(VENV)/.test-installed
 	$(BIN)/ruff check src tests bench examples
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 bench: system-packages $(VENV)/.test-installed
 	$(BIN)/python bench/startup.py
