@@ -53,6 +53,7 @@ bench: system-packages $(VENV)/.test-installed
 	$(BIN)/python bench/ssh_warm_command.py
 	$(BIN)/python bench/ssh_follow_latency.py
 	$(BIN)/python bench/ssh_resync.py
+	$(BIN)/python bench/checkpoint_sync.py
 	$(BIN)/python bench/aws_ssm.py
 	$(BIN)/python bench/lyceum_create.py
 

@@ -19,7 +19,9 @@ pytest_plugins = ["sshd", "fake_runpod"]
 @pytest.fixture(autouse=True)
 def trainctl_home(tmp_path, monkeypatch):
     """Every test gets its own trainctl home and no ambient cloud credentials: HOME
-    points at an empty directory, so no provider's own config file is found."""
+    points at an empty directory, so no provider's own config file is found. It runs
+    in its own directory too (what `train` brings home lands in ./trainctl-runs)."""
+    monkeypatch.chdir(tmp_path)
     home = tmp_path / "trainctl-home"
     monkeypatch.setenv("TRAINCTL_HOME", str(home))
     user_home = tmp_path / "user-home"

@@ -6,9 +6,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import threading
 from pathlib import Path
 
 from cli_helpers import trainctl
+from polling import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -265,17 +267,23 @@ def test_compare_fits_80_columns():
 # --- monitor --tail ------------------------------------------------------------------
 
 
-def test_monitor_tail():
+def test_monitor_tail(tmp_path):
     create()
-    script = "for i in 1 2 3 4 5; do echo line $i; done; sleep 2; echo late"
+    gate = tmp_path / "gate"
+    script = (
+        f"for i in 1 2 3 4 5; do echo line $i; done; "
+        f"until [ -e {gate} ]; do sleep 0.05; done; echo late"
+    )
     r = trainctl("train", "box", "--no-sync", "-d", "--json", "--", "sh", "-c", script)
     job = r.json()["job_id"]
-    import time
-
-    time.sleep(0.8)
+    wait_for(lambda: trainctl("monitor", job).out.endswith("line 5\n"), 20, 0.2)
     now = trainctl("monitor", job, "--tail", "2")
     assert now.out == "line 4\nline 5\n", now.out
+    # the job writes its last line a while after the follow has started
+    opener = threading.Timer(3.0, gate.touch)
+    opener.start()
     followed = trainctl("monitor", job, "--tail", "1", "--follow")
+    opener.join()
     assert followed.code == 0 and followed.out == "line 5\nlate\n", followed.out
     assert trainctl("monitor", job, "-n", "0").out == ""
     assert trainctl("monitor", job, "--tail", "-1").code == 2

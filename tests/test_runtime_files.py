@@ -63,3 +63,15 @@ def test_watch_answers_when_a_file_settles_and_not_before(tmp_path):
     began = time.monotonic()
     same = files.watch(tmp_path, answer["digest"], 0.3, poll=0.05)
     assert same["digest"] == answer["digest"] and time.monotonic() - began >= 0.3
+
+
+def test_watch_answers_at_once_when_until_says_so(tmp_path):
+    (tmp_path / "ck.pt").write_bytes(b"v")
+    first = files.watch(tmp_path, None, 0)
+    began = time.monotonic()
+    calls = []
+    answer = files.watch(
+        tmp_path, first["digest"], 10, poll=0.05, until=lambda: calls.append(1) or len(calls) > 2
+    )
+    assert answer["digest"] == first["digest"]
+    assert len(calls) == 3 and time.monotonic() - began < 5

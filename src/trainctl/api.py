@@ -20,10 +20,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from . import interrupts, objstore, registry, runs
+from . import checkpoints, interrupts, objstore, registry, runs
 from .capabilities import Capability, require
+from .checkpoints import CheckpointPuller, Pulled
 from .errors import (
     BadInput,
     CapabilityError,
@@ -984,6 +985,37 @@ class Trainctl:
             progress(f"{saved['name']} is gone: downloading from its store {saved['url']}")
         return objstore.fetch(saved, creds, remote_path, local_path, progress=progress)
 
+    def pull_checkpoints(
+        self,
+        job_id: str,
+        checkpoint_dir: str,
+        dest: str | Path,
+        *,
+        interval: float,
+        progress: Progress | None = None,
+    ) -> CheckpointPuller | None:
+        """A puller (not started) that brings the job's ``checkpoint_dir`` (relative:
+        in the synced directory) home to ``dest`` while it runs (see
+        ``checkpoints.CheckpointPuller``); None, said to ``progress``, when the
+        provider cannot download."""
+        record, provider, resolved = self.find_job(job_id)
+        why = provider.unsupported_reason(Capability.DOWNLOAD)
+        if why:
+            if progress:
+                progress(f"checkpoints stay on {record.name}: {why}")
+            return None
+        with self._connected(record, provider) as rt:
+            source = rt.resolve(checkpoint_dir)
+        return CheckpointPuller(
+            rt,
+            source,
+            Path(dest),
+            interval=interval,
+            job_id=resolved or job_id,
+            name=checkpoint_dir,
+            progress=progress,
+        )
+
 
 @dataclass
 class RunResult:
@@ -1001,6 +1033,9 @@ class RunResult:
     released_note: str | None = None
     #: the guards a kept machine is left under (one line), when it has any
     guards: str | None = None
+    #: what was brought home of the checkpoint directory while the job ran (and by
+    #: the last pass after it), when checkpoints were pulled
+    checkpoints: Pulled | None = None
 
     @property
     def exit_code(self) -> int:
@@ -1026,6 +1061,7 @@ class RunResult:
             "lost": self.lost,
             "released_note": self.released_note,
             "guards": self.guards,
+            "checkpoints": self.checkpoints.to_dict() if self.checkpoints else None,
             "exit_code": self.exit_code,
         }
 
@@ -1043,8 +1079,15 @@ def run(
     sink: OutputSink | None = None,
     progress: Progress | None = None,
     on_created: Callable[[ResourceRecord], None] | None = None,
+    checkpoint_sync: float | str | None = None,
 ) -> RunResult:
     """Create a machine, train, follow the log, download outputs, terminate.
+
+    While the job runs, its checkpoint directory comes home, file by file as each is
+    complete, to ``output_dir / <its name>`` (``checkpoints.CheckpointPuller``), and a
+    last pass takes what is left before the outputs are downloaded.
+    ``checkpoint_sync``: seconds (or a duration) between looks at it at most, ``off``,
+    or None for the configured default (``checkpoints.interval``).
 
     The machine is terminated on every path out, including errors, unless ``keep``
     is set, an output could not be downloaded, or following gave up while the
@@ -1058,6 +1101,7 @@ def run(
     download, and one during the release is held until it is done. With ``keep``
     the job and the machine are left running. The result says ``interrupted``."""
     _check_writable(output_dir)
+    every = checkpoints.interval(checkpoint_sync)
     say = progress or (lambda _message: None)
     # a kept machine is one the user means to come back to: the create's idle window
     idle = CREATE_IDLE_SECONDS if keep else RUN_IDLE_SECONDS
@@ -1067,12 +1111,27 @@ def run(
     result = RunResult(record, None, [], False)
     job_id = job.job_id
     log = _CountingSink(sink)
+    puller: CheckpointPuller | None = None
     try:
         try:
             started = tc.train(record.id, job, progress=progress)
             result.job, job_id = started, started.job_id
+            if every is not None:
+                name = PurePosixPath(job.checkpoint_dir.rstrip("/")).name or "checkpoints"
+                puller = tc.pull_checkpoints(
+                    started.job_id,
+                    job.checkpoint_dir,
+                    output_dir / name,
+                    interval=every,
+                    progress=progress,
+                )
+            if puller is not None:
+                result.checkpoints = puller.result
+                puller.start()
             result.job = tc.monitor(started.job_id, follow=True, sink=log, progress=progress)
         except KeyboardInterrupt as e:
+            if puller is not None:
+                puller.stop()
             result.interrupted = signal_name = interrupts.name(e)
             if keep:
                 say(f"{signal_name}: keeping {record.name} and its job running")
@@ -1086,8 +1145,10 @@ def run(
             result.kept_reason = e.message
             keep = True
             return result
-        if outputs and result.interrupted:
+        if (outputs or puller is not None) and result.interrupted:
             say(f"downloading outputs to {output_dir} ({result.interrupted} again skips it)")
+        if puller is not None:
+            puller.finish()
         failed = _download_outputs(tc, record, result, outputs, output_dir, progress)
         if failed:
             # keep the machine: what could not be brought home is not lost
@@ -1116,6 +1177,10 @@ def run(
                     status=ExecutionStatus.CANCELLED,
                     reason=f"ended by releasing {record.name}",
                 )
+        if puller is not None:
+            # after the release, which ends the job and with it the look the puller's
+            # thread waits on; a job left running ends that look by itself
+            puller.close(checkpoints.JOIN_SECONDS if result.terminated else 0.0)
     return result
 
 

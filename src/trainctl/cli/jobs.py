@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import click
 
-from .. import interrupts, runs, sync
+from .. import checkpoints, interrupts, runs, sync
 from ..api import Trainctl
 from ..errors import BadInput, NotFound
 from ..following import reattach_hint
 from ..interrupts import Interrupted, signals_interrupt
+from ..runtime.client import new_job_id
 from ..types import TrainingJob, TrainingStatus
 from .common import JobCommand, json_option, progress_printer
 from .envfile import job_env
@@ -77,6 +78,16 @@ def job_options(f):
     ):
         f = option(f)
     return f
+
+
+def checkpoint_sync_option(f):
+    return click.option(
+        "--checkpoint-sync",
+        metavar="DURATION|off",
+        help="While the job runs, bring each new or changed file of its checkpoint "
+        "directory home once complete, looking at least this often (5s, 2m; default "
+        "5s, or [checkpoints] interval in the config file), or off.",
+    )(f)
 
 
 #: a sync above either is worth a warning before it starts
@@ -170,19 +181,33 @@ def show_log(tc: Trainctl, ref: str, *, tail: int | None, sink) -> tuple[Trainin
 @click.argument("resource")
 @job_options
 @click.option("--detach", "-d", is_flag=True, help="Start the job and return at once.")
+@checkpoint_sync_option
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False),
+    help="Where checkpoints land while following (default: ./trainctl-runs/<job-id>); "
+    "never synced to a machine.",
+)
 @json_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def train(resource, command, detach, json_mode, **job_flags) -> int:
+def train(resource, command, detach, checkpoint_sync, output_dir, json_mode, **job_flags) -> int:
     """Sync the working directory to RESOURCE and run COMMAND there.
 
-    Without --detach the log is followed and trainctl exits with the job's code;
-    Ctrl-C (or SIGTERM, SIGHUP) stops following and leaves the job running
+    Without --detach the log is followed, the checkpoint directory comes home file by
+    file as the job writes it (to --output-dir), and trainctl exits with the job's
+    code; Ctrl-C (or SIGTERM, SIGHUP) stops following and leaves the job running
     (exit 130).
     """
     out = Output(json_mode)
     job = build_job(command, **job_flags)
+    every = None if detach else checkpoints.interval(checkpoint_sync)
+    job.job_id = new_job_id()
+    dest = Path(output_dir) if output_dir else Path(sync.OUTPUT_DIR) / job.job_id
+    if every is not None and output_dir:
+        mark_output_dir(dest, job)
     tc = Trainctl()
-    started = tc.train(resource, job, progress=progress_printer(json_mode))
+    progress = progress_printer(json_mode)
+    started = tc.train(resource, job, progress=progress)
     if detach:
         if json_mode:
             out.emit(started.to_dict())
@@ -191,12 +216,40 @@ def train(resource, command, detach, json_mode, **job_flags) -> int:
             out.info(f"follow it with: trainctl monitor {started.job_id} --follow")
         return 0
     click.echo(f"job {started.job_id} started on {resource}; following its log", err=True)
-    final = follow(tc, out, started.job_id, resource)
+    puller = None
+    if every is not None:
+        name = PurePosixPath(job.checkpoint_dir.rstrip("/")).name or "checkpoints"
+        puller = tc.pull_checkpoints(
+            started.job_id, job.checkpoint_dir, dest / name, interval=every, progress=progress
+        )
+    if puller is None:
+        final = follow(tc, out, started.job_id, resource)
+        pulled = None
+    else:
+        puller.start()
+        try:
+            final = follow(tc, out, started.job_id, resource)
+        except Interrupted:
+            puller.close(0.0)  # the job runs on; its look ends on the machine by itself
+            raise
+        with signals_interrupt():
+            pulled = puller.finish()
     if json_mode:
-        out.emit(final.to_dict())
+        out.emit({**final.to_dict(), "checkpoints": pulled.to_dict() if pulled else None})
     else:
         click.echo(describe(final), err=True)
+        if pulled:
+            out.info(pulled.summary())
     return job_exit_code(final)
+
+
+def mark_output_dir(dest: Path, job: TrainingJob) -> None:
+    """Make ``dest``, when it lies in the synced directory, one no later sync sends."""
+    if job.workdir and dest.resolve().is_relative_to(job.workdir):
+        try:
+            sync.mark_output_dir(str(dest))
+        except OSError as e:
+            raise BadInput(f"cannot write outputs to {dest}: {e.strerror or e}") from None
 
 
 @click.command()

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import click
 
-from .. import sync
+from .. import checkpoints, sync
 from ..api import Trainctl
 from ..api import run as run_job
-from ..errors import BadInput
 from ..following import reattach_hint
 from ..interrupts import signals_interrupt
 from ..runtime.client import new_job_id
@@ -21,7 +20,7 @@ from .common import (
     json_option,
     progress_printer,
 )
-from .jobs import build_job, describe, job_options
+from .jobs import build_job, checkpoint_sync_option, describe, job_options, mark_output_dir
 from .output import Output
 from .taskfile import merge
 
@@ -53,6 +52,7 @@ from .taskfile import merge
     show_default=True,
     help="On Ctrl-C/SIGTERM/SIGHUP: seconds the job gets after SIGTERM before SIGKILL.",
 )
+@checkpoint_sync_option
 @click.option(
     "--file",
     "-f",
@@ -79,7 +79,9 @@ def run(ctx: click.Context, task_file: str | None, json_mode: bool, **params) ->
     return _run(json_mode=json_mode, **params)
 
 
-def _run(provider, command, outputs, output_dir, keep, grace, json_mode, **flags) -> int:
+def _run(
+    provider, command, outputs, output_dir, keep, grace, checkpoint_sync, json_mode, **flags
+) -> int:
     out = Output(json_mode)
     job_flags = {
         k: flags.pop(k)
@@ -95,16 +97,14 @@ def _run(provider, command, outputs, output_dir, keep, grace, json_mode, **flags
     }
     job = build_job(command, **job_flags)
     options = build_create_options(**flags)
+    every = checkpoints.interval(checkpoint_sync)
     name = choose_provider(provider)
     progress = progress_printer(json_mode)
     tc = Trainctl()
     job.job_id = new_job_id()
     dest = Path(output_dir) if output_dir else Path(sync.OUTPUT_DIR) / job.job_id
-    if outputs and job.workdir and dest.resolve().is_relative_to(job.workdir):
-        try:  # never sent by a later run's sync of the same directory
-            sync.mark_output_dir(str(dest))
-        except OSError as e:
-            raise BadInput(f"cannot write outputs to {dest}: {e.strerror or e}") from None
+    if outputs or every is not None:
+        mark_output_dir(dest, job)  # never sent by a later run's sync of the same directory
 
     def created(record) -> None:
         click.echo(f"created {record.name} ({record.id}) on {record.provider}", err=True)
@@ -122,12 +122,15 @@ def _run(provider, command, outputs, output_dir, keep, grace, json_mode, **flags
             sink=out.log_bytes,
             progress=progress,
             on_created=created,
+            checkpoint_sync=checkpoints.OFF if every is None else every,
         )
     if json_mode:
         out.emit(result.to_dict())
         return result.exit_code
     if result.job:
         click.echo(describe(result.job), err=True)
+    if result.checkpoints:
+        out.info(result.checkpoints.summary())
     for path in result.downloads:
         out.info(f"downloaded: {path}")
     rname = result.resource.name

@@ -9,6 +9,7 @@
     command: [python, train.py, --epochs, "5"]   # or a string, run with sh -c
     outputs: [checkpoints]
     store: s3://bucket/runs   # where the machine saves checkpoints and logs (--store)
+    checkpoint_sync: 10s      # how often checkpoints come home during run, or off
 
 A flag given on the command line wins over the file. A task file is at most
 1 MiB of UTF-8 YAML without anchors or aliases (an alias can make a few hundred bytes
@@ -53,6 +54,7 @@ FIELDS: dict[str, tuple[str, tuple[type, ...]]] = {
     "outputs": ("outputs", (list, str)),
     "output_dir": ("output_dir", (str,)),
     "keep": ("keep", (bool,)),
+    "checkpoint_sync": ("checkpoint_sync", (str, int, float, bool)),
     "command": ("command", (list, str)),
 }
 
@@ -158,6 +160,10 @@ def _convert(key: str, value: Any, base: Path) -> Any:
         return ("sh", "-c", value) if isinstance(value, str) else tuple(str(v) for v in value)
     if key in ("workdir", "output_dir"):
         return str(base / value)
+    if key == "checkpoint_sync" and not isinstance(value, bool | str):
+        return str(value)  # a bare number is refused as on the command line: 30s or 30m?
+    if key == "checkpoint_sync" and value is True:
+        return None  # on, at the default interval
     return value
 
 

@@ -242,16 +242,26 @@ class JobRuntime:
         """Disarm the guard; it ends within its interval."""
         return self._call("guard-stop")
 
-    def files(self, path: str, *, unless: str | None = None, wait: float = 0.0) -> dict[str, Any]:
+    def files(
+        self,
+        path: str,
+        *,
+        unless: str | None = None,
+        wait: float = 0.0,
+        job: str | None = None,
+    ) -> dict[str, Any]:
         """The files under ``path`` on the machine (relative: in the work directory)
         and which are settled, complete enough to take (``runtime/files.py``): with
         ``unless`` and ``wait``, answered once they differ from the answer with that
-        digest, or after ``wait`` seconds."""
+        digest, or after ``wait`` seconds, or once ``job`` has ended (the answer's
+        ``job_ended`` then says so)."""
         args = ["files", path]
         if unless:
             args += ["--unless", unless]
         if wait:
             args += ["--wait", f"{wait:g}"]
+        if job:
+            args += ["--job", job]
         return self._call(*args)
 
     def log_path(self, job_id: str) -> str:

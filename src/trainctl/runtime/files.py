@@ -92,9 +92,10 @@ def digest(files, ready):
     return hashlib.sha256(json.dumps(taken).encode()).hexdigest()[:16]
 
 
-def watch(root, unless, timeout, poll=0.25, clock=None):
+def watch(root, unless, timeout, poll=0.25, clock=None, until=None):
     """Look at ``root`` until its settled files differ from those of the answer whose
-    ``digest`` is ``unless``, or for ``timeout`` seconds; the answer:
+    ``digest`` is ``unless``, or for ``timeout`` seconds, or until ``until()`` is true
+    (the job that writes them has ended); the answer:
     ``{"files": {rel: [size, mtime_ns, settled]}, "digest": ...}``. One call waits on
     the machine, so that a client learns of a new checkpoint within ``poll`` seconds
     of it settling, for one round trip per change."""
@@ -105,7 +106,7 @@ def watch(root, unless, timeout, poll=0.25, clock=None):
     while True:
         files, ready = settled(root, clock())
         d = digest(files, ready)
-        if d != unless or clock() >= end:
+        if d != unless or clock() >= end or (until is not None and until()):
             marked = set(ready)
             return {
                 "files": {rel: v + [rel in marked] for rel, v in files.items()},

@@ -680,15 +680,26 @@ def cmd_tail(root, args):
 
 
 def cmd_files(root, args):
-    """files DIR [--unless DIGEST] [--wait SECONDS]: DIR's files (relative to the work
-    directory unless absolute) with which are settled (see files.py); with --wait, the
-    answer comes once they differ from the answer whose digest is DIGEST, or after
-    SECONDS."""
+    """files DIR [--unless DIGEST] [--wait SECONDS] [--job JOB]: DIR's files (relative
+    to the work directory unless absolute) with which are settled (see files.py); with
+    --wait, the answer comes once they differ from the answer whose digest is DIGEST,
+    or after SECONDS, or (with --job) once JOB has ended, which the answer then says
+    (``job_ended``)."""
     files = _sibling("files")
     opts = {args[i]: args[i + 1] for i in range(1, len(args) - 1, 2)}
     path = args[0] if os.path.isabs(args[0]) else os.path.join(root.work, args[0])
     wait = min(float(opts.get("--wait", 0)), 60.0)
-    print(json.dumps(files.watch(path, opts.get("--unless"), wait)))
+    job_id = opts.get("--job")
+    ended = None
+    if job_id:
+
+        def ended():
+            return job_status(root, job_id)["status"] not in ("running", "pending")
+
+    answer = files.watch(path, opts.get("--unless"), wait, until=ended)
+    if ended is not None:
+        answer["job_ended"] = ended()
+    print(json.dumps(answer))
 
 
 def cmd_touch(root, args):
