@@ -476,11 +476,17 @@ class SSHRemote(StreamingRemote):
 
         A file with a suffix of ``sync.INCOMPRESSIBLE_SUFFIXES`` (a checkpoint) goes
         uncompressed and whole, unless a cut download of it left partial data to
-        resume from. A directory may mix logs and checkpoints: it keeps compression
-        and the delta algorithm (one rsync run cannot choose per file)."""
+        resume from. A directory may mix logs and checkpoints (one rsync run cannot
+        choose per file): it keeps compression, which logs need on a slow link, and
+        goes whole unless a cut download left partial data in it, since the delta
+        algorithm costs several times the copy on a rewritten checkpoint and saves
+        little on a log."""
         if directory:
             dest.mkdir(parents=True, exist_ok=True)
-            return dest, sync.copy_args(self._remote_path(src.rstrip("/") + "/"), str(dest) + "/")
+            resuming = any(p.is_dir() for p in dest.rglob(sync.PARTIAL_DIR))
+            return dest, sync.copy_args(
+                self._remote_path(src.rstrip("/") + "/"), str(dest) + "/", whole_file=not resuming
+            )
         target = dest / Path(src).name if dest.is_dir() else dest
         target.parent.mkdir(parents=True, exist_ok=True)
         heavy = sync.incompressible(src)

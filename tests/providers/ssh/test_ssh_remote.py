@@ -379,7 +379,7 @@ def _rsync_flags(args: list[str]) -> str:
 def test_a_checkpoint_download_is_whole_and_uncompressed(tmp_path):
     """A file with a checkpoint suffix is pulled without -z (random bytes do not
     compress) and with --whole-file (a rewritten checkpoint shares no blocks with
-    the old copy); a log keeps both, and so does a directory, which may hold logs."""
+    the old copy); a log keeps both; a directory, which may hold logs, keeps -z."""
     r = SSHRemote(Endpoint("box.example"), key=tmp_path / "key")
     cases = [
         ("/w/ck/model.pt", False, "-rlptW"),
@@ -387,7 +387,7 @@ def test_a_checkpoint_download_is_whole_and_uncompressed(tmp_path):
         ("/w/ck/step-100.ckpt", False, "-rlptW"),
         ("/w/train.log", False, "-rlptz"),
         ("/w/.bin", False, "-rlptz"),
-        ("/w/ck", True, "-rlptz"),
+        ("/w/ck", True, "-rlptzW"),
     ]
     for src, directory, flags in cases:
         target, args = r._download_args(src, tmp_path / "out", directory=directory)
@@ -406,6 +406,12 @@ def test_a_cut_checkpoint_download_resumes_with_the_delta_algorithm(tmp_path):
     assert _rsync_flags(args) == "-rlpt"
     _, other = r._download_args("/w/ck/other.pt", tmp_path, directory=False)
     assert _rsync_flags(other) == "-rlptW"
+    # a directory download resumes as a whole when a cut one left partial data in it
+    (tmp_path / "fresh").mkdir()
+    _, fresh = r._download_args("/w/ck", tmp_path / "fresh", directory=True)
+    assert _rsync_flags(fresh) == "-rlptzW"
+    _, again = r._download_args("/w/ck", tmp_path, directory=True)
+    assert _rsync_flags(again) == "-rlptz"
 
 
 def test_a_cut_download_keeps_the_good_copy(remote: SSHRemote, ssh_machine: Machine, tmp_path):
