@@ -1,9 +1,11 @@
-"""`trainctl download` over SSH on loopback, against `scp` and a bare rsync of the same
-files through the same shared connection (same ssh options and key).
+"""`trainctl download` (the whole command) and `SSHRemote.get` (in process) over SSH on
+loopback, against `scp` and a bare rsync of the same files through the same shared
+connection (same ssh options and key).
 
 Cases: a 500 MB checkpoint of random bytes downloaded fresh, the same over an older
-copy it replaces (a checkpoint rewritten each epoch), a directory of many small files
-and a compressible text log. Each method runs several times, interleaved; the median
+copy it replaces (a checkpoint rewritten each epoch), a directory holding it and a
+log (over an older copy), a directory of many small files and a compressible text
+log. Each method runs several times, interleaved; the median
 wall time is printed with its ratio to scp. Target: the checkpoint within 1.05x of
 scp. Files land in /dev/shm when it exists (DOWNLOAD_BENCH_DIR overrides), so the
 local disk's writeback does not blur the transfer.
@@ -79,6 +81,11 @@ def main() -> None:
         for i in range(SMALL_FILES):
             machine.write(f"out/small/d{i % 40}/f{i}.json", f'{{"step": {i}}}\n' * (i % 50 + 1))
         machine.write("out/train.log", log_text())
+        ck = machine.home / "out" / "ck"  # a checkpoint directory: the checkpoint and the log
+        ck.mkdir()
+        os.chown(ck, machine.uid, machine.gid)
+        for name in ("model.pt", "train.log"):
+            os.link(machine.home / "out" / name, ck / name)
         older = work / "older.pt"
         with older.open("wb") as f:
             for _ in range(CHECKPOINT_MB):
@@ -122,6 +129,11 @@ def main() -> None:
                 f"{home}/out/model.pt",
                 lambda d: shutil.copyfile(older, d / "model.pt"),
             ),
+            (
+                "directory (checkpoint + log), older copy",
+                f"{home}/out/ck",
+                lambda d: shutil.copyfile(older, d / "model.pt"),
+            ),
             (f"{SMALL_FILES} small files", f"{home}/out/small", lambda d: None),
             (f"text log {LOG_MB} MB", f"{home}/out/train.log", lambda d: None),
         ]
@@ -144,7 +156,7 @@ def main() -> None:
             )
             print(f"{label:<38} {line}", flush=True)
     print(f"median of {RUNS} runs each; ratios to scp")
-    for label in list(results)[:2]:
+    for label in list(results)[:3]:
         for method in ("trainctl download", "SSHRemote.get"):
             ratio = results[label][method] / results[label]["scp"]
             print(f"target: {method}, {label}, within {TARGET}x of scp: {ratio:.2f}x: "
