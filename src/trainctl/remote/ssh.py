@@ -465,15 +465,36 @@ class SSHRemote(StreamingRemote):
         kind = self._kind(src)
         if kind == "n":
             raise NotFound(f"{src} does not exist on {self.description}")
-        if kind == "d":
-            target = dest
-            target.mkdir(parents=True, exist_ok=True)
-            args = sync.copy_args(self._remote_path(src.rstrip("/") + "/"), str(target) + "/")
-        else:
-            target = dest / Path(src).name if dest.is_dir() else dest
-            target.parent.mkdir(parents=True, exist_ok=True)
-            args = sync.copy_args(self._remote_path(src), str(target))
+        target, args = self._download_args(src, dest, directory=kind == "d")
         code, _, err = sync.run_rsync(self._rsync(*args), progress=progress, what="download")
         if code != 0:
             raise self._rsync_error(err, code, f"download of {src} from {self.description}", False)
         return target
+
+    def _download_args(self, src: str, dest: Path, *, directory: bool) -> tuple[Path, list[str]]:
+        """Where a download of ``src`` lands, and the rsync arguments that copy it there.
+
+        A file with a suffix of ``sync.INCOMPRESSIBLE_SUFFIXES`` (a checkpoint) goes
+        uncompressed and whole, unless a cut download of it left partial data to
+        resume from. A directory may mix logs and checkpoints (one rsync run cannot
+        choose per file): it keeps compression, which logs need on a slow link, and
+        goes whole unless a cut download left partial data in it, since the delta
+        algorithm costs several times the copy on a rewritten checkpoint and saves
+        little on a log."""
+        if directory:
+            dest.mkdir(parents=True, exist_ok=True)
+            resuming = any(p.is_dir() for p in dest.rglob(sync.PARTIAL_DIR))
+            return dest, sync.copy_args(
+                self._remote_path(src.rstrip("/") + "/"), str(dest) + "/", whole_file=not resuming
+            )
+        target = dest / Path(src).name if dest.is_dir() else dest
+        target.parent.mkdir(parents=True, exist_ok=True)
+        heavy = sync.incompressible(src)
+        resuming = (target.parent / sync.PARTIAL_DIR / target.name).exists()
+        args = sync.copy_args(
+            self._remote_path(src),
+            str(target),
+            compress=not heavy,
+            whole_file=heavy and not resuming,
+        )
+        return target, args

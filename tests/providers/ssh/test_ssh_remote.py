@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sshd import Machine, SSHServer, free_port, keygen
-from trainctl import sshkeys
+from trainctl import sshkeys, sync
 from trainctl.errors import CredentialsError, NotFound, OperationFailed, RemoteError
 from trainctl.remote.ssh import Endpoint, SSHRemote
 from trainctl.runtime.client import JobRuntime
@@ -371,11 +371,54 @@ def _partial_appears(folder: Path, name: str) -> bool:
     )
 
 
+def _rsync_flags(args: list[str]) -> str:
+    (flags,) = [a for a in args if a.startswith("-rlpt")]
+    return flags
+
+
+def test_a_checkpoint_download_is_whole_and_uncompressed(tmp_path):
+    """A file with a checkpoint suffix is pulled without -z (random bytes do not
+    compress) and with --whole-file (a rewritten checkpoint shares no blocks with
+    the old copy); a log keeps both; a directory, which may hold logs, keeps -z."""
+    r = SSHRemote(Endpoint("box.example"), key=tmp_path / "key")
+    cases = [
+        ("/w/ck/model.pt", False, "-rlptW"),
+        ("/w/ck/Weights.SafeTensors", False, "-rlptW"),
+        ("/w/ck/step-100.ckpt", False, "-rlptW"),
+        ("/w/train.log", False, "-rlptz"),
+        ("/w/.bin", False, "-rlptz"),
+        ("/w/ck", True, "-rlptzW"),
+    ]
+    for src, directory, flags in cases:
+        target, args = r._download_args(src, tmp_path / "out", directory=directory)
+        assert _rsync_flags(args) == flags, src
+        assert f"--partial-dir={sync.PARTIAL_DIR}" in args
+        assert target == tmp_path / "out"
+
+
+def test_a_cut_checkpoint_download_resumes_with_the_delta_algorithm(tmp_path):
+    """Partial data left by a cut download is the basis rsync resumes from: the next
+    try of that file does not send it whole (still uncompressed)."""
+    r = SSHRemote(Endpoint("box.example"), key=tmp_path / "key")
+    (tmp_path / sync.PARTIAL_DIR).mkdir()
+    (tmp_path / sync.PARTIAL_DIR / "model.pt").write_bytes(b"first half")
+    _, args = r._download_args("/w/ck/model.pt", tmp_path, directory=False)
+    assert _rsync_flags(args) == "-rlpt"
+    _, other = r._download_args("/w/ck/other.pt", tmp_path, directory=False)
+    assert _rsync_flags(other) == "-rlptW"
+    # a directory download resumes as a whole when a cut one left partial data in it
+    (tmp_path / "fresh").mkdir()
+    _, fresh = r._download_args("/w/ck", tmp_path / "fresh", directory=True)
+    assert _rsync_flags(fresh) == "-rlptzW"
+    _, again = r._download_args("/w/ck", tmp_path, directory=True)
+    assert _rsync_flags(again) == "-rlptz"
+
+
 def test_a_cut_download_keeps_the_good_copy(remote: SSHRemote, ssh_machine: Machine, tmp_path):
     """The connection drops mid-download of a large file: the complete copy that was
     there before is still there, nothing truncated takes its name, and the next
     download resumes and completes."""
-    data = os.urandom(48 << 20)  # random: rsync's compression keeps it slow enough to cut
+    data = os.urandom(48 << 20)  # random, as a checkpoint: sent whole, not compressed
     ssh_machine.write("big.bin", data)
     dest = tmp_path / "out"
     dest.mkdir()
