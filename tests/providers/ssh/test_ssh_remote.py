@@ -15,6 +15,7 @@ import pytest
 from sshd import Machine, SSHServer, free_port, keygen
 from trainctl import sshkeys, sync
 from trainctl.errors import CredentialsError, NotFound, OperationFailed, RemoteError
+from trainctl.remote.base import TransferEvent
 from trainctl.remote.ssh import Endpoint, SSHRemote
 from trainctl.runtime.client import JobRuntime
 
@@ -363,8 +364,10 @@ def test_stream_to_and_from_data(remote: SSHRemote):
 
 
 def _partial_appears(folder: Path, name: str) -> bool:
-    """Whether rsync has begun writing ``name`` in ``folder`` (its temporary file)."""
-    return any(
+    """Whether a download has begun writing ``name`` in ``folder``: rsync's temporary
+    file, or a stream's partial file."""
+    partial = folder / sync.PARTIAL_DIR / name
+    return (partial.is_file() and partial.stat().st_size > 0) or any(
         p.name.startswith(f".{name}.") and p.stat().st_size > 0
         for p in folder.iterdir()
         if p.is_file()
@@ -376,42 +379,51 @@ def _rsync_flags(args: list[str]) -> str:
     return flags
 
 
-def test_a_checkpoint_download_is_whole_and_uncompressed(tmp_path):
-    """A file with a checkpoint suffix is pulled without -z (random bytes do not
-    compress) and with --whole-file (a rewritten checkpoint shares no blocks with
-    the old copy); a log keeps both; a directory, which may hold logs, keeps -z."""
+def test_a_checkpoint_download_is_streamed_and_a_cut_one_resumed_uncompressed(tmp_path):
+    """A file with a checkpoint suffix is streamed as it is (``cat``: random bytes do
+    not compress, and a rewritten checkpoint shares no blocks with the old copy);
+    partial data left by a cut download is the basis rsync resumes from, without
+    -z; a log goes through rsync with -z; a directory, which may hold logs, keeps -z
+    and goes whole unless a cut download left partial data in it."""
     r = SSHRemote(Endpoint("box.example"), key=tmp_path / "key")
-    cases = [
-        ("/w/ck/model.pt", False, "-rlptW"),
-        ("/w/ck/Weights.SafeTensors", False, "-rlptW"),
-        ("/w/ck/step-100.ckpt", False, "-rlptW"),
-        ("/w/train.log", False, "-rlptz"),
-        ("/w/.bin", False, "-rlptz"),
-        ("/w/ck", True, "-rlptzW"),
-    ]
-    for src, directory, flags in cases:
-        target, args = r._download_args(src, tmp_path / "out", directory=directory)
-        assert _rsync_flags(args) == flags, src
-        assert f"--partial-dir={sync.PARTIAL_DIR}" in args
+    for src, streamed in [
+        ("/w/ck/model.pt", True),
+        ("/w/ck/Weights.SafeTensors", True),
+        ("/w/ck/step-100.ckpt", True),
+        ("/w/train.log", False),
+        ("/w/.bin", False),
+    ]:
+        target, args = r._download_args(src, tmp_path / "out", directory=False)
         assert target == tmp_path / "out"
-
-
-def test_a_cut_checkpoint_download_resumes_with_the_delta_algorithm(tmp_path):
-    """Partial data left by a cut download is the basis rsync resumes from: the next
-    try of that file does not send it whole (still uncompressed)."""
-    r = SSHRemote(Endpoint("box.example"), key=tmp_path / "key")
+        assert r._streams(src, target) is streamed, src
+        assert _rsync_flags(args) == ("-rlpt" if streamed else "-rlptz"), src
+        assert f"--partial-dir={sync.PARTIAL_DIR}" in args
     (tmp_path / sync.PARTIAL_DIR).mkdir()
     (tmp_path / sync.PARTIAL_DIR / "model.pt").write_bytes(b"first half")
-    _, args = r._download_args("/w/ck/model.pt", tmp_path, directory=False)
-    assert _rsync_flags(args) == "-rlpt"
-    _, other = r._download_args("/w/ck/other.pt", tmp_path, directory=False)
-    assert _rsync_flags(other) == "-rlptW"
-    # a directory download resumes as a whole when a cut one left partial data in it
+    assert not r._streams("/w/ck/model.pt", tmp_path / "model.pt")
+    assert r._streams("/w/ck/other.pt", tmp_path / "other.pt")
     (tmp_path / "fresh").mkdir()
     _, fresh = r._download_args("/w/ck", tmp_path / "fresh", directory=True)
     assert _rsync_flags(fresh) == "-rlptzW"
     _, again = r._download_args("/w/ck", tmp_path, directory=True)
     assert _rsync_flags(again) == "-rlptz"
+
+
+def test_a_streamed_checkpoint_arrives_whole_with_its_progress(
+    remote: SSHRemote, ssh_machine: Machine, tmp_path
+):
+    name = "step $(touch pwned) 'one'.pt"  # reaches cat verbatim, run by no shell
+    data = os.urandom(3 << 20)
+    ssh_machine.write(f"ck/{name}", data)
+    events: list[str] = []
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    got = remote.get(f"{ssh_machine.home}/ck/{name}", dest, progress=events.append)
+    assert got == dest / name and got.read_bytes() == data
+    assert sorted(p.name for p in dest.iterdir()) == [name]  # no partial left
+    assert not (ssh_machine.home / "pwned").exists()
+    last = events[-1]
+    assert isinstance(last, TransferEvent) and last.finished and last.done == len(data)
 
 
 def test_a_cut_download_keeps_the_good_copy(remote: SSHRemote, ssh_machine: Machine, tmp_path):
