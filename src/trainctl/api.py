@@ -28,6 +28,7 @@ from .checkpoints import CheckpointPuller, Pulled
 from .errors import (
     BadInput,
     CapabilityError,
+    CredentialsError,
     NotFound,
     OperationFailed,
     RemoteError,
@@ -787,10 +788,15 @@ class Trainctl:
         if follow:
             reconnect = Reconnect(provider, record, job_id or ref, report=progress)
 
-            def dropped(error: RemoteError, failures: int) -> None:
+            def dropped(error: RemoteError | CredentialsError, failures: int) -> None:
                 # what follows the follow connects again: the machine may have moved
                 self.forget_connection(record.id)
-                reconnect(error, failures)
+                try:
+                    reconnect(error, failures)
+                except MachineLost as e:
+                    # its runs end here, lost, whatever the caller does next
+                    self.store.end_runs(record.id, how="lost", reason=e.message)
+                    raise
 
             on_drop = dropped
 

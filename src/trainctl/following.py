@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from .errors import BadInput, NotFound, RemoteError, TrainctlError
+from .errors import BadInput, CredentialsError, NotFound, RemoteError, TrainctlError
 from .home import load_config
 from .provider import TrainingProvider
 from .remote.base import Progress
@@ -51,7 +51,9 @@ class Reconnect:
     not the job's end. Try again with backoff (capped at ``max_interval``) while the
     provider says the machine is there; stop with ``MachineLost`` when it says the
     machine is gone, and with ``FollowGaveUp`` after ``timeout`` seconds without a
-    connection. Each try is reported to ``report``."""
+    connection. Each try is reported to ``report``. A key the machine refuses is not
+    tried again: it is ``MachineLost`` when the provider says the machine is gone (its
+    address now answers for another), else the error itself."""
 
     def __init__(
         self,
@@ -83,7 +85,10 @@ class Reconnect:
         )
         self._since = 0.0
 
-    def __call__(self, error: RemoteError, failures: int) -> None:
+    def __call__(self, error: RemoteError | CredentialsError, failures: int) -> None:
+        if isinstance(error, CredentialsError):
+            self._check_machine(error)
+            raise error
         now = time.monotonic()
         if failures == 1:
             self._since = now
@@ -104,7 +109,7 @@ class Reconnect:
         )
         time.sleep(delay)
 
-    def _check_machine(self, error: RemoteError) -> None:
+    def _check_machine(self, error: RemoteError | CredentialsError) -> None:
         try:
             state = self.provider.get_resource_status(self.record.id).state
         except NotFound:

@@ -16,7 +16,7 @@ from functools import cached_property
 from importlib import resources
 from typing import Any
 
-from ..errors import NotFound, RemoteError
+from ..errors import CredentialsError, NotFound, RemoteError
 from ..remote.base import CommandResult, Remote, StreamingRemote
 from ..types import ExecutionStatus, TrainingStatus
 
@@ -46,16 +46,17 @@ KEEPALIVE_SECONDS = 60.0
 
 OutputSink = Callable[[bytes], None]
 #: ``on_drop`` of ``JobRuntime.follow``: (the error, consecutive failures so far)
-DropHandler = Callable[[RemoteError, int], None]
+DropHandler = Callable[[RemoteError | CredentialsError, int], None]
 
 
 def new_job_id() -> str:
     return "j-" + secrets.token_hex(4)
 
 
-def _retry_briefly(error: RemoteError, failures: int) -> None:
-    """Following's default on a lost connection: a few quick tries, then give up."""
-    if failures > 5:
+def _retry_briefly(error: RemoteError | CredentialsError, failures: int) -> None:
+    """Following's default on a lost connection: a few quick tries, then give up; a
+    refused key is not tried again."""
+    if isinstance(error, CredentialsError) or failures > 5:
         raise error
     time.sleep(min(2.0, 0.2 * 2**failures))
 
@@ -311,7 +312,7 @@ class JobRuntime:
                         sink(chunk)
                         offset += len(chunk)
                 st = self.status(job_id)
-            except RemoteError as e:
+            except (RemoteError, CredentialsError) as e:
                 failures += 1
                 drop(e, failures)
                 continue

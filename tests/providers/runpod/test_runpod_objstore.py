@@ -4,14 +4,16 @@ whole, and download gets it from there."""
 
 from __future__ import annotations
 
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from objstore_support import KEYS, endpoint, new_bucket, objects
 from polling import wait_for
 from test_objstore_runtime import CHECKPOINTS, body, written
-from trainctl import objstore
+from trainctl import api, objstore
 from trainctl.api import Trainctl
 from trainctl.runtime import files
 from trainctl.types import CreateResourceOptions, GpuSpec, TrainingJob
@@ -81,3 +83,58 @@ def test_a_pod_started_again_saves_to_its_store_again(fake, tmp_path):
     key = f"a/{job.job_id}/checkpoints/w.pt"
     wait_for(lambda: key in objects(bucket), timeout=30)
     tc.terminate("again")
+
+
+def test_a_pod_lost_mid_run_leaves_its_earlier_checkpoints_in_the_store_and_at_home(
+    fake, tmp_path
+):
+    """`run --store` with checkpoints coming home each interval: the pod halts and
+    RunPod forgets it while the job saves a checkpoint a second. Everything complete
+    more than an interval before is both in the store and at home, and nothing at
+    home or in the store is partial."""
+    bucket = new_bucket()
+    record_file: list[Path] = []
+    halted: list[float] = []
+    steps: list[tuple[int, float]] = []
+    tc = Trainctl()
+
+    def on_created(record) -> None:
+        machine = fake.pods[record.id].machine
+
+        def halt_later() -> None:  # the job notes its saves in its working directory
+            wait_for(lambda: list(machine.home.rglob("written")), timeout=60)
+            record_file.extend(machine.home.rglob("written"))
+            wait_for(lambda: len(written(record_file[0])) >= 5, timeout=60)
+            halted.append(time.time())
+            machine.halt()
+            steps.extend(written(record_file[0]))  # before RunPod deletes the pod's disk
+            fake._delete(record.id)
+
+        threading.Thread(target=halt_later, daemon=True).start()
+
+    out = tmp_path / "out"
+    result = api.run(
+        tc,
+        "runpod",
+        CreateResourceOptions(gpu=GpuSpec("RTX4090", 1), name="lost", store=f"s3://{bucket}/l"),
+        TrainingJob(["python3", "-c", CHECKPOINTS, "written"]),
+        outputs=[],
+        output_dir=out,
+        checkpoint_sync=INTERVAL,
+        on_created=on_created,
+    )
+    assert result.lost, result
+    assert tc.store.runs()[0].how == "lost"
+    bound = halted[0] - INTERVAL - files.SETTLE_SECONDS - 0.5
+    early = [s for s, t in steps if t < bound]
+    assert len(early) >= 2
+    stored = objects(bucket, f"l/{result.job.job_id}/checkpoints/")
+    at_home = {p.name: p.read_bytes() for p in (out / "checkpoints").iterdir()}
+    for s in early:
+        assert stored[f"l/{result.job.job_id}/checkpoints/step-{s:04d}.pt"] == body(s), s
+        assert at_home[f"step-{s:04d}.pt"] == body(s), s
+    for name, data in at_home.items():  # whole, or under a name that says it is not
+        if not name.startswith("."):
+            assert data == body(int(name[5:9])), name
+    for key, data in stored.items():
+        assert data == body(int(key.rsplit("-", 1)[1][:4])), key
