@@ -453,22 +453,26 @@ class SSHRemote(StreamingRemote):
             raise self._rsync_error(err, code, f"sync of {src} to {self.description}", True)
         return sync.parse_stats(out)
 
-    def _kind(self, path: str) -> str:
-        """'d' for a directory, 'f' for anything else that exists, 'n' for nothing."""
-        script = 'if [ -d "$1" ]; then echo d; elif [ -e "$1" ]; then echo f; else echo n; fi'
+    def _kind(self, path: str) -> tuple[str, int | None]:
+        """'d' for a directory, 'f' for anything else that exists, 'n' for nothing;
+        with the size of a regular file."""
+        script = (
+            'if [ -d "$1" ]; then echo d; elif [ -f "$1" ]; then echo f $(wc -c < "$1"); '
+            'elif [ -e "$1" ]; then echo f; else echo n; fi'
+        )
         r = self.run(["sh", "-c", script, "sh", path])
-        kind = r.text().strip()
-        if not r.ok or kind not in ("d", "f", "n"):
+        kind, _, size = r.text().strip().partition(" ")
+        if not r.ok or kind not in ("d", "f", "n") or (size and not size.isdigit()):
             raise RemoteError(f"cannot inspect {path} on {self.description}: {r.error_text()}")
-        return kind
+        return kind, int(size) if size else None
 
     def get(self, src: str, dest: Path, *, progress: Progress | None = None) -> Path:
-        kind = self._kind(src)
+        kind, size = self._kind(src)
         if kind == "n":
             raise NotFound(f"{src} does not exist on {self.description}")
         target, args = self._download_args(src, dest, directory=kind == "d")
         if kind == "f" and self._streams(src, target):
-            self._stream_file(src, target, progress)
+            self._stream_file(src, target, size, progress)
             return target
         code, _, err = sync.run_rsync(self._rsync(*args), progress=progress, what="download")
         if code != 0:
@@ -483,7 +487,9 @@ class SSHRemote(StreamingRemote):
         partial = target.parent / sync.PARTIAL_DIR / target.name
         return sync.incompressible(src) and not partial.exists()
 
-    def _stream_file(self, src: str, target: Path, progress: Progress | None) -> None:
+    def _stream_file(
+        self, src: str, target: Path, size: int | None, progress: Progress | None
+    ) -> None:
         """Copy one checkpoint as a plain byte stream (``cat``) over the shared
         connection: rsync's three processes take a quarter to a half longer than
         ``scp`` on a large incompressible file, a stream a little less than scp
@@ -509,16 +515,17 @@ class SSHRemote(StreamingRemote):
                         break
                     except subprocess.TimeoutExpired:
                         if progress:
-                            progress(TransferEvent("download", os.fstat(out.fileno()).st_size))
+                            done = os.fstat(out.fileno()).st_size
+                            progress(TransferEvent("download", done, size))
             finally:
                 if proc.poll() is None:  # interrupted: ssh ends with the client
                     proc.kill()
                     proc.wait()
             errors.seek(0)
             err = errors.read().decode("utf-8", "replace")
-            size = os.fstat(out.fileno()).st_size
+            got = os.fstat(out.fileno()).st_size
         if code != 0:
-            if size == 0:
+            if got == 0:
                 partial.unlink(missing_ok=True)
                 with contextlib.suppress(OSError):
                     partial_dir.rmdir()
@@ -529,7 +536,7 @@ class SSHRemote(StreamingRemote):
         if progress:
             progress(
                 TransferEvent(
-                    "download", size, files=1, seconds=time.monotonic() - began, finished=True
+                    "download", got, files=1, seconds=time.monotonic() - began, finished=True
                 )
             )
 
