@@ -24,7 +24,6 @@ Kept compatible with Python 3.8.
 
 import datetime
 import hashlib
-import hmac
 import http.client
 import json
 import os
@@ -50,7 +49,6 @@ REFRESH_SECONDS = 300.0
 #: (it is sent whole each time); always when the job ends and before a release
 LOG_PAUSE_BYTES = 1 << 20
 LOG_PAUSE_SECONDS = 30.0
-_UNRESERVED = "-_.~"
 
 
 class Failed(Exception):
@@ -60,52 +58,8 @@ class Failed(Exception):
 # --- signing ---------------------------------------------------------------------------
 
 
-def quote(text, safe="/"):
-    return urllib.parse.quote(text, safe=safe + _UNRESERVED)
-
-
-def sign(method, host, path, query, headers, payload_hash, region, creds, when, service="s3"):
-    """``headers`` with ``x-amz-date``, ``x-amz-content-sha256``, the session token
-    and ``Authorization`` added: AWS Signature Version 4 over every header given.
-    ``path`` is already URI-encoded; ``query`` is a dict of plain values."""
-    amz_date = when.strftime("%Y%m%dT%H%M%SZ")
-    day = amz_date[:8]
-    out = dict(headers)
-    out["host"] = host
-    out["x-amz-date"] = amz_date
-    out["x-amz-content-sha256"] = payload_hash
-    if creds.get("Token"):
-        out["x-amz-security-token"] = creds["Token"]
-    lower = {k.lower(): " ".join(str(v).split()) for k, v in out.items()}
-    names = sorted(lower)
-    canonical_query = "&".join(
-        "%s=%s" % (quote(k, safe=""), quote(str(v), safe="")) for k, v in sorted(query.items())
-    )
-    canonical = "\n".join(
-        [
-            method,
-            path,
-            canonical_query,
-            "".join("%s:%s\n" % (k, lower[k]) for k in names),
-            ";".join(names),
-            payload_hash,
-        ]
-    )
-    scope = "%s/%s/%s/aws4_request" % (day, region, service)
-    to_sign = "\n".join(
-        ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
-    )
-    key = ("AWS4" + creds["SecretAccessKey"]).encode()
-    for part in (day, region, service, "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    out["Authorization"] = "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s" % (
-        creds["AccessKeyId"],
-        scope,
-        ";".join(names),
-        signature,
-    )
-    return out
+quote = release.quote
+sign = release.sign
 
 
 # --- the store -------------------------------------------------------------------------

@@ -177,24 +177,55 @@ def sigv4_headers(method, url, region, service, body, creds, when):
     """The headers that sign a request with AWS Signature Version 4 (the form body
     is signed; the URL has no query string)."""
     parts = urllib.parse.urlsplit(url)
+    return sign(
+        method,
+        parts.netloc,
+        quote(parts.path or "/"),
+        {},
+        {"content-type": "application/x-www-form-urlencoded; charset=utf-8"},
+        hashlib.sha256(body).hexdigest(),
+        region,
+        creds,
+        when,
+        service,
+        payload_header=False,
+    )
+
+
+def quote(text, safe="/"):
+    return urllib.parse.quote(text, safe=safe + "-_.~")
+
+
+def sign(
+    method, host, path, query, headers, payload_hash, region, creds, when, service="s3",
+    payload_header=True,
+):
+    """``headers`` with ``x-amz-date``, ``x-amz-content-sha256`` (S3 wants it; left
+    out with ``payload_header=False``), the session token and ``Authorization``
+    added: AWS Signature Version 4 over every header given. ``path`` is already
+    URI-encoded; ``query`` is a dict of plain values."""
     amz_date = when.strftime("%Y%m%dT%H%M%SZ")
     day = amz_date[:8]
-    headers = {
-        "content-type": "application/x-www-form-urlencoded; charset=utf-8",
-        "host": parts.netloc,
-        "x-amz-date": amz_date,
-    }
+    out = dict(headers)
+    out["host"] = host
+    out["x-amz-date"] = amz_date
+    if payload_header:
+        out["x-amz-content-sha256"] = payload_hash
     if creds.get("Token"):
-        headers["x-amz-security-token"] = creds["Token"]
-    names = sorted(headers)
+        out["x-amz-security-token"] = creds["Token"]
+    lower = {k.lower(): " ".join(str(v).split()) for k, v in out.items()}
+    names = sorted(lower)
+    canonical_query = "&".join(
+        "%s=%s" % (quote(k, safe=""), quote(str(v), safe="")) for k, v in sorted(query.items())
+    )
     canonical = "\n".join(
         [
             method,
-            urllib.parse.quote(parts.path or "/", safe="/~"),
-            "",
-            "".join("%s:%s\n" % (k, headers[k].strip()) for k in names),
+            path,
+            canonical_query,
+            "".join("%s:%s\n" % (k, lower[k]) for k in names),
             ";".join(names),
-            hashlib.sha256(body).hexdigest(),
+            payload_hash,
         ]
     )
     scope = "%s/%s/%s/aws4_request" % (day, region, service)
@@ -205,16 +236,13 @@ def sigv4_headers(method, url, region, service, body, creds, when):
     for part in (day, region, service, "aws4_request"):
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
     signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    headers["Authorization"] = (
-        "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s"
-        % (
-            creds["AccessKeyId"],
-            scope,
-            ";".join(names),
-            signature,
-        )
+    out["Authorization"] = "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s" % (
+        creds["AccessKeyId"],
+        scope,
+        ";".join(names),
+        signature,
     )
-    return headers
+    return out
 
 
 # --- plumbing ----------------------------------------------------------------------
