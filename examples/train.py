@@ -55,6 +55,13 @@ def options(
     parser.add_argument("--lr", type=float, default=float(environ.get("LR", "0.01")))
     parser.add_argument("--samples", type=int, default=20000)
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=0.0,
+        help="seconds to wait after each epoch's checkpoint (to watch a run, or to try "
+        "a preemption or a Ctrl-C between two epochs)",
+    )
     return parser.parse_args(argv)
 
 
@@ -123,6 +130,9 @@ def main() -> None:
             f"val_acc {accuracy:.3f} ({time.time() - began:.1f}s) -> {path.name}",
             flush=True,
         )
+        pause_until = time.time() + (args.pause if epoch < args.epochs else 0.0)
+        while not stopping and time.time() < pause_until:
+            time.sleep(min(0.05, pause_until - time.time()))
         if stopping:
             print(f"SIGTERM: stopped after epoch {epoch}, checkpoint {path.name} saved", flush=True)
             sys.exit(128 + signal.SIGTERM)

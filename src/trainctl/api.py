@@ -18,11 +18,11 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
-from . import checkpoints, interrupts, objstore, registry, runs
+from . import checkpoints, interrupts, objstore, recovery, registry, runs
 from .capabilities import Capability, require
 from .checkpoints import CheckpointPuller, Pulled
 from .errors import (
@@ -49,8 +49,8 @@ from .guards import (
 from .home import load_config
 from .provider import TAG_NAME, OwnObjectStore, SelfRelease, StopStart, TrainingProvider
 from .remote.base import Progress
-from .runtime.client import JobRuntime, OutputSink
-from .store import REQUEST_GRACE_SECONDS, JobRecord, ResourceRecord, Store
+from .runtime.client import JobRuntime, OutputSink, new_job_id
+from .store import PREEMPTED, REQUEST_GRACE_SECONDS, JobRecord, ResourceRecord, Store
 from .types import (
     CreateResourceOptions,
     ExecutionStatus,
@@ -332,6 +332,8 @@ class Trainctl:
                 release = provider.guard_release(status, guards.release, until=guards.deadline)
                 policy["release"] = {"action": release.action, "request": release.request}
                 secret = release.secret
+        if status.spot and provider.spot_notice:
+            policy["spot_notice"] = True
         store_secret = None
         if store is not None:
             policy["store"] = store.spec()
@@ -731,8 +733,17 @@ class Trainctl:
     # --- jobs --------------------------------------------------------------------
 
     def train(
-        self, ref: str, job: TrainingJob, *, progress: Progress | None = None
+        self,
+        ref: str,
+        job: TrainingJob,
+        *,
+        progress: Progress | None = None,
+        restore: Path | None = None,
+        attempt: tuple[str, int] | None = None,
     ) -> TrainingStatus:
+        """Start ``job`` on the machine ``ref``; ``restore``: a local directory whose
+        files go into the job's checkpoint directory first (a recovered run's
+        checkpoints); ``attempt``: the run it is an attempt of, and its number."""
         record, provider = self._resolve(ref)
         self.store.require_writable(f"a job on {record.name}")
         guards = Guards.from_dict(record.guards)
@@ -743,8 +754,14 @@ class Trainctl:
             )
         git = runs.git_state(job.workdir)
         with self._connected(record, provider) as rt:
+            if restore is not None:
+                rt.info  # noqa: B018 - creates the work directory on the machine
+                with rt.attached():
+                    rt.remote.put_tree(
+                        restore, rt.resolve(job.checkpoint_dir), progress=progress
+                    )
             status = provider.train(record.id, job, progress=progress, runtime=rt)
-        self.store.add_job(record, status, job=job, git=git)
+        self.store.add_job(record, status, job=job, git=git, attempt=attempt)
         saved = self.store.object_store(record.id)
         if saved is not None and saved["resource_id"] == record.id:
             jobs = [*saved["jobs"], {"id": status.job_id, "checkpoint_dir": job.checkpoint_dir}]
@@ -999,6 +1016,7 @@ class Trainctl:
         *,
         interval: float,
         progress: Progress | None = None,
+        restored: dict[str, int] | None = None,
     ) -> CheckpointPuller | None:
         """A puller (not started) that brings the job's ``checkpoint_dir`` (relative:
         in the synced directory) home to ``dest`` while it runs (see
@@ -1020,6 +1038,7 @@ class Trainctl:
             job_id=resolved or job_id,
             name=checkpoint_dir,
             progress=progress,
+            restored=restored,
         )
 
 
@@ -1042,6 +1061,8 @@ class RunResult:
     #: what was brought home of the checkpoint directory while the job ran (and by
     #: the last pass after it), when checkpoints were pulled
     checkpoints: Pulled | None = None
+    #: a recovering run's attempts, first first (their run records)
+    attempts: list[JobRecord] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -1068,6 +1089,7 @@ class RunResult:
             "released_note": self.released_note,
             "guards": self.guards,
             "checkpoints": self.checkpoints.to_dict() if self.checkpoints else None,
+            "attempts": [a.to_dict() for a in self.attempts],
             "exit_code": self.exit_code,
         }
 
@@ -1086,6 +1108,7 @@ def run(
     progress: Progress | None = None,
     on_created: Callable[[ResourceRecord], None] | None = None,
     checkpoint_sync: float | str | None = None,
+    recover: recovery.Recovery | None = None,
 ) -> RunResult:
     """Create a machine, train, follow the log, download outputs, terminate.
 
@@ -1094,6 +1117,13 @@ def run(
     last pass takes what is left before the outputs are downloaded.
     ``checkpoint_sync``: seconds (or a duration) between looks at it at most, ``off``,
     or None for the configured default (``checkpoints.interval``).
+
+    With ``recover``, an attempt whose machine was preempted or lost is followed by
+    another (``recovery.Recovery``): the machine is released, another is rented with
+    the same options (``cheapest`` looks again), the checkpoints at home go into its
+    checkpoint directory, and the same command starts again, as job
+    ``<first job id>-<attempt>``. Every attempt is a run record of its own that names
+    the first (``Store.attempts``); the result's ``attempts`` lists them.
 
     The machine is terminated on every path out, including errors, unless ``keep``
     is set, an output could not be downloaded, or following gave up while the
@@ -1105,52 +1135,107 @@ def run(
     job is cancelled with ``grace`` seconds to save a checkpoint, the outputs are
     downloaded, then the machine is released; a second interrupt skips the
     download, and one during the release is held until it is done. With ``keep``
-    the job and the machine are left running. The result says ``interrupted``."""
+    the job and the machine are left running. An interrupt while a recovery rents or
+    prepares a machine releases it. The result says ``interrupted``."""
     _check_writable(output_dir)
     every = checkpoints.interval(checkpoint_sync)
+    recover = recover or recovery.Recovery()
     say = progress or (lambda _message: None)
     # a kept machine is one the user means to come back to: the create's idle window
     idle = CREATE_IDLE_SECONDS if keep else RUN_IDLE_SECONDS
+    if recover.times and job.job_id is None:
+        job = replace(job, job_id=new_job_id())
+    run_id, first = job.job_id, job
+    home_checkpoints = output_dir / (
+        PurePosixPath(job.checkpoint_dir.rstrip("/")).name or "checkpoints"
+    )
     record = tc.create(provider_name, options, progress=progress, default_idle=idle)
     if on_created:
         on_created(record)
     result = RunResult(record, None, [], False)
-    job_id = job.job_id
     log = _CountingSink(sink)
     puller: CheckpointPuller | None = None
+    attempt, restore = 1, None
     try:
-        try:
-            started = tc.train(record.id, job, progress=progress)
-            result.job, job_id = started, started.job_id
-            if every is not None:
-                name = PurePosixPath(job.checkpoint_dir.rstrip("/")).name or "checkpoints"
-                puller = tc.pull_checkpoints(
-                    started.job_id,
-                    job.checkpoint_dir,
-                    output_dir / name,
-                    interval=every,
+        while True:
+            job_id = job.job_id
+            #: why this attempt ended, how, and whether its machine still answers
+            ended: tuple[str, str, bool] | None = None
+            try:
+                started = tc.train(
+                    record.id,
+                    job,
                     progress=progress,
+                    restore=restore,
+                    attempt=(run_id, attempt) if recover.times and run_id else None,
                 )
-            if puller is not None:
-                result.checkpoints = puller.result
-                puller.start()
-            result.job = tc.monitor(started.job_id, follow=True, sink=log, progress=progress)
-        except KeyboardInterrupt as e:
-            if puller is not None:
-                puller.stop()
-            result.interrupted = signal_name = interrupts.name(e)
-            if keep:
-                say(f"{signal_name}: keeping {record.name} and its job running")
+                result.job, job_id = started, started.job_id
+                if attempt > 1:
+                    say(f"attempt {attempt}: job {job_id} running on {record.name}")
+                if every is not None:
+                    puller = tc.pull_checkpoints(
+                        started.job_id,
+                        job.checkpoint_dir,
+                        home_checkpoints,
+                        interval=every,
+                        progress=progress,
+                        restored=recovery.files_in(restore) if restore else None,
+                    )
+                if puller is not None:
+                    result.checkpoints = puller.result
+                    puller.start()
+                result.job = tc.monitor(started.job_id, follow=True, sink=log, progress=progress)
+            except KeyboardInterrupt as e:
+                if puller is not None:
+                    puller.stop()
+                result.interrupted = signal_name = interrupts.name(e)
+                if keep:
+                    say(f"{signal_name}: keeping {record.name} and its job running")
+                    return result
+                if job_id:
+                    result.job = _cancel(tc, job_id, grace, signal_name, say, log) or result.job
+            except MachineLost as e:
+                why = PREEMPTED if record.spot else recovery.LOST
+                if job_id and why == PREEMPTED:
+                    tc.store.mark_preempted(job_id, e.message)
+                if not recover.allows(attempt, why):
+                    result.lost = e.message + _no_more(recover, attempt)
+                    return result  # nothing left to download; the release tidies up
+                ended = (why, e.message, False)
+            except FollowGaveUp as e:
+                result.kept_reason = e.message
+                keep = True
                 return result
-            if job_id:
-                result.job = _cancel(tc, job_id, grace, signal_name, say, log) or result.job
-        except MachineLost as e:
-            result.lost = e.message  # nothing left to download; the release tidies up
-            return result
-        except FollowGaveUp as e:
-            result.kept_reason = e.message
-            keep = True
-            return result
+            if ended is None and not result.interrupted:
+                why_job = recovery.ended_by(result.job)
+                if why_job and recover.allows(attempt, why_job):
+                    ended = (why_job, _ending(result.job), True)
+                elif why_job in (PREEMPTED, recovery.LOST) and recover.times:
+                    result.lost = f"{_ending(result.job)}{_no_more(recover, attempt)}"
+            if ended is None:
+                break
+            why, message, answers = ended
+            if puller is not None:
+                if answers:  # the job ended on a machine that still answers: the last pass
+                    with contextlib.suppress(TrainctlError):
+                        puller.finish()
+                puller.close(0.0)
+                puller = None
+            attempt += 1
+            job = replace(first, job_id=f"{run_id}-{attempt}")
+            if why == recovery.FAILED:
+                say(f"{message}; attempt {attempt}: running it again on {record.name}")
+                restore = None
+                continue
+            record, restore = _recover(
+                tc, provider_name, options, record, why, message, attempt, recover,
+                home_checkpoints, idle, progress, say,
+                on_released=lambda: _note_released(result),
+            )
+            result.resource = record
+            result.terminated = False
+            if on_created:
+                on_created(record)
         if (outputs or puller is not None) and result.interrupted:
             say(f"downloading outputs to {output_dir} ({result.interrupted} again skips it)")
         if puller is not None:
@@ -1165,11 +1250,15 @@ def run(
         result.interrupted = result.interrupted or interrupts.name(e)
         if not keep:
             say(f"{interrupts.name(e)}: skipping the download")
+    except _RentFailed as e:
+        result.lost = e.message  # the lost machine is released; no other could be rented
     finally:
-        if keep and result.guards is None:
+        # ``terminated`` here: released by a recovery that rented no other
+        live = not result.terminated
+        if keep and live and result.guards is None:
             with contextlib.suppress(TrainctlError):
                 result.guards = _guards_note(tc, record)
-        if not keep:
+        if not keep and live:
             if result.interrupted:
                 say(f"releasing {record.name}")
             with interrupts.deferred():
@@ -1187,7 +1276,83 @@ def run(
             # after the release, which ends the job and with it the look the puller's
             # thread waits on; a job left running ends that look by itself
             puller.close(checkpoints.JOIN_SECONDS if result.terminated else 0.0)
+        if run_id and recover.times:
+            result.attempts = tc.store.attempts(run_id)
     return result
+
+
+class _RentFailed(TrainctlError):
+    """A recovery released the preempted machine and could not rent another."""
+
+
+def _note_released(result: RunResult) -> None:
+    result.terminated = True
+
+
+def _recover(
+    tc: Trainctl,
+    provider_name: str,
+    options: CreateResourceOptions,
+    record: ResourceRecord,
+    why: str,
+    message: str,
+    attempt: int,
+    recover: recovery.Recovery,
+    home_checkpoints: Path,
+    idle: float,
+    progress: Progress | None,
+    say: Progress,
+    *,
+    on_released: Callable[[], None],
+) -> tuple[ResourceRecord, Path | None]:
+    """Release the machine an attempt was lost with, rent another as ``options`` say,
+    and say what is brought back: the new machine, and the checkpoints to restore."""
+    began = time.monotonic()
+    newest = recovery.newest_checkpoint(home_checkpoints)
+    lost_work = (
+        f"newest checkpoint at home: {newest[0]}, brought home {newest[1]:.0f}s before"
+        if newest
+        else "no checkpoint at home: it starts from scratch"
+    )
+    say(
+        f"{record.name} {'was preempted' if why == PREEMPTED else 'was lost'} ({message}); "
+        f"{lost_work}. Attempt {attempt} of at most {recover.times + 1}: releasing it and "
+        "renting another"
+    )
+    with interrupts.deferred(), contextlib.suppress(NotFound):
+        tc.terminate(record.id)
+    on_released()
+    again = replace(options, name=None, tags=dict(options.tags))
+    try:
+        new = tc.create(provider_name, again, progress=progress, default_idle=idle)
+    except TrainctlError as e:
+        raise _RentFailed(
+            f"{message}; recovery could not rent another machine: {e.message}",
+            hint=e.hint,
+        ) from None
+    say(
+        f"rented {new.name} ({new.id}) on {new.provider} in {time.monotonic() - began:.0f}s"
+        + (f"; restoring {home_checkpoints}" if newest else "")
+    )
+    return new, home_checkpoints if newest else None
+
+
+def _no_more(recover: recovery.Recovery, attempt: int) -> str:
+    if not recover.times:
+        return ""
+    return (
+        f"; not recovered: {attempt} attempts made, --recover {recover.times} allows "
+        f"{recover.times + 1}"
+    )
+
+
+def _ending(status: TrainingStatus | None) -> str:
+    if status is None:
+        return "the job ended"
+    code = "" if status.exit_code is None else f" (exit {status.exit_code})"
+    return f"job {status.job_id} {status.ended_by or status.status.value}{code}" + (
+        f": {status.reason}" if status.reason else ""
+    )
 
 
 class _CountingSink:

@@ -129,6 +129,7 @@ class CheckpointPuller:
         job_id: str | None = None,
         name: str | None = None,
         progress: Progress | None = None,
+        restored: dict[str, int] | None = None,
     ) -> None:
         self.rt = rt
         self.source = source.rstrip("/") or "/"
@@ -142,6 +143,9 @@ class CheckpointPuller:
         self._home: dict[str, tuple[int, int]] = {}
         #: relative path -> (size, mtime_ns, seconds) brought home, not yet confirmed
         self._staged: dict[str, tuple[int, int, float]] = {}
+        #: relative path -> size of the files sent from home to the machine before the
+        #: job began (a recovered run's): not brought back while they are unchanged
+        self._restored = dict(restored or {})
         self._digest: str | None = None
         self._failing = False
         self._lock = threading.Lock()  # one pass at a time, the thread's or the last
@@ -209,6 +213,9 @@ class CheckpointPuller:
             self.say(TransferEvent(f"checkpoint {rel}", size, seconds=seconds, finished=True))
         for rel, (size, mtime_ns, settled) in sorted(files.items()):
             if not settled or self._home.get(rel) == (size, mtime_ns) or not _safe(rel):
+                continue
+            if self._restored.pop(rel, None) == size:
+                self._home[rel] = (size, mtime_ns)  # the copy at home is where it came from
                 continue
             if stoppable and self._stop.is_set():
                 return

@@ -150,6 +150,9 @@ class TrainingProvider(ABC):
     #: flight): what it made, if anything, shows in ``list_resources`` at once, so
     #: its intent is settled there and then instead of lingering as ``creating``
     create_settles_at_once: ClassVar[bool] = False
+    #: True when the guard on a spot machine can read the reclaim notice there (AWS:
+    #: IMDS ``spot/instance-action``): it ends the jobs at the notice, as ``preempted``
+    spot_notice: ClassVar[bool] = False
 
     # --- facts ------------------------------------------------------------------
 

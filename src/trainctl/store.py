@@ -187,6 +187,8 @@ _RUN_COLUMNS = {
     "log_size": "INTEGER",
     "log_complete": "INTEGER",
     "recorded_at": "TEXT",
+    "run_id": "TEXT",
+    "attempt": "INTEGER",
 }
 
 # Every machine trainctl rented, kept after its release: what it cost.
@@ -305,6 +307,10 @@ class JobRecord:
     log_size: int | None = None
     log_complete: bool = False
     recorded_at: str | None = None
+    #: a run that recovers is one job per attempt: the first attempt's job id, shared by
+    #: all of them, and this one's number (1 for the first); None for a run of one job
+    run_id: str | None = None
+    attempt: int | None = None
 
     @property
     def final(self) -> bool:
@@ -357,6 +363,9 @@ class JobRecord:
 
 #: ``JobRecord.ended_by`` of a job whose machine was released while it ran
 RELEASED = "released"
+#: ``JobRecord.ended_by`` of a job whose machine its provider reclaimed (a spot
+#: machine's interruption; on AWS the guard ends the job at the notice)
+PREEMPTED = "preempted"
 
 
 @dataclass
@@ -705,9 +714,11 @@ class Store:
         *,
         job: TrainingJob | None = None,
         git: tuple[str, bool] | None = None,
+        attempt: tuple[str, int] | None = None,
     ) -> None:
         """Record a run: the job as started (``job``: what was asked, when this
-        process started it; ``git``: the workdir's commit and whether it was dirty)."""
+        process started it; ``git``: the workdir's commit and whether it was dirty;
+        ``attempt``: the run it is an attempt of, and its number)."""
         values: dict[str, Any] = {
             "id": status.job_id,
             "resource_id": record.id,
@@ -738,6 +749,8 @@ class Store:
             )
         if git is not None:
             values.update(git_commit=git[0], git_dirty=int(git[1]))
+        if attempt is not None:
+            values.update(run_id=attempt[0], attempt=attempt[1])
         values = {k: v for k, v in values.items() if k in self._columns()}
         names = ", ".join(values)
         marks = ", ".join("?" for _ in values)
@@ -805,15 +818,31 @@ class Store:
 
     def end_runs(self, resource_id: str, *, how: str, reason: str) -> None:
         """The runs of a machine that is gone and still recorded as running: ended now,
-        by ``how`` (``RELEASED`` when trainctl released it, else ``lost``)."""
+        by ``how`` (``RELEASED`` when trainctl released it, ``PREEMPTED`` when its
+        provider reclaimed it, else ``lost``)."""
         if self._cache_is_read_only(f"the runs of {resource_id}"):
             return
         status = ExecutionStatus.CANCELLED if how == RELEASED else ExecutionStatus.LOST
         self.db.execute(
             "UPDATE jobs SET status=?, ended_by=?, reason=?, ended_at=COALESCE(ended_at, ?)"
             " WHERE resource_id=? AND status IN ('pending', 'running')",
-            (status.value, how if how == RELEASED else None, reason, _now(), resource_id),
+            (status.value, how if how in (RELEASED, PREEMPTED) else None, reason, _now(),
+             resource_id),
         )
+
+    def mark_preempted(self, job_id: str, reason: str) -> None:
+        """A run whose machine its provider reclaimed (seen after the run ended as lost)."""
+        if not self._cache_is_read_only(f"the run {job_id}"):
+            self.db.execute(
+                "UPDATE jobs SET ended_by=?, reason=?, ended_at=COALESCE(ended_at, ?)"
+                " WHERE id=?",
+                (PREEMPTED, reason, _now(), job_id),
+            )
+
+    def attempts(self, run_id: str) -> list[JobRecord]:
+        """The attempts of a run that recovers, first first."""
+        rows = self.db.execute("SELECT * FROM jobs WHERE run_id=?", (run_id,))
+        return sorted((_job(r) for r in rows), key=lambda r: r.attempt or 0)
 
     # --- the machines' history ---------------------------------------------------
 

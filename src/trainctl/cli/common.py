@@ -37,12 +37,12 @@ class JobCommand(click.Command):
         return super().parse_args(ctx, self._mark_command(ctx, list(args)))
 
     def _mark_command(self, ctx: click.Context, args: list[str]) -> list[str]:
+        options = [p for p in self.get_params(ctx) if isinstance(p, click.Option)]
         takes_value = {
-            name
-            for p in self.get_params(ctx)
-            if isinstance(p, click.Option) and not p.is_flag and not p.count
-            for name in p.opts
+            name for p in options if not p.is_flag and not p.count for name in p.opts
         }
+        # an option whose value may be left out (--recover [N]) takes a number only
+        optional = {name for p in options if p._flag_needs_value for name in p.opts}
         leading = self.leading
         i = 0
         while i < len(args):
@@ -51,7 +51,11 @@ class JobCommand(click.Command):
                 return args
             if arg.startswith("-") and len(arg) > 1:
                 # "-e X=1" and "--env X=1" are two words; "-eX=1" and "--env=X=1" one
-                i += 2 if arg in takes_value else 1
+                if arg in optional:
+                    given = i + 1 < len(args) and args[i + 1].isdigit()
+                    i += 2 if given else 1
+                else:
+                    i += 2 if arg in takes_value else 1
             elif leading:
                 leading -= 1
                 i += 1

@@ -9,8 +9,10 @@ import click
 from .. import checkpoints, sync
 from ..api import Trainctl
 from ..api import run as run_job
+from ..errors import BadInput
 from ..following import reattach_hint
 from ..interrupts import signals_interrupt
+from ..recovery import DEFAULT_RECOVERIES, Recovery
 from ..runtime.client import new_job_id
 from .common import (
     JobCommand,
@@ -54,6 +56,21 @@ from .taskfile import merge
 )
 @checkpoint_sync_option
 @click.option(
+    "--recover",
+    type=click.IntRange(min=0),
+    is_flag=False,
+    flag_value=DEFAULT_RECOVERIES,
+    default=0,
+    metavar="[N]",
+    help="When the machine is preempted or lost, rent another, restore the checkpoints "
+    f"brought home and run the command again; at most N times (default {DEFAULT_RECOVERIES}).",
+)
+@click.option(
+    "--retry-on-failure",
+    is_flag=True,
+    help="With --recover: a job that fails by itself runs again too (on the same machine).",
+)
+@click.option(
     "--file",
     "-f",
     "task_file",
@@ -80,7 +97,17 @@ def run(ctx: click.Context, task_file: str | None, json_mode: bool, **params) ->
 
 
 def _run(
-    provider, command, outputs, output_dir, keep, grace, checkpoint_sync, json_mode, **flags
+    provider,
+    command,
+    outputs,
+    output_dir,
+    keep,
+    grace,
+    checkpoint_sync,
+    recover,
+    retry_on_failure,
+    json_mode,
+    **flags,
 ) -> int:
     out = Output(json_mode)
     job_flags = {
@@ -98,6 +125,14 @@ def _run(
     job = build_job(command, **job_flags)
     options = build_create_options(**flags)
     every = checkpoints.interval(checkpoint_sync)
+    if retry_on_failure and not recover:
+        raise BadInput("--retry-on-failure needs --recover [N]: how many times to try again")
+    if recover and every is None:
+        click.echo(
+            "warning: --recover with --checkpoint-sync off: no checkpoint comes home, so a "
+            "recovered attempt starts from scratch",
+            err=True,
+        )
     name = choose_provider(provider)
     progress = progress_printer(json_mode)
     tc = Trainctl()
@@ -123,10 +158,14 @@ def _run(
             progress=progress,
             on_created=created,
             checkpoint_sync=checkpoints.OFF if every is None else every,
+            recover=Recovery(recover, retry_on_failure),
         )
     if json_mode:
         out.emit(result.to_dict())
         return result.exit_code
+    if len(result.attempts) > 1:
+        first = result.attempts[0].id
+        click.echo(f"{len(result.attempts)} attempts: `trainctl runs show {first}`", err=True)
     if result.job:
         click.echo(describe(result.job), err=True)
     if result.checkpoints:

@@ -46,14 +46,18 @@ def _when(value: str | None) -> str:
 def totals(
     found: list[JobRecord], machines: list[MachineRecord], since: datetime | None
 ) -> dict[str, dict[str, float | int | None]]:
-    """Per provider: runs, their cost, and what its machines billed over the same time
-    (the time around the runs included: syncing, waiting, the idle stop)."""
+    """Per provider: runs (a recovered run's attempts count once), their cost (every
+    attempt's), and what its machines billed over the same time (the time around the
+    runs included: syncing, waiting, the idle stop)."""
     sums: dict[str, dict[str, float | int | None]] = defaultdict(
         lambda: {"runs": 0, "runs_cost": 0.0, "machines": 0, "machines_cost": 0.0, "unpriced": 0}
     )
+    counted: set[str] = set()
     for run in found:
         entry = sums[run.provider]
-        entry["runs"] = int(entry["runs"] or 0) + 1
+        if (run.run_id or run.id) not in counted:  # a run's attempts are one run
+            counted.add(run.run_id or run.id)
+            entry["runs"] = int(entry["runs"] or 0) + 1
         cost = run.cost()
         if cost is None:
             entry["unpriced"] = int(entry["unpriced"] or 0) + 1
@@ -92,10 +96,16 @@ def runs(
     found = store.runs(machine=machine, status=state, since=when)
     machines = [] if machine or state else store.machines(since=when)
     sums = totals(found, machines, when)
+    grouped = group(found)
     if json_mode:
         out.emit(
             {
-                "runs": [r.to_dict() for r in found],
+                "runs": [
+                    {**r.to_dict(), "attempts": [a.to_dict() for a in tries]}
+                    if len(tries) > 1
+                    else r.to_dict()
+                    for r, tries in grouped
+                ],
                 "since": when.isoformat() if when else None,
                 "totals": sums,
             }
@@ -106,18 +116,18 @@ def runs(
         return
     rows = [
         (
-            r.id,
+            r.run_id or r.id,
             r.machine or r.resource_id,
             r.provider,
             offer(r),
-            r.how,
+            r.how + (f" ({len(tries)} attempts)" if len(tries) > 1 else ""),
             "" if r.exit_code is None else r.exit_code,
-            _when(r.started_at),
-            "-" if r.hours() is None else human_seconds((r.hours() or 0.0) * 3600),
-            money(r.cost()),
+            _when(tries[0].started_at),
+            _hours(tries),
+            money(_cost(tries)),
             " ".join(r.command)[:50],
         )
-        for r in found
+        for r, tries in grouped
     ]
     out.table(
         [
@@ -156,6 +166,8 @@ def show(job: str, json_mode: bool) -> None:
     run = tc.store.job(job)
     if run is None:
         raise NotFound(f"no run {job!r} (see `trainctl runs`)")
+    tries = tc.store.attempts(run.run_id) if run.run_id else [run]
+    run = tries[-1] if len(tries) > 1 else run
     log = run_files.log_path(run.id)
     saved = run_files.saved(run.id)
     log_note = {
@@ -165,7 +177,10 @@ def show(job: str, json_mode: bool) -> None:
         "complete": run.log_complete,
     }
     if json_mode:
-        out.emit({**run.to_dict(), "log": log_note})
+        doc = {**run.to_dict(), "log": log_note}
+        if len(tries) > 1:
+            doc["attempts"] = [a.to_dict() for a in tries]
+        out.emit(doc)
         return
     code = run.git_commit[:12] if run.git_commit else "-"
     if run.git_commit and run.git_dirty:
@@ -193,6 +208,55 @@ def show(job: str, json_mode: bool) -> None:
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         out.info(f"{key.ljust(width)}  {value}")
+    if len(tries) > 1:
+        out.info(f"\n{len(tries)} attempts, {money(_cost(tries))} in all:")
+        out.table(
+            ["#", "JOB", "MACHINE", "OFFER", "STARTED", "ENDED", "HOW", "COST", "WHY"],
+            [
+                (
+                    a.attempt,
+                    a.id,
+                    a.machine or a.resource_id,
+                    offer(a),
+                    _when(a.started_at),
+                    _when(a.ended_at),
+                    a.how,
+                    money(a.cost()),
+                    (a.reason or "")[:60],
+                )
+                for a in tries
+            ],
+            droppable=["OFFER", "WHY"],
+        )
+
+
+def group(found: list[JobRecord]) -> list[tuple[JobRecord, list[JobRecord]]]:
+    """Runs, newest first: each the newest attempt's record, with all its attempts
+    (first first) among ``found``; a run of one job is its own single attempt."""
+    by_run: dict[str, list[JobRecord]] = {}
+    for r in found:
+        by_run.setdefault(r.run_id or r.id, []).append(r)
+    seen: set[str] = set()
+    grouped = []
+    for r in found:  # newest first: a run's first row seen is its newest attempt
+        key = r.run_id or r.id
+        if key not in seen:
+            seen.add(key)
+            tries = sorted(by_run[key], key=lambda a: a.attempt or 0)
+            grouped.append((tries[-1], tries))
+    return grouped
+
+
+def _hours(tries: list[JobRecord]) -> str:
+    hours = [a.hours() for a in tries]
+    if all(h is None for h in hours):
+        return "-"
+    return human_seconds(sum(h or 0.0 for h in hours) * 3600)
+
+
+def _cost(tries: list[JobRecord]) -> float | None:
+    costs = [a.cost() for a in tries]
+    return None if all(c is None for c in costs) else round(sum(c or 0.0 for c in costs), 4)
 
 
 def _count(n: object, what: str) -> str:

@@ -10,6 +10,8 @@
     outputs: [checkpoints]
     store: s3://bucket/runs   # where the machine saves checkpoints and logs (--store)
     checkpoint_sync: 10s      # how often checkpoints come home during run, or off
+    recover: 3                # a preempted or lost machine is replaced up to 3 times
+    retry_on_failure: false   # with recover: a job's own failure is retried too
 
 A flag given on the command line wins over the file. A task file is at most
 1 MiB of UTF-8 YAML without anchors or aliases (an alias can make a few hundred bytes
@@ -26,6 +28,7 @@ from click.core import ParameterSource
 
 from .. import registry
 from ..errors import BadInput
+from ..recovery import DEFAULT_RECOVERIES
 
 #: task-file key -> (parameter of `run`, accepted Python types); each provider's own
 #: flags are keys too (see ``fields``)
@@ -55,6 +58,8 @@ FIELDS: dict[str, tuple[str, tuple[type, ...]]] = {
     "output_dir": ("output_dir", (str,)),
     "keep": ("keep", (bool,)),
     "checkpoint_sync": ("checkpoint_sync", (str, int, float, bool)),
+    "recover": ("recover", (int, bool)),
+    "retry_on_failure": ("retry_on_failure", (bool,)),
     "command": ("command", (list, str)),
 }
 
@@ -162,6 +167,10 @@ def _convert(key: str, value: Any, base: Path) -> Any:
         return str(base / value)
     if key == "checkpoint_sync" and not isinstance(value, bool | str):
         return str(value)  # a bare number is refused as on the command line: 30s or 30m?
+    if key == "recover" and isinstance(value, bool):
+        return DEFAULT_RECOVERIES if value else 0
+    if key == "recover" and value < 0:
+        raise BadInput(f"recover must be a number of recoveries (0 or more), not {value}")
     if key == "checkpoint_sync" and value is True:
         return None  # on, at the default interval
     return value

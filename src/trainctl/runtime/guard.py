@@ -15,6 +15,12 @@ What it enforces, as the client set it (``guard-set``):
   release     what it does then: {"action": "stop"|"terminate", "request": {...}}
               (see release.py); none on a machine that has nothing to release (ssh,
               local), where the guard only ends jobs
+  spot_notice true on an AWS spot instance: each look reads IMDSv2
+              ``spot/instance-action``; once it answers (two minutes before the
+              reclaim), every running job is ended as ``cancel`` ends it, with
+              ``ended_by`` ``preempted``, and its work is sent to the object store
+              (the client, which sees the job end, brings the rest home, rents
+              another machine and resumes there). Nothing is released: AWS does it
   store       an object store to save the jobs' work in (see objstore.py): each
               look uploads every job's new or changed settled checkpoint files and
               its log; once more when a job ends, before a release (for at most
@@ -59,7 +65,7 @@ RETRY_MAX_SECONDS = 300.0
 RELEASE_RECHECK_SECONDS = 300.0
 #: the longest the last uploads to the object store may hold up a release
 FLUSH_SECONDS = 120.0
-IDLE, DEADLINE, SPEND_CAP = "idle", "deadline", "spend cap"
+IDLE, DEADLINE, SPEND_CAP, PREEMPTED = "idle", "deadline", "spend cap", "preempted"
 
 
 class Paths:
@@ -289,6 +295,8 @@ class Guard:
         jobs = [jr.job_status(self.root, j) for j in jr.owned_jobs(self.root, None)]
         active = [st for st in jobs if st["status"] in ("running", "pending")]
         self.upload(policy, jobs)
+        if self.preempted(policy, active):
+            return False
         why = over_limit(policy, self.state, now)
         if not why and (self.state.get("fired") or {}).get("why") in (DEADLINE, SPEND_CAP):
             self.state.pop("fired")  # the limit was moved (autostop)
@@ -302,6 +310,27 @@ class Guard:
         if now - self.idle_since(policy, jobs) >= idle_stop:
             return self.release(policy, IDLE, now)
         return False
+
+    def preempted(self, policy, active):
+        """True once the machine has its spot interruption notice: its jobs are ended
+        (at the notice), and their last work sent to the store."""
+        if (self.state.get("fired") or {}).get("why") == PREEMPTED:
+            return True
+        if not policy.get("spot_notice"):
+            return False
+        notice = spot_notice()
+        if notice is None:
+            return False
+        self.state["fired"] = {"why": PREEMPTED, "at": jr.now(), "notice": notice}
+        detail = "spot interruption notice: %s at %s" % (
+            notice.get("action"),
+            notice.get("time"),
+        )
+        self.log("%s: %s" % (PREEMPTED, detail))
+        if active:
+            self.end_jobs(active, PREEMPTED, detail)
+        self.flush()
+        return True
 
     def idle_since(self, policy, jobs):
         ended = [st.get("ended_at") or 0 for st in jobs]
@@ -412,6 +441,18 @@ class Guard:
                 f.write("%s %s\n" % (stamp, line))
         except OSError:
             pass
+
+
+def spot_notice():
+    """The spot interruption notice IMDS serves (``{"action", "time"}``), or None:
+    404 until AWS decides to reclaim the instance, or IMDS not answering."""
+    endpoint = os.environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") or release.IMDS_DEFAULT
+    try:
+        text = release.Imds(endpoint).get("meta-data/spot/instance-action")
+        notice = json.loads(text)
+    except (release.Failed, OSError, ValueError):
+        return None
+    return notice if isinstance(notice, dict) else None
 
 
 def over_limit(policy, state, now):

@@ -166,7 +166,7 @@ class Imds:
 
     def get(self, path):
         status, text = _call(
-            "GET", self.base + path, None, {"X-aws-ec2-metadata-token": self.token}
+            "GET", self.base + path, None, {"X-aws-ec2-metadata-token": self.token}, direct=True
         )
         if status != 200:
             raise Failed("IMDS %s answered %d" % (path, status))

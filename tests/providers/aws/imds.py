@@ -31,6 +31,8 @@ messages"; botocore/utils.py ``IMDSFetcher._fetch_metadata_token`` and
   session name, so their ``aws:userid`` is ``<role id>:<instance id>`` as on EC2;
   each one handed out is recorded in ``handed_out``.
 - ``dynamic/instance-identity/document``: the identity document's JSON.
+- ``meta-data/spot/instance-action``: 404, until ``notice`` gives the instance its
+  spot interruption notice.
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ class IMDS:
     def __init__(self, account: str) -> None:
         self.account = account
         self.handed_out: list[Handed] = []
+        #: spot interruption notices served, by instance id (``notice``)
+        self.notices: dict[str, dict[str, str]] = {}
         self._tokens: dict[str, tuple[str, float]] = {}  # token: (instance id, expiry)
         self._credentials: dict[str, tuple[Handed, dict[str, str]]] = {}  # by instance id
         self._lock = threading.Lock()
@@ -103,6 +107,13 @@ class IMDS:
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def notice(self, instance_id: str, action: str = "terminate") -> None:
+        """Serve the instance the spot interruption notice: ``spot/instance-action``,
+        404 until then, answers ``{"action", "time"}`` (the time two minutes on), as
+        in "Spot Instance interruption notices" (Amazon EC2 User Guide)."""
+        when = datetime.now(timezone.utc) + timedelta(minutes=2)
+        self.notices[instance_id] = {"action": action, "time": _iso(when)}
 
     def endpoint(self, instance_id: str) -> str:
         """``AWS_EC2_METADATA_SERVICE_ENDPOINT`` for ``instance_id``'s sandbox."""
@@ -155,6 +166,9 @@ class IMDS:
             return role.name if role is not None else None
         if role is not None and leaf == f"latest/meta-data/iam/security-credentials/{role.name}":
             return json.dumps(self._credentials_for(instance, role), indent=2)
+        if leaf == "latest/meta-data/spot/instance-action":
+            notice = self.notices.get(instance.id)
+            return json.dumps(notice) if notice else None
         if leaf == "latest/dynamic/instance-identity/document":
             return json.dumps(
                 {

@@ -879,6 +879,16 @@ class FakeLyceum:
         ]
         return 200, {"vms": vms}, {}
 
+    def preempt(self, vm_id: str) -> None:
+        """Lyceum takes a spot VM back: it is terminated and its machine is gone (what
+        Lyceum does then is not documented; terminated is the state its API has)."""
+        vm = self.vms[vm_id]
+        assert vm.instance_type == "spot" and vm.status in ("running", "ready"), vm.status
+        vm.status = "terminated"
+        vm.ended = time.time()
+        vm.ip_address = None
+        self.machines.stop(vm.vm_id)
+
     def _delete(self, vm: VM) -> tuple[int, Any, dict[str, str]]:
         if vm.status == "terminated":
             raise ApiError(404, "VM not found")

@@ -115,6 +115,8 @@ class AwsProvider(StopStart, SelfRelease, OwnObjectStore, TrainingProvider):
     bundled_offers = Path(__file__).with_name("offers.csv")
     #: a spot launch bids --max-price itself (SpotOptions.MaxPrice)
     spot_bids_max_price = True
+    #: a spot instance's guard reads IMDS spot/instance-action (two minutes' warning)
+    spot_notice = True
 
     def __init__(
         self,

@@ -1,0 +1,122 @@
+"""`run --spot --recover` on RunPod (sshd machines behind the fake): a spot pod
+reclaimed mid-run is replaced, the checkpoints come back, and the job resumes."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from cli_helpers import trainctl
+from polling import wait_for
+from recovery_support import PAUSE, chain, log_of, project, run
+from trainctl.api import Trainctl
+from trainctl.recovery import Recovery
+from trainctl.types import CreateResourceOptions, GpuSpec
+
+
+@pytest.fixture
+def fake(fake_runpod, trainctl_home):
+    trainctl_home.mkdir(parents=True, exist_ok=True)
+    (trainctl_home / "config.toml").write_text(
+        "[providers.runpod]\npoll_interval = 0.01\nready_timeout = 30\n"
+        "[guard]\ninterval = 0.5\ngrace = 2\n"
+    )
+    return fake_runpod
+
+
+def spot() -> CreateResourceOptions:
+    return CreateResourceOptions(gpu=GpuSpec("RTX4090", 1), spot=True)
+
+
+def test_a_reclaimed_spot_pod_is_replaced_and_the_job_resumes_from_its_checkpoint(
+    fake, tmp_path
+):
+    tc = Trainctl()
+    result, home = run(
+        tc,
+        "runpod",
+        spot(),
+        tmp_path,
+        recover=Recovery(3),
+        preempt=lambda record: fake.preempt(record.id),
+        at_epochs=[3],
+    )
+    assert result.exit_code == 0, result
+    first, second = result.attempts
+    assert first.how == "preempted" and first.spot
+    assert second.status == "completed" and second.run_id == first.id == second.run_id
+    assert second.id == f"{first.id}-2"
+    assert "resumed from epoch-3.pt (epoch 3)" in log_of(second.id)
+    assert "resumed" not in log_of(first.id)
+    assert json.loads((home / "epoch-8.pt").read_text())["state"] == chain(8)
+    assert len(fake.created) == 2 and fake.live_pods() == []
+    assert first.resource_id != second.resource_id
+    assert tc.store.resources() == []
+
+
+def test_a_job_failing_on_a_healthy_pod_is_not_retried(fake, tmp_path):
+    result, _home = run(
+        Trainctl(),
+        "runpod",
+        spot(),
+        tmp_path,
+        recover=Recovery(3),
+        command=["python3", "-c", "import sys; sys.exit(3)"],
+    )
+    assert result.exit_code == 3
+    assert len(result.attempts) == 1 and result.attempts[0].status == "failed"
+    assert len(fake.created) == 1 and fake.live_pods() == []
+
+
+def test_a_second_preemption_beyond_recover_1_ends_the_run_with_nothing_left(fake, tmp_path):
+    tc = Trainctl()
+    result, _home = run(
+        tc,
+        "runpod",
+        spot(),
+        tmp_path,
+        recover=Recovery(1),
+        preempt=lambda record: fake.preempt(record.id),
+        at_epochs=[1, 2],
+    )
+    assert result.exit_code == 1
+    assert "not recovered: 2 attempts made, --recover 1 allows 2" in (result.lost or "")
+    assert [a.how for a in result.attempts] == ["preempted", "preempted"]
+    assert len(fake.created) == 2 and fake.live_pods() == []
+    assert tc.store.resources() == []
+
+
+def test_run_recover_from_the_command_line_says_what_happened_and_runs_show_lists_attempts(
+    runpod_cli, tmp_path
+):
+    """The CLI as a user runs it, the fake reclaiming the pod once epoch 2 is home."""
+    fake = runpod_cli
+    project_dir = project(tmp_path)
+    out = tmp_path / "out"
+
+    def reclaim() -> None:
+        wait_for(lambda: (out / "checkpoints" / "epoch-2.pt").exists(), timeout=120)
+        (pod_id,) = [p["id"] for p in fake.live_pods()]
+        fake.preempt(pod_id)
+
+    threading.Thread(target=reclaim, daemon=True).start()
+    r = trainctl(
+        "run", "-p", "runpod", "--gpu", "RTX4090", "--spot", "--recover",
+        "--checkpoint-sync", "0.3s", "-w", str(project_dir), "--output-dir", str(out),
+        "--", "python3", "resumable.py", "--epochs", "4", "--pause", str(PAUSE),
+        timeout=240,
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    assert "was preempted" in r.err and "newest checkpoint at home: epoch-2.pt" in r.err
+    assert "Attempt 2 of at most 4" in r.err and "restoring" in r.err
+    assert "resumed from epoch-2.pt (epoch 2)" in r.out
+    assert "2 attempts: `trainctl runs show" in r.err
+    listed = trainctl("runs").out
+    assert "(2 attempts)" in listed and "completed" in listed
+    (run,) = trainctl("runs", "--json").json()["runs"]
+    assert [a["how"] for a in run["attempts"]] == ["preempted", "completed"]
+    shown = trainctl("runs", "show", run["attempts"][1]["id"])
+    assert shown.code == 0 and "2 attempts" in shown.out and "preempted" in shown.out
+    assert len(fake.created) == 2 and fake.live_pods() == []
