@@ -35,10 +35,14 @@ def chain(epochs: int) -> str:
     return module.chain(epochs)
 
 
-def project(tmp_path: Path) -> Path:
+#: examples/train.py: real PyTorch, for machines whose python3 has torch
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "train.py"
+
+
+def project(tmp_path: Path, script: Path = JOB) -> Path:
     d = tmp_path / "project"
     d.mkdir()
-    shutil.copy(JOB, d / "resumable.py")
+    shutil.copy(script, d / script.name)
     return d
 
 
@@ -54,6 +58,8 @@ def run(
     at_epochs: list[int] = (),
     command: list[str] | None = None,
     python: str = "python3",
+    script: Path = JOB,
+    progress: Callable[[str], None] | None = None,
 ) -> tuple[RunResult, Path]:
     """``run --recover`` of the resumable job; the machine of attempt k is preempted
     (``preempt``) once ``epoch-<at_epochs[k]>.pt`` is at home."""
@@ -78,8 +84,8 @@ def run(
         threading.Thread(target=later, daemon=True).start()
 
     job = TrainingJob(
-        command or [python, "resumable.py", "--epochs", str(epochs), "--pause", str(PAUSE)],
-        workdir=str(project(tmp_path)),
+        command or [python, script.name, "--epochs", str(epochs), "--pause", str(PAUSE)],
+        workdir=str(project(tmp_path, script)),
     )
     result = api.run(
         tc,
@@ -91,6 +97,7 @@ def run(
         checkpoint_sync=INTERVAL,
         recover=recover,
         on_created=on_created,
+        progress=progress,
     )
     assert not errors, errors
     return result, home

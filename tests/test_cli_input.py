@@ -300,3 +300,24 @@ def test_json_errors_always_carry_the_documented_keys():
     r = trainctl("status", "nosuch", "--json")
     assert r.code == 3
     assert set(r.error()) == {"type", "message", "exit_code", "hint"}
+
+
+def test_task_file_recover_and_retry_on_failure(tmp_path):
+    task = tmp_path / "task.yaml"
+    flaky = "import os, sys; os.path.exists('tried') or (open('tried', 'w'), sys.exit(3))"
+    task.write_text(
+        "provider: local\nrecover: true\nretry_on_failure: true\n"
+        f"command: [{sys.executable!r}, -c, {flaky!r}]\n"
+    )
+    r = trainctl("run", "-f", str(task), "--no-sync", cwd=tmp_path)
+    assert r.code == 0, r.err
+    assert "attempt 2: running it again" in r.err and "2 attempts" in r.err
+    task.write_text("provider: local\nrecover: -1\ncommand: [true]\n")
+    r = trainctl("run", "-f", str(task), "--no-sync", cwd=tmp_path)
+    assert r.code == 2 and "recover must be a number of recoveries" in r.err
+    assert "Traceback" not in r.err
+
+
+def test_retry_on_failure_without_recover_is_refused():
+    r = trainctl("run", "-p", "local", "--retry-on-failure", "--no-sync", "--", "true")
+    assert r.code == 2 and "--retry-on-failure needs --recover" in r.err

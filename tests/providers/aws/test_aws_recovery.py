@@ -1,4 +1,5 @@
-"""`run --spot --recover` on AWS (moto, the SSM agent and IMDS stand-ins): the spot
+"""`run --spot --recover` of examples/train.py on AWS (moto, the SSM agent and IMDS
+stand-ins): the spot
 interruption notice reaches the guard through IMDS, which ends the job as preempted;
 the client brings the last checkpoint home, releases the instance (which AWS
 terminates anyway), rents another and resumes there."""
@@ -10,10 +11,11 @@ import time
 
 import boto3
 import pytest
+import torch
 
 from aws_support import agent, imds, instance, set_up
 from polling import wait_for
-from recovery_support import chain, log_of, run
+from recovery_support import EXAMPLE, log_of, run
 from trainctl.api import Trainctl
 from trainctl.providers.aws import AwsProvider
 from trainctl.recovery import Recovery
@@ -42,6 +44,7 @@ def test_the_interruption_notice_ends_the_job_and_the_run_resumes_on_another_ins
         noticed.append(instance_id)
         imds().notice(instance_id)
         guard_log = agent().home(instance_id) / ".trainctl" / "guard" / "log"
+        assert json.loads((guard_log.parent / "policy.json").read_text())["spot_notice"] is True
         wait_for(lambda: "preempted: spot interruption notice" in guard_log.read_text(), 60)
         # AWS reclaims the instance two minutes on: here 30 s on, unless the client,
         # which sees the job end, released it first
@@ -59,6 +62,7 @@ def test_the_interruption_notice_ends_the_job_and_the_run_resumes_on_another_ins
         recover=Recovery(2),
         preempt=interrupt,
         at_epochs=[3],
+        script=EXAMPLE,  # the sandboxes' python3 is this venv's: real PyTorch
     )
     assert result.exit_code == 0, result
     first, second = result.attempts
@@ -67,7 +71,10 @@ def test_the_interruption_notice_ends_the_job_and_the_run_resumes_on_another_ins
     assert second.status == "completed"
     resumed = [line for line in log_of(second.id).splitlines() if line.startswith("resumed")]
     assert resumed == ["resumed from epoch-3.pt (epoch 3)"], log_of(second.id)
-    assert json.loads((home / "epoch-8.pt").read_text())["state"] == chain(8)
+    assert torch.load(home / "epoch-8.pt", weights_only=True)["epoch"] == 8
+    assert sorted(p.name for p in home.glob("epoch-*.pt")) == [
+        f"epoch-{n}.pt" for n in range(1, 9)
+    ]
     made = {a.resource_id.rsplit("/", 1)[-1] for a in result.attempts}
     assert len(made) == 2 and noticed[0] in made
     assert all(instance(REGION, i).state == "terminated" for i in made)

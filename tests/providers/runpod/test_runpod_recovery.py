@@ -4,11 +4,12 @@ reclaimed mid-run is replaced, the checkpoints come back, and the job resumes.""
 from __future__ import annotations
 
 import json
+import signal
 import threading
 
 import pytest
 
-from cli_helpers import trainctl
+from cli_helpers import Cli, trainctl
 from polling import wait_for
 from recovery_support import PAUSE, chain, log_of, project, run
 from trainctl.api import Trainctl
@@ -120,3 +121,40 @@ def test_run_recover_from_the_command_line_says_what_happened_and_runs_show_list
     shown = trainctl("runs", "show", run["attempts"][1]["id"])
     assert shown.code == 0 and "2 attempts" in shown.out and "preempted" in shown.out
     assert len(fake.created) == 2 and fake.live_pods() == []
+
+
+def test_ctrl_c_while_a_recovery_waits_for_its_new_pod_releases_it(runpod_cli, tmp_path):
+    fake = runpod_cli
+    out = tmp_path / "out"
+    run_ = Cli(
+        "run", "-p", "runpod", "--gpu", "RTX4090", "--spot", "--recover", "2",
+        "--checkpoint-sync", "0.3s", "-w", str(project(tmp_path)), "--output-dir", str(out),
+        "--", "python3", "resumable.py", "--epochs", "6", "--pause", str(PAUSE),
+    )  # fmt: skip
+    wait_for(lambda: (out / "checkpoints" / "epoch-1.pt").exists(), timeout=120)
+    fake.knobs.stuck = True  # the next pod never leaves PROVISIONING
+    (pod_id,) = [p["id"] for p in fake.live_pods()]
+    fake.preempt(pod_id)
+    wait_for(lambda: len(fake.created) == 2, timeout=60)
+    run_.wait_for(run_.err, "waiting for it to run")
+    run_.signal(signal.SIGINT)
+    assert run_.finish() == 130, run_.err
+    assert fake.live_pods() == [] and len(fake.created) == 2
+    listed = trainctl("list", "--json").json()["resources"]
+    assert listed == []
+
+
+def test_retry_on_failure_runs_a_failed_job_again_on_the_same_pod(fake, tmp_path):
+    flaky = "import os, sys; os.path.exists('tried') or (open('tried', 'w'), sys.exit(3))"
+    result, _home = run(
+        Trainctl(),
+        "runpod",
+        spot(),
+        tmp_path,
+        recover=Recovery(2, retry_on_failure=True),
+        command=["python3", "-c", flaky],
+    )
+    assert result.exit_code == 0, result
+    assert [a.status for a in result.attempts] == ["failed", "completed"]
+    assert result.attempts[0].resource_id == result.attempts[1].resource_id
+    assert len(fake.created) == 1 and fake.live_pods() == []
