@@ -314,14 +314,22 @@ class Guard:
     def preempted(self, policy, active):
         """True once the machine has its spot interruption notice: its jobs are ended
         (at the notice), and their last work sent to the store."""
-        if (self.state.get("fired") or {}).get("why") == PREEMPTED:
-            return True
+        fired = self.state.get("fired") or {}
+        if fired.get("why") == PREEMPTED:
+            if fired.get("epoch") == machine_epoch():
+                return True
+            self.state.pop("fired")  # started again since (a spot stop): guarding afresh
         if not policy.get("spot_notice"):
             return False
         notice = spot_notice()
         if notice is None:
             return False
-        self.state["fired"] = {"why": PREEMPTED, "at": jr.now(), "notice": notice}
+        self.state["fired"] = {
+            "why": PREEMPTED,
+            "at": jr.now(),
+            "notice": notice,
+            "epoch": machine_epoch(),
+        }
         detail = "spot interruption notice: %s at %s" % (
             notice.get("action"),
             notice.get("time"),
