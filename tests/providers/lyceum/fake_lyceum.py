@@ -76,6 +76,8 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 from uuid import uuid4
 
+import pytest
+
 API = "/api/v2/external"
 DEFAULT_KEY = "lk_fake_0123456789abcdef"
 DEFAULT_ORG = "acme-ml"
@@ -988,3 +990,19 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     do_GET = do_POST = do_DELETE = do_PATCH = do_PUT = _serve
+
+
+@pytest.fixture
+def lyceum_sshd(sshd: Any, monkeypatch: pytest.MonkeyPatch, trainctl_home: Any) -> Any:
+    """A running fake whose VMs are machines of the test SSH server, with trainctl
+    pointed at it: short polls, and a guard that looks every 0.2 s (grace 3 s)."""
+    trainctl_home.mkdir(parents=True, exist_ok=True)
+    (trainctl_home / "config.toml").write_text(
+        "[providers.lyceum]\npoll_interval = 0.02\nready_timeout = 10\n"
+        "[guard]\ninterval = 0.2\ngrace = 3\n"
+    )
+    with FakeLyceum(machines=SshdMachines(sshd)) as fake:
+        monkeypatch.setenv("TRAINCTL_LYCEUM_API_URL", fake.url)
+        monkeypatch.setenv("LYCEUM_API_KEY", DEFAULT_KEY)
+        monkeypatch.setenv("LYCEUM_ORG", DEFAULT_ORG)
+        yield fake

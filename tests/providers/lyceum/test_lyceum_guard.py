@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_lyceum import API, DEFAULT_KEY, DEFAULT_ORG, FakeLyceum, SshdMachines
+from fake_lyceum import API
 from polling import wait_for
 from trainctl.api import Trainctl
 from trainctl.guards import GuardRequest
@@ -18,17 +18,8 @@ from trainctl.types import CreateResourceOptions, GpuSpec, TrainingJob
 
 
 @pytest.fixture
-def fake(sshd, monkeypatch, trainctl_home):
-    trainctl_home.mkdir(parents=True, exist_ok=True)
-    (trainctl_home / "config.toml").write_text(
-        "[providers.lyceum]\npoll_interval = 0.02\nready_timeout = 10\n"
-        "[guard]\ninterval = 0.2\ngrace = 3\n"
-    )
-    with FakeLyceum(machines=SshdMachines(sshd)) as f:
-        monkeypatch.setenv("TRAINCTL_LYCEUM_API_URL", f.url)
-        monkeypatch.setenv("LYCEUM_API_KEY", DEFAULT_KEY)
-        monkeypatch.setenv("LYCEUM_ORG", DEFAULT_ORG)
-        yield f
+def fake(lyceum_sshd):
+    return lyceum_sshd
 
 
 SAVES_ON_TERM = (

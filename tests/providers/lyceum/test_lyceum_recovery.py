@@ -8,7 +8,6 @@ import json
 
 import pytest
 
-from fake_lyceum import DEFAULT_KEY, DEFAULT_ORG, FakeLyceum, SshdMachines
 from recovery_support import chain, log_of, run
 from trainctl.api import Trainctl
 from trainctl.recovery import Recovery
@@ -16,17 +15,8 @@ from trainctl.types import CreateResourceOptions, GpuSpec
 
 
 @pytest.fixture
-def fake(sshd, monkeypatch, trainctl_home):
-    trainctl_home.mkdir(parents=True, exist_ok=True)
-    (trainctl_home / "config.toml").write_text(
-        "[providers.lyceum]\npoll_interval = 0.02\nready_timeout = 10\n"
-        "[guard]\ninterval = 0.5\ngrace = 2\n"
-    )
-    with FakeLyceum(machines=SshdMachines(sshd)) as f:
-        monkeypatch.setenv("TRAINCTL_LYCEUM_API_URL", f.url)
-        monkeypatch.setenv("LYCEUM_API_KEY", DEFAULT_KEY)
-        monkeypatch.setenv("LYCEUM_ORG", DEFAULT_ORG)
-        yield f
+def fake(lyceum_sshd):
+    return lyceum_sshd
 
 
 def test_a_spot_vm_taken_back_is_replaced_and_the_job_resumes(fake, tmp_path):
