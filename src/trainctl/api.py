@@ -145,6 +145,14 @@ class Trainctl:
 
     # --- connections -------------------------------------------------------------
 
+    def cut_connection(self, resource_id: str) -> None:
+        """End the machine's shared connection under whatever uses it now (a log
+        being followed fails at once, and its reconnect asks the provider)."""
+        rt = self._runtimes.get(resource_id)
+        close = getattr(rt.remote, "close", None) if rt is not None else None
+        if close is not None:
+            close()
+
     def forget_connection(self, resource_id: str) -> None:
         """Make the next step on the machine connect again."""
         self._runtimes.pop(resource_id, None)
@@ -1184,7 +1192,10 @@ def run(
                 if puller is not None:
                     result.checkpoints = puller.result
                     puller.start()
-                result.job = tc.monitor(started.job_id, follow=True, sink=log, progress=progress)
+                with _watch(tc, record, recover):
+                    result.job = tc.monitor(
+                        started.job_id, follow=True, sink=log, progress=progress
+                    )
             except KeyboardInterrupt as e:
                 if puller is not None:
                     puller.stop()
@@ -1279,6 +1290,20 @@ def run(
         if run_id and recover.times:
             result.attempts = tc.store.attempts(run_id)
     return result
+
+
+def _watch(
+    tc: Trainctl, record: ResourceRecord, recover: recovery.Recovery
+) -> contextlib.AbstractContextManager[object]:
+    """A recovering run's look at the machine's state while it follows the job."""
+    if not recover.times:
+        return contextlib.nullcontext()
+    provider = tc.provider(record.provider)
+    return recovery.Watch(
+        lambda: provider.get_resource_status(record.id).state,
+        lambda: tc.cut_connection(record.id),
+        recovery.watch_interval(),
+    )
 
 
 class _RentFailed(TrainctlError):

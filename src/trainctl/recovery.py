@@ -11,12 +11,15 @@ cap) is final.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import NotFound, TrainctlError
 from .store import PREEMPTED
-from .types import ExecutionStatus, TrainingStatus
+from .types import ExecutionStatus, ResourceState, TrainingStatus
 
 #: how many times `--recover` with no number recovers a run
 DEFAULT_RECOVERIES = 3
@@ -82,3 +85,56 @@ def newest_checkpoint(directory: Path) -> tuple[str, float] | None:
 def files_in(directory: Path) -> dict[str, int]:
     """What a restore sends from ``directory``: relative POSIX path -> size."""
     return {p.relative_to(directory).as_posix(): p.stat().st_size for p in _complete(directory)}
+
+
+#: seconds between two looks at the machine's state while a recovering run follows it
+#: (``[recover] watch_interval`` in the config file)
+WATCH_SECONDS = 10.0
+
+
+class Watch:
+    """While a recovering run follows its job, ask the provider every ``every``
+    seconds whether the machine still runs; once it says stopped or gone, call
+    ``cut`` (which ends the connection the log streams over, so that following
+    notices now, not when its keepalives time out) and stop looking."""
+
+    def __init__(self, state: Callable[[], ResourceState], cut: Callable[[], None], every: float):
+        self.state = state
+        self.cut = cut
+        self.every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="trainctl-watch", daemon=True)
+
+    def __enter__(self) -> Watch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                state = self.state()
+            except NotFound:
+                state = ResourceState.TERMINATED
+            except TrainctlError:
+                continue  # the provider cannot say: following goes on as it is
+            if state in GONE and not self._stop.is_set():
+                self.cut()
+                return
+
+
+#: what a machine under a running job is not when its provider reclaimed it
+GONE = (ResourceState.STOPPED, ResourceState.TERMINATING, ResourceState.TERMINATED)
+
+
+def watch_interval() -> float:
+    from .following import seconds_setting
+    from .home import load_config
+
+    table = load_config().get("recover", {})
+    table = table if isinstance(table, dict) else {}
+    return seconds_setting(
+        None, table.get("watch_interval"), WATCH_SECONDS, "[recover] watch_interval"
+    ) or WATCH_SECONDS

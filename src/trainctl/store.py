@@ -769,7 +769,10 @@ class Store:
         self.db.execute(
             "UPDATE jobs SET status=?, exit_code=?, started_at=COALESCE(?, started_at),"
             " ended_at=COALESCE(?, ended_at), reason=?, ended_by=COALESCE(?, ended_by),"
-            " log_size=MAX(COALESCE(log_size, 0), ?) WHERE id=?",
+            " log_size=MAX(COALESCE(log_size, 0), ?) WHERE id=?"
+            # a run its machine was reclaimed under is over, whatever is read later
+            # from a machine the provider has not stopped yet (the job still running)
+            " AND (ended_by IS NULL OR ended_by != ? OR ? = ?)",
             (
                 status.status.value,
                 status.exit_code,
@@ -779,6 +782,9 @@ class Store:
                 status.ended_by,
                 status.log_size,
                 status.job_id,
+                PREEMPTED,
+                status.ended_by,
+                PREEMPTED,
             ),
         )
 

@@ -560,13 +560,15 @@ class FakeRunPod:
         if status in ("EXITED", "ERROR"):
             d["cost"] = 0.0
 
-    def preempt(self, pod_id: str) -> None:
+    def preempt(self, pod_id: str, *, halt: bool = True) -> None:
         """RunPod reclaims a running spot pod's GPU: it is EXITED (as ``stop`` leaves
-        it), with nothing running on it any more."""
+        it), with nothing running on it any more; ``halt=False`` leaves the machine
+        running and its connections open (a pod whose end the network has not seen
+        yet: only the API says it)."""
         pod = self.pods[pod_id]
         assert pod.spot and pod.data["status"] == "RUNNING", pod.data["status"]
         self._set_status(pod, "EXITED")
-        if pod.machine is not None:
+        if halt and pod.machine is not None:
             pod.machine.halt()
 
     def _delete(self, pod_id: str) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import signal
 import threading
+import time
+from datetime import datetime
 
 import pytest
 
@@ -22,7 +24,7 @@ def fake(fake_runpod, trainctl_home):
     trainctl_home.mkdir(parents=True, exist_ok=True)
     (trainctl_home / "config.toml").write_text(
         "[providers.runpod]\npoll_interval = 0.01\nready_timeout = 30\n"
-        "[guard]\ninterval = 0.5\ngrace = 2\n"
+        "[guard]\ninterval = 0.5\ngrace = 2\n[recover]\nwatch_interval = 0.5\n"
     )
     return fake_runpod
 
@@ -158,3 +160,26 @@ def test_retry_on_failure_runs_a_failed_job_again_on_the_same_pod(fake, tmp_path
     assert [a.status for a in result.attempts] == ["failed", "completed"]
     assert result.attempts[0].resource_id == result.attempts[1].resource_id
     assert len(fake.created) == 1 and fake.live_pods() == []
+
+
+def test_a_pod_the_api_says_exited_is_noticed_while_its_connection_still_stands(fake, tmp_path):
+    """RunPod says the pod is EXITED, but its machine and the followed connection are
+    still up: the run's look at the pod's state cuts the connection, and recovers."""
+    noticed: list[float] = []
+    result, _home = run(
+        Trainctl(),
+        "runpod",
+        spot(),
+        tmp_path,
+        epochs=4,
+        recover=Recovery(1),
+        preempt=lambda record: (fake.preempt(record.id, halt=False), noticed.append(time.time())),
+        at_epochs=[2],
+    )
+    assert result.exit_code == 0, result
+    first, second = result.attempts
+    assert first.how == "preempted" and "stopped" in (first.reason or "")
+    ended = datetime.fromisoformat(first.ended_at or "").timestamp()
+    assert ended - noticed[0] < 10  # a watch interval of 0.5 s, and PAUSE before epoch 3
+    assert "resumed from epoch-2.pt (epoch 2)" in log_of(second.id)
+    assert fake.live_pods() == []
