@@ -88,8 +88,10 @@ def run(ctx: click.Context, task_file: str | None, json_mode: bool, **params) ->
     not be reached for long (then the job is left running and trainctl says how to
     re-attach). Ctrl-C, SIGTERM or SIGHUP cancels the job (SIGTERM first, so it can
     checkpoint), downloads the outputs, then releases the machine; a second one
-    skips the download. Exit code: the job's own; 1 when anything asked for did not
-    happen; 130 when interrupted.
+    skips the download. With --recover, a machine preempted or lost under the job
+    is released and replaced, the checkpoints brought home go to the new one, and
+    the command runs again there. Exit code: the job's own (its last attempt's); 1
+    when anything asked for did not happen; 130 when interrupted.
     """
     if task_file:
         params = merge(ctx, params, task_file)
