@@ -60,9 +60,10 @@ def run(
     python: str = "python3",
     script: Path = JOB,
     progress: Callable[[str], None] | None = None,
+    checkpoint_sync: float | str = INTERVAL,
 ) -> tuple[RunResult, Path]:
     """``run --recover`` of the resumable job; the machine of attempt k is preempted
-    (``preempt``) once ``epoch-<at_epochs[k]>.pt`` is at home."""
+    (``preempt``) once ``epoch-<at_epochs[k]>.pt`` is at home (at once for 0)."""
     out = tmp_path / "out"
     home = out / "checkpoints"
     created: list[ResourceRecord] = []
@@ -76,7 +77,8 @@ def run(
 
         def later() -> None:
             try:
-                wait_for(lambda: (home / f"epoch-{at_epochs[k]}.pt").exists(), timeout=120)
+                if at_epochs[k]:
+                    wait_for(lambda: (home / f"epoch-{at_epochs[k]}.pt").exists(), timeout=120)
                 preempt(record)
             except BaseException as e:  # noqa: BLE001 - reported by the test
                 errors.append(e)
@@ -94,7 +96,7 @@ def run(
         job,
         outputs=[],
         output_dir=out,
-        checkpoint_sync=INTERVAL,
+        checkpoint_sync=checkpoint_sync,
         recover=recover,
         on_created=on_created,
         progress=progress,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -1238,6 +1239,8 @@ def run(
                 say(f"{message}; attempt {attempt}: running it again on {record.name}")
                 restore = None
                 continue
+            if not answers:  # gone: what its guard saved to the store may be newer
+                _merge_from_store(tc, record, first.checkpoint_dir, home_checkpoints, progress)
             record, restore = _recover(
                 tc, provider_name, options, record, why, message, attempt, recover,
                 home_checkpoints, idle, progress, say,
@@ -1360,6 +1363,38 @@ def _recover(
         + (f"; restoring {home_checkpoints}" if newest else "")
     )
     return new, home_checkpoints if newest else None
+
+
+def _merge_from_store(
+    tc: Trainctl,
+    record: ResourceRecord,
+    checkpoint_dir: str,
+    home_checkpoints: Path,
+    progress: Progress | None,
+) -> None:
+    """Add to the checkpoints at home what the machine's guard saved to its object
+    store (``--store``) and never came home: files missing at home, or of another
+    size. A store that cannot be read leaves home as it is (said to ``progress``)."""
+    saved = tc.store.object_store(record.id)
+    if saved is None or saved.get("resource_id") != record.id:
+        return
+    staging = home_checkpoints.with_name(f".{home_checkpoints.name}.from-store")
+    say = progress or (lambda _message: None)
+    try:
+        home_checkpoints.parent.mkdir(parents=True, exist_ok=True)
+        tc._from_store(saved, checkpoint_dir, staging, progress)
+        added = 0
+        for rel, size in recovery.files_in(staging).items():
+            target = home_checkpoints / rel
+            if not target.is_file() or target.stat().st_size != size:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staging / rel, target)
+                added += 1
+        say(f"checkpoints: {added} file(s) from {saved['url']} added to those at home")
+    except (TrainctlError, OSError) as e:
+        say(f"checkpoints: could not read {saved.get('url')} ({e}); restoring what is at home")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _no_more(recover: recovery.Recovery, attempt: int) -> str:

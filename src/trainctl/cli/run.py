@@ -132,7 +132,7 @@ def _run(
     if recover and every is None:
         click.echo(
             "warning: --recover with --checkpoint-sync off: no checkpoint comes home, so a "
-            "recovered attempt starts from scratch",
+            "recovered attempt starts from what --store saved, or from scratch",
             err=True,
         )
     name = choose_provider(provider)

@@ -12,9 +12,12 @@ import pytest
 
 from objstore_support import KEYS, endpoint, new_bucket, objects
 from polling import wait_for
+from recovery_support import log_of
+from recovery_support import run as recovery_run
 from test_objstore_runtime import CHECKPOINTS, body, written
 from trainctl import api, objstore
 from trainctl.api import Trainctl
+from trainctl.recovery import Recovery
 from trainctl.runtime import files
 from trainctl.types import CreateResourceOptions, GpuSpec, TrainingJob
 
@@ -138,3 +141,30 @@ def test_a_pod_lost_mid_run_leaves_its_earlier_checkpoints_in_the_store_and_at_h
             assert data == body(int(name[5:9])), name
     for key, data in stored.items():
         assert data == body(int(key.rsplit("-", 1)[1][:4])), key
+
+
+def test_a_recovered_run_resumes_from_what_the_store_saved_when_nothing_came_home(
+    fake, tmp_path
+):
+    """`run --recover --store ... --checkpoint-sync off`: nothing is pulled home while
+    the job runs, the pod is reclaimed, and the new pod gets what the guard saved."""
+    bucket = new_bucket()
+    result, home = recovery_run(
+        Trainctl(),
+        "runpod",
+        CreateResourceOptions(gpu=GpuSpec("RTX4090", 1), spot=True, store=f"s3://{bucket}/r"),
+        tmp_path,
+        epochs=4,
+        recover=Recovery(1),
+        checkpoint_sync=api.checkpoints.OFF,
+        preempt=lambda record: (
+            wait_for(lambda: any(k.endswith("epoch-2.pt") for k in objects(bucket, "r/")), 60),
+            fake.preempt(record.id),
+        ),
+        at_epochs=[0],
+    )
+    assert result.exit_code == 0, result
+    first, second = result.attempts
+    assert first.how == "preempted"
+    assert "resumed from epoch-2.pt (epoch 2)" in log_of(second.id)
+    assert fake.live_pods() == []
