@@ -150,9 +150,8 @@ class Trainctl:
         """End the machine's shared connection under whatever uses it now (a log
         being followed fails at once, and its reconnect asks the provider)."""
         rt = self._runtimes.get(resource_id)
-        close = getattr(rt.remote, "close", None) if rt is not None else None
-        if close is not None:
-            close()
+        if rt is not None:
+            rt.remote.close()
 
     def forget_connection(self, resource_id: str) -> None:
         """Make the next step on the machine connect again."""
@@ -820,8 +819,10 @@ class Trainctl:
                 try:
                     reconnect(error, failures)
                 except MachineLost as e:
-                    # its runs end here, lost, whatever the caller does next
-                    self.store.end_runs(record.id, how="lost", reason=e.message)
+                    # its runs end here, whatever the caller does next: a spot
+                    # machine gone under its job was reclaimed, any other is lost
+                    how = PREEMPTED if record.spot else ExecutionStatus.LOST.value
+                    self.store.end_runs(record.id, how=how, reason=e.message)
                     raise
 
             on_drop = dropped
@@ -1207,9 +1208,7 @@ def run(
                 if job_id:
                     result.job = _cancel(tc, job_id, grace, signal_name, say, log) or result.job
             except MachineLost as e:
-                why = PREEMPTED if record.spot else recovery.LOST
-                if job_id and why == PREEMPTED:
-                    tc.store.mark_preempted(job_id, e.message)
+                why = PREEMPTED if record.spot else recovery.LOST  # as monitor records it
                 if not recover.allows(attempt, why):
                     result.lost = e.message + _no_more(recover, attempt)
                     return result  # nothing left to download; the release tidies up
@@ -1241,11 +1240,19 @@ def run(
                 continue
             if not answers:  # gone: what its guard saved to the store may be newer
                 _merge_from_store(tc, record, first.checkpoint_dir, home_checkpoints, progress)
-            record, restore = _recover(
-                tc, provider_name, options, record, why, message, attempt, recover,
-                home_checkpoints, idle, progress, say,
-                on_released=lambda: _note_released(result),
+            newest = recovery.newest_checkpoint(home_checkpoints)
+            say(_lost_line(record, why, message, newest, attempt, recover))
+            began = time.monotonic()
+            with interrupts.deferred(), contextlib.suppress(NotFound):
+                tc.terminate(record.id)
+            result.terminated = True  # until another is rented
+            record = _rent_again(tc, provider_name, options, message, idle, progress)
+            say(
+                f"rented {record.name} ({record.id}) on {record.provider} in "
+                f"{time.monotonic() - began:.0f}s"
+                + (f"; restoring {home_checkpoints}" if newest else "")
             )
+            restore = home_checkpoints if newest else None
             result.resource = record
             result.terminated = False
             if on_created:
@@ -1313,56 +1320,45 @@ class _RentFailed(TrainctlError):
     """A recovery released the preempted machine and could not rent another."""
 
 
-def _note_released(result: RunResult) -> None:
-    result.terminated = True
-
-
-def _recover(
-    tc: Trainctl,
-    provider_name: str,
-    options: CreateResourceOptions,
+def _lost_line(
     record: ResourceRecord,
     why: str,
     message: str,
+    newest: tuple[str, float] | None,
     attempt: int,
     recover: recovery.Recovery,
-    home_checkpoints: Path,
-    idle: float,
-    progress: Progress | None,
-    say: Progress,
-    *,
-    on_released: Callable[[], None],
-) -> tuple[ResourceRecord, Path | None]:
-    """Release the machine an attempt was lost with, rent another as ``options`` say,
-    and say what is brought back: the new machine, and the checkpoints to restore."""
-    began = time.monotonic()
-    newest = recovery.newest_checkpoint(home_checkpoints)
+) -> str:
+    """What `run` says when an attempt's machine is gone: what happened, what work is
+    done again, and what it does next."""
     lost_work = (
         f"newest checkpoint at home: {newest[0]}, brought home {newest[1]:.0f}s before"
         if newest
         else "no checkpoint at home: it starts from scratch"
     )
-    say(
+    return (
         f"{record.name} {'was preempted' if why == PREEMPTED else 'was lost'} ({message}); "
         f"{lost_work}. Attempt {attempt} of at most {recover.times + 1}: releasing it and "
         "renting another"
     )
-    with interrupts.deferred(), contextlib.suppress(NotFound):
-        tc.terminate(record.id)
-    on_released()
+
+
+def _rent_again(
+    tc: Trainctl,
+    provider_name: str,
+    options: CreateResourceOptions,
+    message: str,
+    idle: float,
+    progress: Progress | None,
+) -> ResourceRecord:
+    """Another machine as ``options`` say (under a new name), for the next attempt."""
     again = replace(options, name=None, tags=dict(options.tags))
     try:
-        new = tc.create(provider_name, again, progress=progress, default_idle=idle)
+        return tc.create(provider_name, again, progress=progress, default_idle=idle)
     except TrainctlError as e:
         raise _RentFailed(
             f"{message}; recovery could not rent another machine: {e.message}",
             hint=e.hint,
         ) from None
-    say(
-        f"rented {new.name} ({new.id}) on {new.provider} in {time.monotonic() - began:.0f}s"
-        + (f"; restoring {home_checkpoints}" if newest else "")
-    )
-    return new, home_checkpoints if newest else None
 
 
 def _merge_from_store(

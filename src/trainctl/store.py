@@ -771,8 +771,9 @@ class Store:
             " ended_at=COALESCE(?, ended_at), reason=?, ended_by=COALESCE(?, ended_by),"
             " log_size=MAX(COALESCE(log_size, 0), ?) WHERE id=?"
             # a run its machine was reclaimed under is over, whatever is read later
-            # from a machine the provider has not stopped yet (the job still running)
-            " AND (ended_by IS NULL OR ended_by != ? OR ? = ?)",
+            # from a machine the provider has not stopped yet (the job still running),
+            # unless what is read is the guard's own word that it was preempted
+            " AND (COALESCE(ended_by, '') != ? OR COALESCE(?, '') = ?)",
             (
                 status.status.value,
                 status.exit_code,
@@ -835,15 +836,6 @@ class Store:
             (status.value, how if how in (RELEASED, PREEMPTED) else None, reason, _now(),
              resource_id),
         )
-
-    def mark_preempted(self, job_id: str, reason: str) -> None:
-        """A run whose machine its provider reclaimed (seen after the run ended as lost)."""
-        if not self._cache_is_read_only(f"the run {job_id}"):
-            self.db.execute(
-                "UPDATE jobs SET ended_by=?, reason=?, ended_at=COALESCE(ended_at, ?)"
-                " WHERE id=?",
-                (PREEMPTED, reason, _now(), job_id),
-            )
 
     def attempts(self, run_id: str) -> list[JobRecord]:
         """The attempts of a run that recovers, first first."""

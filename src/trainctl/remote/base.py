@@ -129,6 +129,11 @@ class Remote(ABC):
         and ``.trainctlignore``. With ``delete``, files gone locally are removed, except
         paths in ``protect`` (relative to ``dest``)."""
 
+    def close(self) -> None:
+        """End the connection shared by this Remote's commands, under whatever uses it
+        (none by default: each command is its own)."""
+        return None
+
     @abstractmethod
     def get(self, src: str, dest: Path, *, progress: Progress | None = None) -> Path:
         """Copy ``src`` (absolute on the machine) here. A directory's contents land in

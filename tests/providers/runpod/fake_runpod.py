@@ -1076,6 +1076,18 @@ def fake_runpod(sshd: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 @pytest.fixture
+def runpod_guarded(fake_runpod: Any, trainctl_home: Any) -> Any:
+    """``fake_runpod`` with short polls, a guard that looks every 0.2 s (grace 2 s),
+    and a recovering run that asks for its pod's state every 0.5 s."""
+    trainctl_home.mkdir(parents=True, exist_ok=True)
+    (trainctl_home / "config.toml").write_text(
+        "[providers.runpod]\npoll_interval = 0.01\nready_timeout = 30\n"
+        "[guard]\ninterval = 0.2\ngrace = 2\n[recover]\nwatch_interval = 0.5\n"
+    )
+    return fake_runpod
+
+
+@pytest.fixture
 def runpod_cli(fake_runpod: Any, trainctl_home: Any) -> Any:
     """``fake_runpod`` for tests that run the CLI in subprocesses: short polls,
     through the provider's config table."""

@@ -20,13 +20,8 @@ from trainctl.types import CreateResourceOptions, GpuSpec
 
 
 @pytest.fixture
-def fake(fake_runpod, trainctl_home):
-    trainctl_home.mkdir(parents=True, exist_ok=True)
-    (trainctl_home / "config.toml").write_text(
-        "[providers.runpod]\npoll_interval = 0.01\nready_timeout = 30\n"
-        "[guard]\ninterval = 0.5\ngrace = 2\n[recover]\nwatch_interval = 0.5\n"
-    )
-    return fake_runpod
+def fake(runpod_guarded):
+    return runpod_guarded
 
 
 def spot() -> CreateResourceOptions:
