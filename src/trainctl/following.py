@@ -40,6 +40,9 @@ def reattach_hint(job_id: str, resource_name: str) -> str:
     )
 
 
+#: what a provider says of a machine that no job runs on any more
+GONE = (ResourceState.STOPPED, ResourceState.TERMINATING, ResourceState.TERMINATED)
+
 #: how long following keeps trying to reach a machine, and the longest pause between
 #: two tries; ``[follow] reconnect_timeout`` / ``reconnect_max_interval`` in the config
 RECONNECT_TIMEOUT = 900.0
@@ -116,7 +119,7 @@ class Reconnect:
             state = ResourceState.TERMINATED
         except TrainctlError:
             return  # the provider cannot say either: keep trying
-        if state in (ResourceState.TERMINATED, ResourceState.TERMINATING, ResourceState.STOPPED):
+        if state in GONE:
             raise MachineLost(
                 f"lost {self.job_id}: {self.record.provider} says {self.record.name} is "
                 f"{state.value} ({error.message})",

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import NotFound, TrainctlError
+from .following import GONE, seconds_setting
+from .home import load_config
 from .store import PREEMPTED
 from .types import ExecutionStatus, ResourceState, TrainingStatus
 
@@ -125,14 +127,7 @@ class Watch:
                 return
 
 
-#: what a machine under a running job is not when its provider reclaimed it
-GONE = (ResourceState.STOPPED, ResourceState.TERMINATING, ResourceState.TERMINATED)
-
-
 def watch_interval() -> float:
-    from .following import seconds_setting
-    from .home import load_config
-
     table = load_config().get("recover", {})
     table = table if isinstance(table, dict) else {}
     return seconds_setting(
