@@ -1155,6 +1155,11 @@ def run(
     idle = CREATE_IDLE_SECONDS if keep else RUN_IDLE_SECONDS
     if recover.times and job.job_id is None:
         job = replace(job, job_id=new_job_id())
+    if options.image and provider_name != "cheapest":
+        # a container image is the job's to run in, not the machine's (job_images)
+        in_image = tc.provider(provider_name).job_image(options.image)
+        if in_image:
+            job, options = replace(job, image=in_image), replace(options, image=None)
     run_id, first = job.job_id, job
     home_checkpoints = output_dir / (
         PurePosixPath(job.checkpoint_dir.rstrip("/")).name or "checkpoints"

@@ -34,7 +34,8 @@ _DESCRIPTIONS = {
     Capability.SPOT: "rent spot (interruptible) machines",
     Capability.STOP_START: "stop and start machines",
     Capability.REGIONS: "choose a region",
-    Capability.CUSTOM_IMAGE: "use a custom image",
+    Capability.CUSTOM_IMAGE: "choose the machine's image (a container image for the jobs "
+    "goes to `train --image` or `run --image`)",
     Capability.GPU_SELECTION: "choose GPUs with --gpu",
     Capability.INSTANCE_TYPE: "choose an instance type",
     Capability.DOWNLOAD: "download files from a machine",

@@ -153,8 +153,18 @@ class TrainingProvider(ABC):
     #: True when the guard on a spot machine can read the reclaim notice there (AWS:
     #: IMDS ``spot/instance-action``): it ends the jobs at the notice, as ``preempted``
     spot_notice: ClassVar[bool] = False
+    #: True when ``--image`` names a container image the job runtime runs each job in
+    #: (``docker run`` on the machine); False when it is the machine's own image
+    job_images: ClassVar[bool] = True
+    #: what ``--image`` is on this provider, when it is not a container for the job
+    machine_image_note: ClassVar[str] = "--image names the machine's own image"
 
     # --- facts ------------------------------------------------------------------
+
+    def job_image(self, image: str | None) -> str | None:
+        """The container image the jobs run in, from ``--image`` (None where ``image``
+        is the machine's own image, see ``job_images``)."""
+        return image if self.job_images else None
 
     @classmethod
     def state_of(cls, raw: str | None) -> ResourceState:
@@ -273,6 +283,12 @@ class TrainingProvider(ABC):
         for asked, capability in wanted:
             if asked:
                 require(self, capability, options)
+        if options.image and self.job_image(options.image):
+            raise BadInput(
+                f"--image {options.image} is not a machine image on {self.name} "
+                f"({self.machine_image_note}); a container image for the jobs goes to "
+                "`trainctl train --image` or `trainctl run --image`"
+            )
         check_purchase(options)
 
     def create_resource(
@@ -348,6 +364,11 @@ class TrainingProvider(ABC):
         Refused, before anything is sent, while another job runs there with the same
         checkpoint directory (they would overwrite each other's files), or when a sync
         would change the code under a running job."""
+        if job.image and self.job_image(job.image) is None:
+            raise CapabilityError(
+                f"provider '{self.name}' cannot run a job in container image {job.image}: "
+                + self.machine_image_note
+            )
         rt = runtime or self.runtime(resource_id)
         self._refuse_conflicts(rt, job)
         if job.workdir is not None:
@@ -365,7 +386,12 @@ class TrainingProvider(ABC):
         else:
             rt.info  # noqa: B018 - creates the work directory on the machine
         return rt.start(
-            job.command, env=job.env, job_id=job.job_id, checkpoint_dir=job.checkpoint_dir
+            job.command,
+            env=job.env,
+            job_id=job.job_id,
+            checkpoint_dir=job.checkpoint_dir,
+            setup=job.setup,
+            image=job.image,
         )
 
     def monitor(

@@ -136,6 +136,10 @@ class TrainingJob:
     #: sync ``/`` or the home directory all the same (refused otherwise: either sends
     #: far more than a project, secrets included)
     allow_any_workdir: bool = False
+    #: a shell script run before the command, skipped while unchanged on the machine
+    setup: str | None = None
+    #: the container image the command runs in (``docker run`` on the machine)
+    image: str | None = None
 
     def __post_init__(self) -> None:
         if not self.command:

@@ -108,7 +108,12 @@ GENERIC = [
         type=click.FloatRange(min=0, min_open=True),
         help="Most $/hour to pay, spot or on-demand (an on-demand fallback included).",
     ),
-    click.option("--image", help="Machine or container image."),
+    click.option(
+        "--image",
+        help="Container image the job runs in (docker run on the machine, GPUs passed "
+        "through); on runpod the pod's image; on aws an AMI id or SSM parameter is the "
+        "machine's image.",
+    ),
     click.option("--disk", "disk_gb", type=click.IntRange(min=1), help="Disk size in GB."),
     click.option("--region", help="Region or data centre."),
     click.option("--tag", "tags", multiple=True, help="Extra tag NAME=VALUE (repeatable)."),

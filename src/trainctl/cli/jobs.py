@@ -69,6 +69,15 @@ def job_options(f):
                 "--delete", is_flag=True, help="Remove files gone locally from the machine."
             ),
             click.option(
+                "--setup",
+                metavar="SCRIPT",
+                help="Shell script run before the command (bash -e, in the synced "
+                "directory, with the job's environment), e.g. 'pip install -r "
+                "requirements.txt'; skipped while it and the files it names are unchanged "
+                "on the machine.",
+            ),
+            click.option("--no-setup", is_flag=True, help="Skip the setup step."),
+            click.option(
                 "--checkpoint-dir",
                 default="checkpoints",
                 show_default=True,
@@ -104,6 +113,9 @@ def build_job(
     checkpoint_dir,
     env_files=(),
     allow_any_workdir=False,
+    setup=None,
+    no_setup=False,
+    image=None,
 ) -> TrainingJob:
     if not command:
         raise BadInput("empty command: give the command after --, e.g. -- python train.py")
@@ -118,6 +130,8 @@ def build_job(
         checkpoint_dir=checkpoint_dir,
         delete=delete,
         allow_any_workdir=allow_any_workdir,
+        setup=None if no_setup or not (setup or "").strip() else setup,
+        image=image,
     )
     if job.workdir is not None:
         _warn_if_huge(Path(job.workdir))
@@ -181,6 +195,11 @@ def show_log(tc: Trainctl, ref: str, *, tail: int | None, sink) -> tuple[Trainin
 @click.argument("resource")
 @job_options
 @click.option("--detach", "-d", is_flag=True, help="Start the job and return at once.")
+@click.option(
+    "--image",
+    help="Container image the job runs in (docker run on the machine, GPUs passed "
+    "through; not on runpod, where the pod's image is set at create).",
+)
 @checkpoint_sync_option
 @click.option(
     "--output-dir",

@@ -122,6 +122,8 @@ def _run(
             "allow_any_workdir",
             "delete",
             "checkpoint_dir",
+            "setup",
+            "no_setup",
         )
     }
     job = build_job(command, **job_flags)

@@ -7,6 +7,7 @@
     env: {LR: "0.01"}
     env_file: .env       # NAME=VALUE lines, relative to the task file
     command: [python, train.py, --epochs, "5"]   # or a string, run with sh -c
+    setup: pip install -r requirements.txt   # before the command; cached per machine
     outputs: [checkpoints]
     store: s3://bucket/runs   # where the machine saves checkpoints and logs (--store)
     checkpoint_sync: 10s      # how often checkpoints come home during run, or off
@@ -53,6 +54,7 @@ FIELDS: dict[str, tuple[str, tuple[type, ...]]] = {
     "env": ("envs", (dict,)),
     "env_file": ("env_files", (str, list)),
     "checkpoint_dir": ("checkpoint_dir", (str,)),
+    "setup": ("setup", (str,)),
     "delete": ("delete", (bool,)),
     "outputs": ("outputs", (list, str)),
     "output_dir": ("output_dir", (str,)),

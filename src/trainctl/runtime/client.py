@@ -37,7 +37,14 @@ _INSTALL = (
     "        shutil.rmtree(t)\n"
 )
 #: the files of the runtime, installed together in one directory
-RUNTIME_FILES = ("jobrunner.py", "guard.py", "release.py", "files.py", "objstore.py")
+RUNTIME_FILES = (
+    "jobrunner.py",
+    "guard.py",
+    "release.py",
+    "files.py",
+    "objstore.py",
+    "launch.py",
+)
 
 READ_CHUNK = 1 << 20
 POLL_SECONDS = 1.0
@@ -161,7 +168,11 @@ class JobRuntime:
         env: dict[str, str] | None = None,
         job_id: str | None = None,
         checkpoint_dir: str = "checkpoints",
+        setup: str | None = None,
+        image: str | None = None,
     ) -> TrainingStatus:
+        """Start ``argv`` (after ``setup``, a shell script, and in container ``image``
+        when given: see runtime/launch.py)."""
         spec = {
             "job_id": job_id or new_job_id(),
             "argv": list(argv),
@@ -169,6 +180,10 @@ class JobRuntime:
             "checkpoint_dir": checkpoint_dir,
             "owner": self.resource_id,
         }
+        if setup:
+            spec["setup"] = setup
+        if image:
+            spec["image"] = image
         # The spec, env included, travels on stdin: never on a command line.
         return self._status(self._call("start", input=json.dumps(spec).encode()))
 

@@ -35,6 +35,7 @@ import base64
 import fcntl
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -331,6 +332,10 @@ def cmd_start(root, args):
     cwd = os.path.join(root.work, spec.get("cwd") or "")
     checkpoint_dir = os.path.join(cwd, spec.get("checkpoint_dir") or "checkpoints")
     checkpoint_dir = os.path.normpath(checkpoint_dir)
+    if spec.get("image"):
+        why = _sibling("launch").check_docker(spec["image"])
+        if why:
+            fail(why)
     with _JobsLock(root):
         for other in running_jobs(root):
             if other.get("checkpoint_dir") == checkpoint_dir:
@@ -433,11 +438,15 @@ def cmd_supervise(root, args):
     env["TRAINCTL_JOB_ID"] = job_id
     env["TRAINCTL_CHECKPOINT_DIR"] = spec["checkpoint_dir"]
     env.setdefault("PYTHONUNBUFFERED", "1")
+    _write_job_env(root, env)
     log = open(os.path.join(d, "log"), "ab", buffering=0)
     try:
         os.makedirs(spec["checkpoint_dir"], exist_ok=True)
+        launch = _sibling("launch").Launch(root, job_id, spec, env)
+        for note in launch.notes:
+            log.write((note + "\n").encode())
         proc = subprocess.Popen(
-            spec["argv"],
+            launch.argv,
             cwd=spec["cwd"],
             env=env,
             stdin=subprocess.DEVNULL,
@@ -473,7 +482,8 @@ def cmd_supervise(root, args):
         except subprocess.TimeoutExpired:
             continue
     rc = proc.returncode
-    result = {"exit_code": rc, "signal": None, "ended_at": None, "reason": None}
+    launch.after()
+    result = {"exit_code": rc, "signal": None, "ended_at": None, "reason": launch.reason(rc)}
     if rc < 0:
         sig = -rc
         try:
@@ -484,6 +494,20 @@ def cmd_supervise(root, args):
     _wait_for_leftovers(d, info, job_id, result["exit_code"], hb)
     result["ended_at"] = now()
     write_json(os.path.join(d, "exit.json"), result)
+
+
+def _write_job_env(root, env):
+    """ROOT/job.env: the runtime's variables of the latest job (launch.JOB_VARS), for
+    `trainctl ssh`'s shell to source. The job's own variables are left out: their
+    values may be secrets, which are never stored."""
+    names = _sibling("launch").JOB_VARS
+    lines = ["export %s=%s\n" % (k, shlex.quote(env[k])) for k in names if k in env]
+    path = os.path.join(root.path, "job.env")
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.writelines(lines)
+    os.replace(tmp, path)
 
 
 def _wait_for_leftovers(d, info, job_id, exit_code, hb):

@@ -117,6 +117,14 @@ class AwsProvider(StopStart, SelfRelease, OwnObjectStore, TrainingProvider):
     spot_bids_max_price = True
     #: a spot instance's guard reads IMDS spot/instance-action (two minutes' warning)
     spot_notice = True
+    machine_image_note = "an AMI (ami-...) or an SSM parameter (/...) is the machine's image"
+
+    def job_image(self, image: str | None) -> str | None:
+        """``--image`` is the AMI when it is an AMI id or an SSM parameter path (as
+        before), else the container image the jobs run in on the default AMI."""
+        if image is None or image.startswith(("ami-", "/")):
+            return None
+        return image
 
     def __init__(
         self,
@@ -349,7 +357,8 @@ class AwsProvider(StopStart, SelfRelease, OwnObjectStore, TrainingProvider):
                 f"AWS is not set up for trainctl in {region}: missing {' and '.join(absent)}",
                 hint=f"run `trainctl aws setup --region {region}`",
             )
-        image = images.find_image(ec2, ssm, arch, options.image)
+        machine_image = None if self.job_image(options.image) else options.image
+        image = images.find_image(ec2, ssm, arch, machine_image)
         name = options.name or f"trainctl-{secrets.token_hex(3)}"
         token = secrets.token_hex(16)
         tags = {

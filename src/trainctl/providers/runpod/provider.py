@@ -116,6 +116,9 @@ class RunPodProvider(StopStart, SelfRelease, TrainingProvider):
         ProviderFlag("env", "Environment variables of the pod.", kind=dict),
     )
     spot_bids_max_price = True
+    #: a pod is a container already: ``--image`` is the pod's image (no docker inside)
+    job_images = False
+    machine_image_note = "a pod runs in its own image: give --image to create or run"
 
     @classmethod
     def options_for_offer(
