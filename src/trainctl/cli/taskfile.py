@@ -6,7 +6,9 @@
     workdir: .            # relative to the task file
     env: {LR: "0.01"}
     env_file: .env       # NAME=VALUE lines, relative to the task file
+    setup: pip install -r requirements.txt      # run before the command
     command: [python, train.py, --epochs, "5"]   # or a string, run with sh -c
+    ports: [6006, "8888:9999"]   # PORT or LOCAL:REMOTE
     outputs: [checkpoints]
     store: s3://bucket/runs   # where the machine saves checkpoints and logs (--store)
     checkpoint_sync: 10s      # how often checkpoints come home during run, or off
@@ -20,6 +22,7 @@ expand to gigabytes).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +64,8 @@ FIELDS: dict[str, tuple[str, tuple[type, ...]]] = {
     "recover": ("recover", (int, bool)),
     "retry_on_failure": ("retry_on_failure", (bool,)),
     "command": ("command", (list, str)),
+    "setup": ("setup", (str,)),
+    "ports": ("ports", (list, int, str)),
 }
 
 
@@ -159,6 +164,8 @@ def _convert(key: str, value: Any, base: Path) -> Any:
         return tuple(f"{k}={v}" for k, v in value.items())
     if key == "env_file":
         return tuple(str(base / v) for v in ([value] if isinstance(value, str) else value))
+    if key == "ports":
+        return ports(value)
     if key == "outputs":
         return (value,) if isinstance(value, str) else tuple(str(v) for v in value)
     if key == "command":
@@ -176,10 +183,32 @@ def _convert(key: str, value: Any, base: Path) -> Any:
     return value
 
 
+_PORT = re.compile(r"^(\d{1,5})(?::(\d{1,5}))?$")
+
+
+def ports(value: Any) -> tuple[str, ...]:
+    """``ports:`` as strings ``PORT`` or ``LOCAL:REMOTE`` (each 1 to 65535)."""
+    found = []
+    for item in value if isinstance(value, list) else [value]:
+        text = str(item).strip()
+        m = _PORT.match(text) if not isinstance(item, bool | float) else None
+        if not m or not all(1 <= int(n) <= 65535 for n in m.groups() if n is not None):
+            raise BadInput(
+                f"ports: {item!r} is not a port (1-65535) or LOCAL:REMOTE "
+                '(in YAML, quote LOCAL:REMOTE: "8080:22")'
+            )
+        found.append(text)
+    return tuple(found)
+
+
 def merge(ctx: click.Context, params: dict[str, Any], path: str) -> dict[str, Any]:
-    """``params`` with the file's values where no flag was given."""
+    """``params`` with the file's values where no flag was given; a setting this
+    command has no parameter for is refused rather than dropped."""
     merged = dict(params)
+    accepted = {p.name for p in ctx.command.params}
     for param, value in load(path).items():
+        if param not in accepted:
+            raise BadInput(f"task file {path}: {param} is not supported by `trainctl run` yet")
         given = (
             bool(params.get("command"))
             if param == "command"
