@@ -15,7 +15,8 @@
     recover: 3                # a preempted or lost machine is replaced up to 3 times
     retry_on_failure: false   # with recover: a job's own failure is retried too
 
-A flag given on the command line wins over the file. A task file is at most
+A flag given on the command line wins over the file. SkyPilot's task format is read
+too (see ``skypilot``). A task file is at most
 1 MiB of UTF-8 YAML without anchors or aliases (an alias can make a few hundred bytes
 expand to gigabytes).
 """
@@ -32,6 +33,7 @@ from click.core import ParameterSource
 from .. import registry
 from ..errors import BadInput
 from ..recovery import DEFAULT_RECOVERIES
+from . import skypilot
 
 #: task-file key -> (parameter of `run`, accepted Python types); each provider's own
 #: flags are keys too (see ``fields``)
@@ -127,6 +129,8 @@ def load(path: str) -> dict[str, Any]:
     values: dict[str, Any] = {}
     base = Path(path).resolve().parent
     known = fields()
+    if skypilot.detected(data):
+        return skypilot.load(path, data, base, set(known))
     for key, value in data.items():
         if not isinstance(key, str) or key not in known:
             raise BadInput(f"task file {path}: unknown key {key!r} (known: {', '.join(known)})")
