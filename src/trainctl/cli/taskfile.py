@@ -6,21 +6,24 @@
     workdir: .            # relative to the task file
     env: {LR: "0.01"}
     env_file: .env       # NAME=VALUE lines, relative to the task file
-    command: [python, train.py, --epochs, "5"]   # or a string, run with sh -c
     setup: pip install -r requirements.txt   # before the command; cached per machine
+    command: [python, train.py, --epochs, "5"]   # or a string, run with sh -c
+    ports: [6006, "8888:9999"]   # the machine's PORT, or PORT:LOCAL, forwarded here
     outputs: [checkpoints]
     store: s3://bucket/runs   # where the machine saves checkpoints and logs (--store)
     checkpoint_sync: 10s      # how often checkpoints come home during run, or off
     recover: 3                # a preempted or lost machine is replaced up to 3 times
     retry_on_failure: false   # with recover: a job's own failure is retried too
 
-A flag given on the command line wins over the file. A task file is at most
+A flag given on the command line wins over the file. SkyPilot's task format is read
+too (see ``skypilot``). A task file is at most
 1 MiB of UTF-8 YAML without anchors or aliases (an alias can make a few hundred bytes
 expand to gigabytes).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,7 @@ from click.core import ParameterSource
 from .. import registry
 from ..errors import BadInput
 from ..recovery import DEFAULT_RECOVERIES
+from . import skypilot
 
 #: task-file key -> (parameter of `run`, accepted Python types); each provider's own
 #: flags are keys too (see ``fields``)
@@ -63,6 +67,7 @@ FIELDS: dict[str, tuple[str, tuple[type, ...]]] = {
     "recover": ("recover", (int, bool)),
     "retry_on_failure": ("retry_on_failure", (bool,)),
     "command": ("command", (list, str)),
+    "ports": ("ports", (list, int, str)),
 }
 
 
@@ -124,6 +129,8 @@ def load(path: str) -> dict[str, Any]:
     values: dict[str, Any] = {}
     base = Path(path).resolve().parent
     known = fields()
+    if skypilot.detected(data):
+        return skypilot.load(path, data, base, set(known))
     for key, value in data.items():
         if not isinstance(key, str) or key not in known:
             raise BadInput(f"task file {path}: unknown key {key!r} (known: {', '.join(known)})")
@@ -161,6 +168,8 @@ def _convert(key: str, value: Any, base: Path) -> Any:
         return tuple(f"{k}={v}" for k, v in value.items())
     if key == "env_file":
         return tuple(str(base / v) for v in ([value] if isinstance(value, str) else value))
+    if key == "ports":
+        return ports(value)
     if key == "outputs":
         return (value,) if isinstance(value, str) else tuple(str(v) for v in value)
     if key == "command":
@@ -178,10 +187,33 @@ def _convert(key: str, value: Any, base: Path) -> Any:
     return value
 
 
+_PORT = re.compile(r"^(\d{1,5})(?::(\d{1,5}))?$")
+
+
+def ports(value: Any) -> tuple[str, ...]:
+    """``ports:`` as strings ``PORT`` or ``PORT:LOCAL`` (each 1 to 65535): the
+    machine's port, and the local one it is forwarded to (the same by default)."""
+    found = []
+    for item in value if isinstance(value, list) else [value]:
+        text = str(item).strip()
+        m = _PORT.match(text) if not isinstance(item, bool | float) else None
+        if not m or not all(1 <= int(n) <= 65535 for n in m.groups() if n is not None):
+            raise BadInput(
+                f"ports: {item!r} is not a port (1-65535) or PORT:LOCAL "
+                '(in YAML, quote PORT:LOCAL: "8888:9999")'
+            )
+        found.append(text)
+    return tuple(found)
+
+
 def merge(ctx: click.Context, params: dict[str, Any], path: str) -> dict[str, Any]:
-    """``params`` with the file's values where no flag was given."""
+    """``params`` with the file's values where no flag was given; a setting this
+    command has no parameter for is refused rather than dropped."""
     merged = dict(params)
+    accepted = {p.name for p in ctx.command.params}
     for param, value in load(path).items():
+        if param not in accepted:
+            raise BadInput(f"task file {path}: {param} is not supported by `trainctl run` yet")
         given = (
             bool(params.get("command"))
             if param == "command"

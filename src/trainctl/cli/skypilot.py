@@ -1,0 +1,416 @@
+"""SkyPilot task files: `trainctl run -f task.yaml` with a task written for `sky launch`.
+
+    name: train
+    workdir: .
+    resources:
+      infra: aws/us-east-1      # or cloud: aws, region: us-east-1
+      accelerators: A100:2      # or {A100: 2}
+      use_spot: true
+      disk_size: 256            # GB, or 256GB
+      image_id: docker:pytorch/pytorch:latest
+      ports: 6006
+    envs:
+      LR: 0.01
+      WANDB_PROJECT: null       # required: taken from this shell's environment
+    secrets:
+      HF_TOKEN: null
+    setup: |
+      pip install -r requirements.txt
+    run: |
+      python train.py --lr $LR
+
+The fields follow SkyPilot's task schema (``sky/utils/schemas.py``, ``get_task_schema``
+and ``get_resources_schema``; documented in ``docs/source/reference/yaml-spec.rst``).
+What trainctl cannot do as SkyPilot would (file mounts, several nodes, a choice
+among several accelerators, CPU or memory sizes, a machine image...) is refused in one
+error naming every such key, never dropped: a run that silently lacks its data mount
+or its second node would waste the money it costs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from .. import registry
+from ..errors import BadInput
+
+#: top-level keys only SkyPilot's format has; any of them makes a document SkyPilot's
+ONLY_SKYPILOT = (
+    "resources",
+    "run",
+    "envs",
+    "secrets",
+    "num_nodes",
+    "file_mounts",
+    "file_mounts_mapping",
+    "volumes",
+    "volume_mounts",
+    "service",
+    "pool",
+    "config",
+    "event_callback",
+    "managed_secrets",
+    "inputs",
+    "api_server_access",
+    "_metadata",
+)
+
+#: keys with the same meaning in both formats
+SHARED = ("name", "workdir", "setup")
+
+#: how SkyPilot names the Kubernetes infra; trainctl has no such provider
+_KUBERNETES = ("k8s", "kubernetes")
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]B?)?\s*$", re.IGNORECASE)
+_UNIT_GB = {"K": 2.0**-20, "M": 2.0**-10, "G": 1.0, "T": 2.0**10, "P": 2.0**20}
+
+
+def detected(data: dict[Any, Any]) -> list[str]:
+    """The SkyPilot-only keys of a task document (none: trainctl's own format)."""
+    return [k for k in data if isinstance(k, str) and k in ONLY_SKYPILOT]
+
+
+def load(path: str, data: dict[Any, Any], base: Path, trainctl_keys: set[str]) -> dict[str, Any]:
+    """A SkyPilot task document as `run` parameter values (names as in
+    ``taskfile.FIELDS``); ``base`` is the task file's directory."""
+    _refuse_mixed(path, data, trainctl_keys)
+    task = _Task(base)
+    for key, value in data.items():
+        task.top(key, value)
+    problems = []
+    if task.unsupported:
+        problems.append("cannot honour " + ", ".join(task.unsupported))
+    problems += task.problems
+    if problems:
+        raise BadInput(f"task file {path} (SkyPilot format): " + "; ".join(problems))
+    if task.envs:
+        task.values["envs"] = tuple(task.envs)
+    return task.values
+
+
+def _refuse_mixed(path: str, data: dict[Any, Any], trainctl_keys: set[str]) -> None:
+    ours = [
+        k
+        for k, v in data.items()
+        if isinstance(k, str)
+        and k in trainctl_keys
+        and k not in SHARED
+        # SkyPilot's own (experimental) `outputs` is a mapping; trainctl's a list
+        and not (k == "outputs" and isinstance(v, dict))
+    ]
+    if ours:
+        raise BadInput(
+            f"task file {path} mixes SkyPilot's format ({', '.join(detected(data))}) "
+            f"with trainctl's ({', '.join(ours)}): write it in one of the two"
+        )
+
+
+def _given(value: Any) -> bool:
+    """A null or empty field asks for nothing (a null is the schema's default)."""
+    return value is not None and value != {} and value != [] and value != ""
+
+
+class _Task:
+    """The values read so far, and what could not be read."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.values: dict[str, Any] = {}
+        self.envs: list[str] = []
+        self.unsupported: list[str] = []
+        self.problems: list[str] = []
+
+    def top(self, key: Any, value: Any) -> None:
+        if not isinstance(key, str):
+            self.unsupported.append(repr(key))
+        elif key in ("name", "setup"):
+            self._string(key, value, key)
+        elif key == "run":
+            if self._string(key, value):
+                # SkyPilot runs `run` (and `setup`) as a bash script
+                self.values["command"] = ("bash", "-c", value)
+        elif key == "workdir":
+            self._workdir(value)
+        elif key in ("envs", "secrets"):
+            self._envs(key, value)
+        elif key == "num_nodes":
+            self._num_nodes(value)
+        elif key == "resources":
+            if isinstance(value, dict):
+                Resources(self).read(value)
+            elif value is not None:
+                self.problems.append("resources must be a mapping")
+        elif key not in ONLY_SKYPILOT or _given(value):
+            self.unsupported.append(key)
+
+    def _string(self, key: str, value: Any, param: str | None = None) -> bool:
+        if value is None:
+            return False
+        if not isinstance(value, str):
+            self.problems.append(f"{key} must be a string")
+            return False
+        if param:
+            self.values[param] = value
+        return True
+
+    def _workdir(self, value: Any) -> None:
+        if isinstance(value, dict):
+            self.unsupported.append("workdir (a git repository)")
+        elif self._string("workdir", value):
+            # relative to the task file, as in trainctl's own format
+            self.values["workdir"] = str(self.base / os.path.expanduser(value))
+
+    def _envs(self, key: str, value: Any) -> None:
+        if value is None:
+            return
+        if isinstance(value, list):
+            self.unsupported.append(f"{key} (SkyPilot-managed secrets)")
+            return
+        if not isinstance(value, dict):
+            self.problems.append(f"{key} must be a mapping of NAME: value")
+            return
+        for name, item in value.items():
+            # keys may be read as numbers; SkyPilot makes them strings
+            name = str(name)
+            if not _ENV_NAME.match(name):
+                self.problems.append(f"{key}: {name!r} is not a variable name")
+            elif item is None:
+                self.envs.append(name)  # required: -e NAME reads this shell's value
+            elif isinstance(item, str | int | float | bool):
+                self.envs.append(f"{name}={item}")  # str(), as SkyPilot converts
+            else:
+                # the value itself is never shown: it may be a secret
+                self.problems.append(f"{key}: {name} must be a string or a number")
+
+    def _num_nodes(self, value: Any) -> None:
+        if value is None or value == 1 and not isinstance(value, bool):
+            return
+        if isinstance(value, int) and not isinstance(value, bool) and value > 1:
+            self.problems.append("num_nodes: multi-node runs are not supported yet")
+        else:
+            self.problems.append("num_nodes must be a whole number of nodes (1)")
+
+
+class Resources:
+    """``resources:`` read into `run` parameter values of a ``_Task``."""
+
+    def __init__(self, task: _Task) -> None:
+        self.task = task
+
+    def read(self, res: dict[Any, Any]) -> None:
+        task = self.task
+        if "infra" in res and any(k in res for k in ("cloud", "region", "zone")):
+            task.problems.append("resources: give either infra or cloud/region/zone, not both")
+        for key, value in res.items():
+            if isinstance(key, str) and key in _READ:
+                if value is not None:
+                    getattr(self, f"_{key}")(f"resources.{key}", value)
+            elif not isinstance(key, str) or _given(value) or key not in _KNOWN:
+                task.unsupported.append(f"resources.{key}")
+
+    def _problem(self, text: str) -> None:
+        self.task.problems.append(text)
+
+    def _set(self, param: str, value: Any) -> None:
+        self.task.values[param] = value
+
+    def _provider(self, name: str, cloud: str) -> str | None:
+        """trainctl's provider for SkyPilot's cloud name (``*``: any, trainctl picks)."""
+        cloud = cloud.lower()
+        if cloud == "*":
+            return None
+        known = registry.names()
+        if cloud not in known:
+            what = "Kubernetes" if cloud in _KUBERNETES else repr(cloud)
+            self._problem(f"{name}: trainctl has no provider {what} (it has {', '.join(known)})")
+            return None
+        self._set("provider", cloud)
+        return cloud
+
+    def _infra(self, name: str, value: Any) -> None:
+        if not isinstance(value, str) or not value.strip():
+            self._problem(f"{name} must be a string such as aws or aws/us-east-1")
+            return
+        cloud, _, rest = value.strip().partition("/")
+        provider = self._provider(name, cloud)
+        if not rest:
+            return
+        if provider == "ssh":
+            self._set("host", rest)  # ssh/NAME: the machine trainctl's ssh provider uses
+            return
+        region, _, zone = rest.partition("/")
+        if region != "*":
+            self._set("region", region)
+        if zone:
+            self.task.unsupported.append(f"{name} (a zone)")
+
+    def _cloud(self, name: str, value: Any) -> None:
+        if isinstance(value, str) and value.strip():
+            self._provider(name, value.strip())
+        else:
+            self._problem(f"{name} must be a string")
+
+    def _region(self, name: str, value: Any) -> None:
+        if isinstance(value, str) and value.strip():
+            self._set("region", value.strip())
+        else:
+            self._problem(f"{name} must be a string")
+
+    def _instance_type(self, name: str, value: Any) -> None:
+        if isinstance(value, str) and value.strip():
+            self._set("instance_type", value.strip())
+        else:
+            self._problem(f"{name} must be a string")
+
+    def _use_spot(self, name: str, value: Any) -> None:
+        if isinstance(value, bool):
+            self._set("spot", value)
+        else:
+            self._problem(f"{name} must be true or false")
+
+    def _accelerators(self, name: str, value: Any) -> None:
+        """``A100``, ``A100:2``, ``{A100: 2}``; a list or set of several is SkyPilot's
+        choice among them, which trainctl does not make."""
+        if isinstance(value, list | dict) and len(value) != 1:
+            self.task.unsupported.append(f"{name} (a choice among {len(value)})")
+            return
+        if isinstance(value, list):
+            value = value[0]
+        if isinstance(value, dict):
+            ((gpu, count),) = value.items()
+            # `{A100:1, V100:1}` is read as keys with null values
+            value = str(gpu) if count is None else _accelerator(str(gpu), count)
+        if not isinstance(value, str) or not value.strip():
+            self._problem(f"{name} must be NAME or NAME:COUNT, e.g. A100:2")
+            return
+        gpu, _, count = value.strip().partition(":")
+        spec = _accelerator(gpu.strip(), count.strip() or 1)
+        if spec is None:
+            self._problem(f"{name}: {value!r} is not NAME or NAME:COUNT (a whole count)")
+        else:
+            self._set("gpu", spec)
+
+    def _disk_size(self, name: str, value: Any) -> None:
+        gb = _gigabytes(value)
+        if gb is None:
+            self._problem(f"{name} must be a size in GB, e.g. 256 or 256GB")
+        else:
+            self._set("disk_gb", gb)
+
+    def _image_id(self, name: str, value: Any) -> None:
+        if isinstance(value, str) and value.strip().startswith("docker:"):
+            image = value.strip()[len("docker:") :].strip()
+            if image:
+                self._set("image", image)
+                return
+        if isinstance(value, str | dict):
+            # trainctl's --image is the docker image the job runs in
+            self.task.unsupported.append(f"{name} (only docker:IMAGE)")
+        else:
+            self._problem(f"{name} must be a string such as docker:ubuntu:22.04")
+
+    def _ports(self, name: str, value: Any) -> None:
+        found = []
+        for item in value if isinstance(value, list) else [value]:
+            port = _port(item)
+            if port is None:
+                self._problem(f"{name}: {item!r} is not a port or a one-port range")
+            else:
+                found.append(port)
+        if found:
+            self._set("ports", tuple(found))
+
+    def _labels(self, name: str, value: Any) -> None:
+        if isinstance(value, dict) and all(
+            isinstance(k, str) and isinstance(v, str | int | float) for k, v in value.items()
+        ):
+            self._set("tags", tuple(f"{k}={v}" for k, v in value.items()))
+        else:
+            self._problem(f"{name} must be a mapping of NAME: value")
+
+    def _max_hourly_cost(self, name: str, value: Any) -> None:
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            self._set("max_price", value)
+        else:
+            self._problem(f"{name} must be a number of $/hour above 0")
+
+
+#: the resources keys read (each by its ``Resources._KEY``)
+_READ = (
+    "infra",
+    "cloud",
+    "region",
+    "instance_type",
+    "use_spot",
+    "accelerators",
+    "disk_size",
+    "image_id",
+    "ports",
+    "labels",
+    "max_hourly_cost",
+)
+
+#: SkyPilot's other resources keys, which may be null or empty without asking for anything
+_KNOWN = (
+    "cpus",
+    "memory",
+    "zone",
+    "any_of",
+    "ordered",
+    "accelerator_args",
+    "disk_tier",
+    "network_tier",
+    "local_disk",
+    "autostop",
+    "job_recovery",
+    "volumes",
+    "priority",
+    "priority_class",
+    "ephemeral_storage",
+)
+
+
+def _accelerator(gpu: str, count: Any) -> str | None:
+    """``NAME:COUNT`` for a whole count of at least 1 (SkyPilot also takes fractions
+    of a GPU, which no trainctl provider rents)."""
+    if isinstance(count, str):
+        try:
+            count = float(count)
+        except ValueError:
+            return None
+    if isinstance(count, bool) or not isinstance(count, int | float):
+        return None
+    if not gpu or not math.isfinite(count) or count < 1 or count != int(count):
+        return None
+    return f"{gpu}:{int(count)}"
+
+
+def _gigabytes(value: Any) -> int | None:
+    """SkyPilot's disk size: whole GB, or a size with a unit (KB..PB, powers of 1024),
+    rounded down to a whole GB as SkyPilot does."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 1 else None
+    m = _SIZE.match(value) if isinstance(value, str) else None
+    if not m:
+        return None
+    unit = (m.group(2) or "G")[0].upper()
+    gb = int(float(m.group(1)) * _UNIT_GB[unit])
+    return gb if gb >= 1 else None
+
+
+def _port(item: Any) -> str | None:
+    """A port as text: ``8888``, or a range that holds one port (``8888-8888``)."""
+    if isinstance(item, bool):
+        return None
+    text = str(item).strip() if isinstance(item, int | str) else ""
+    low, sep, high = text.partition("-")
+    if not low.isdigit() or sep and (not high.isdigit() or int(high) != int(low)):
+        return None
+    return str(int(low)) if 1 <= int(low) <= 65535 else None
