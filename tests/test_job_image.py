@@ -8,6 +8,7 @@ checked without Docker."""
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import trainctl
+from sshd import run_admin
 from trainctl.errors import BadInput
 from trainctl.providers.aws.instance import AwsProvider
 from trainctl.providers.local import LocalProvider
@@ -198,3 +200,25 @@ def _wait_for_log(job: str, text: str, timeout: float = 60) -> None:
     while text not in trainctl("monitor", job).out:
         assert time.monotonic() < deadline, f"{job} never printed {text!r}"
         time.sleep(0.2)
+
+
+def test_on_an_ssh_machine_the_containers_files_are_the_users(image, ssh_machine, sshd, tmp_path):
+    """A user of the docker group on a host reached over ssh, as a GPU box is."""
+    try:
+        grp.getgrnam("docker")
+    except KeyError:
+        pytest.skip("no docker group on this machine")
+    run_admin(["usermod", "--append", "--groups", "docker", ssh_machine.user])
+    project = tmp_path / "project"
+    project.mkdir()
+    r = trainctl(
+        "run", "-p", "ssh", "--host", ssh_machine.target, "--key", str(sshd.client_key),
+        "-w", str(project), "--image", image,
+        "--", "sh", "-c", 'id -u; echo w > "$TRAINCTL_CHECKPOINT_DIR/e1.pt"',
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    assert r.out.splitlines()[0] == str(ssh_machine.uid)
+    (saved,) = ssh_machine.runtime_root.glob("*/work/checkpoints/e1.pt")
+    assert saved.stat().st_uid == ssh_machine.uid
+    (home_copy,) = (tmp_path / "trainctl-runs").glob("*/checkpoints/e1.pt")
+    assert home_copy.read_text() == "w\n"
