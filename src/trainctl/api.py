@@ -49,7 +49,7 @@ from .guards import (
 )
 from .home import load_config
 from .provider import TAG_NAME, OwnObjectStore, SelfRelease, StopStart, TrainingProvider
-from .remote.base import Progress
+from .remote.base import Progress, Remote
 from .runtime.client import JobRuntime, OutputSink, new_job_id
 from .store import PREEMPTED, REQUEST_GRACE_SECONDS, JobRecord, ResourceRecord, Store
 from .types import (
@@ -145,6 +145,13 @@ class Trainctl:
         return record, self.provider(record.provider)
 
     # --- connections -------------------------------------------------------------
+
+    def remote(self, ref: str) -> tuple[ResourceRecord, Remote]:
+        """The machine ``ref`` (an id or a name) and how to reach it, for `ssh` and
+        `forward`: the connection the other steps on it share."""
+        record, provider = self._resolve(ref)
+        with self._connected(record, provider) as rt:
+            return record, rt.remote
 
     def cut_connection(self, resource_id: str) -> None:
         """End the machine's shared connection under whatever uses it now (a log

@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "runs": ("trainctl.cli.runs:runs", "Every run, kept after its machine is gone; costs."),
     "cancel": ("trainctl.cli.jobs:cancel", "Cancel a running job."),
     "download": ("trainctl.cli.jobs:download", "Copy files from a machine."),
+    "ssh": ("trainctl.cli.access:ssh", "A shell (or a command) on a machine."),
     "run": ("trainctl.cli.run:run", "Create, train, follow, download, terminate."),
     "providers": ("trainctl.cli.providers:providers", "Provider commands (list, compare)."),
     "catalog": ("trainctl.cli.catalog:catalog", "Price catalog commands (refresh)."),

@@ -11,6 +11,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import CapabilityError
+from .sessions import Session
+
 Progress = Callable[[str], None]
 """Receives one human-readable progress line at a time (some are ``TransferEvent``s)."""
 
@@ -128,6 +131,12 @@ class Remote(ABC):
         """Make ``dest`` on the machine hold ``src``'s files, honouring ``.gitignore``
         and ``.trainctlignore``. With ``delete``, files gone locally are removed, except
         paths in ``protect`` (relative to ``dest``)."""
+
+    def session(self, argv: Sequence[str] | None, *, tty: bool) -> Session:
+        """The local program that runs ``argv`` on the machine, or a login shell when
+        it is None or empty (see ``sessions``): in the job's work directory, with the
+        job's environment file sourced. ``tty``: whether stdin is a terminal."""
+        raise CapabilityError(f"{self.description} offers no shell")
 
     def close(self) -> None:
         """End the connection shared by this Remote's commands, under whatever uses it

@@ -13,6 +13,7 @@ from pathlib import Path
 from .. import sync
 from ..errors import NotFound, OperationFailed, RemoteError
 from .base import CommandResult, Progress, StreamingRemote, SyncResult, TransferEvent
+from .sessions import Session, session_command
 
 
 class _Copier:
@@ -99,6 +100,12 @@ class LocalRemote(StreamingRemote):
         except subprocess.TimeoutExpired:
             raise RemoteError(f"command {argv[0]!r} timed out after {timeout} s") from None
         return CommandResult(p.returncode, p.stdout, p.stderr)
+
+    def session(self, argv: Sequence[str] | None, *, tty: bool) -> Session:
+        if not self.root.is_dir():
+            raise RemoteError(f"workspace {self.root} does not exist")
+        command = session_command(str(self.root), argv)
+        return Session([shutil.which("sh") or "/bin/sh", *command[1:]])
 
     def stream(self, argv: Sequence[str]) -> Iterator[bytes]:
         proc = subprocess.Popen(

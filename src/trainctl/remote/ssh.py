@@ -27,6 +27,7 @@ from .. import sshkeys, sync
 from ..errors import BadInput, CredentialsError, NotFound, OperationFailed, RemoteError
 from ..home import home
 from .base import CommandResult, Progress, StreamingRemote, SyncResult, TransferEvent
+from .sessions import Session, session_command
 
 CONTROL_PERSIST = 300
 CONNECT_TIMEOUT = 10
@@ -248,6 +249,15 @@ class SSHRemote(StreamingRemote):
         if not argv:
             raise BadInput("empty remote command")
         return self._ssh("--", self.endpoint.host, shlex.join(argv))
+
+    def session(self, argv: Sequence[str] | None, *, tty: bool) -> Session:
+        """ssh over the shared connection, with a terminal for a shell typed into one;
+        ssh itself passes the command's exit code through (255: its own failure)."""
+        options = self.ssh_options()
+        if tty and not argv:
+            options[options.index("-T")] = "-t"
+        command = shlex.join(session_command(self.runtime_root, argv))
+        return Session([sshkeys.require_tool("ssh"), *options, "--", self.endpoint.host, command])
 
     # -- errors ---------------------------------------------------------------------
 
