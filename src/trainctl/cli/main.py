@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cancel": ("trainctl.cli.jobs:cancel", "Cancel a running job."),
     "download": ("trainctl.cli.jobs:download", "Copy files from a machine."),
     "ssh": ("trainctl.cli.access:ssh", "A shell (or a command) on a machine."),
+    "forward": ("trainctl.cli.access:forward", "Forward a machine's ports here."),
     "run": ("trainctl.cli.run:run", "Create, train, follow, download, terminate."),
     "providers": ("trainctl.cli.providers:providers", "Provider commands (list, compare)."),
     "catalog": ("trainctl.cli.catalog:catalog", "Price catalog commands (refresh)."),

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CapabilityError
+from .ports import Forwarding, PortForward
 from .sessions import Session
 
 Progress = Callable[[str], None]
@@ -137,6 +138,11 @@ class Remote(ABC):
         it is None or empty (see ``sessions``): in the job's work directory, with the
         job's environment file sourced. ``tty``: whether stdin is a terminal."""
         raise CapabilityError(f"{self.description} offers no shell")
+
+    def forward(self, ports: Sequence[PortForward]) -> Forwarding:
+        """Forward each of the machine's ``ports`` to its local port here, up until the
+        ``Forwarding`` is closed. Local ports in use are refused first (``ports.check_free``)."""
+        raise CapabilityError(f"{self.description} cannot forward ports")
 
     def close(self) -> None:
         """End the connection shared by this Remote's commands, under whatever uses it

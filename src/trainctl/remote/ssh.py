@@ -27,6 +27,7 @@ from .. import sshkeys, sync
 from ..errors import BadInput, CredentialsError, NotFound, OperationFailed, RemoteError
 from ..home import home
 from .base import CommandResult, Progress, StreamingRemote, SyncResult, TransferEvent
+from .ports import Forwarding, PortForward
 from .sessions import Session, session_command
 
 CONTROL_PERSIST = 300
@@ -213,8 +214,10 @@ class SSHRemote(StreamingRemote):
         name = hashlib.sha256(ident.encode()).hexdigest()[:_SOCKET_NAME_LEN]
         return control_dir() / name
 
-    def ssh_options(self) -> list[str]:
-        """Options shared by every ssh call to this machine, rsync's included."""
+    def ssh_options(self, *, forwarding: bool = False) -> list[str]:
+        """Options shared by every ssh call to this machine, rsync's included. Commands
+        clear any forwarding the user's ssh config asks for; ``forwarding`` keeps what
+        the call gives (``ssh -O forward -L``: ClearAllForwardings would clear it too)."""
         e = self.endpoint
         opts = {
             "BatchMode": "yes",
@@ -226,7 +229,7 @@ class SSHRemote(StreamingRemote):
             "ConnectTimeout": str(max(1, round(self.connect_timeout))),
             "ServerAliveInterval": "5",
             "ServerAliveCountMax": "3",
-            "ClearAllForwardings": "yes",
+            "ClearAllForwardings": "no" if forwarding else "yes",
             "LogLevel": "ERROR",
         }
         if self.identities_only:
@@ -258,6 +261,11 @@ class SSHRemote(StreamingRemote):
             options[options.index("-T")] = "-t"
         command = shlex.join(session_command(self.runtime_root, argv))
         return Session([sshkeys.require_tool("ssh"), *options, "--", self.endpoint.host, command])
+
+    def forward(self, ports: Sequence[PortForward]) -> Forwarding:
+        from .sshforward import SSHForwarding
+
+        return SSHForwarding(self, ports)
 
     # -- errors ---------------------------------------------------------------------
 

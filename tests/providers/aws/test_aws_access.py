@@ -7,12 +7,15 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
+import socket
 import sys
 
 import pytest
 
 from aws_support import set_up
-from cli_helpers import trainctl
+from cli_helpers import Cli, trainctl
+from sshd import free_port
 
 REGION = "eu-north-1"
 
@@ -22,6 +25,13 @@ import json, os, shlex, subprocess, sys
 with open(os.environ["STUB_LOG"], "w") as f:
     json.dump({{"argv": sys.argv[1:], "env": dict(os.environ)}}, f)
 params = json.loads(sys.argv[sys.argv.index("--parameters") + 1])
+if "localPortNumber" in params:  # port forwarding: listen until ended
+    import signal, socket
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", int(params["localPortNumber"][0])))
+    listener.listen()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.pause()
 argv = shlex.split(params["command"][0])
 assert argv[:2] == ["sudo", "-H"], argv
 print("Starting session with SessionId: stub-1", flush=True)
@@ -84,3 +94,18 @@ def test_without_the_plugin_the_error_says_how_to_install_it(machine, tmp_path, 
     (line,) = r.err.strip().splitlines()
     assert "session-manager-plugin" in line and "is not installed" in line
     assert "session-manager-working-with-install-plugin.html" in line
+
+
+def test_a_port_is_forwarded_through_a_port_forwarding_session(machine, tmp_path, monkeypatch):
+    called = stubs(tmp_path, monkeypatch)
+    local = free_port()
+    cli = Cli("forward", "ssm-box", f"8888:{local}")
+    cli.wait_for(cli.out, f"forwarding localhost:{local} -> ssm-box:8888")
+    argv = json.loads(called.read_text())["argv"]
+    assert argv[:4] == ["ssm", "start-session", "--target", machine]
+    assert argv[8:10] == ["--document-name", "AWS-StartPortForwardingSession"]
+    assert json.loads(argv[11]) == {"portNumber": ["8888"], "localPortNumber": [str(local)]}
+    cli.signal(signal.SIGINT)
+    assert cli.finish() == 130
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", local))  # the session ended with the command

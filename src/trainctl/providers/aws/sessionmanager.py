@@ -1,5 +1,6 @@
 """Session Manager sessions to an instance: the AWS CLI's ``aws ssm start-session``
-with its session-manager-plugin, for `trainctl ssh` and `trainctl forward`.
+with its session-manager-plugin, for `trainctl ssh` and `trainctl forward` (one
+``AWS-StartPortForwardingSession`` per port).
 
 What the design rests on:
 
@@ -20,10 +21,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
+import subprocess
+import time
 from collections.abc import Sequence
 from typing import Any
 
-from ...errors import CredentialsError, OperationFailed
+from ...errors import CredentialsError, OperationFailed, RemoteError
+from ...remote.ports import LOCALHOST, Forwarding, PortForward
 from .session import CREDENTIALS_HINT, ssm_endpoint
 
 PLUGIN_INSTALL = (
@@ -85,3 +90,78 @@ def cli_environment(session: Any) -> dict[str, str]:
     else:
         env.pop("AWS_SESSION_TOKEN", None)
     return env
+
+
+#: seconds a port forwarding session may take to listen here
+LISTEN_TIMEOUT = 60.0
+
+
+class PortSessions(Forwarding):
+    """One ``AWS-StartPortForwardingSession`` session per port; up once the plugin
+    listens on each local port (seen as the port being taken here)."""
+
+    def __init__(
+        self,
+        instance_id: str,
+        region: str,
+        env: dict[str, str],
+        ports: Sequence[PortForward],
+        description: str,
+    ) -> None:
+        self.description = description
+        self._procs: list[subprocess.Popen[bytes]] = []
+        try:
+            for port in ports:
+                argv = start_session(
+                    instance_id,
+                    region,
+                    PORT_FORWARDING,
+                    {"portNumber": [str(port.remote)], "localPortNumber": [str(port.local)]},
+                )
+                proc = subprocess.Popen(
+                    argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+                )
+                self._procs.append(proc)
+                self._listening(proc, port)
+        except BaseException:
+            self.close()
+            raise
+
+    def _listening(self, proc: subprocess.Popen[bytes], port: PortForward) -> None:
+        deadline = time.monotonic() + LISTEN_TIMEOUT
+        while proc.poll() is None:
+            with socket.socket() as s:
+                try:
+                    s.bind((LOCALHOST, port.local))
+                except OSError:
+                    return  # the plugin has it
+            if time.monotonic() > deadline:
+                raise RemoteError(
+                    f"the session forwarding port {port.remote} of {self.description} did "
+                    f"not listen on localhost:{port.local} within {LISTEN_TIMEOUT:.0f} s"
+                )
+            time.sleep(0.1)
+        raise RemoteError(
+            f"the session forwarding port {port.remote} of {self.description} ended "
+            f"(exit {proc.returncode})"
+        )
+
+    def wait(self, timeout: float | None = None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while deadline is None or time.monotonic() < deadline:
+            for proc in self._procs:
+                if proc.poll() is not None:
+                    raise RemoteError(f"a port forwarding session to {self.description} ended")
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        procs, self._procs = self._procs, []
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

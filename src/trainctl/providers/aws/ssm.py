@@ -46,6 +46,7 @@ from typing import Any
 from ...errors import NotFound, OperationFailed, RemoteError
 from ...remote import treesync
 from ...remote.base import CommandResult, Progress, Remote, SyncResult, TransferEvent
+from ...remote.ports import Forwarding, PortForward
 from ...remote.sessions import Session, new_exit_marker, session_command
 from . import sealbox, sessionmanager
 from .session import aws_errors, client, client_error, error_code, sdk_errors
@@ -171,6 +172,12 @@ class SSMRemote(Remote):
         )
         env = sessionmanager.cli_environment(self._session)
         return Session(program, env=env, exit_marker=marker)
+
+    def forward(self, ports: Sequence[PortForward]) -> Forwarding:
+        env = sessionmanager.cli_environment(self._session)
+        return sessionmanager.PortSessions(
+            self.instance_id, self.region, env, ports, self.description
+        )
 
     # --- commands ------------------------------------------------------------------
 
