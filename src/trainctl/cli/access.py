@@ -1,5 +1,6 @@
 """Getting into a machine: ssh (a shell or a command there), forward (its ports
-here), and the ``--port`` option of train and run."""
+here), the ``--port`` option of train and run, and ssh-config (Host entries for the
+user's own ssh)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from typing import Any
 
 import click
 
-from .. import interrupts
+from .. import interrupts, sshconfig
 from ..api import Trainctl
-from ..errors import BadInput
+from ..errors import BadInput, CapabilityError, TrainctlError
 from ..interrupts import Interrupted, signals_interrupt
 from ..remote.ports import PortForward, check_free, parse_ports
 from ..remote.sessions import run_session
@@ -87,3 +88,58 @@ def job_ports(values: tuple[str, ...], *, detach: bool = False) -> list[PortForw
         )
     check_free(specs)
     return specs
+
+
+#: machines in these states may be reached; the rest are skipped without a look
+_LIVE = {"running", "starting"}
+
+
+@click.command("ssh-config")
+@json_option
+def ssh_config(json_mode: bool) -> None:
+    """Write a Host entry per live machine reached over SSH to trainctl's ssh_config
+    include file, so that `ssh NAME`, scp and editors reach it by name.
+
+    The file is replaced each time (mode 0600). Include it from ~/.ssh/config with the
+    line printed, before any Host line there. AWS machines (SSM) and local ones are
+    skipped: `trainctl ssh NAME` gets into them.
+    """
+    out = Output(json_mode)
+    tc = Trainctl()
+    entries: dict[str, dict[str, str]] = {}
+    skipped: list[tuple[str, str]] = []
+    for record in tc.store.resources():
+        if record.state not in _LIVE:
+            skipped.append((record.name, record.state))
+            continue
+        try:
+            _, remote = tc.remote(record.id)
+            entries[record.name] = remote.ssh_host_options()
+        except CapabilityError as e:
+            skipped.append((record.name, f"{e.message}; `trainctl ssh {record.name}` gets in"))
+        except TrainctlError as e:
+            skipped.append((record.name, f"cannot reach it: {e.message}"))
+    path = sshconfig.write(entries)
+    included = sshconfig.included()
+    if json_mode:
+        out.emit(
+            {
+                "path": str(path),
+                "hosts": [{"name": n, **o} for n, o in entries.items()],
+                "skipped": [{"name": n, "reason": r} for n, r in skipped],
+                "include": sshconfig.include_line(),
+                "included": included,
+            }
+        )
+        return
+    for name, options in entries.items():
+        user = f"{options['User']}@" if "User" in options else ""
+        port = f":{options['Port']}" if "Port" in options else ""
+        out.info(f"{name}: {user}{options['HostName']}{port}")
+    for name, reason in skipped:
+        out.info(f"skipped {name}: {reason}")
+    out.info(f"wrote {len(entries)} host(s) to {path}")
+    if not included:
+        out.info(
+            f"add this line to ~/.ssh/config, before any Host line: {sshconfig.include_line()}"
+        )

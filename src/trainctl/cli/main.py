@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "download": ("trainctl.cli.jobs:download", "Copy files from a machine."),
     "ssh": ("trainctl.cli.access:ssh", "A shell (or a command) on a machine."),
     "forward": ("trainctl.cli.access:forward", "Forward a machine's ports here."),
+    "ssh-config": ("trainctl.cli.access:ssh_config", "Host entries for your own ssh."),
     "run": ("trainctl.cli.run:run", "Create, train, follow, download, terminate."),
     "providers": ("trainctl.cli.providers:providers", "Provider commands (list, compare)."),
     "catalog": ("trainctl.cli.catalog:catalog", "Price catalog commands (refresh)."),

@@ -139,6 +139,12 @@ class Remote(ABC):
         job's environment file sourced. ``tty``: whether stdin is a terminal."""
         raise CapabilityError(f"{self.description} offers no shell")
 
+    def ssh_host_options(self) -> dict[str, str]:
+        """The ``ssh_config`` options (HostName, Port, User, IdentityFile...) that let
+        the user's own ssh, scp or editor reach the machine by a Host name; raises
+        ``CapabilityError``, saying why, for a machine ssh does not reach."""
+        raise CapabilityError(f"{self.description} is not reached over SSH")
+
     def forward(self, ports: Sequence[PortForward]) -> Forwarding:
         """Forward each of the machine's ``ports`` to its local port here, up until the
         ``Forwarding`` is closed. Local ports in use are refused first (``ports.check_free``)."""

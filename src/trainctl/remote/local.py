@@ -108,6 +108,9 @@ class LocalRemote(StreamingRemote):
         command = session_command(str(self.root), argv)
         return Session([shutil.which("sh") or "/bin/sh", *command[1:]])
 
+    def ssh_host_options(self) -> dict[str, str]:
+        raise CapabilityError(f"{self.description} is this machine: no SSH needed")
+
     def forward(self, ports: Sequence[PortForward]) -> Forwarding:
         """Nothing to do: the machine's ports are this machine's."""
         moved = [p for p in ports if p.local != p.remote]

@@ -262,6 +262,22 @@ class SSHRemote(StreamingRemote):
         command = shlex.join(session_command(self.runtime_root, argv))
         return Session([sshkeys.require_tool("ssh"), *options, "--", self.endpoint.host, command])
 
+    def ssh_host_options(self) -> dict[str, str]:
+        """trainctl's key and known_hosts: what ``ssh_options`` uses, for the user's ssh."""
+        e = self.endpoint
+        options = {"HostName": e.host}
+        if e.port:
+            options["Port"] = str(e.port)
+        if e.user:
+            options["User"] = e.user
+        options.update(
+            IdentityFile=_ssh_value(str(self.key_path)),
+            IdentitiesOnly="yes" if self.identities_only else "no",
+            UserKnownHostsFile=_ssh_value(str(sshkeys.known_hosts_path())),
+            StrictHostKeyChecking="accept-new",
+        )
+        return options
+
     def forward(self, ports: Sequence[PortForward]) -> Forwarding:
         from .sshforward import SSHForwarding
 

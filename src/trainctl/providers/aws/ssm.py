@@ -43,7 +43,7 @@ from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ...errors import NotFound, OperationFailed, RemoteError
+from ...errors import CapabilityError, NotFound, OperationFailed, RemoteError
 from ...remote import treesync
 from ...remote.base import CommandResult, Progress, Remote, SyncResult, TransferEvent
 from ...remote.ports import Forwarding, PortForward
@@ -172,6 +172,11 @@ class SSMRemote(Remote):
         )
         env = sessionmanager.cli_environment(self._session)
         return Session(program, env=env, exit_marker=marker)
+
+    def ssh_host_options(self) -> dict[str, str]:
+        """Refused: the instance has no SSH port open, and a ProxyCommand through SSM
+        would need a key of the user's own on it."""
+        raise CapabilityError(f"{self.description} is reached through SSM Session Manager")
 
     def forward(self, ports: Sequence[PortForward]) -> Forwarding:
         env = sessionmanager.cli_environment(self._session)
