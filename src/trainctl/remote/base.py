@@ -147,7 +147,8 @@ class Remote(ABC):
 
     def forward(self, ports: Sequence[PortForward]) -> Forwarding:
         """Forward each of the machine's ``ports`` to its local port here, up until the
-        ``Forwarding`` is closed. Local ports in use are refused first (``ports.check_free``)."""
+        ``Forwarding`` is closed. Callers refuse local ports in use first
+        (``ports.check_free``), so that the error is a clear one."""
         raise CapabilityError(f"{self.description} cannot forward ports")
 
     def close(self) -> None:

@@ -27,7 +27,8 @@ with open(os.environ["STUB_LOG"], "w") as f:
 params = json.loads(sys.argv[sys.argv.index("--parameters") + 1])
 if "localPortNumber" in params:  # port forwarding: listen until ended
     import signal, socket
-    listener = socket.socket()
+    listener = socket.socket()  # as the plugin's (Go) listener: with SO_REUSEADDR
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", int(params["localPortNumber"][0])))
     listener.listen()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

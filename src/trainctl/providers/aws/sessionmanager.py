@@ -131,10 +131,13 @@ class PortSessions(Forwarding):
         deadline = time.monotonic() + LISTEN_TIMEOUT
         while proc.poll() is None:
             with socket.socket() as s:
+                # with SO_REUSEADDR (which the plugin's listener sets too) this bind
+                # never takes the port from under the plugin, and fails once it listens
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
                     s.bind((LOCALHOST, port.local))
                 except OSError:
-                    return  # the plugin has it
+                    return  # the plugin listens there
             if time.monotonic() > deadline:
                 raise RemoteError(
                     f"the session forwarding port {port.remote} of {self.description} did "
