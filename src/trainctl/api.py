@@ -49,7 +49,8 @@ from .guards import (
 )
 from .home import load_config
 from .provider import TAG_NAME, OwnObjectStore, SelfRelease, StopStart, TrainingProvider
-from .remote.base import Progress
+from .remote.base import Progress, Remote
+from .remote.ports import Forwarding, PortForward
 from .runtime.client import JobRuntime, OutputSink, new_job_id
 from .store import PREEMPTED, REQUEST_GRACE_SECONDS, JobRecord, ResourceRecord, Store
 from .types import (
@@ -145,6 +146,41 @@ class Trainctl:
         return record, self.provider(record.provider)
 
     # --- connections -------------------------------------------------------------
+
+    def remote(self, ref: str) -> tuple[ResourceRecord, Remote]:
+        """The machine ``ref`` (an id or a name) and how to reach it, for `ssh` and
+        `forward`: the connection the other steps on it share."""
+        record, provider = self._resolve(ref)
+        with self._connected(record, provider) as rt:
+            return record, rt.remote
+
+    def forward(self, ref: str, ports: list[PortForward]) -> Forwarding:
+        """Forward the machine's ``ports`` here until the result is closed."""
+        _, remote = self.remote(ref)
+        return remote.forward(ports)
+
+    @contextlib.contextmanager
+    def forwarding(
+        self, ref: str, ports: list[PortForward], progress: Progress | None = None
+    ) -> Iterator[None]:
+        """``ports`` forwarded while the block runs (a job being followed), each said
+        to ``progress``. A forward that cannot be set up is a warning: the job it
+        serves runs on."""
+        if not ports:
+            yield
+            return
+        try:
+            record, remote = self.remote(ref)
+            forwarded = remote.forward(ports)
+        except TrainctlError as e:
+            self.warn(f"ports not forwarded: {e}")
+            yield
+            return
+        for p in ports:
+            if progress:
+                progress(f"forwarding localhost:{p.local} -> {record.name}:{p.remote}")
+        with forwarded:
+            yield
 
     def cut_connection(self, resource_id: str) -> None:
         """End the machine's shared connection under whatever uses it now (a log
@@ -1119,6 +1155,7 @@ def run(
     on_created: Callable[[ResourceRecord], None] | None = None,
     checkpoint_sync: float | str | None = None,
     recover: recovery.Recovery | None = None,
+    ports: list[PortForward] | None = None,
 ) -> RunResult:
     """Create a machine, train, follow the log, download outputs, terminate.
 
@@ -1146,7 +1183,10 @@ def run(
     downloaded, then the machine is released; a second interrupt skips the
     download, and one during the release is held until it is done. With ``keep``
     the job and the machine are left running. An interrupt while a recovery rents or
-    prepares a machine releases it. The result says ``interrupted``."""
+    prepares a machine releases it. The result says ``interrupted``.
+
+    ``ports`` of the machine are forwarded here while the job is followed
+    (``Trainctl.forwarding``)."""
     _check_writable(output_dir)
     every = checkpoints.interval(checkpoint_sync)
     recover = recover or recovery.Recovery()
@@ -1199,7 +1239,10 @@ def run(
                 if puller is not None:
                     result.checkpoints = puller.result
                     puller.start()
-                with _watch(tc, record, recover):
+                with (
+                    _watch(tc, record, recover),
+                    tc.forwarding(record.id, ports or [], progress),
+                ):
                     result.job = tc.monitor(
                         started.job_id, follow=True, sink=log, progress=progress
                     )

@@ -13,6 +13,7 @@ from ..following import reattach_hint
 from ..interrupts import Interrupted, signals_interrupt
 from ..runtime.client import new_job_id
 from ..types import TrainingJob, TrainingStatus
+from .access import job_ports, port_option
 from .common import JobCommand, json_option, progress_printer
 from .envfile import job_env
 from .output import Output, Tail
@@ -207,9 +208,12 @@ def show_log(tc: Trainctl, ref: str, *, tail: int | None, sink) -> tuple[Trainin
     help="Where checkpoints land while following (default: ./trainctl-runs/<job-id>); "
     "never synced to a machine.",
 )
+@port_option
 @json_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def train(resource, command, detach, checkpoint_sync, output_dir, json_mode, **job_flags) -> int:
+def train(
+    resource, command, detach, checkpoint_sync, output_dir, ports, json_mode, **job_flags
+) -> int:
     """Sync the working directory to RESOURCE and run COMMAND there.
 
     Without --detach the log is followed, the checkpoint directory comes home file by
@@ -219,6 +223,7 @@ def train(resource, command, detach, checkpoint_sync, output_dir, json_mode, **j
     """
     out = Output(json_mode)
     job = build_job(command, **job_flags)
+    forwards = job_ports(ports, detach=detach)
     every = None if detach else checkpoints.interval(checkpoint_sync)
     job.job_id = new_job_id()
     dest = Path(output_dir) if output_dir else Path(sync.OUTPUT_DIR) / job.job_id
@@ -241,16 +246,18 @@ def train(resource, command, detach, checkpoint_sync, output_dir, json_mode, **j
         puller = tc.pull_checkpoints(
             started.job_id, job.checkpoint_dir, dest / name, interval=every, progress=progress
         )
-    if puller is None:
-        final = follow(tc, out, started.job_id, resource)
-        pulled = None
-    else:
-        puller.start()
-        try:
+    with tc.forwarding(resource, forwards, progress):
+        if puller is None:
             final = follow(tc, out, started.job_id, resource)
-        except Interrupted:
-            puller.close(0.0)  # the job runs on; its look ends on the machine by itself
-            raise
+            pulled = None
+        else:
+            puller.start()
+            try:
+                final = follow(tc, out, started.job_id, resource)
+            except Interrupted:
+                puller.close(0.0)  # the job runs on; its look ends on the machine by itself
+                raise
+    if puller is not None:
         with signals_interrupt():
             pulled = puller.finish()
     if json_mode:

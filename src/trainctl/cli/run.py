@@ -14,6 +14,7 @@ from ..following import reattach_hint
 from ..interrupts import signals_interrupt
 from ..recovery import DEFAULT_RECOVERIES, Recovery
 from ..runtime.client import new_job_id
+from .access import job_ports, port_option
 from .common import (
     JobCommand,
     build_create_options,
@@ -77,6 +78,7 @@ from .taskfile import merge
     type=click.Path(dir_okay=False),
     help="YAML task file with the same settings as the flags (flags win).",
 )
+@port_option
 @json_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
@@ -109,6 +111,7 @@ def _run(
     recover,
     retry_on_failure,
     json_mode,
+    ports=(),
     **flags,
 ) -> int:
     out = Output(json_mode)
@@ -128,6 +131,7 @@ def _run(
     }
     job = build_job(command, **job_flags)
     options = build_create_options(**flags)
+    forwards = job_ports(ports)
     every = checkpoints.interval(checkpoint_sync)
     if retry_on_failure and not recover:
         raise BadInput("--retry-on-failure needs --recover [N]: how many times to try again")
@@ -163,6 +167,7 @@ def _run(
             on_created=created,
             checkpoint_sync=checkpoints.OFF if every is None else every,
             recover=Recovery(recover, retry_on_failure),
+            ports=forwards,
         )
     if json_mode:
         out.emit(result.to_dict())

@@ -11,6 +11,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import CapabilityError
+from .ports import Forwarding, PortForward
+from .sessions import Session
+
 Progress = Callable[[str], None]
 """Receives one human-readable progress line at a time (some are ``TransferEvent``s)."""
 
@@ -128,6 +132,24 @@ class Remote(ABC):
         """Make ``dest`` on the machine hold ``src``'s files, honouring ``.gitignore``
         and ``.trainctlignore``. With ``delete``, files gone locally are removed, except
         paths in ``protect`` (relative to ``dest``)."""
+
+    def session(self, argv: Sequence[str] | None, *, tty: bool) -> Session:
+        """The local program that runs ``argv`` on the machine, or a login shell when
+        it is None or empty (see ``sessions``): in the job's work directory, with the
+        job's environment file sourced. ``tty``: whether stdin is a terminal."""
+        raise CapabilityError(f"{self.description} offers no shell")
+
+    def ssh_host_options(self) -> dict[str, str]:
+        """The ``ssh_config`` options (HostName, Port, User, IdentityFile...) that let
+        the user's own ssh, scp or editor reach the machine by a Host name; raises
+        ``CapabilityError``, saying why, for a machine ssh does not reach."""
+        raise CapabilityError(f"{self.description} is not reached over SSH")
+
+    def forward(self, ports: Sequence[PortForward]) -> Forwarding:
+        """Forward each of the machine's ``ports`` to its local port here, up until the
+        ``Forwarding`` is closed. Callers refuse local ports in use first
+        (``ports.check_free``), so that the error is a clear one."""
+        raise CapabilityError(f"{self.description} cannot forward ports")
 
     def close(self) -> None:
         """End the connection shared by this Remote's commands, under whatever uses it

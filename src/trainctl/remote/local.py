@@ -11,8 +11,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from .. import sync
-from ..errors import NotFound, OperationFailed, RemoteError
+from ..errors import CapabilityError, NotFound, OperationFailed, RemoteError
 from .base import CommandResult, Progress, StreamingRemote, SyncResult, TransferEvent
+from .ports import Forwarding, PortForward, Unneeded
+from .sessions import Session, session_command
 
 
 class _Copier:
@@ -99,6 +101,26 @@ class LocalRemote(StreamingRemote):
         except subprocess.TimeoutExpired:
             raise RemoteError(f"command {argv[0]!r} timed out after {timeout} s") from None
         return CommandResult(p.returncode, p.stdout, p.stderr)
+
+    def session(self, argv: Sequence[str] | None, *, tty: bool) -> Session:
+        if not self.root.is_dir():
+            raise RemoteError(f"workspace {self.root} does not exist")
+        command = session_command(str(self.root), argv)
+        return Session([shutil.which("sh") or "/bin/sh", *command[1:]])
+
+    def ssh_host_options(self) -> dict[str, str]:
+        raise CapabilityError(f"{self.description} is this machine: no SSH needed")
+
+    def forward(self, ports: Sequence[PortForward]) -> Forwarding:
+        """Nothing to do: the machine's ports are this machine's."""
+        moved = [p for p in ports if p.local != p.remote]
+        if moved:
+            raise CapabilityError(
+                f"{self.description} is this machine: its port {moved[0].remote} is "
+                f"localhost:{moved[0].remote} already",
+                hint=f"give {moved[0].remote}, not {moved[0].remote}:{moved[0].local}",
+            )
+        return Unneeded()
 
     def stream(self, argv: Sequence[str]) -> Iterator[bytes]:
         proc = subprocess.Popen(

@@ -27,6 +27,8 @@ from .. import sshkeys, sync
 from ..errors import BadInput, CredentialsError, NotFound, OperationFailed, RemoteError
 from ..home import home
 from .base import CommandResult, Progress, StreamingRemote, SyncResult, TransferEvent
+from .ports import Forwarding, PortForward
+from .sessions import Session, session_command
 
 CONTROL_PERSIST = 300
 CONNECT_TIMEOUT = 10
@@ -212,8 +214,10 @@ class SSHRemote(StreamingRemote):
         name = hashlib.sha256(ident.encode()).hexdigest()[:_SOCKET_NAME_LEN]
         return control_dir() / name
 
-    def ssh_options(self) -> list[str]:
-        """Options shared by every ssh call to this machine, rsync's included."""
+    def ssh_options(self, *, forwarding: bool = False) -> list[str]:
+        """Options shared by every ssh call to this machine, rsync's included. Commands
+        clear any forwarding the user's ssh config asks for; ``forwarding`` keeps what
+        the call gives (``ssh -O forward -L``: ClearAllForwardings would clear it too)."""
         e = self.endpoint
         opts = {
             "BatchMode": "yes",
@@ -225,7 +229,7 @@ class SSHRemote(StreamingRemote):
             "ConnectTimeout": str(max(1, round(self.connect_timeout))),
             "ServerAliveInterval": "5",
             "ServerAliveCountMax": "3",
-            "ClearAllForwardings": "yes",
+            "ClearAllForwardings": "no" if forwarding else "yes",
             "LogLevel": "ERROR",
         }
         if self.identities_only:
@@ -248,6 +252,36 @@ class SSHRemote(StreamingRemote):
         if not argv:
             raise BadInput("empty remote command")
         return self._ssh("--", self.endpoint.host, shlex.join(argv))
+
+    def session(self, argv: Sequence[str] | None, *, tty: bool) -> Session:
+        """ssh over the shared connection, with a terminal for a shell typed into one;
+        ssh itself passes the command's exit code through (255: its own failure)."""
+        options = self.ssh_options()
+        if tty and not argv:
+            options[options.index("-T")] = "-t"
+        command = shlex.join(session_command(self.runtime_root, argv))
+        return Session([sshkeys.require_tool("ssh"), *options, "--", self.endpoint.host, command])
+
+    def ssh_host_options(self) -> dict[str, str]:
+        """trainctl's key and known_hosts: what ``ssh_options`` uses, for the user's ssh."""
+        e = self.endpoint
+        options = {"HostName": e.host}
+        if e.port:
+            options["Port"] = str(e.port)
+        if e.user:
+            options["User"] = e.user
+        options.update(
+            IdentityFile=_ssh_value(str(self.key_path)),
+            IdentitiesOnly="yes" if self.identities_only else "no",
+            UserKnownHostsFile=_ssh_value(str(sshkeys.known_hosts_path())),
+            StrictHostKeyChecking="accept-new",
+        )
+        return options
+
+    def forward(self, ports: Sequence[PortForward]) -> Forwarding:
+        from .sshforward import SSHForwarding
+
+        return SSHForwarding(self, ports)
 
     # -- errors ---------------------------------------------------------------------
 

@@ -43,6 +43,11 @@ def ec2_endpoint() -> str | None:
     return os.environ.get("AWS_ENDPOINT_URL_EC2") or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
+def ssm_endpoint() -> str | None:
+    """The SSM endpoint the environment sets (botocore's variables), if any."""
+    return os.environ.get("AWS_ENDPOINT_URL_SSM") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
 _AUTH_CODES = {
     "AuthFailure",
     "ExpiredToken",

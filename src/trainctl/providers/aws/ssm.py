@@ -43,10 +43,12 @@ from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ...errors import NotFound, OperationFailed, RemoteError
+from ...errors import CapabilityError, NotFound, OperationFailed, RemoteError
 from ...remote import treesync
 from ...remote.base import CommandResult, Progress, Remote, SyncResult, TransferEvent
-from . import sealbox
+from ...remote.ports import Forwarding, PortForward
+from ...remote.sessions import Session, new_exit_marker, session_command
+from . import sealbox, sessionmanager
 from .session import aws_errors, client, client_error, error_code, sdk_errors
 from .setup import STORE_PART
 
@@ -134,6 +136,7 @@ class SSMRemote(Remote):
     ) -> None:
         self.instance_id = instance_id
         self.region = region
+        self._session = session
         self.bucket = bucket
         self.prefix = prefix
         self.progress = progress or _log_progress
@@ -153,6 +156,33 @@ class SSMRemote(Remote):
     @property
     def runtime_root(self) -> str:
         return ".trainctl"  # commands start in root's home directory
+
+    # --- sessions (Session Manager) -----------------------------------------------
+
+    def session(self, argv: Sequence[str] | None, *, tty: bool) -> Session:
+        """A Session Manager session as root; a command's exit code comes back after
+        a marker (the plugin does not pass it through)."""
+        marker = new_exit_marker() if argv else None
+        command = ["sudo", "-H", *session_command(self.runtime_root, argv, exit_marker=marker)]
+        program = sessionmanager.start_session(
+            self.instance_id,
+            self.region,
+            sessionmanager.INTERACTIVE,
+            {"command": [shlex.join(command)]},
+        )
+        env = sessionmanager.cli_environment(self._session)
+        return Session(program, env=env, exit_marker=marker)
+
+    def ssh_host_options(self) -> dict[str, str]:
+        """Refused: the instance has no SSH port open, and a ProxyCommand through SSM
+        would need a key of the user's own on it."""
+        raise CapabilityError(f"{self.description} is reached through SSM Session Manager")
+
+    def forward(self, ports: Sequence[PortForward]) -> Forwarding:
+        env = sessionmanager.cli_environment(self._session)
+        return sessionmanager.PortSessions(
+            self.instance_id, self.region, env, ports, self.description
+        )
 
     # --- commands ------------------------------------------------------------------
 
