@@ -33,6 +33,7 @@ from .sessions import Session, session_command
 CONTROL_PERSIST = 300
 CONNECT_TIMEOUT = 10
 SSH_FAILED = 255  # ssh's exit code for its own failures
+RSYNC_FILE_IO = 11  # rsync's exit code for an error in file I/O
 # A Unix socket path holds at most 107 characters on Linux, 103 on macOS; ssh adds a
 # 17-character suffix while it sets up a master socket.
 MAX_SOCKET_PATH = 107 if sys.platform.startswith("linux") else 103
@@ -483,9 +484,19 @@ class SSHRemote(StreamingRemote):
             *sync.tree_args(str(src), self._remote_path(dest), delete=delete, protect=protect)
         )
         code, out, err = sync.run_rsync(argv, progress=progress, what="sync")
+        if code == RSYNC_FILE_IO and self._nearly_full(dest):
+            # the receiver can die of a full disk before its message reaches us
+            raise self._disk_full()
         if code != 0:
             raise self._rsync_error(err, code, f"sync of {src} to {self.description}", True)
         return sync.parse_stats(out)
+
+    def _nearly_full(self, path: str) -> bool:
+        """Whether the file system of ``path`` on the machine has under 1 MiB free."""
+        r = self.run(["df", "-Pk", "--", path])
+        lines = r.text().splitlines() if r.ok else []
+        fields = lines[-1].split() if len(lines) > 1 else []
+        return len(fields) >= 4 and fields[3].isdigit() and int(fields[3]) < 1024
 
     def _kind(self, path: str) -> tuple[str, int | None]:
         """'d' for a directory, 'f' for anything else that exists, 'n' for nothing;
