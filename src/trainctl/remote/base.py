@@ -10,10 +10,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import CapabilityError
-from .ports import Forwarding, PortForward
-from .sessions import Session
+
+if TYPE_CHECKING:  # `trainctl --help` loads this module: sockets and sessions wait
+    from .ports import Forwarding, PortForward
+    from .sessions import Session
 
 Progress = Callable[[str], None]
 """Receives one human-readable progress line at a time (some are ``TransferEvent``s)."""
