@@ -13,7 +13,7 @@ for _name in ("aws", "runpod", "lyceum"):
         sys.path.insert(0, str(PROVIDER_TESTS / _name))
 
 # real OpenSSH server fixtures: sshd, ssh_machine, sshd_factory; the fake RunPod API
-pytest_plugins = ["sshd", "fake_runpod", "fake_lyceum"]
+pytest_plugins = ["sshd", "fake_runpod", "fake_lyceum", "docker_support"]
 
 
 @pytest.fixture(autouse=True)

@@ -1,25 +1,21 @@
 """Jobs in a container image (--image): `docker run` on the machine, supervised as a
 bare job is (exit codes, SIGTERM then SIGKILL at cancel, no container left behind).
 
-The tests that run containers need a Docker daemon this user can reach and a static
-busybox to build a small image from (nothing is pulled): without them they are skipped,
-and the reason is printed in pytest's summary. What the runtime asks docker for is
-checked without Docker."""
+The tests that run containers use the ``image`` fixture (docker_support.py): without
+Docker they are skipped, with the reason in pytest's summary. What the runtime asks
+docker for is checked without Docker."""
 
 from __future__ import annotations
 
-import grp
 import json
 import os
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from cli_helpers import trainctl
-from sshd import run_admin
+from docker_support import containers, may_use_docker
 from trainctl.errors import BadInput
 from trainctl.providers.aws.instance import AwsProvider
 from trainctl.providers.local import LocalProvider
@@ -27,41 +23,6 @@ from trainctl.providers.runpod.provider import RunPodProvider
 from trainctl.providers.ssh import SSHProvider
 from trainctl.runtime import jobrunner, launch
 from trainctl.types import CreateResourceOptions
-
-IMAGE = "trainctl-test:busybox"
-BUSYBOX = "/bin/busybox"
-
-
-def _docker_ready() -> str | None:
-    """Why the container tests cannot run here, or None."""
-    if not shutil.which("docker"):
-        return "docker is not installed"
-    try:
-        r = subprocess.run(["docker", "info"], capture_output=True, timeout=20)
-    except subprocess.TimeoutExpired:
-        return "the Docker daemon did not answer"
-    if r.returncode != 0:
-        return "no Docker daemon: " + r.stderr.decode(errors="replace").strip().splitlines()[-1]
-    if not os.path.exists(BUSYBOX):
-        return f"no {BUSYBOX} to build the test image from (Debian: busybox-static)"
-    return None
-
-
-@pytest.fixture(scope="session")
-def image(tmp_path_factory) -> str:
-    why = _docker_ready()
-    if why:
-        pytest.skip(f"container tests need Docker: {why}")
-    ctx = tmp_path_factory.mktemp("image")
-    shutil.copy(BUSYBOX, ctx / "busybox")
-    (ctx / "Dockerfile").write_text(
-        "FROM scratch\nCOPY busybox /bin/busybox\n"
-        'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
-    )
-    r = subprocess.run(["docker", "build", "-q", "-t", IMAGE, str(ctx)], capture_output=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot build the test image: {r.stderr.decode(errors='replace')[-300:]}")
-    return IMAGE
 
 
 @pytest.fixture
@@ -71,16 +32,6 @@ def box(tmp_path):
     project = tmp_path / "project"
     project.mkdir()
     return project
-
-
-def containers(job_id: str) -> list[str]:
-    r = subprocess.run(
-        ["docker", "ps", "-a", "--filter", f"name=^trainctl-{job_id}$", "--format", "{{.ID}}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return r.stdout.split()
 
 
 def train(project: Path, *args: str):
@@ -160,7 +111,7 @@ def test_a_job_in_an_image_gets_its_environment_directories_and_exit_code(box, i
     assert "word=a b;$c cwd=" in r.out and "/work" in r.out
     (job_dir,) = (Path.cwd() / "trainctl-runs").iterdir()
     assert (job_dir / "checkpoints" / "e1.pt").read_text() == "saved\n"
-    assert containers(job_dir.name) == []
+    assert containers(launch.container_name(job_dir.name)) == []
 
 
 def test_setup_runs_in_every_container(box, image):
@@ -176,11 +127,11 @@ def test_cancel_reaches_the_process_in_the_container(box, image):
     )  # fmt: skip
     job = json.loads(r.out)["job_id"]
     _wait_for_log(job, "up")
-    assert containers(job)
+    assert containers(launch.container_name(job))
     status = json.loads(trainctl("cancel", job, "--json").out)
     assert status["status"] == "cancelled" and status["exit_code"] == 143
     assert "got TERM" in trainctl("monitor", job).out
-    assert containers(job) == []
+    assert containers(launch.container_name(job)) == []
 
 
 def test_a_job_that_ignores_sigterm_is_killed_and_its_container_removed(box, image):
@@ -192,7 +143,7 @@ def test_a_job_that_ignores_sigterm_is_killed_and_its_container_removed(box, ima
     _wait_for_log(job, "up")
     status = json.loads(trainctl("cancel", job, "--grace", "1", "--json").out)
     assert status["status"] == "cancelled" and status["exit_code"] == 137
-    assert containers(job) == []
+    assert containers(launch.container_name(job)) == []
 
 
 def _wait_for_log(job: str, text: str, timeout: float = 60) -> None:
@@ -204,11 +155,7 @@ def _wait_for_log(job: str, text: str, timeout: float = 60) -> None:
 
 def test_on_an_ssh_machine_the_containers_files_are_the_users(image, ssh_machine, sshd, tmp_path):
     """A user of the docker group on a host reached over ssh, as a GPU box is."""
-    try:
-        grp.getgrnam("docker")
-    except KeyError:
-        pytest.skip("no docker group on this machine")
-    run_admin(["usermod", "--append", "--groups", "docker", ssh_machine.user])
+    may_use_docker(ssh_machine.user)
     project = tmp_path / "project"
     project.mkdir()
     r = trainctl(
