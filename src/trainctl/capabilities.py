@@ -24,6 +24,7 @@ class Capability(enum.Enum):
     DISK_SIZE = "disk-size"
     TAGS = "tags"  # `--tag NAME=VALUE` is stored on the machine itself
     SELF_RELEASE = "self-release"  # the machine's guard can stop or terminate it
+    MULTI_NODE = "multi-node"  # machines of one group reach each other privately
 
     def describe(self) -> str:
         return _DESCRIPTIONS[self]
@@ -42,6 +43,7 @@ _DESCRIPTIONS = {
     Capability.DISK_SIZE: "set the disk size",
     Capability.TAGS: "tag machines (--tag)",
     Capability.SELF_RELEASE: "let a machine release itself (its guard ends jobs only)",
+    Capability.MULTI_NODE: "rent several machines that reach each other for one job (--nodes)",
 }
 
 

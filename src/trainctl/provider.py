@@ -550,6 +550,31 @@ class OwnObjectStore(ABC):
         ``SecretAccessKey``, ``Token``)."""
 
 
+class GroupNetwork(ABC):
+    """The mixin of providers that can rent a group of machines which reach each other
+    privately, for one multi-node job; it adds ``Capability.MULTI_NODE``. The group's
+    machines are rented one by one through the usual create path, each with
+    ``options.group`` set; what they share is made first and removed last."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        caps = getattr(cls, "capabilities", frozenset())
+        cls.capabilities = frozenset(caps) | {Capability.MULTI_NODE}  # type: ignore[attr-defined]
+
+    @abstractmethod
+    def make_group_network(self, group: str, options: CreateResourceOptions) -> dict[str, Any]:
+        """Make what the machines of ``group`` share (a placement, network rules)
+        before any of them is rented; the answer (JSON-able) is stored with the group
+        and given back in each machine's ``options.group.network`` and to
+        ``release_group_network``."""
+
+    @abstractmethod
+    def release_group_network(self, group: str, network: dict[str, Any]) -> None:
+        """Remove what ``make_group_network`` made, once the group's machines are
+        released (waiting for them to be gone where the provider needs that);
+        idempotent: what is already gone is no error."""
+
+
 class StopStart(ABC):
     """The mixin of providers that can stop a machine (keeping its disk) and start
     it again; it adds ``Capability.STOP_START``."""

@@ -72,6 +72,18 @@ class GpuSpec:
 
 
 @dataclass
+class GroupPlacement:
+    """This machine's place in a group of machines made for one multi-node job."""
+
+    name: str  # the group's name
+    size: int  # how many machines (nodes) it has
+    rank: int  # this machine's node rank, 0 first
+    #: what the provider made for the whole group before its machines
+    #: (``GroupNetwork.make_group_network``), e.g. a placement group and its rules
+    network: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class CreateResourceOptions:
     gpu: GpuSpec | None = None
     instance_type: str | None = None
@@ -89,6 +101,8 @@ class CreateResourceOptions:
     #: where the guard saves the jobs' work (``--store``: an s3:// URL, ``default`` or
     #: ``none``; None: the config file's, if any); see ``trainctl.objstore``
     store: str | None = None
+    #: set when this machine is one node of a group (``--nodes``)
+    group: GroupPlacement | None = None
 
 
 @dataclass
@@ -106,6 +120,8 @@ class ResourceStatus:
     spot: bool = False
     region: str | None = None
     public_ip: str | None = None
+    #: the address the machines of one group reach each other at, where there is one
+    private_ip: str | None = None
     ssh_host: str | None = None
     ssh_port: int | None = None
     ssh_user: str | None = None
