@@ -74,6 +74,9 @@ class ProviderFlag:
     minimum: float | None = None
     above: bool = False
     metavar: str | None = None
+    #: given once per node of a group, node 0 first (``--host A --host B``): the CLI
+    #: repeats it, and ``groups.per_node`` gives each node its own
+    per_node: bool = False
 
     @property
     def option(self) -> str:
@@ -269,6 +272,11 @@ class TrainingProvider(ABC):
             flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
             raise CapabilityError(f"provider '{self.name}' does not take {flags}")
         for key, value in list(options.extra.items()):
+            if isinstance(value, list | tuple) and own[key].per_node:
+                raise BadInput(
+                    f"{own[key].option} was given {len(value)} times: one per node makes a "
+                    f"group of {len(value)} machines (--nodes {len(value)})"
+                )
             if value is not None:
                 options.extra[key] = own[key].check(value)
         wanted = [

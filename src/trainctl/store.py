@@ -134,6 +134,19 @@ CREATE TABLE IF NOT EXISTS object_stores (
 )
 """
 
+# Groups of machines made for one multi-node job (``--nodes``): recorded before what
+# the group shares is made, so nothing of it is left without a record; created on first use.
+_GROUPS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS machine_groups (
+    name TEXT PRIMARY KEY,
+    provider TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    members TEXT NOT NULL,
+    network TEXT,
+    created_at TEXT NOT NULL
+)
+"""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS resources (
@@ -958,6 +971,72 @@ class Store:
         if row is None:
             return None
         return {**json.loads(row[2]), "resource_id": row[0], "name": row[1]}
+
+
+    # --- machine groups (--nodes) --------------------------------------------------
+
+    def add_group(self, name: str, provider: str, size: int) -> None:
+        """Record a group before anything of it is made (an existing name is refused)."""
+        self.require_writable(f"group {name}")
+        self.db.execute(_GROUPS_SCHEMA)
+        if self.group(name) is not None or self._find("name", name):
+            raise BadInput(f"the name {name} is taken", hint="pick another with --name")
+        self.db.execute(
+            "INSERT INTO machine_groups VALUES (?, ?, ?, '[]', NULL, ?)",
+            (name, provider, size, _now()),
+        )
+
+    def update_group(
+        self,
+        name: str,
+        *,
+        members: list[str] | None = None,
+        network: dict[str, Any] | None = None,
+    ) -> None:
+        """Set the group's member ids (node 0 first) or what its machines share."""
+        if members is not None:
+            self.db.execute(
+                "UPDATE machine_groups SET members=? WHERE name=?", (json.dumps(members), name)
+            )
+        if network is not None:
+            self.db.execute(
+                "UPDATE machine_groups SET network=? WHERE name=?", (json.dumps(network), name)
+            )
+
+    def group(self, name: str) -> dict[str, Any] | None:
+        """The group called ``name``: provider, size, members (ids, node 0 first) and
+        network (None until made), or None."""
+        if not self._has_groups():
+            return None
+        row = self.db.execute(
+            "SELECT name, provider, size, members, network, created_at FROM machine_groups"
+            " WHERE name=?",
+            (name,),
+        ).fetchone()
+        if row is None:
+            return None
+        return {
+            "name": row[0],
+            "provider": row[1],
+            "size": row[2],
+            "members": json.loads(row[3]),
+            "network": json.loads(row[4]) if row[4] else None,
+            "created_at": row[5],
+        }
+
+    def groups(self) -> list[dict[str, Any]]:
+        if not self._has_groups():
+            return []
+        names = [r[0] for r in self.db.execute("SELECT name FROM machine_groups ORDER BY name")]
+        return [g for g in (self.group(n) for n in names) if g is not None]
+
+    def _has_groups(self) -> bool:
+        found = self.db.execute("SELECT 1 FROM sqlite_master WHERE name='machine_groups'")
+        return found.fetchone() is not None
+
+    def forget_group(self, name: str) -> None:
+        self.db.execute(_GROUPS_SCHEMA)
+        self.db.execute("DELETE FROM machine_groups WHERE name=?", (name,))
 
 
 def _when(run: JobRecord) -> datetime:

@@ -173,7 +173,12 @@ def provider_options() -> list[Callable[..., Any]]:
         lead = flag.help[:1] if flag.help[1:2].isupper() else flag.help[:1].lower()
         text = f"{', '.join(owners)}: {lead}{flag.help[1:]}"
         option = click.option(
-            flag.option, flag.name, type=_click_type(flag), metavar=flag.metavar, help=text
+            flag.option,
+            flag.name,
+            type=_click_type(flag),
+            metavar=flag.metavar,
+            help=text,
+            multiple=flag.per_node,
         )
         options.append(option)
     return options
@@ -182,7 +187,9 @@ def provider_options() -> list[Callable[..., Any]]:
 def provider_values(values: dict[str, Any]) -> dict[str, Any]:
     """The provider flags among a command's parameters, given ones only."""
     names = {flag.name for flag, _ in registry.flags()}
-    return {k: v for k, v in values.items() if k in names and v is not None}
+    given = {k: v for k, v in values.items() if k in names and v not in (None, ())}
+    # a per-node flag (repeatable) given once is a plain value; more times, one per node
+    return {k: v[0] if isinstance(v, tuple) and len(v) == 1 else v for k, v in given.items()}
 
 
 def choose_provider(flag: str | None) -> str:
@@ -249,3 +256,27 @@ def build_create_options(
 
 def progress_printer(json_mode: bool) -> Callable[[str], None]:
     return Output(json_mode).progress
+
+
+def nodes_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--nodes",
+        type=click.IntRange(min=1),
+        help="Rent a group of N machines that reach each other, for one multi-node job "
+        "(torchrun); all or nothing. The ssh provider takes --host once per node instead.",
+    )(f)
+
+
+def group_size(provider_name: str, options: CreateResourceOptions, nodes: int | None) -> int:
+    """How many machines a create or run makes: --nodes, or how many times a per-node
+    flag (ssh's --host) was given; they must agree."""
+    if provider_name == CHEAPEST:
+        if nodes and nodes > 1:
+            raise BadInput("--nodes needs one provider: pick it with --provider")
+        return 1
+    from .. import groups
+
+    given = groups.nodes_given(registry.get(provider_name), options.extra)
+    if nodes and given and nodes != given:
+        raise BadInput(f"--nodes {nodes} but {given} hosts: give one --host per node")
+    return nodes or given or 1

@@ -178,6 +178,10 @@ def terminate(resource: str, yes: bool, json_mode: bool) -> None:
     of trainctl's own machines.
     """
     tc = Trainctl()
+    group = tc.store.group(resource)
+    if group is not None:
+        _terminate_group(tc, group, yes, json_mode)
+        return
     record, untracked = located = tc.locate(resource)
     if record is not None:
         name, rid, provider, what = record.name, record.id, record.provider, ""
@@ -193,6 +197,25 @@ def terminate(resource: str, yes: bool, json_mode: bool) -> None:
         out.emit({**st.to_dict(), "name": st.name or name})
     else:
         out.info(f"terminated {what}{name} ({rid})" + (f": {st.reason}" if st.reason else ""))
+
+
+def _terminate_group(tc: Trainctl, group: dict, yes: bool, json_mode: bool) -> None:
+    from .. import groups
+
+    nodes = groups.members(tc, group["name"])
+    names = ", ".join(r.name for r in nodes) or "none left"
+    confirm(f"Terminate group {group['name']} on {group['provider']} ({names})?", yes)
+    out = Output(json_mode)
+    failed = groups.terminate_group(tc, group["name"], progress=None if json_mode else out.info)
+    if failed:
+        raise OperationFailed(
+            f"group {group['name']} is not all released: {'; '.join(failed)}",
+            hint=f"retry with `trainctl terminate {group['name']}`",
+        )
+    if json_mode:
+        out.emit({"group": group["name"], "terminated": [r.id for r in nodes]})
+    else:
+        out.info(f"terminated group {group['name']}")
 
 
 @click.command()

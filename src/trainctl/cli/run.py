@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .. import checkpoints, sync
+from .. import checkpoints, groups, sync
 from ..api import Trainctl
 from ..api import run as run_job
 from ..errors import BadInput
@@ -20,7 +20,9 @@ from .common import (
     build_create_options,
     choose_provider,
     create_options,
+    group_size,
     json_option,
+    nodes_option,
     progress_printer,
 )
 from .jobs import build_job, checkpoint_sync_option, describe, job_options, mark_output_dir
@@ -30,6 +32,7 @@ from .taskfile import merge
 
 @click.command(cls=JobCommand)
 @create_options
+@nodes_option
 @job_options
 @click.option(
     "--output",
@@ -112,6 +115,7 @@ def _run(
     retry_on_failure,
     json_mode,
     ports=(),
+    nodes=None,
     **flags,
 ) -> int:
     out = Output(json_mode)
@@ -152,6 +156,11 @@ def _run(
     def created(record) -> None:
         click.echo(f"created {record.name} ({record.id}) on {record.provider}", err=True)
 
+    count = group_size(name, options, nodes)
+    if count > 1:
+        if recover or forwards:
+            raise BadInput("--recover and --port do not work with several nodes yet")
+        return _run_group(tc, name, options, count, job, outputs, dest, keep, grace, out)
     with signals_interrupt():
         result = run_job(
             tc,
@@ -204,4 +213,45 @@ def _run(
         )
     else:
         click.echo(f"kept {rname}; `trainctl terminate {rname}` ends it.{guards}", err=True)
+    return result.exit_code
+
+
+def _run_group(tc, name, options, count, job, outputs, dest, keep, grace, out) -> int:
+    """`run --nodes N` (or --host once per node): the job on every node at once."""
+    progress = progress_printer(out.json_mode)
+
+    def created(records) -> None:
+        for record in records:
+            click.echo(f"created {record.name} ({record.id}) on {record.provider}", err=True)
+
+    with signals_interrupt():
+        result = groups.run_group(
+            tc,
+            name,
+            options,
+            count,
+            job,
+            outputs=list(outputs),
+            output_dir=dest,
+            keep=keep,
+            grace=grace,
+            sink=out.log_bytes,
+            progress=progress,
+            on_created=created,
+        )
+    if out.json_mode:
+        out.emit(result.to_dict())
+        return result.exit_code
+    if result.job is not None:
+        for rank, status in enumerate(result.job.nodes):
+            click.echo(f"node {rank}: {describe(status)}", err=True)
+    for path in result.downloads:
+        out.info(f"downloaded: {path}")
+    for failure in result.failures:
+        click.echo(f"error: {failure}", err=True)
+    if result.terminated:
+        click.echo(f"terminated group {result.group}", err=True)
+    elif keep:
+        hint = f"`trainctl terminate {result.group}` ends it."
+        click.echo(f"kept group {result.group}; {hint}", err=True)
     return result.exit_code

@@ -68,6 +68,7 @@ FIELDS: dict[str, tuple[str, tuple[type, ...]]] = {
     "retry_on_failure": ("retry_on_failure", (bool,)),
     "command": ("command", (list, str)),
     "ports": ("ports", (list, int, str)),
+    "nodes": ("nodes", (int,)),
 }
 
 

@@ -27,7 +27,15 @@ from .. import sshkeys, sync
 from ..capabilities import Capability
 from ..errors import BadInput, NotFound, RemoteError, TrainctlError
 from ..home import home
-from ..provider import TAG_MANAGED, TAG_NAME, CheckResult, ProviderFlag, Quote, TrainingProvider
+from ..provider import (
+    TAG_MANAGED,
+    TAG_NAME,
+    CheckResult,
+    GroupNetwork,
+    ProviderFlag,
+    Quote,
+    TrainingProvider,
+)
 from ..remote.base import Progress
 from ..remote.ssh import Endpoint, SSHRemote
 from ..runtime.client import JobRuntime
@@ -55,7 +63,7 @@ def _price(value: Any) -> float | None:
     return price
 
 
-class SSHProvider(TrainingProvider):
+class SSHProvider(GroupNetwork, TrainingProvider):
     name = "ssh"
     capabilities = frozenset({Capability.CREATE, Capability.DOWNLOAD, Capability.TAGS})
     states = {
@@ -64,7 +72,13 @@ class SSHProvider(TrainingProvider):
         "forgotten": ResourceState.TERMINATED,
     }
     flags = (
-        ProviderFlag("host", "user@host[:port] of an existing machine.", metavar="HOST"),
+        ProviderFlag(
+            "host",
+            "user@host[:port] of an existing machine; once per node for a group (node 0 "
+            "first; its address as given is MASTER_ADDR).",
+            metavar="HOST",
+            per_node=True,
+        ),
         ProviderFlag("key", "Private key file.", metavar="FILE"),
         ProviderFlag("price_per_hour", "What the machine costs ($/hour).", kind=float, minimum=0),
     )
@@ -112,6 +126,15 @@ class SSHProvider(TrainingProvider):
         if record is None:
             raise NotFound(f"no ssh resource {resource_id}")
         return record
+
+    # -- groups (--host once per node) ------------------------------------------------
+
+    def make_group_network(self, group: str, options: CreateResourceOptions) -> dict[str, Any]:
+        """Nothing to make: the hosts given reach each other as they are."""
+        return {}
+
+    def release_group_network(self, group: str, network: dict[str, Any]) -> None:
+        return None
 
     # -- the provider interface -----------------------------------------------------
 

@@ -1,0 +1,434 @@
+"""Groups of machines for one multi-node job (``--nodes N``): all or nothing.
+
+Orchestration above the provider interface: each machine of a group is rented through
+the usual create path (its intent logged, its guards armed) as ``<group>-<rank>``, with
+``options.group`` saying its place; what the machines share (a placement, network
+rules: ``GroupNetwork.make_group_network``) is made first and removed last, and the
+group is in the store before either. If any machine cannot be made, every one already
+made is released, and what they share removed, before the error (which names the node
+and why) is raised: no partial group is left billing.
+
+The job runs on every node at once with the variables torchrun (and DeepSpeed,
+Accelerate) read: MASTER_ADDR (node 0's private address where the provider gives one,
+else the address it is reached at), MASTER_PORT, NODE_RANK, NNODES, NPROC_PER_NODE (the
+node's GPU count, or 1) and TRAINCTL_NODE_IPS. Its exit code is the first failing
+node's, or 0; once a node fails, the others are cancelled with the usual grace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .capabilities import Capability, require
+from .errors import BadInput, NotFound, OperationFailed, TrainctlError
+from .guards import CREATE_IDLE_SECONDS, RUN_IDLE_SECONDS
+from .interrupts import Interrupt, deferred
+from .runtime.client import new_job_id
+from .types import (
+    CreateResourceOptions,
+    ExecutionStatus,
+    GroupPlacement,
+    ResourceStatus,
+    TrainingJob,
+)
+
+if TYPE_CHECKING:
+    from .api import Trainctl
+    from .remote.base import Progress
+    from .runtime.client import OutputSink
+    from .store import ResourceRecord
+    from .types import TrainingStatus
+
+#: torchrun's default rendezvous port
+MASTER_PORT = 29500
+MAX_NODES = 64
+
+
+def node_name(group: str, rank: int) -> str:
+    return f"{group}-{rank}"
+
+
+def node_job_id(job_id: str, rank: int) -> str:
+    return f"{job_id}-n{rank}"
+
+
+def per_node(provider: Any, extra: dict[str, Any], nodes: int) -> list[dict[str, Any]]:
+    """Each node's provider flags: a flag given once per node (``ProviderFlag.per_node``,
+    e.g. the ssh provider's ``--host``) is split, node 0 first; the others are shared."""
+    split = {f.name for f in provider.flags if f.per_node}
+    found = []
+    for rank in range(nodes):
+        own = {}
+        for key, value in extra.items():
+            if key in split and isinstance(value, list | tuple):
+                if len(value) != nodes:
+                    raise BadInput(
+                        f"--{key.replace('_', '-')} was given {len(value)} times for "
+                        f"{nodes} nodes: give it once per node, node 0 first"
+                    )
+                own[key] = value[rank]
+            else:
+                own[key] = value
+        found.append(own)
+    return found
+
+
+def nodes_given(provider: Any, extra: dict[str, Any]) -> int | None:
+    """How many nodes the per-node flags name (None when none is repeated)."""
+    counts = {
+        len(v)
+        for f in provider.flags
+        if f.per_node and isinstance(v := extra.get(f.name), list | tuple)
+    }
+    if len(counts) > 1:
+        raise BadInput("the per-node flags name different numbers of nodes")
+    return counts.pop() if counts else None
+
+
+def create_group(
+    tc: Trainctl,
+    provider_name: str,
+    options: CreateResourceOptions,
+    nodes: int,
+    *,
+    progress: Progress | None = None,
+    default_idle: float | None = None,
+) -> list[ResourceRecord]:
+    """Rent ``nodes`` machines as one group named ``options.name`` (or a new name);
+    returns their records, node 0 first. All or nothing (see the module docstring)."""
+    if not 2 <= nodes <= MAX_NODES:
+        raise BadInput(f"--nodes must be from 2 to {MAX_NODES}, not {nodes}")
+    provider = tc.provider(provider_name)
+    require(provider, Capability.MULTI_NODE, options)
+    extras = per_node(provider, options.extra, nodes)
+    name = options.name or tc.store.new_name()
+    say = progress or (lambda _line: None)
+    tc.store.add_group(name, provider_name, nodes)
+    made: list[ResourceRecord] = []
+    network: dict[str, Any] | None = None
+    kwargs = {} if default_idle is None else {"default_idle": default_idle}
+    try:
+        network = provider.make_group_network(name, options)
+        tc.store.update_group(name, network=network)
+        for rank in range(nodes):
+            opts = replace(
+                options,
+                name=node_name(name, rank),
+                extra=extras[rank],
+                tags=dict(options.tags),
+                group=GroupPlacement(name, nodes, rank, network),
+            )
+            say(f"node {rank} of {name}: creating {opts.name}")
+            try:
+                record = tc.create(provider_name, opts, progress=progress, **kwargs)
+            except TrainctlError as e:
+                raise OperationFailed(
+                    f"node {rank} of {nodes} ({opts.name}) could not be made: {e.message}",
+                    hint=e.hint,
+                ) from e
+            made.append(record)
+            tc.store.update_group(name, members=[r.id for r in made])
+    except BaseException as e:
+        _undo(tc, provider, name, made, network, say)
+        if isinstance(e, OperationFailed) and made:
+            released = ", ".join(r.name for r in made)
+            e.message += f"; released the nodes already made ({released})"
+        raise
+    return made
+
+
+def _undo(
+    tc: Trainctl,
+    provider: Any,
+    name: str,
+    made: list[ResourceRecord],
+    network: dict[str, Any] | None,
+    say: Progress,
+) -> None:
+    """Release what a failed group create made, each step tried whatever the others do."""
+    for record in made:
+        say(f"releasing {record.name}")
+        with contextlib.suppress(TrainctlError):
+            tc.terminate(record.id)
+    if network is not None:
+        with contextlib.suppress(TrainctlError):
+            provider.release_group_network(name, network)
+    tc.store.forget_group(name)
+
+
+def members(tc: Trainctl, name: str) -> list[ResourceRecord]:
+    """The group's machines still recorded, node 0 first (NotFound-free)."""
+    group = tc.store.group(name)
+    if group is None:
+        return []
+    found = []
+    for resource_id in group["members"]:
+        with contextlib.suppress(TrainctlError):
+            found.append(tc.store.resource(resource_id))
+    return found
+
+
+def terminate_group(tc: Trainctl, name: str, *, progress: Progress | None = None) -> list[str]:
+    """Release every machine of the group, then what they share; returns what could not
+    be released (the group stays recorded then, so that a second try finds it)."""
+    group = tc.store.group(name)
+    if group is None:
+        raise BadInput(f"no group {name}")
+    say = progress or (lambda _line: None)
+    failed = []
+    for record in members(tc, name):
+        try:
+            tc.terminate(record.id)
+            say(f"terminated {record.name}")
+        except TrainctlError as e:
+            failed.append(f"{record.name}: {e}")
+    if failed:
+        return failed
+    if group["network"] is not None:
+        try:
+            tc.provider(group["provider"]).release_group_network(name, group["network"])
+        except TrainctlError as e:
+            return [f"what the nodes of {name} share: {e}"]
+    tc.store.forget_group(name)
+    return []
+
+
+def node_env(
+    statuses: list[ResourceStatus], master_port: int = MASTER_PORT
+) -> list[dict[str, str]]:
+    """The variables of each node's job, node 0 first."""
+    addresses = [s.private_ip or s.ssh_host or s.public_ip for s in statuses]
+    if any(a is None for a in addresses):
+        missing = [s.name or s.id for s, a in zip(statuses, addresses, strict=True) if a is None]
+        raise OperationFailed(f"no address known for {', '.join(missing)}")
+    common = {
+        "MASTER_ADDR": str(addresses[0]),
+        "MASTER_PORT": str(master_port),
+        "NNODES": str(len(statuses)),
+        "TRAINCTL_NODE_IPS": ",".join(str(a) for a in addresses),
+    }
+    return [
+        {**common, "NODE_RANK": str(rank), "NPROC_PER_NODE": str(max(s.gpu_count, 1))}
+        for rank, s in enumerate(statuses)
+    ]
+
+
+@dataclass
+class GroupJob:
+    """One job across a group: each node's final status, node 0 first."""
+
+    job_id: str
+    nodes: list[TrainingStatus] = field(default_factory=list)
+    #: the first node that failed (its rank), if any
+    failed: int | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.failed is None:
+            return 0
+        code = self.nodes[self.failed].exit_code
+        return code if code else 1
+
+
+def start(
+    tc: Trainctl,
+    records: list[ResourceRecord],
+    job: TrainingJob,
+    job_id: str,
+    *,
+    master_port: int = MASTER_PORT,
+    progress: Progress | None = None,
+) -> list[TrainingStatus]:
+    """Start ``job`` on every node (job ``<job_id>-n<rank>``) with its node's variables."""
+    statuses = [tc.status(r.id) for r in records]
+    envs = node_env(statuses, master_port)
+    started = []
+    for rank, record in enumerate(records):
+        node_job = replace(job, job_id=node_job_id(job_id, rank), env={**job.env, **envs[rank]})
+        started.append(tc.train(record.id, node_job, progress=progress))
+    return started
+
+
+def follow(
+    job_ids: list[str],
+    sink: OutputSink | None,
+    *,
+    only: int | None = None,
+    grace: float = 10.0,
+    progress: Progress | None = None,
+    new_api: Callable[[], Trainctl] | None = None,
+) -> GroupJob:
+    """Follow every node's job at once, each line of node k's log as ``[node k] ...``
+    (``only``: node ``only``'s log alone, unprefixed); once a node fails, the others
+    are cancelled (SIGTERM, SIGKILL after ``grace``). Each follower has a Trainctl of
+    its own (``new_api``): a state store connection serves one thread."""
+    if new_api is None:
+        from .api import Trainctl
+
+        new_api = Trainctl
+    say = progress or (lambda _line: None)
+    lock = threading.Lock()
+    ended: queue.Queue[tuple[int, TrainingStatus | BaseException]] = queue.Queue()
+
+    def node_sink(rank: int) -> OutputSink | None:
+        if sink is None or (only is not None and rank != only):
+            return None
+        if only is not None:
+            return sink
+        prefix = f"[node {rank}] ".encode()
+        pending = [b""]
+
+        def write(chunk: bytes) -> None:
+            data = pending[0] + chunk
+            *lines, pending[0] = data.split(b"\n")
+            if lines:
+                with lock:
+                    sink(b"".join(prefix + line + b"\n" for line in lines))
+
+        write.flush = lambda: pending[0] and sink(prefix + pending[0] + b"\n")  # type: ignore[attr-defined]
+        return write
+
+    sinks = [node_sink(rank) for rank in range(len(job_ids))]
+
+    def watch(rank: int) -> None:
+        api = new_api()
+        try:
+            ended.put((rank, api.monitor(job_ids[rank], follow=True, sink=sinks[rank])))
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            ended.put((rank, e))
+        finally:
+            api.store.close()
+
+    threads = [threading.Thread(target=watch, args=(r,), daemon=True) for r in range(len(job_ids))]
+    for t in threads:
+        t.start()
+    result = GroupJob(job_ids[0].rsplit("-n", 1)[0], [None] * len(job_ids))  # type: ignore[list-item]
+    errors: list[BaseException] = []
+    canceller: Trainctl | None = None
+    for _ in job_ids:
+        rank, outcome = ended.get()
+        if isinstance(outcome, BaseException):
+            errors.append(outcome)
+            continue
+        result.nodes[rank] = outcome
+        flush = getattr(sinks[rank], "flush", None)
+        if flush:
+            with lock:
+                flush()
+        if result.failed is None and outcome.status is not ExecutionStatus.COMPLETED:
+            result.failed = rank
+            say(f"node {rank} ended {outcome.status.value}; cancelling the other nodes")
+            canceller = canceller or new_api()
+            for other, job_id in enumerate(job_ids):
+                if other != rank and result.nodes[other] is None:
+                    with contextlib.suppress(TrainctlError):
+                        canceller.cancel(job_id, grace)
+    for t in threads:
+        t.join(1)
+    if canceller is not None:
+        canceller.store.close()
+    if errors:
+        raise errors[0]
+    return result
+
+
+@dataclass
+class GroupRun:
+    """What `run --nodes N` did: the group's machines, the job across them, what came
+    home from node 0, and whether the group was released."""
+
+    group: str
+    records: list[ResourceRecord]
+    job: GroupJob | None = None
+    downloads: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    terminated: bool = False
+    interrupted: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
+        if self.job is None or self.failures:
+            return 1
+        return self.job.exit_code
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "group": self.group,
+            "nodes": [r.id for r in self.records],
+            "job_id": self.job.job_id if self.job else None,
+            "node_jobs": [s.to_dict() for s in self.job.nodes] if self.job else [],
+            "exit_code": self.exit_code,
+            "downloads": self.downloads,
+            "failures": self.failures,
+            "terminated": self.terminated,
+            "interrupted": self.interrupted,
+        }
+
+
+def run_group(
+    tc: Trainctl,
+    provider_name: str,
+    options: CreateResourceOptions,
+    nodes: int,
+    job: TrainingJob,
+    *,
+    outputs: list[str],
+    output_dir: Path,
+    keep: bool = False,
+    grace: float = 10.0,
+    sink: OutputSink | None = None,
+    progress: Progress | None = None,
+    master_port: int = MASTER_PORT,
+    on_created: Callable[[list[ResourceRecord]], None] | None = None,
+) -> GroupRun:
+    """Rent the group, run ``job`` on every node at once, follow all their logs, bring
+    ``outputs`` and the checkpoint directory home from node 0, then release every node
+    (unless ``keep``). An interrupt cancels the job on every node (SIGTERM, SIGKILL
+    after ``grace``) before the release."""
+    say = progress or (lambda _line: None)
+    idle = CREATE_IDLE_SECONDS if keep else RUN_IDLE_SECONDS
+    records = create_group(tc, provider_name, options, nodes, progress=progress, default_idle=idle)
+    name = records[0].name.rsplit("-", 1)[0]
+    result = GroupRun(name, records)
+    if on_created:
+        on_created(records)
+    job_id = job.job_id or new_job_id()
+    node_jobs = [node_job_id(job_id, rank) for rank in range(nodes)]
+    try:
+        try:
+            start(tc, records, job, job_id, master_port=master_port, progress=progress)
+            say(f"job {job_id} running on {nodes} nodes ({', '.join(node_jobs)})")
+            result.job = follow(node_jobs, sink, grace=grace, progress=progress)
+        except Interrupt:
+            result.interrupted = True
+            say(f"interrupted: cancelling job {job_id} on every node (SIGKILL after {grace:g}s)")
+            for node_job in node_jobs:
+                with contextlib.suppress(TrainctlError):
+                    tc.cancel(node_job, grace)
+        wanted = [*outputs, job.checkpoint_dir]
+        for path in wanted:
+            dest = output_dir / Path(path.rstrip("/")).name
+            try:
+                result.downloads.append(
+                    str(tc.download(records[0].id, path, dest, progress=progress))
+                )
+            except NotFound:
+                if path in outputs and result.job is not None and result.job.failed is None:
+                    result.failures.append(f"{path}: not on node 0")
+            except (TrainctlError, OSError) as e:
+                result.failures.append(f"{path}: {e}")
+    finally:
+        if not keep:
+            with deferred():
+                left = terminate_group(tc, name, progress=progress)
+            result.terminated = not left
+            result.failures += left
+    return result

@@ -1,0 +1,92 @@
+"""Groups of ssh machines (--host once per node): all or nothing, one job on every node
+with torchrun's variables, one log view, the first failure cancels the rest."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from cli_helpers import trainctl
+from sshd import free_port
+from trainctl.store import Store
+
+
+@pytest.fixture
+def hosts(sshd):
+    machines = [sshd.new_machine(), sshd.new_machine()]
+    args = []
+    for m in machines:
+        args += ["--host", m.target]
+    return machines, [*args, "--key", str(sshd.client_key)]
+
+
+def test_a_group_is_created_listed_and_terminated_whole(hosts):
+    machines, args = hosts
+    r = trainctl("create", "-p", "ssh", "-n", "g", *args, "--json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert doc["group"] == "g" and [n["name"] for n in doc["nodes"]] == ["g-0", "g-1"]
+    listed = {row["name"] for row in trainctl("list", "--json").json()["resources"]}
+    assert {"g-0", "g-1"} <= listed
+    r = trainctl("terminate", "g", "-y")
+    assert r.code == 0, r.err
+    assert "terminated group g" in r.out
+    assert Store().resources() == [] and Store().group("g") is None
+
+
+def test_the_job_runs_on_every_node_with_torchruns_variables(hosts, tmp_path):
+    machines, args = hosts
+    script = (
+        'echo "rank=$NODE_RANK of $NNODES master=$MASTER_ADDR:$MASTER_PORT '
+        'nproc=$NPROC_PER_NODE ips=$TRAINCTL_NODE_IPS"'
+    )
+    r = trainctl("run", "-p", "ssh", *args, "--no-sync", "--", "sh", "-c", script)
+    assert r.code == 0, r.err
+    ips = f"{machines[0].host},{machines[1].host}"
+    lines = sorted(line for line in r.out.splitlines() if line.startswith("[node "))
+    assert lines == [
+        f"[node 0] rank=0 of 2 master={machines[0].host}:29500 nproc=1 ips={ips}",
+        f"[node 1] rank=1 of 2 master={machines[0].host}:29500 nproc=1 ips={ips}",
+    ]
+    assert "terminated group" in r.err
+    assert Store().resources() == []
+
+
+def test_one_failing_node_ends_the_job_with_its_code_and_cancels_the_others(hosts):
+    machines, args = hosts
+    script = 'if [ "$NODE_RANK" = 1 ]; then sleep 1; exit 3; fi; echo waiting; sleep 120'
+    began = time.monotonic()
+    r = trainctl("run", "-p", "ssh", *args, "--no-sync", "--grace", "2", "--", "sh", "-c", script)
+    assert r.code == 3, r.err
+    assert time.monotonic() - began < 60
+    assert "node 1 ended failed; cancelling the other nodes" in r.err
+    assert "node 0: job" in r.err and "cancelled" in r.err
+    for m in machines:
+        assert m.processes() == [], m  # nothing of the job is left on any node
+
+
+def test_a_node_that_cannot_be_made_releases_the_ones_made(sshd, tmp_path):
+    good = sshd.new_machine()
+    nowhere = f"{good.user}@127.0.0.1:{free_port()}"
+    r = trainctl(
+        "create", "-p", "ssh", "-n", "g", "--host", good.target, "--host", nowhere,
+        "--key", str(sshd.client_key),
+    )  # fmt: skip
+    assert r.code != 0
+    assert "node 1 of 2 (g-1) could not be made" in r.err
+    assert "released the nodes already made (g-0)" in r.err
+    assert Store().resources() == [] and Store().group("g") is None
+
+
+def test_nodes_and_hosts_must_agree(hosts):
+    _, args = hosts
+    r = trainctl("create", "-p", "ssh", "--nodes", "3", *args)
+    assert r.code == 2 and "--nodes 3 but 2 hosts" in r.err
+
+
+def test_a_provider_without_groups_is_refused_before_anything_is_rented(fake_runpod):
+    r = trainctl("create", "-p", "runpod", "--gpu", "A100", "--nodes", "2")
+    assert r.code == 2 and "multi-node" in r.err, r.err
+    assert fake_runpod.created == []
