@@ -255,6 +255,48 @@ def start(
     return started
 
 
+class Prefixed:
+    """A sink that writes each whole line of node ``rank``'s log as ``[node k] ...``,
+    one line at a time under ``lock`` (several nodes share the sink)."""
+
+    def __init__(self, sink: OutputSink, rank: int, lock: threading.Lock) -> None:
+        self.sink = sink
+        self.prefix = f"[node {rank}] ".encode()
+        self.lock = lock
+        self.pending = b""
+
+    def __call__(self, chunk: bytes) -> None:
+        *lines, self.pending = (self.pending + chunk).split(b"\n")
+        if lines:
+            with self.lock:
+                self.sink(b"".join(self.prefix + line + b"\n" for line in lines))
+
+    def flush(self) -> None:
+        """The last line, when the log does not end with a newline."""
+        if self.pending:
+            with self.lock:
+                self.sink(self.prefix + self.pending + b"\n")
+            self.pending = b""
+
+
+def node_jobs(tc: Trainctl, ref: str) -> list[str]:
+    """The node jobs of the group job ``ref`` (a job id without its ``-n<rank>``, or a
+    group's name: its newest job), node 0 first; [] when ``ref`` is neither."""
+    group = tc.store.group(ref)
+    base = ref
+    if group is not None:
+        newest = tc.store.runs(resource_id=(group["members"] or [""])[0])
+        if not newest:
+            return []
+        base = newest[0].id.rsplit("-n", 1)[0]
+    elif tc.store.job(ref) is not None or tc.store.job(node_job_id(ref, 0)) is None:
+        return []
+    found = []
+    while tc.store.job(node_job_id(base, len(found))) is not None:
+        found.append(node_job_id(base, len(found)))
+    return found
+
+
 def follow(
     job_ids: list[str],
     sink: OutputSink | None,
@@ -279,20 +321,7 @@ def follow(
     def node_sink(rank: int) -> OutputSink | None:
         if sink is None or (only is not None and rank != only):
             return None
-        if only is not None:
-            return sink
-        prefix = f"[node {rank}] ".encode()
-        pending = [b""]
-
-        def write(chunk: bytes) -> None:
-            data = pending[0] + chunk
-            *lines, pending[0] = data.split(b"\n")
-            if lines:
-                with lock:
-                    sink(b"".join(prefix + line + b"\n" for line in lines))
-
-        write.flush = lambda: pending[0] and sink(prefix + pending[0] + b"\n")  # type: ignore[attr-defined]
-        return write
+        return sink if only is not None else Prefixed(sink, rank, lock)
 
     sinks = [node_sink(rank) for rank in range(len(job_ids))]
 
@@ -317,10 +346,8 @@ def follow(
             errors.append(outcome)
             continue
         result.nodes[rank] = outcome
-        flush = getattr(sinks[rank], "flush", None)
-        if flush:
-            with lock:
-                flush()
+        if isinstance(sinks[rank], Prefixed):
+            sinks[rank].flush()
         if result.failed is None and outcome.status is not ExecutionStatus.COMPLETED:
             result.failed = rank
             say(f"node {rank} ended {outcome.status.value}; cancelling the other nodes")

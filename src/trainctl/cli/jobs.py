@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path, PurePosixPath
 
 import click
 
-from .. import checkpoints, interrupts, runs, sync
+from .. import checkpoints, groups, interrupts, runs, sync
 from ..api import Trainctl
 from ..errors import BadInput, NotFound
 from ..following import reattach_hint
@@ -293,15 +294,28 @@ def mark_output_dir(dest: Path, job: TrainingJob) -> None:
     type=click.IntRange(min=0),
     help="Only the last N lines so far (with --follow, then what comes).",
 )
+@click.option(
+    "--node",
+    type=click.IntRange(min=0),
+    help="A job of several nodes: node K's log alone (default: every node's, as [node k]).",
+)
 @json_option
-def monitor(ref: str, follow_log: bool, tail: int | None, json_mode: bool) -> int:
-    """Print a job's log (a resource means its newest job).
+def monitor(
+    ref: str, follow_log: bool, tail: int | None, node: int | None, json_mode: bool
+) -> int:
+    """Print a job's log (a resource means its newest job; a group, its newest job
+    on every node).
 
     With --follow, Ctrl-C (or SIGTERM, SIGHUP) stops following and leaves the job
     running (exit 130); a machine that cannot be reached is retried with backoff.
     """
     out = Output(json_mode)
     tc = Trainctl()
+    node_jobs = groups.node_jobs(tc, ref)
+    if node_jobs:
+        return _monitor_group(tc, out, node_jobs, follow_log, node)
+    if node is not None:
+        raise BadInput(f"{ref} is not a job of several nodes: --node needs one")
     past = tc.past_run(ref)
     if not follow_log or past is not None:
         status, _ = show_log(tc, ref, tail=tail, sink=out.log_bytes)
@@ -331,6 +345,35 @@ def monitor(ref: str, follow_log: bool, tail: int | None, json_mode: bool) -> in
                 err=True,
             )
     return job_exit_code(status) if follow_log else 0
+
+
+def _monitor_group(
+    tc: Trainctl, out: Output, node_jobs: list[str], follow_log: bool, node: int | None
+) -> int:
+    """`monitor` of a job of several nodes: their logs as one (see groups.follow)."""
+    if node is not None and node >= len(node_jobs):
+        raise BadInput(f"the job has {len(node_jobs)} nodes: --node is 0 to {len(node_jobs) - 1}")
+    if follow_log:
+        with signals_interrupt():
+            result = groups.follow(node_jobs, out.log_bytes, only=node)
+        statuses, code = result.nodes, result.exit_code
+    else:
+        statuses = []
+        lock = threading.Lock()
+        for rank, job_id in enumerate(node_jobs):
+            if node is not None and rank != node:
+                continue
+            sink = out.log_bytes if node is not None else groups.Prefixed(out.log_bytes, rank, lock)
+            statuses.append(tc.monitor(job_id, sink=sink))
+            if isinstance(sink, groups.Prefixed):
+                sink.flush()
+        code = 0
+    if out.json_mode:
+        out.emit({"nodes": [s.to_dict() for s in statuses]})
+    else:
+        for status in statuses:
+            click.echo(describe(status), err=True)
+    return code
 
 
 def saved_log(tc: Trainctl, run) -> dict[str, object]:

@@ -90,3 +90,25 @@ def test_a_provider_without_groups_is_refused_before_anything_is_rented(fake_run
     r = trainctl("create", "-p", "runpod", "--gpu", "A100", "--nodes", "2")
     assert r.code == 2 and "multi-node" in r.err, r.err
     assert fake_runpod.created == []
+
+
+def test_monitor_shows_every_nodes_log_or_one(hosts):
+    _, args = hosts
+    r = trainctl(
+        "run", "-p", "ssh", "-n", "g", *args, "--no-sync", "--keep",
+        "--", "sh", "-c", 'echo "hello from $NODE_RANK"; printf "no newline $NODE_RANK"',
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    (line,) = [x for x in r.err.splitlines() if "running on 2 nodes" in x]
+    job = line.split()[1]
+    both = trainctl("monitor", job)
+    assert sorted(both.out.splitlines()) == [
+        "[node 0] hello from 0",
+        "[node 0] no newline 0",
+        "[node 1] hello from 1",
+        "[node 1] no newline 1",
+    ]
+    one = trainctl("monitor", "g", "--node", "1", "--follow")
+    assert one.code == 0 and one.out == "hello from 1\nno newline 1"
+    assert trainctl("monitor", job, "--node", "5").code == 2
+    assert trainctl("terminate", "g", "-y").code == 0
