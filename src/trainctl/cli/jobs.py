@@ -232,6 +232,8 @@ def train(
         mark_output_dir(dest, job)
     tc = Trainctl()
     progress = progress_printer(json_mode)
+    if tc.store.group(resource) is not None:
+        return _train_group(tc, out, resource, job, detach, progress)
     started = tc.train(resource, job, progress=progress)
     if detach:
         if json_mode:
@@ -347,6 +349,37 @@ def monitor(
     return job_exit_code(status) if follow_log else 0
 
 
+def _train_group(tc: Trainctl, out: Output, group: str, job, detach: bool, progress) -> int:
+    """`train GROUP`: the job on every node at once (see groups.start)."""
+    nodes = groups.members(tc, group)
+    started = groups.start(tc, nodes, job, job.job_id, progress=progress)
+    ids = [s.job_id for s in started]
+    if detach:
+        if out.json_mode:
+            out.emit({"job_id": job.job_id, "nodes": [s.to_dict() for s in started]})
+        else:
+            out.info(f"started job {job.job_id} on {len(ids)} nodes of {group}")
+            out.info(f"follow it with: trainctl monitor {job.job_id} --follow")
+        return 0
+    click.echo(f"job {job.job_id} started on {len(ids)} nodes of {group}", err=True)
+    try:
+        with signals_interrupt():
+            result = groups.follow(ids, out.log_bytes, progress=progress)
+    except KeyboardInterrupt as e:
+        raise Interrupted(
+            f"{interrupts.name(e)}: stopped following; job {job.job_id} keeps running on "
+            f"every node of {group}",
+            hint=f"`trainctl monitor {job.job_id} --follow` comes back; `trainctl cancel` "
+            f"ends each node's job ({', '.join(ids)})",
+        ) from None
+    if out.json_mode:
+        out.emit({"job_id": job.job_id, "nodes": [s.to_dict() for s in result.nodes]})
+    else:
+        for rank, status in enumerate(result.nodes):
+            click.echo(f"node {rank}: {describe(status)}", err=True)
+    return result.exit_code
+
+
 def _monitor_group(
     tc: Trainctl, out: Output, node_jobs: list[str], follow_log: bool, node: int | None
 ) -> int:
@@ -394,7 +427,12 @@ def jobs(resource: str | None, json_mode: bool) -> None:
     out = Output(json_mode)
     errors: list[str] = []
     tc = Trainctl()
-    found = tc.jobs(resource, on_error=errors.append)
+    if resource is not None and tc.store.group(resource) is not None:
+        found = [
+            j for r in groups.members(tc, resource) for j in tc.jobs(r.id, on_error=errors.append)
+        ]
+    else:
+        found = tc.jobs(resource, on_error=errors.append)
     names = {r.id: r.name for r in tc.store.resources()}
     gone = {}
     if resource is None:
@@ -485,9 +523,14 @@ def download(resource: str, remote_path: str, local_path: str, json_mode: bool) 
     land in LOCAL_PATH; a file lands at LOCAL_PATH (or inside it, if a directory).
     """
     out = Output(json_mode)
-    landed = Trainctl().download(
-        resource, remote_path, local_path, progress=progress_printer(json_mode)
-    )
+    tc = Trainctl()
+    group = tc.store.group(resource)
+    if group is not None:  # a group's files are taken from node 0
+        nodes = groups.members(tc, resource)
+        if not nodes:
+            raise NotFound(f"group {resource} has no machine left")
+        resource = nodes[0].id
+    landed = tc.download(resource, remote_path, local_path, progress=progress_printer(json_mode))
     if json_mode:
         out.emit({"resource": resource, "remote_path": remote_path, "local_path": str(landed)})
     else:

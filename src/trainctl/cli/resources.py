@@ -138,6 +138,18 @@ def status(resource: str, json_mode: bool) -> None:
     """Show what the provider says about RESOURCE (id or name) now, and how far its
     guards are (asked of the machine's guard while it runs)."""
     tc = Trainctl()
+    group = tc.store.group(resource)
+    if group is not None:
+        from .. import groups
+
+        nodes = [tc.status(r.id) for r in groups.members(tc, resource)]
+        if json_mode:
+            Output(json_mode).emit({"group": resource, "nodes": [n.to_dict() for n in nodes]})
+            return
+        for rank, st in enumerate(nodes):
+            Output().info(f"node {rank}:")
+            _print_status(Output(), st, False)
+        return
     st = tc.status(resource)
     record = tc.store.resource(st.id)
     guards, report = Guards.from_dict(record.guards), None

@@ -112,3 +112,24 @@ def test_monitor_shows_every_nodes_log_or_one(hosts):
     assert one.code == 0 and one.out == "hello from 1\nno newline 1"
     assert trainctl("monitor", job, "--node", "5").code == 2
     assert trainctl("terminate", "g", "-y").code == 0
+
+
+def test_train_status_jobs_and_download_take_the_group(hosts, tmp_path):
+    machines, args = hosts
+    assert trainctl("create", "-p", "ssh", "-n", "g", *args).code == 0
+    project = tmp_path / "project"
+    project.mkdir()
+    r = trainctl(
+        "train", "g", "-w", str(project), "--checkpoint-sync", "off",
+        "--", "sh", "-c", 'echo "$NODE_RANK" > "rank.txt"; echo "node $NODE_RANK done"',
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    assert sorted(r.out.splitlines()) == ["[node 0] node 0 done", "[node 1] node 1 done"]
+    status = trainctl("status", "g", "--json").json()
+    assert [n["name"] for n in status["nodes"]] == ["g-0", "g-1"]
+    jobs = trainctl("jobs", "g", "--json").json()["jobs"]
+    assert sorted(j["job_id"].rsplit("-", 1)[1] for j in jobs) == ["n0", "n1"], jobs
+    r = trainctl("download", "g", "rank.txt", str(tmp_path / "rank.txt"))
+    assert r.code == 0, r.err
+    assert (tmp_path / "rank.txt").read_text() == "0\n"  # node 0's
+    assert trainctl("terminate", "g", "-y").code == 0
