@@ -21,6 +21,7 @@ import contextlib
 import queue
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -244,15 +245,45 @@ def start(
     *,
     master_port: int = MASTER_PORT,
     progress: Progress | None = None,
+    new_api: Callable[[], Trainctl] | None = None,
 ) -> list[TrainingStatus]:
-    """Start ``job`` on every node (job ``<job_id>-n<rank>``) with its node's variables."""
-    statuses = [tc.status(r.id) for r in records]
-    envs = node_env(statuses, master_port)
-    started = []
-    for rank, record in enumerate(records):
-        node_job = replace(job, job_id=node_job_id(job_id, rank), env={**job.env, **envs[rank]})
-        started.append(tc.train(record.id, node_job, progress=progress))
-    return started
+    """Start ``job`` on every node at once (job ``<job_id>-n<rank>``, each with its
+    node's variables), the code synced to all of them in parallel. If any node's job
+    cannot start, the ones that did are cancelled before the error is raised."""
+    if new_api is None:
+        from .api import Trainctl
+
+        new_api = Trainctl
+    envs = node_env([tc.status(r.id) for r in records], master_port)
+
+    def one(rank: int) -> TrainingStatus:
+        api = new_api()
+        try:
+            node_job = replace(
+                job, job_id=node_job_id(job_id, rank), env={**job.env, **envs[rank]}
+            )
+            return api.train(records[rank].id, node_job, progress=progress)
+        finally:
+            api.store.close()
+
+    with ThreadPoolExecutor(max_workers=min(len(records), 16)) as pool:
+        futures = [pool.submit(one, rank) for rank in range(len(records))]
+        outcomes = [f.exception() or f.result() for f in futures]
+    failed = [(r, e) for r, e in enumerate(outcomes) if isinstance(e, BaseException)]
+    if failed:
+        for outcome in outcomes:
+            if not isinstance(outcome, BaseException):
+                with contextlib.suppress(TrainctlError):
+                    tc.cancel(outcome.job_id, 0)
+        rank, error = failed[0]
+        if isinstance(error, TrainctlError):
+            raise OperationFailed(
+                f"the job could not start on node {rank} ({records[rank].name}): {error.message}"
+                "; the other nodes' jobs were cancelled",
+                hint=error.hint,
+            ) from error
+        raise error
+    return outcomes  # type: ignore[return-value]
 
 
 class Prefixed:
