@@ -107,6 +107,7 @@ def test_other_documented_forms(tmp_path):
     assert values["max_price"] == 2.5 and values["spot"] is False
     assert values["envs"] == ("FLAG=True",)  # str(), as SkyPilot converts it
     assert load(tmp_path, "resources:\n  accelerators: [L4:1]\n")["gpu"] == "L4:1"
+    assert load(tmp_path, "num_nodes: 3\nrun: torchrun train.py\n")["nodes"] == 3
     assert load(tmp_path, "resources:\n  accelerators: {A100:4}\n")["gpu"] == "A100:4"
     assert load(tmp_path, "resources:\n  accelerators: V100\n")["gpu"] == "V100:1"
     assert load(tmp_path, "resources:\n  disk_size: 1500MB\n")["disk_gb"] == 1  # floored
@@ -151,7 +152,6 @@ def test_what_trainctl_cannot_honour_is_named_in_one_error(tmp_path):
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("num_nodes: 4\nrun: x\n", "num_nodes: multi-node runs are not supported yet"),
         ("resources:\n  accelerators: [A100:1, V100:1]\n", "accelerators (a choice among 2)"),
         ("resources:\n  accelerators: {A100:1, V100:1}\n", "accelerators (a choice among 2)"),
         ("resources:\n  accelerators: A100:0.5\n", "not NAME or NAME:COUNT"),
@@ -177,7 +177,7 @@ def test_each_refusal(tmp_path, text, expected):
 
 
 def test_secret_values_are_never_shown(tmp_path):
-    err = refused(tmp_path, "secrets:\n  TOKEN: {nested: hunter2-secret}\nnum_nodes: 2\n")
+    err = refused(tmp_path, "secrets:\n  TOKEN: {nested: hunter2-secret}\nnum_nodes: 0\n")
     assert "TOKEN" in err and "hunter2" not in err
 
 

@@ -21,7 +21,7 @@
 
 The fields follow SkyPilot's task schema (``sky/utils/schemas.py``, ``get_task_schema``
 and ``get_resources_schema``; documented in ``docs/source/reference/yaml-spec.rst``).
-What trainctl cannot do as SkyPilot would (file mounts, several nodes, a choice
+What trainctl cannot do as SkyPilot would (file mounts, a choice
 among several accelerators, CPU or memory sizes, a machine image...) is refused in one
 error naming every such key, never dropped: a run that silently lacks its data mount
 or its second node would waste the money it costs.
@@ -191,7 +191,7 @@ class _Task:
         if value is None or value == 1 and not isinstance(value, bool):
             return
         if isinstance(value, int) and not isinstance(value, bool) and value > 1:
-            self.problems.append("num_nodes: multi-node runs are not supported yet")
+            self.values["nodes"] = value  # `run --nodes`: a group, all or nothing
         else:
             self.problems.append("num_nodes must be a whole number of nodes (1)")
 
