@@ -11,8 +11,11 @@ and why) is raised: no partial group is left billing.
 The job runs on every node at once with the variables torchrun (and DeepSpeed,
 Accelerate) read: MASTER_ADDR (node 0's private address where the provider gives one,
 else the address it is reached at), MASTER_PORT, NODE_RANK, NNODES, NPROC_PER_NODE (the
-node's GPU count, or 1) and TRAINCTL_NODE_IPS. Its exit code is the first failing
-node's, or 0; once a node fails, the others are cancelled with the usual grace.
+node's GPU count, or 1) and TRAINCTL_NODE_IPS, and the same as torchrun's PET_NNODES,
+PET_NODE_RANK, PET_NPROC_PER_NODE, PET_MASTER_ADDR and PET_MASTER_PORT, which it takes as
+its flags' defaults: a bare ``torchrun train.py`` joins the group. Its exit code is the
+first failing node's, or 0; once a node fails, the others are cancelled with the usual
+grace.
 """
 
 from __future__ import annotations
@@ -214,10 +217,15 @@ def node_env(
         "NNODES": str(len(statuses)),
         "TRAINCTL_NODE_IPS": ",".join(str(a) for a in addresses),
     }
-    return [
-        {**common, "NODE_RANK": str(rank), "NPROC_PER_NODE": str(max(s.gpu_count, 1))}
-        for rank, s in enumerate(statuses)
-    ]
+    found = []
+    for rank, status in enumerate(statuses):
+        env = {**common, "NODE_RANK": str(rank), "NPROC_PER_NODE": str(max(status.gpu_count, 1))}
+        # torchrun reads its flags' defaults from PET_<FLAG> (torch.distributed.argparse_util),
+        # never from the plain names: with these, a bare `torchrun train.py` joins the group
+        for name in ("NNODES", "NODE_RANK", "NPROC_PER_NODE", "MASTER_ADDR", "MASTER_PORT"):
+            env["PET_" + name] = env[name]
+        found.append(env)
+    return found
 
 
 @dataclass

@@ -40,15 +40,17 @@ def test_the_job_runs_on_every_node_with_torchruns_variables(hosts, tmp_path):
     machines, args = hosts
     script = (
         'echo "rank=$NODE_RANK of $NNODES master=$MASTER_ADDR:$MASTER_PORT '
-        'nproc=$NPROC_PER_NODE ips=$TRAINCTL_NODE_IPS"'
+        'nproc=$NPROC_PER_NODE ips=$TRAINCTL_NODE_IPS '
+        'pet=$PET_NODE_RANK/$PET_NNODES/$PET_NPROC_PER_NODE/$PET_MASTER_ADDR:$PET_MASTER_PORT"'
     )
     r = trainctl("run", "-p", "ssh", *args, "--no-sync", "--", "sh", "-c", script)
     assert r.code == 0, r.err
     ips = f"{machines[0].host},{machines[1].host}"
+    master = f"{machines[0].host}:29500"
     lines = sorted(line for line in r.out.splitlines() if line.startswith("[node "))
     assert lines == [
-        f"[node 0] rank=0 of 2 master={machines[0].host}:29500 nproc=1 ips={ips}",
-        f"[node 1] rank=1 of 2 master={machines[0].host}:29500 nproc=1 ips={ips}",
+        f"[node 0] rank=0 of 2 master={master} nproc=1 ips={ips} pet=0/2/1/{master}",
+        f"[node 1] rank=1 of 2 master={master} nproc=1 ips={ips} pet=1/2/1/{master}",
     ]
     assert "terminated group" in r.err
     assert Store().resources() == []
