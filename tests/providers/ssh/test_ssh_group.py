@@ -4,11 +4,12 @@ with torchrun's variables, one log view, the first failure cancels the rest."""
 from __future__ import annotations
 
 import json
+import signal
 import time
 
 import pytest
 
-from cli_helpers import trainctl
+from cli_helpers import Cli, trainctl
 from sshd import free_port
 from trainctl.store import Store
 
@@ -135,3 +136,20 @@ def test_train_status_jobs_and_download_take_the_group(hosts, tmp_path):
     assert r.code == 0, r.err
     assert (tmp_path / "rank.txt").read_text() == "0\n"  # node 0's
     assert trainctl("terminate", "g", "-y").code == 0
+
+
+def test_ctrl_c_cancels_the_job_on_every_node_and_releases_the_group(hosts):
+    machines, args = hosts
+    run = Cli(
+        "run", "-p", "ssh", *args, "--no-sync", "--grace", "2",
+        "--", "sh", "-c", 'trap "echo saved; exit 143" TERM; echo up; while :; do sleep 0.1; done',
+    )  # fmt: skip
+    run.wait_for(run.out, "[node 1] up")
+    run.wait_for(run.out, "[node 0] up")
+    run.signal(signal.SIGINT)
+    assert run.finish() == 130
+    err = "".join(run.err)
+    assert "cancelling job" in err and "terminated" in err
+    assert Store().resources() == [] and Store().groups() == []
+    for m in machines:
+        assert m.processes() == []
