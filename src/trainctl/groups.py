@@ -233,7 +233,8 @@ class GroupJob:
     """One job across a group: each node's final status, node 0 first."""
 
     job_id: str
-    nodes: list[TrainingStatus] = field(default_factory=list)
+    #: None for a node that could not be followed to its end
+    nodes: list[TrainingStatus | None] = field(default_factory=list)
     #: the first node that failed (its rank), if any
     failed: int | None = None
 
@@ -241,8 +242,8 @@ class GroupJob:
     def exit_code(self) -> int:
         if self.failed is None:
             return 0
-        code = self.nodes[self.failed].exit_code
-        return code if code else 1
+        node = self.nodes[self.failed]
+        return node.exit_code if node is not None and node.exit_code else 1
 
 
 def start(
@@ -376,23 +377,29 @@ def follow(
     threads = [threading.Thread(target=watch, args=(r,), daemon=True) for r in range(len(job_ids))]
     for t in threads:
         t.start()
-    result = GroupJob(job_ids[0].rsplit("-n", 1)[0], [None] * len(job_ids))  # type: ignore[list-item]
+    result = GroupJob(job_ids[0].rsplit("-n", 1)[0], [None] * len(job_ids))
     errors: list[BaseException] = []
     canceller: Trainctl | None = None
+    done: set[int] = set()
     for _ in job_ids:
         rank, outcome = ended.get()
+        done.add(rank)
         if isinstance(outcome, BaseException):
-            errors.append(outcome)
-            continue
-        result.nodes[rank] = outcome
-        if isinstance(sinks[rank], Prefixed):
-            sinks[rank].flush()
-        if result.failed is None and outcome.status is not ExecutionStatus.COMPLETED:
+            errors.append(outcome)  # the node cannot be followed (lost): the job cannot go on
+            why = f"could not be followed ({outcome})"
+        else:
+            result.nodes[rank] = outcome
+            if isinstance(sinks[rank], Prefixed):
+                sinks[rank].flush()
+            if outcome.status is ExecutionStatus.COMPLETED:
+                continue
+            why = f"ended {outcome.status.value}"
+        if result.failed is None:
             result.failed = rank
-            say(f"node {rank} ended {outcome.status.value}; cancelling the other nodes")
+            say(f"node {rank} {why}; cancelling the other nodes")
             canceller = canceller or new_api()
             for other, job_id in enumerate(job_ids):
-                if other != rank and result.nodes[other] is None:
+                if other not in done:
                     with contextlib.suppress(TrainctlError):
                         canceller.cancel(job_id, grace)
     for t in threads:
