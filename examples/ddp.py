@@ -44,6 +44,7 @@ def main() -> int:
     ddp = DistributedDataParallel(model)
     opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
     data = torch.Generator().manual_seed(1000 + rank)  # each rank its own data
+    print(f"rank {rank}/{world} training {steps} steps", file=sys.stderr, flush=True)
     for _ in range(steps):
         x = torch.randn(64, 8, generator=data)
         y = (x.sum(dim=1) > 0).long()
