@@ -6,12 +6,21 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-DEBIAN_PACKAGES := openssh-server openssh-client rsync
+DEBIAN_PACKAGES := openssh-server openssh-client rsync python3-venv
 DEMO_DIR ?= out/demo
 # most tests wait on sshd, moto or a job rather than on the CPU: 4 workers on 2 cores
 TEST_WORKERS ?= 4
+# A Python with torch that every local Unix user can run: the multi-node tests start
+# torchrun as the sshd fixture's users, who cannot reach .venv's interpreter when it
+# lives under a private directory (such as /root). Built from Debian's python3, outside
+# the repository, world-readable; the tests find it through TRAINCTL_TEST_NODE_PYTHON.
+NODE_BASE_PYTHON ?= /usr/bin/python3
+NODE_VENV ?= /opt/trainctl-test/node-python
+# the CPU build, from local disk on these machines; an unpinned torch would pull a
+# multi-GB CUDA build
+NODE_TORCH ?= torch==2.13.0
 
-.PHONY: demo test lint bench system-packages clean
+.PHONY: demo test lint bench system-packages node-python clean
 
 system-packages:
 	@missing=""; \
@@ -35,6 +44,16 @@ $(VENV)/.test-installed: $(BIN)/python pyproject.toml examples/requirements.txt
 	$(BIN)/pip install -q -e '.[test]' -r examples/requirements.txt
 	touch $@
 
+$(NODE_VENV)/.installed: | system-packages
+	rm -rf $(NODE_VENV)
+	install -d -m 755 $(dir $(NODE_VENV))
+	$(NODE_BASE_PYTHON) -m venv $(NODE_VENV)
+	$(NODE_VENV)/bin/python -m pip install -q '$(NODE_TORCH)'
+	chmod -R a+rX $(NODE_VENV)
+	touch $@
+
+node-python: $(NODE_VENV)/.installed
+
 demo: system-packages $(VENV)/.demo-installed
 	rm -rf $(DEMO_DIR)
 	cd examples && PATH="$(CURDIR)/$(BIN):$$PATH" trainctl run --provider local \
@@ -43,9 +62,9 @@ demo: system-packages $(VENV)/.demo-installed
 	@echo "checkpoints landed in $(CURDIR)/$(DEMO_DIR)/checkpoints:"
 	@ls -1 "$(DEMO_DIR)/checkpoints"
 
-test: system-packages $(VENV)/.test-installed
+test: system-packages $(VENV)/.test-installed $(NODE_VENV)/.installed
 	$(BIN)/ruff check src tests bench examples
-	$(BIN)/python -m pytest -n $(TEST_WORKERS)
+	TRAINCTL_TEST_NODE_PYTHON=$(NODE_VENV)/bin/python $(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 bench: system-packages $(VENV)/.test-installed
 	$(BIN)/python bench/startup.py
