@@ -255,6 +255,7 @@ class AwsProvider(StopStart, SelfRelease, OwnObjectStore, TrainingProvider):
             spot=spot,
             region=region,
             public_ip=inst.get("PublicIpAddress"),
+            private_ip=inst.get("PrivateIpAddress"),
             tags=tags,
             raw_state=raw,
             details={
