@@ -257,3 +257,32 @@ def test_an_instance_type_the_region_lacks_makes_nothing(provider):
     with pytest.raises(BadInput, match="unknown instance type"):
         provider.make_group_network("nothing", opts(instance_type="zz9.huge"))
     assert made == []
+
+
+def test_a_group_through_the_cli_meets_at_node_0_s_private_ip(provider):
+    from cli_helpers import trainctl
+
+    script = 'echo "rank=$NODE_RANK master=$MASTER_ADDR ips=$TRAINCTL_NODE_IPS"'
+    args = ["--provider", "aws", "--instance-type", INSTANCE_TYPE, "--nodes", "2"]
+    r = trainctl("run", *args, "-n", "cli", "--no-sync", "--", "sh", "-c", script, timeout=300)
+    assert r.code == 0, r.err
+    ec2 = boto3.client("ec2", region_name=REGION)
+    nodes = {
+        tags_of(i)[aws_groups.TAG_NODE_RANK]: i
+        for res in ec2.describe_instances(
+            Filters=[{"Name": f"tag:{aws_groups.TAG_GROUP}", "Values": ["cli"]}]
+        )["Reservations"]
+        for i in res["Instances"]
+    }
+    ips = [nodes["0"]["PrivateIpAddress"], nodes["1"]["PrivateIpAddress"]]
+    lines = sorted(line for line in r.out.splitlines() if line.startswith("[node "))
+    assert lines == [
+        f"[node {rank}] rank={rank} master={ips[0]} ips={','.join(ips)}" for rank in (0, 1)
+    ]
+    assert all(n["Placement"]["GroupName"] == "trainctl-cli" for n in nodes.values())
+    assert "terminated group" in r.err
+    assert "trainctl-cli" not in placement_group_names()
+    found = ec2.describe_security_groups(
+        Filters=[{"Name": "group-name", "Values": ["trainctl-cli"]}]
+    )["SecurityGroups"]
+    assert found == []
