@@ -37,6 +37,7 @@ from ...provider import (
     TAG_NAME,
     TAG_OWNER,
     CheckResult,
+    GroupNetwork,
     OwnObjectStore,
     Quote,
     Release,
@@ -47,7 +48,7 @@ from ...provider import (
 from ...remote.base import Progress
 from ...types import CostEstimate, CreateResourceOptions, ResourceState, ResourceStatus
 from ...waiting import Seen, wait_ready
-from . import images, quotas, regions, setup
+from . import groups, images, quotas, regions, setup
 from .session import (
     aws_errors,
     client,
@@ -95,7 +96,7 @@ class LaunchPlan:
     max_price: float | None
 
 
-class AwsProvider(StopStart, SelfRelease, OwnObjectStore, TrainingProvider):
+class AwsProvider(StopStart, SelfRelease, OwnObjectStore, GroupNetwork, TrainingProvider):
     name = "aws"
     capabilities = frozenset(
         {
@@ -255,6 +256,7 @@ class AwsProvider(StopStart, SelfRelease, OwnObjectStore, TrainingProvider):
             spot=spot,
             region=region,
             public_ip=inst.get("PublicIpAddress"),
+            private_ip=inst.get("PrivateIpAddress"),
             tags=tags,
             raw_state=raw,
             details={
@@ -346,8 +348,13 @@ class AwsProvider(StopStart, SelfRelease, OwnObjectStore, TrainingProvider):
 
     def plan(self, options: CreateResourceOptions) -> LaunchPlan:
         """The instance type (checked against the region), the setup, the image and
-        the launch parameters: AWS is only read here, nothing is made."""
-        session, region = self.session(options.region)
+        the launch parameters: AWS is only read here, nothing is made. A machine of a
+        group goes to the group's region, subnet and placement group."""
+        group_region = options.group.network.get("region") if options.group else None
+        session, region = self.session(options.region or group_region)
+        placed, group_tags = (
+            groups.launch_params(options.group, region) if options.group else ({}, {})
+        )
         ec2, ssm = client(session, "ec2", region), client(session, "ssm", region)
         instance_type, arch = self._instance_type(ec2, options, region)
         names = self.names(region)
@@ -363,6 +370,7 @@ class AwsProvider(StopStart, SelfRelease, OwnObjectStore, TrainingProvider):
         token = secrets.token_hex(16)
         tags = {
             **options.tags,
+            **group_tags,
             "Name": name,
             TAG_MANAGED: "true",
             TAG_NAME: name,
@@ -388,6 +396,7 @@ class AwsProvider(StopStart, SelfRelease, OwnObjectStore, TrainingProvider):
                 {"ResourceType": "instance", "Tags": tag_list},
                 {"ResourceType": "volume", "Tags": tag_list},
             ],
+            **placed,
         }
         return LaunchPlan(region, instance_type, params, token, options.max_price)
 
@@ -416,6 +425,32 @@ class AwsProvider(StopStart, SelfRelease, OwnObjectStore, TrainingProvider):
         status = self._status(self._wait_usable(ec2, session, region, inst, say), region)
         status.warnings.extend(warnings)
         return status
+
+    # --- groups --------------------------------------------------------------------
+
+    def make_group_network(self, group: str, options: CreateResourceOptions) -> dict[str, Any]:
+        """A cluster placement group, a security group letting the group's machines
+        reach each other, and one subnet for all of them, in the region of
+        ``options`` (see ``groups``); the instance type is checked against the
+        region first, so that a group that cannot be launched makes nothing."""
+        self.validate_options(options)
+        session, region = self.session(options.region)
+        ec2 = client(session, "ec2", region)
+        instance_type, _ = self._instance_type(ec2, options, region)
+        return groups.make(ec2, region, group, instance_type, _owner())
+
+    def release_group_network(self, group: str, network: dict[str, Any]) -> None:
+        """Delete the group's security group and placement group, waiting (up to
+        ``groups.RELEASE_TIMEOUT``, polling ten times less often than commands) while
+        EC2 says a machine still uses them."""
+        session, region = self.session(network.get("region"))
+        groups.release(
+            client(session, "ec2", region),
+            network,
+            timeout=groups.RELEASE_TIMEOUT,
+            interval=self.poll_interval * 10,
+            say=self.progress or (lambda _line: None),
+        )
 
     def estimate_cost(self, options: CreateResourceOptions, hours: float = 1.0) -> CostEstimate:
         """From the catalog alone: ``plan`` reads AWS, and an estimate needs neither
