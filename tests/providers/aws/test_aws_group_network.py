@@ -286,3 +286,36 @@ def test_a_group_through_the_cli_meets_at_node_0_s_private_ip(provider):
         Filters=[{"Name": "group-name", "Values": ["trainctl-cli"]}]
     )["SecurityGroups"]
     assert found == []
+
+
+def test_a_node_that_cannot_be_made_releases_the_group(provider):
+    """Node 2 of 3 refused (capacity): nodes 0 and 1 are terminated, what they shared is
+    removed, and nothing is left recorded as live."""
+    from trainctl import groups
+    from trainctl.api import Trainctl
+
+    launches = calls(provider, "RunInstances")
+
+    def third_refused(**_):
+        if len(launches) == 3:
+            return ec2_error("InsufficientInstanceCapacity", "no capacity in the placement group")
+        return None
+
+    ec2_of(provider).meta.events.register("before-send.ec2.RunInstances", third_refused)
+    tc = Trainctl()
+    tc._providers["aws"] = provider
+    with pytest.raises(OperationFailed) as e:
+        groups.create_group(tc, "aws", opts(name="three"), 3)
+    assert "node 2 of 3 (three-2) could not be made" in e.value.message
+    assert "released the nodes already made (three-0, three-1)" in e.value.message
+    ec2 = boto3.client("ec2", region_name=REGION)
+    states = [
+        i["State"]["Name"]
+        for res in ec2.describe_instances(
+            Filters=[{"Name": f"tag:{aws_groups.TAG_GROUP}", "Values": ["three"]}]
+        )["Reservations"]
+        for i in res["Instances"]
+    ]
+    assert len(states) == 2 and set(states) <= {"shutting-down", "terminated"}
+    assert "trainctl-three" not in placement_group_names()
+    assert tc.store.resources() == [] and tc.store.group("three") is None
