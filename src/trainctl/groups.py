@@ -70,10 +70,11 @@ def per_node(provider: Any, extra: dict[str, Any], nodes: int) -> list[dict[str,
     for rank in range(nodes):
         own = {}
         for key, value in extra.items():
-            if key in split and isinstance(value, list | tuple):
-                if len(value) != nodes:
+            if key in split and value is not None:
+                if not isinstance(value, list | tuple) or len(value) != nodes:
+                    given = len(value) if isinstance(value, list | tuple) else 1
                     raise BadInput(
-                        f"--{key.replace('_', '-')} was given {len(value)} times for "
+                        f"--{key.replace('_', '-')} was given {given} time(s) for "
                         f"{nodes} nodes: give it once per node, node 0 first"
                     )
                 own[key] = value[rank]

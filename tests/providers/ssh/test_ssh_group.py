@@ -153,3 +153,11 @@ def test_ctrl_c_cancels_the_job_on_every_node_and_releases_the_group(hosts):
     assert Store().resources() == [] and Store().groups() == []
     for m in machines:
         assert m.processes() == []
+
+
+def test_one_host_for_two_nodes_is_refused_before_anything(ssh_machine, sshd):
+    r = trainctl("create", "-p", "ssh", "--host", ssh_machine.target, "--nodes", "2")
+    assert r.code == 2 and "--host was given 1 time(s) for 2 nodes" in r.err, r.err
+    assert Store().resources() == []
+    r = trainctl("create", "-p", "local", "--nodes", "2")
+    assert r.code == 2 and "missing capability: multi-node" in r.err
