@@ -1309,7 +1309,11 @@ def run(
             say(f"downloading outputs to {output_dir} ({result.interrupted} again skips it)")
         if puller is not None:
             puller.finish()
-        failed = _download_outputs(tc, record, result, outputs, output_dir, progress)
+        completed = result.job is not None and result.job.status is ExecutionStatus.COMPLETED
+        landed, failed = download_outputs(
+            tc, record.id, outputs, output_dir, completed=completed, progress=progress
+        )
+        result.downloads += landed
         if failed:
             # keep the machine: what could not be brought home is not lost
             result.kept_reason = "download failed for " + "; ".join(failed)
@@ -1498,29 +1502,31 @@ def _cancel(
     return status
 
 
-def _download_outputs(
+def download_outputs(
     tc: Trainctl,
-    record: ResourceRecord,
-    result: RunResult,
+    resource_id: str,
     outputs: list[str],
     output_dir: Path,
+    *,
+    completed: bool,
     progress: Progress | None,
-) -> list[str]:
-    """Bring ``outputs`` home; returns what failed (a failed job's missing output is
-    not a failure: it may never have written it)."""
+    optional: tuple[str, ...] = (),
+) -> tuple[list[str], list[str]]:
+    """Bring ``outputs`` home from the machine: (where each landed, what failed). A
+    missing output is a failure only of a ``completed`` job (a failed one may never
+    have written it), and never one of the ``optional`` paths."""
+    landed: list[str] = []
     failed: list[str] = []
-    completed = result.job is not None and result.job.status is ExecutionStatus.COMPLETED
     for path in outputs:
         try:
             dest = output_dir / Path(path.rstrip("/")).name
-            landed = tc.download(record.id, path, dest, progress=progress)
-            result.downloads.append(str(landed))
+            landed.append(str(tc.download(resource_id, path, dest, progress=progress)))
         except NotFound as e:
-            if completed:
+            if completed and path not in optional:
                 failed.append(f"{path}: {e}")
         except (TrainctlError, OSError) as e:
             failed.append(f"{path}: {e}")
-    return failed
+    return landed, failed
 
 
 #: (where: a user's store, or ``objstore.DEFAULT``; the access key the machine gets)

@@ -29,8 +29,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .api import Trainctl, download_outputs
 from .capabilities import Capability, require
-from .errors import BadInput, NotFound, OperationFailed, TrainctlError
+from .errors import BadInput, OperationFailed, TrainctlError
 from .guards import CREATE_IDLE_SECONDS, RUN_IDLE_SECONDS
 from .interrupts import Interrupt, deferred
 from .runtime.client import new_job_id
@@ -43,7 +44,6 @@ from .types import (
 )
 
 if TYPE_CHECKING:
-    from .api import Trainctl
     from .remote.base import Progress
     from .runtime.client import OutputSink
     from .store import ResourceRecord
@@ -255,15 +255,11 @@ def start(
     *,
     master_port: int = MASTER_PORT,
     progress: Progress | None = None,
-    new_api: Callable[[], Trainctl] | None = None,
+    new_api: Callable[[], Trainctl] = Trainctl,
 ) -> list[TrainingStatus]:
     """Start ``job`` on every node at once (job ``<job_id>-n<rank>``, each with its
     node's variables), the code synced to all of them in parallel. If any node's job
     cannot start, the ones that did are cancelled before the error is raised."""
-    if new_api is None:
-        from .api import Trainctl
-
-        new_api = Trainctl
     envs = node_env([tc.status(r.id) for r in records], master_port)
 
     def one(rank: int) -> TrainingStatus:
@@ -345,16 +341,12 @@ def follow(
     only: int | None = None,
     grace: float = 10.0,
     progress: Progress | None = None,
-    new_api: Callable[[], Trainctl] | None = None,
+    new_api: Callable[[], Trainctl] = Trainctl,
 ) -> GroupJob:
     """Follow every node's job at once, each line of node k's log as ``[node k] ...``
     (``only``: node ``only``'s log alone, unprefixed); once a node fails, the others
     are cancelled (SIGTERM, SIGKILL after ``grace``). Each follower has a Trainctl of
     its own (``new_api``): a state store connection serves one thread."""
-    if new_api is None:
-        from .api import Trainctl
-
-        new_api = Trainctl
     say = progress or (lambda _line: None)
     lock = threading.Lock()
     ended: queue.Queue[tuple[int, TrainingStatus | BaseException]] = queue.Queue()
@@ -487,18 +479,17 @@ def run_group(
             for node_job in node_jobs:
                 with contextlib.suppress(TrainctlError):
                     tc.cancel(node_job, grace)
-        wanted = [*outputs, job.checkpoint_dir]
-        for path in wanted:
-            dest = output_dir / Path(path.rstrip("/")).name
-            try:
-                result.downloads.append(
-                    str(tc.download(records[0].id, path, dest, progress=progress))
-                )
-            except NotFound:
-                if path in outputs and result.job is not None and result.job.failed is None:
-                    result.failures.append(f"{path}: not on node 0")
-            except (TrainctlError, OSError) as e:
-                result.failures.append(f"{path}: {e}")
+        landed, failed = download_outputs(
+            tc,
+            records[0].id,  # a group's files are node 0's
+            [*outputs, job.checkpoint_dir],
+            output_dir,
+            completed=result.job is not None and result.job.failed is None,
+            progress=progress,
+            optional=(job.checkpoint_dir,),
+        )
+        result.downloads += landed
+        result.failures += failed
     finally:
         if not keep:
             with deferred():
