@@ -453,7 +453,7 @@ def run_group(
     sink: OutputSink | None = None,
     progress: Progress | None = None,
     master_port: int = MASTER_PORT,
-    on_created: Callable[[list[ResourceRecord]], None] | None = None,
+    on_created: Callable[[ResourceRecord], None] | None = None,
 ) -> GroupRun:
     """Rent the group, run ``job`` on every node at once, follow all their logs, bring
     ``outputs`` and the checkpoint directory home from node 0, then release every node
@@ -464,8 +464,9 @@ def run_group(
     records = create_group(tc, provider_name, options, nodes, progress=progress, default_idle=idle)
     name = records[0].name.rsplit("-", 1)[0]
     result = GroupRun(name, records)
-    if on_created:
-        on_created(records)
+    if on_created is not None:
+        for record in records:
+            on_created(record)
     job_id = job.job_id or new_job_id()
     node_jobs = [node_job_id(job_id, rank) for rank in range(nodes)]
     try:

@@ -153,9 +153,6 @@ def _run(
     if outputs or every is not None:
         mark_output_dir(dest, job)  # never sent by a later run's sync of the same directory
 
-    def created(record) -> None:
-        click.echo(f"created {record.name} ({record.id}) on {record.provider}", err=True)
-
     count = group_size(name, options, nodes)
     if count > 1:
         if recover or forwards:
@@ -173,7 +170,7 @@ def _run(
             grace=grace,
             sink=out.log_bytes,
             progress=progress,
-            on_created=created,
+            on_created=_created,
             checkpoint_sync=checkpoints.OFF if every is None else every,
             recover=Recovery(recover, retry_on_failure),
             ports=forwards,
@@ -216,14 +213,13 @@ def _run(
     return result.exit_code
 
 
+def _created(record) -> None:
+    click.echo(f"created {record.name} ({record.id}) on {record.provider}", err=True)
+
+
 def _run_group(tc, name, options, count, job, outputs, dest, keep, grace, out) -> int:
     """`run --nodes N` (or --host once per node): the job on every node at once."""
     progress = progress_printer(out.json_mode)
-
-    def created(records) -> None:
-        for record in records:
-            click.echo(f"created {record.name} ({record.id}) on {record.provider}", err=True)
-
     with signals_interrupt():
         result = groups.run_group(
             tc,
@@ -237,7 +233,7 @@ def _run_group(tc, name, options, count, job, outputs, dest, keep, grace, out) -
             grace=grace,
             sink=out.log_bytes,
             progress=progress,
-            on_created=created,
+            on_created=_created,
         )
     if out.json_mode:
         out.emit(result.to_dict())
