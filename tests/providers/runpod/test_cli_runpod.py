@@ -338,3 +338,13 @@ def test_a_pod_gone_under_a_running_job_ends_its_run_lost_with_its_cost(runpod_c
     assert shown.out == "up\n" and "incomplete" in shown.err
     totals = trainctl("runs", "--json").json()["totals"]["runpod"]
     assert totals["runs"] == 1 and totals["machines_cost"] > 0
+
+
+def test_a_container_image_for_a_job_on_a_pod_is_refused_before_it_starts(runpod_cli, tmp_path):
+    """A pod runs in its own image (create --image): train --image is refused there."""
+    assert trainctl("create", "-p", "runpod", "-n", "rp3", "--gpu", "A100-80GB").code == 0
+    r = trainctl("train", "rp3", "--no-sync", "--image", "pytorch/pytorch:2.3", "--", "true")
+    assert r.code == 2
+    assert "a pod runs in its own image: give --image to create or run" in r.err
+    assert trainctl("jobs", "rp3", "--json").json()["jobs"] == []
+    assert trainctl("terminate", "rp3", "-y").code == 0
