@@ -266,7 +266,10 @@ def start(
         api = new_api()
         try:
             node_job = replace(
-                job, job_id=node_job_id(job_id, rank), env={**job.env, **envs[rank]}
+                # a variable the user gives (-e MASTER_PORT=...) wins over the group's
+                job,
+                job_id=node_job_id(job_id, rank),
+                env={**envs[rank], **job.env},
             )
             return api.train(records[rank].id, node_job, progress=progress)
         finally:

@@ -56,7 +56,7 @@ def test_three_nodes_train_one_model_with_torchrun(sshd, torchrun, project, tmp_
         "--", torchrun, "ddp.py",
         timeout=240,
     )  # fmt: skip
-    assert r.code == 0, r.err[-3000:]
+    assert r.code == 0, r.out[-4000:] + r.err[-2000:]
     found = CHECKSUM.findall(r.out)
     assert sorted((node, rank, world) for node, rank, world, _ in found) == [
         ("0", "0", "3"),
