@@ -41,6 +41,7 @@ from .types import (
     GroupPlacement,
     ResourceStatus,
     TrainingJob,
+    node_name,
 )
 
 if TYPE_CHECKING:
@@ -52,10 +53,6 @@ if TYPE_CHECKING:
 #: torchrun's default rendezvous port
 MASTER_PORT = 29500
 MAX_NODES = 64
-
-
-def node_name(group: str, rank: int) -> str:
-    return f"{group}-{rank}"
 
 
 def node_job_id(job_id: str, rank: int) -> str:
@@ -119,8 +116,11 @@ def create_group(
     network: dict[str, Any] | None = None
     kwargs = {} if default_idle is None else {"default_idle": default_idle}
     try:
-        network = provider.make_group_network(name, options)
-        tc.store.update_group(name, network=network)
+        # what it makes may bill (a RunPod cluster is its pods): a Ctrl-C waits for
+        # it to be recorded, so that the undo below releases it
+        with deferred():
+            network = provider.make_group_network(name, options, nodes)
+            tc.store.update_group(name, network=network)
         for rank in range(nodes):
             opts = replace(
                 options,
@@ -140,10 +140,16 @@ def create_group(
             made.append(record)
             tc.store.update_group(name, members=[r.id for r in made])
     except BaseException as e:
-        _undo(tc, provider, name, made, network, say)
-        if isinstance(e, OperationFailed) and made:
+        left = _undo(tc, provider, name, made, network, say)
+        if isinstance(e, TrainctlError) and left:
+            e.message += (
+                f"; could not release {'; '.join(left)}: `trainctl terminate {name}` retries"
+            )
+        elif isinstance(e, OperationFailed) and made:
             released = ", ".join(r.name for r in made)
             e.message += f"; released the nodes already made ({released})"
+        elif left:
+            say(f"could not release {'; '.join(left)}: `trainctl terminate {name}` retries")
         raise
     return made
 
@@ -155,16 +161,29 @@ def _undo(
     made: list[ResourceRecord],
     network: dict[str, Any] | None,
     say: Progress,
-) -> None:
-    """Release what a failed group create made, each step tried whatever the others do."""
+) -> list[str]:
+    """Release what a failed group create made; returns what could not be released, for
+    which the group stays recorded (so that ``terminate_group`` can try again). What the
+    nodes share is released even when its make never answered (``network`` None: it
+    may have acted, and a provider finds it by the group's name), but only once every
+    node is gone."""
+    left = []
     for record in made:
         say(f"releasing {record.name}")
-        with contextlib.suppress(TrainctlError):
+        try:
             tc.terminate(record.id)
-    if network is not None:
-        with contextlib.suppress(TrainctlError):
-            provider.release_group_network(name, network)
-    tc.store.forget_group(name)
+        except TrainctlError as e:
+            left.append(f"{record.name} ({e.message})")
+    if not left:
+        try:
+            provider.release_group_network(name, network or {})
+        except TrainctlError as e:
+            left.append(f"what the nodes of {name} share ({e.message})")
+    if left:
+        tc.store.update_group(name, members=[r.id for r in made])
+    else:
+        tc.store.forget_group(name)
+    return left
 
 
 def members(tc: Trainctl, name: str) -> list[ResourceRecord]:
@@ -195,11 +214,10 @@ def terminate_group(tc: Trainctl, name: str, *, progress: Progress | None = None
             failed.append(f"{record.name}: {e}")
     if failed:
         return failed
-    if group["network"] is not None:
-        try:
-            tc.provider(group["provider"]).release_group_network(name, group["network"])
-        except TrainctlError as e:
-            return [f"what the nodes of {name} share: {e}"]
+    try:
+        tc.provider(group["provider"]).release_group_network(name, group["network"] or {})
+    except TrainctlError as e:
+        return [f"what the nodes of {name} share: {e}"]
     tc.store.forget_group(name)
     return []
 

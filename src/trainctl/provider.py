@@ -562,7 +562,9 @@ class GroupNetwork(ABC):
     """The mixin of providers that can rent a group of machines which reach each other
     privately, for one multi-node job; it adds ``Capability.MULTI_NODE``. The group's
     machines are rented one by one through the usual create path, each with
-    ``options.group`` set; what they share is made first and removed last."""
+    ``options.group`` set; what they share is made first and removed last. Where the
+    provider's API makes a group's machines in one call (RunPod's Instant Clusters),
+    that call is what they share, and each machine's create takes its own from it."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -570,9 +572,11 @@ class GroupNetwork(ABC):
         cls.capabilities = frozenset(caps) | {Capability.MULTI_NODE}  # type: ignore[attr-defined]
 
     @abstractmethod
-    def make_group_network(self, group: str, options: CreateResourceOptions) -> dict[str, Any]:
-        """Make what the machines of ``group`` share (a placement, network rules)
-        before any of them is rented; the answer (JSON-able) is stored with the group
+    def make_group_network(
+        self, group: str, options: CreateResourceOptions, size: int
+    ) -> dict[str, Any]:
+        """Make what the ``size`` machines of ``group`` share (a placement, network
+        rules) before any of them is rented; the answer (JSON-able) is stored with the group
         and given back in each machine's ``options.group.network`` and to
         ``release_group_network``."""
 
@@ -580,7 +584,9 @@ class GroupNetwork(ABC):
     def release_group_network(self, group: str, network: dict[str, Any]) -> None:
         """Remove what ``make_group_network`` made, once the group's machines are
         released (waiting for them to be gone where the provider needs that);
-        idempotent: what is already gone is no error."""
+        idempotent: what is already gone is no error. ``network`` is ``{}`` when the
+        make never answered (its answer lost, or it failed midway): what it may have
+        made is then found by the group's name, where the provider names it so."""
 
 
 class StopStart(ABC):

@@ -71,6 +71,11 @@ class GpuSpec:
         return f"{self.name}:{self.count}"
 
 
+def node_name(group: str, rank: int) -> str:
+    """The name of node ``rank`` of the group ``group`` (its machine's name)."""
+    return f"{group}-{rank}"
+
+
 @dataclass
 class GroupPlacement:
     """This machine's place in a group of machines made for one multi-node job."""

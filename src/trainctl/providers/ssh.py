@@ -129,7 +129,9 @@ class SSHProvider(GroupNetwork, TrainingProvider):
 
     # -- groups (--host once per node) ------------------------------------------------
 
-    def make_group_network(self, group: str, options: CreateResourceOptions) -> dict[str, Any]:
+    def make_group_network(
+        self, group: str, options: CreateResourceOptions, size: int
+    ) -> dict[str, Any]:
         """Nothing to make: the hosts given reach each other as they are."""
         return {}
 

@@ -72,7 +72,7 @@ def test_aws_is_multi_node(provider):
 def test_make_group_network_makes_a_cluster_group_and_a_self_referencing_security_group(
     provider,
 ):
-    network = provider.make_group_network("made", opts())
+    network = provider.make_group_network("made", opts(), 2)
     assert network["region"] == REGION
     assert network["placement_group"] == "trainctl-made"
 
@@ -117,13 +117,13 @@ def test_the_subnet_is_in_a_zone_that_offers_the_instance_type(provider):
             params["Filters"] = [*params["Filters"], {"Name": "location", "Values": [only]}]
 
     ec2.meta.events.register("provide-client-params.ec2.DescribeInstanceTypeOfferings", one_zone)
-    network = provider.make_group_network("zoned", opts())
+    network = provider.make_group_network("zoned", opts(), 2)
     assert network["availability_zone"] == only
     provider.release_group_network("zoned", network)
 
 
 def test_group_machines_share_placement_subnet_and_security_group(provider):
-    network = provider.make_group_network("pair", opts())
+    network = provider.make_group_network("pair", opts(), 2)
     launches = calls(provider, "RunInstances")
     made = [
         provider.create_resource(
@@ -164,7 +164,7 @@ def test_group_machines_share_placement_subnet_and_security_group(provider):
 
 
 def test_a_spot_machine_may_be_in_a_cluster_placement_group(provider):
-    network = provider.make_group_network("spot", opts())
+    network = provider.make_group_network("spot", opts(), 2)
     launches = calls(provider, "RunInstances")
     status = provider.create_resource(opts(spot=True, group=GroupPlacement("spot", 1, 0, network)))
     assert status.spot and status.state is ResourceState.RUNNING
@@ -175,7 +175,7 @@ def test_a_spot_machine_may_be_in_a_cluster_placement_group(provider):
 
 
 def test_a_machine_of_a_group_goes_to_the_group_s_region_only(provider):
-    network = provider.make_group_network("elsewhere", opts())
+    network = provider.make_group_network("elsewhere", opts(), 2)
     group = GroupPlacement("elsewhere", 2, 0, network)
     launches = calls(provider, "RunInstances")
     with pytest.raises(BadInput, match=f"is in {REGION}, not eu-west-3"):
@@ -187,7 +187,7 @@ def test_a_machine_of_a_group_goes_to_the_group_s_region_only(provider):
 
 
 def test_release_waits_while_a_machine_still_uses_the_security_group(provider):
-    network = provider.make_group_network("busy", opts())
+    network = provider.make_group_network("busy", opts(), 2)
     refused: list[str] = []
 
     def in_use(**_):
@@ -207,7 +207,7 @@ def test_release_waits_while_a_machine_still_uses_the_security_group(provider):
 
 
 def test_release_gives_up_after_its_timeout(provider, monkeypatch):
-    network = provider.make_group_network("stuck", opts())
+    network = provider.make_group_network("stuck", opts(), 2)
 
     def in_use(**_):
         return ec2_error("DependencyViolation", "resource sg-... has a dependent object")
@@ -223,7 +223,7 @@ def test_release_gives_up_after_its_timeout(provider, monkeypatch):
 
 
 def test_the_placement_group_waits_for_its_machines_too(provider):
-    network = provider.make_group_network("held", opts())
+    network = provider.make_group_network("held", opts(), 2)
     status = provider.create_resource(opts(group=GroupPlacement("held", 1, 0, network)))
     ec2 = boto3.client("ec2", region_name=REGION)
     with pytest.raises(ec2.exceptions.ClientError, match="InvalidPlacementGroup.InUse"):
@@ -243,7 +243,7 @@ def test_a_failure_midway_leaves_nothing(provider, failing):
     ec2_of(provider).meta.events.register(f"before-send.ec2.{failing}", refuse)
     deleted = calls(provider, "DeleteSecurityGroup")
     with pytest.raises(OperationFailed, match="injected refusal"):
-        provider.make_group_network(group, opts())
+        provider.make_group_network(group, opts(), 2)
     assert f"trainctl-{group}" not in placement_group_names()
     found = boto3.client("ec2", region_name=REGION).describe_security_groups(
         Filters=[{"Name": "group-name", "Values": [f"trainctl-{group}"]}]
@@ -255,7 +255,7 @@ def test_a_failure_midway_leaves_nothing(provider, failing):
 def test_an_instance_type_the_region_lacks_makes_nothing(provider):
     made = calls(provider, "CreatePlacementGroup")
     with pytest.raises(BadInput, match="unknown instance type"):
-        provider.make_group_network("nothing", opts(instance_type="zz9.huge"))
+        provider.make_group_network("nothing", opts(instance_type="zz9.huge"), 2)
     assert made == []
 
 

@@ -34,6 +34,15 @@ these clouds: the account cannot use that pool), ``spot_removed`` (GraphQL no
 longer knows ``podRentInterruptable`` and answers with validation errors),
 ``no_direct_ssh`` (pods run without a public IP, so ``ssh.direct`` stays null).
 
+Instant Clusters (``/v2/clusters``: create, list, get, delete, list its pods): a
+create makes every member pod at once, named by the fake (``<cluster id>-node-<i>``,
+nothing trainctl chose), each with a ``cluster`` object whose ``rank`` and ``ip`` (on
+``10.65.0.0/16``) are null until the pod leaves PROVISIONING; ranks are not given in
+creation order. Members are left out of ``GET /v2/pods`` unless
+``includeClusterPods=true``, and the pod endpoints answer 409 to deleting or acting on
+one, as the document says. ``member_error_rank`` makes that rank's pod go to ERROR
+instead of RUNNING; ``no_capacity`` refuses clusters too.
+
 Pod-scoped keys: RunPod gives every pod's environment ``RUNPOD_POD_ID`` and
 ``RUNPOD_API_KEY``, a key scoped to that pod, and its images write the ``RUNPOD_``
 variables into ``/etc/rp_environment`` (``export NAME="value"`` lines) for SSH
@@ -41,7 +50,9 @@ sessions, which do not inherit the container's environment. Here each pod gets i
 own key (``pod_key(pod_id)``, ``rpp_`` + hex) when it is created, and when it runs
 its machine is given the file ``rp_environment`` (``ENV_FILE``, mode 0600) in its
 home with those two lines. A pod key is good for that pod's own ``GET``, ``DELETE``
-and ``POST .../action`` only: anything else with it is answered 403, and once its
+and ``POST .../action`` only, and for a cluster's pod the ``GET`` and ``DELETE`` of
+its cluster (whether RunPod's pod keys may delete their cluster is not documented;
+this is the assumption trainctl's guard makes): anything else with it is answered 403, and once its
 pod is deleted it is answered 401 like any unknown key. ``key_log`` records which
 key made each request.
 """
@@ -235,6 +246,7 @@ class Knobs:
     forbidden_clouds: set[str] = field(default_factory=set)  # createPod: 403 on these
     spot_removed: bool = False  # GraphQL has no podRentInterruptable any more
     no_direct_ssh: bool = False  # pods have no public IP: ssh.direct stays null
+    member_error_rank: int | None = None  # that cluster rank's pod goes ERROR on start
     faults: dict[str, list[int | str]] = field(default_factory=dict)
 
 
@@ -370,6 +382,9 @@ class FakeRunPod:
         self.machine_factory = machine_factory or self._no_machine
         self.knobs = Knobs()
         self.pods: dict[str, FakePod] = {}
+        #: cluster id -> the cluster's fixed fields (its view is built on each read)
+        self.clusters: dict[str, dict[str, Any]] = {}
+        self.made_clusters: list[str] = []  # cluster ids, in creation order
         self.ssh_keys: list[str] = []
         self.violations: list[str] = []
         self.log: list[tuple[str, str, int]] = []  # (method, path, status)
@@ -505,8 +520,11 @@ class FakeRunPod:
         if d["status"] == "PROVISIONING" and not k.stuck and pod.reads > k.provisioning_reads:
             self._set_status(pod, "STARTING")
             pod.reads = 0
+            if "cluster" in d:
+                self._place(pod)
         elif d["status"] == "STARTING" and pod.reads > k.starting_reads:
-            self._set_status(pod, "ERROR" if k.error_on_start else "RUNNING")
+            failing = "cluster" in d and d["cluster"].get("rank") == k.member_error_rank
+            self._set_status(pod, "ERROR" if k.error_on_start or failing else "RUNNING")
         elif d["status"] == "RUNNING" and pod.reads > k.sshd_late_reads:
             self._install_keys(pod)
 
@@ -576,12 +594,115 @@ class FakeRunPod:
         if pod.machine:
             pod.machine.destroy()
 
+    # --- clusters ---------------------------------------------------------------
+
+    def members(self, cluster_id: str) -> list[FakePod]:
+        return [p for p in self.pods.values() if p.data.get("cluster", {}).get("id") == cluster_id]
+
+    def _place(self, pod: FakePod) -> None:
+        """RunPod assigns a member its rank and overlay address while provisioning:
+        here the last-made pod is rank 0, then the others in order."""
+        cluster = pod.data["cluster"]
+        order = [p.data["id"] for p in self.members(cluster["id"])]
+        index = order.index(pod.data["id"])
+        rank = (index + 1) % len(order)
+        cluster.update(rank=rank, ip=f"10.65.0.{rank + 2}")
+
+    def _cluster_view(self, cluster_id: str) -> dict[str, Any]:
+        view = dict(self.clusters[cluster_id])
+        members = self.members(cluster_id)
+        by_status: dict[str, int] = {}
+        for pod in members:
+            by_status[pod.data["status"]] = by_status.get(pod.data["status"], 0) + 1
+        view["pods"] = {"total": len(members), "byStatus": by_status}
+        view["dataCenterId"] = members[0].data["dataCenterId"] if members else "US-KS-2"
+        view["network"] = {"cidr": "10.65.0.0/16"}
+        primary = next((p for p in members if p.data["cluster"].get("rank") == 0), None)
+        if primary is not None:
+            direct = (primary.data["ssh"] or {}).get("direct")
+            view["primary"] = {"podId": primary.data["id"], "status": primary.data["status"]}
+            if direct:
+                view["primary"]["sshEndpoint"] = f"{direct['host']}:{direct['port']}"
+        return view
+
+    def createCluster(self, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        compute = body["compute"]
+        gpu = _gpu(compute["gpuTypeId"])
+        if gpu is None:
+            return _problem(400, f"unknown GPU type {compute['gpuTypeId']!r}")
+        count = compute["gpuCountPerPod"]
+        if not gpu["secure"] or count > gpu["maxCount"]["secure"]:
+            return _problem(400, f"{gpu['id']} x{count} is not offered for clusters")
+        if self.knobs.no_capacity:
+            return _problem(400, NO_CAPACITY)
+        cluster_id = "cluster_" + secrets.token_hex(6)
+        self.clusters[cluster_id] = {
+            "id": cluster_id,
+            "name": body["name"],
+            "type": body["type"],
+            "compute": dict(compute),
+            "createdAt": _now(),
+        }
+        self.made_clusters.append(cluster_id)
+        for index in range(compute["podCount"]):
+            pod_body = {
+                **{k: body[k] for k in ("image", "env", "ports", "disk", "startSsh") if k in body},
+                "name": f"{cluster_id}-node-{index}",
+                "gpu": {"id": gpu["id"], "count": count},
+                "cloud": "SECURE",
+            }
+            if body.get("dataCenterIds"):
+                pod_body["dataCenterIds"] = body["dataCenterIds"]
+            if body.get("mounts"):
+                pod_body["mounts"] = body["mounts"]
+            pod = self._new_pod(pod_body, spot=False, cost=round(gpu["price"]["secure"] * count, 4))
+            pod.data["cluster"] = {"id": cluster_id, "rank": None}
+        return 201, self._cluster_view(cluster_id)
+
+    def listClusters(self, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        return 200, {"clusters": [self._cluster_view(c) for c in self.clusters]}
+
+    def getCluster(self, cluster_id: str) -> tuple[int, Any]:
+        if cluster_id not in self.clusters:
+            return _problem(404, "cluster not found")
+        return 200, self._cluster_view(cluster_id)
+
+    def listClusterPods(self, cluster_id: str) -> tuple[int, Any]:
+        if cluster_id not in self.clusters:
+            return _problem(404, "cluster not found")
+        members = self.members(cluster_id)
+        for pod in members:
+            self._advance(pod)
+        return 200, {"pods": [p.data for p in members]}
+
+    def deleteCluster(self, cluster_id: str) -> tuple[int, Any]:
+        if cluster_id not in self.clusters:
+            return _problem(404, "cluster not found")
+        for pod in self.members(cluster_id):
+            self._delete(pod.data["id"])
+        del self.clusters[cluster_id]
+        return 204, _NO_BODY
+
+    def pod_key_allows(self, operation: str, args: list[str], key: str) -> bool:
+        """What a pod-scoped key may do (see the module's docstring)."""
+        if operation in POD_KEY_OPERATIONS:
+            return key == f"pod:{args[0]}"
+        if operation in ("getCluster", "deleteCluster"):
+            own = self.pods.get(key.removeprefix("pod:"))
+            return own is not None and own.data.get("cluster", {}).get("id") == args[0]
+        return False
+
     # --- REST handlers: (status, body) ------------------------------------------
 
     def listPods(self, query: dict[str, str], body: Any) -> tuple[int, Any]:
-        for pod in self.pods.values():
+        shown = [
+            p
+            for p in self.pods.values()
+            if "cluster" not in p.data or query.get("includeClusterPods") == "true"
+        ]
+        for pod in shown:
             self._advance(pod)
-        return 200, {"pods": [p.data for p in self.pods.values()]}
+        return 200, {"pods": [p.data for p in shown]}
 
     def createPod(self, query: dict[str, str], body: Any) -> tuple[int, Any]:
         gpu = _gpu(body["gpu"]["id"]) if "gpu" in body else None
@@ -608,6 +729,8 @@ class FakeRunPod:
     def deletePod(self, pod_id: str) -> tuple[int, Any]:
         if pod_id not in self.pods:
             return _problem(404, "pod not found")
+        if "cluster" in self.pods[pod_id].data:
+            return _problem(409, "the pod belongs to a cluster: delete the cluster")
         self._delete(pod_id)
         return 204, _NO_BODY
 
@@ -616,6 +739,8 @@ class FakeRunPod:
         if pod is None:
             return _problem(404, "pod not found")
         action = body["action"]
+        if "cluster" in pod.data:
+            return _problem(409, "the pod belongs to a cluster: manage it through the cluster")
         if action not in pod.data["actions"]:
             return _problem(409, f"cannot {action} a pod that is {pod.data['status']}")
         if action == "terminate":
@@ -935,9 +1060,7 @@ def _handler(fake: FakeRunPod) -> type[BaseHTTPRequestHandler]:
                 return self._reply(method, path, None, *_problem(404, "no such route"))
             op, args = found
             name = op["operationId"]
-            if self.key != "user" and (
-                name not in POD_KEY_OPERATIONS or self.key != f"pod:{args[0]}"
-            ):
+            if self.key != "user" and not fake.pod_key_allows(name, args, self.key):
                 return self._reply(method, path, op, *_problem(403, "access denied"))
             if self._fault(name, method, path, op):
                 return

@@ -89,10 +89,10 @@ def test_nodes_and_hosts_must_agree(hosts):
     assert r.code == 2 and "--nodes 3 but 2 hosts" in r.err
 
 
-def test_a_provider_without_groups_is_refused_before_anything_is_rented(fake_runpod):
-    r = trainctl("create", "-p", "runpod", "--gpu", "A100", "--nodes", "2")
+def test_a_provider_without_groups_is_refused_before_anything_is_rented(lyceum_sshd):
+    r = trainctl("create", "-p", "lyceum", "--gpu", "A100", "--nodes", "2")
     assert r.code == 2 and "multi-node" in r.err, r.err
-    assert fake_runpod.created == []
+    assert lyceum_sshd.vms == {}
 
 
 def test_monitor_shows_every_nodes_log_or_one(hosts):

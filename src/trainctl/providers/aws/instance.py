@@ -428,7 +428,9 @@ class AwsProvider(StopStart, SelfRelease, OwnObjectStore, GroupNetwork, Training
 
     # --- groups --------------------------------------------------------------------
 
-    def make_group_network(self, group: str, options: CreateResourceOptions) -> dict[str, Any]:
+    def make_group_network(
+        self, group: str, options: CreateResourceOptions, size: int
+    ) -> dict[str, Any]:
         """A cluster placement group, a security group letting the group's machines
         reach each other, and one subnet for all of them, in the region of
         ``options`` (see ``groups``); the instance type is checked against the
@@ -442,7 +444,10 @@ class AwsProvider(StopStart, SelfRelease, OwnObjectStore, GroupNetwork, Training
     def release_group_network(self, group: str, network: dict[str, Any]) -> None:
         """Delete the group's security group and placement group, waiting (up to
         ``groups.RELEASE_TIMEOUT``, polling ten times less often than commands) while
-        EC2 says a machine still uses them."""
+        EC2 says a machine still uses them. Without ``network`` there is nothing to
+        find: ``groups.make`` removes what it made before it fails."""
+        if not network:
+            return
         session, region = self.session(network.get("region"))
         groups.release(
             client(session, "ec2", region),

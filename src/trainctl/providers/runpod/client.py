@@ -1,8 +1,9 @@
 """RunPod's API as trainctl uses it: the only module that speaks to RunPod.
 
-REST v2 (``/v2/pods``, ``/v2/catalog/gpus``, ``/v2/account/ssh-keys``) for pods and
-the GPU list; GraphQL for what v2 lacks (spot rentals ``podRentInterruptable``, spot
-resumes ``podBidResume`` and spot prices ``gpuTypes``). Every answer is checked
+REST v2 (``/v2/pods``, ``/v2/clusters``, ``/v2/catalog/gpus``,
+``/v2/account/ssh-keys``) for pods, Instant Clusters and the GPU list; GraphQL for
+what v2 lacks (spot rentals ``podRentInterruptable``, spot resumes ``podBidResume``
+and spot prices ``gpuTypes``). Every answer is checked
 against the shape RunPod's document gives for the fields trainctl reads: a list, a
 pod or a GPU catalog of the wrong shape is an error, never "nothing exists". Refusals
 become trainctl's errors here (``create_error``, ``graphql_error``).
@@ -144,17 +145,22 @@ class RunPodClient:
         """Every pod of the account. An answer that is not a list of pods is an
         error: read as "none", it would mark every live pod terminated. ``[]`` is
         RunPod saying there are none."""
-        body = self.rest.get("/v2/pods")
+        return self._pods("/v2/pods", {"includeClusterPods": "true"})
+
+    def _pods(self, path: str, params: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        body = self.rest.get(path, params=params)
         pods = body.get("pods") if isinstance(body, dict) else None
         if not isinstance(pods, list):
             raise OperationFailed(
-                f"RunPod GET /v2/pods answered {shape(body)}, not a list of pods; "
+                f"RunPod GET {path} answered {shape(body)}, not a list of pods; "
                 "nothing was concluded from it"
             )
-        return [checked_pod(p, "GET /v2/pods") for p in pods]
+        return [checked_pod(p, f"GET {path}") for p in pods]
 
     def find_by_name(self, pod_name: str) -> dict[str, Any] | None:
         for pod in self.list_pods():
+            if pod.get("cluster"):
+                continue  # a cluster's pods are named by RunPod, not after a create
             if pod.get("name") == pod_name and pod.get("status") != "TERMINATED":
                 return pod
         return None
@@ -241,6 +247,64 @@ class RunPodClient:
             "it may still appear and bill"
         )
 
+    # --- Instant Clusters ------------------------------------------------------------
+
+    @staticmethod
+    def _cluster_path(cluster_id: str) -> str:
+        return "/v2/clusters/" + quote(cluster_id, safe="")
+
+    def create_cluster(self, body: dict[str, Any], what: str) -> dict[str, Any]:
+        """``POST /v2/clusters``: every pod of the cluster in one call; a lost or
+        unreadable answer is settled by the cluster's name."""
+        name = str(body["name"])
+        try:
+            answer = self.rest.post(
+                "/v2/clusters",
+                body,
+                recover=lambda: self.find_cluster(name),
+                not_credentials=frozenset({403}),
+            )
+        except ApiError as e:
+            raise create_error(e, what, "cluster") from None
+        if isinstance(answer, dict) and isinstance(answer.get("id"), str) and answer["id"]:
+            return answer
+        why = f"RunPod answered {shape(answer)} to the create of cluster {name}"
+        try:
+            found = self.find_cluster(name)
+        except TrainctlError as e:
+            raise ResourceLeft(
+                f"{why}, and looking it up failed too ({e.message}); it may exist and bill"
+            ) from None
+        if found is None:
+            raise ResourceLeft(f"{why}, and no cluster of that name is listed yet; it may bill")
+        return found
+
+    def find_cluster(self, name: str) -> dict[str, Any] | None:
+        body = self.rest.get("/v2/clusters")
+        clusters = body.get("clusters") if isinstance(body, dict) else None
+        if not isinstance(clusters, list):
+            raise OperationFailed(
+                f"RunPod GET /v2/clusters answered {shape(body)}, not a list of clusters"
+            )
+        return next((c for c in clusters if isinstance(c, dict) and c.get("name") == name), None)
+
+    def cluster_pods(self, cluster_id: str) -> list[dict[str, Any]]:
+        """The cluster's member pods (``NotFound`` once the cluster is gone)."""
+        try:
+            return self._pods(self._cluster_path(cluster_id) + "/pods")
+        except ApiError as e:
+            if e.status == 404:
+                raise NotFound(f"no RunPod cluster {cluster_id}") from None
+            raise
+
+    def delete_cluster(self, cluster_id: str) -> None:
+        """Delete a cluster and every pod in it; idempotent (gone is no error)."""
+        try:
+            self.rest.delete(self._cluster_path(cluster_id))
+        except ApiError as e:
+            if e.status != 404:
+                raise
+
     # --- prices and keys ----------------------------------------------------------
 
     def gpu_types(self) -> list[dict[str, Any]]:
@@ -314,6 +378,7 @@ _POD_FIELDS: dict[str, tuple[type, ...]] = {
     "disk": (int,),
     "dataCenterId": (str,),
     "createdAt": (str,),
+    "cluster": (dict,),
 }
 
 
@@ -370,15 +435,16 @@ def _is_capacity(text: str) -> bool:
     return any(w in lower for w in _CAPACITY_WORDS)
 
 
-def create_error(e: ApiError, what: str) -> Exception:
-    """What a refused create means to the user (see createPod in RunPod's document)."""
+def create_error(e: ApiError, what: str, kind: str = "pod") -> Exception:
+    """What a refused create (of a pod or a ``kind="cluster"``) means to the user (see
+    createPod and createCluster in RunPod's document)."""
     if e.status == 400 and _is_capacity(e.detail):
         return NoCapacity(f"RunPod has no {what} available now: {e.detail}")
-    if e.status == 400:
-        return BadInput(f"RunPod refused the pod: {e.detail}")
+    if e.status in (400, 404):
+        return BadInput(f"RunPod refused the {kind}: {e.detail}")
     if e.status == 402:
         return OperationFailed(
-            f"RunPod refused the pod: {e.detail or 'insufficient balance'}",
+            f"RunPod refused the {kind}: {e.detail or 'insufficient balance'}",
             hint="add credit to the RunPod account",
         )
     if e.status == 403:
@@ -388,8 +454,6 @@ def create_error(e: ApiError, what: str) -> Exception:
             f"GPU pool{': ' + e.detail if e.detail else ''})",
             hint="pick another --gpu or --cloud, or use --provider cheapest",
         )
-    if e.status == 404:
-        return BadInput(f"RunPod refused the pod: {e.detail}")
     return e
 
 

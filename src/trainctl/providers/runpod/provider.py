@@ -13,6 +13,8 @@
   Ctrl-C it terminates the pod and says why. A pod that runs without a direct
   endpoint (no public IP) for ``direct_ssh_grace`` seconds never gets one: it is
   released at once.
+- ``--nodes N`` rents an Instant Cluster: N pods in one call, on a private network
+  (``clusters``); its pods are released together.
 - A spot pod bids ``--max-price`` (split per GPU) when given, else RunPod's current
   spot price; so the cap needs no separate check (``spot_bids_max_price``).
 
@@ -43,6 +45,7 @@ from ...provider import (
     TAG_NAME,
     VOLUME_FLAG,
     CheckResult,
+    GroupNetwork,
     ProviderFlag,
     Quote,
     Release,
@@ -52,10 +55,17 @@ from ...provider import (
 )
 from ...remote.base import Progress
 from ...remote.ssh import Endpoint, SSHRemote
-from ...types import CostEstimate, CreateResourceOptions, GpuSpec, ResourceState, ResourceStatus
+from ...types import (
+    CostEstimate,
+    CreateResourceOptions,
+    GpuSpec,
+    GroupPlacement,
+    ResourceState,
+    ResourceStatus,
+)
 from ...waiting import Seen, wait_ready
+from . import clusters, settings
 from . import gpus as runpod_gpus
-from . import settings
 from .client import RunPodClient
 from .credentials import CREDENTIALS_HINT, find_api_key
 from .settings import DEFAULT_IMAGE
@@ -87,6 +97,8 @@ class PodPlan:
     env: dict[str, str] = field(default_factory=dict)
     #: the GPU type of RunPod's catalog that ``gpu`` resolved to
     gpu_type: dict[str, Any] = field(default_factory=dict)
+    #: a node of a group: its pod is a member of the group's cluster, not rented alone
+    group: GroupPlacement | None = None
 
     @property
     def what(self) -> str:
@@ -94,7 +106,7 @@ class PodPlan:
         return f"{self.gpu.count}x {gpu_id} on RunPod's {self.cloud} cloud"
 
 
-class RunPodProvider(StopStart, SelfRelease, TrainingProvider):
+class RunPodProvider(StopStart, SelfRelease, GroupNetwork, TrainingProvider):
     name = "runpod"
     capabilities = frozenset(
         {
@@ -119,6 +131,15 @@ class RunPodProvider(StopStart, SelfRelease, TrainingProvider):
     #: a pod is a container already: ``--image`` is the pod's image (no docker inside)
     job_images = False
     machine_image_note = "a pod runs in its own image: give --image to create or run"
+
+    @classmethod
+    def unsupported_reason(
+        cls, capability: Capability, request: CreateResourceOptions | None = None
+    ) -> str | None:
+        """A cluster's pods cannot be stopped (only released, with their cluster)."""
+        if capability is Capability.STOP_START and request is not None and request.group:
+            return "RunPod cannot stop a cluster's pods; terminating the group releases them"
+        return super().unsupported_reason(capability, request)
 
     @classmethod
     def options_for_offer(
@@ -193,7 +214,7 @@ class RunPodProvider(StopStart, SelfRelease, TrainingProvider):
             return CheckResult(self.name, False, str(e))
         except OperationFailed as e:
             return CheckResult(self.name, False, f"RunPod API at {self.api_url}: {e}")
-        ours = [p for p in pods if str(p.get("name", "")).startswith(NAME_PREFIX)]
+        ours = [p for p in pods if _ours(p)]
         return CheckResult(
             self.name,
             True,
@@ -237,6 +258,7 @@ class RunPodProvider(StopStart, SelfRelease, TrainingProvider):
             region=options.region,
             max_price=options.max_price,
             env={str(k): str(v) for k, v in env.items()},
+            group=options.group,
         )
 
     def plan(self, options: CreateResourceOptions) -> PodPlan:
@@ -255,6 +277,8 @@ class RunPodProvider(StopStart, SelfRelease, TrainingProvider):
         self, plan: PodPlan, *, spot: bool, progress: Progress | None = None
     ) -> ResourceStatus:
         say = progress or (lambda _line: None)
+        if plan.group is not None:
+            return self._join_cluster(plan.group, progress)
         existing = self.client.find_by_name(plan.pod_name)
         if existing:
             raise BadInput(
@@ -270,6 +294,83 @@ class RunPodProvider(StopStart, SelfRelease, TrainingProvider):
             pod_id = self.client.create_pod(self._pod_body(plan, env), plan.what)["id"]
         say(f"pod {pod_id} ({plan.pod_name}) created; waiting for it to run")
         pod = self._wait_usable(pod_id, progress, release=lambda: self.client.delete_pod(pod_id))
+        status = self._status(pod)
+        say(f"ready: ssh {status.ssh_user}@{status.ssh_host} -p {status.ssh_port}")
+        return status
+
+    # --- Instant Clusters (--nodes) ------------------------------------------------
+
+    def make_group_network(
+        self, group: str, options: CreateResourceOptions, size: int
+    ) -> dict[str, Any]:
+        """Rent the group's cluster: every pod of it, in one call (see ``clusters``).
+        Everything is checked first (the GPU, the price cap per pod, the name), so
+        that a cluster that cannot be made costs nothing."""
+        clusters.check_size(size)
+        self.validate_options(options)
+        if options.spot:
+            raise BadInput(
+                "RunPod clusters have no spot pods",
+                hint="drop --spot to rent the group on-demand",
+            )
+        if options.extra.get("cloud") not in (None, "secure"):
+            raise BadInput(
+                "a RunPod cluster cannot be asked for on the community cloud",
+                hint="drop --cloud",
+            )
+        plan = self.plan(replace(options, name=group, group=None))
+        self._within_cap(plan, options.max_price, spot=False)
+        existing = self.client.find_cluster(plan.pod_name)
+        if existing:
+            raise BadInput(
+                f"a RunPod cluster named {plan.pod_name} already exists ({existing['id']})",
+                hint="choose another --name, or terminate that group first",
+            )
+        volume = {"size": plan.volume_gb, "path": VOLUME_PATH} if plan.volume_gb else None
+        request = clusters.body(
+            plan.pod_name,
+            group,
+            size,
+            gpu_id=plan.gpu_type["id"],
+            gpu_count=plan.gpu.count,
+            image=plan.image,
+            disk_gb=plan.disk_gb,
+            env={**plan.env, "PUBLIC_KEY": "\n".join(self._authorized_keys())},
+            region=plan.region,
+            volume=volume,
+        )
+        made = self.client.create_cluster(request, f"cluster of {size}x {plan.what}")
+        return {"cluster": made["id"], "name": plan.pod_name}
+
+    def release_group_network(self, group: str, network: dict[str, Any]) -> None:
+        """Delete the group's cluster (and so every pod still in it); without its id
+        (the create's answer never came), the cluster of the group's name, if any."""
+        cluster_id = network.get("cluster")
+        if not cluster_id:
+            found = self.client.find_cluster(NAME_PREFIX + group)
+            cluster_id = found["id"] if found else None
+        if cluster_id:
+            self.client.delete_cluster(str(cluster_id))
+
+    def _join_cluster(self, group: GroupPlacement, progress: Progress | None) -> ResourceStatus:
+        """A node's create: wait for the cluster's member of its rank to run and let
+        trainctl in. When it does not, the whole cluster is released."""
+        cluster_id = str(group.network["cluster"])
+        say = progress or (lambda _line: None)
+        say(f"waiting for node {group.rank} of RunPod cluster {cluster_id}")
+
+        def fetch() -> dict[str, Any]:
+            found = clusters.member(self.client.cluster_pods(cluster_id), group.rank)
+            # not placed yet: RunPod assigns ranks while it provisions
+            return found or {"id": f"{cluster_id}/{group.rank}", "status": "PROVISIONING"}
+
+        pod = self._wait_usable(
+            cluster_id,
+            progress,
+            release=lambda: self.client.delete_cluster(cluster_id),
+            fetch=fetch,
+            what=f"node {group.rank} of RunPod cluster {cluster_id}",
+        )
         status = self._status(pod)
         say(f"ready: ssh {status.ssh_user}@{status.ssh_host} -p {status.ssh_port}")
         return status
@@ -347,11 +448,7 @@ class RunPodProvider(StopStart, SelfRelease, TrainingProvider):
         return self._status(self._own_pod(resource_id))
 
     def list_resources(self) -> list[ResourceStatus]:
-        return [
-            self._status(p)
-            for p in self.client.list_pods()
-            if str(p.get("name", "")).startswith(NAME_PREFIX)
-        ]
+        return [self._status(p) for p in self.client.list_pods() if _ours(p)]
 
     def terminate(self, resource_id: str) -> ResourceStatus:
         try:
@@ -361,7 +458,11 @@ class RunPodProvider(StopStart, SelfRelease, TrainingProvider):
                 resource_id, self.name, ResourceState.TERMINATED, reason="already gone"
             )
         _require_ours(pod)
-        self.client.delete_pod(resource_id)
+        cluster = clusters.membership(pod)
+        if cluster is not None:
+            self.client.delete_cluster(str(cluster["id"]))
+        else:
+            self.client.delete_pod(resource_id)
         if _look(pod).ready:
             remote = _remote(pod)
             # tidying up: the pod is gone whether or not this works
@@ -370,6 +471,8 @@ class RunPodProvider(StopStart, SelfRelease, TrainingProvider):
                 remote.forget_host_key()
         status = self._status(pod)
         status.state = ResourceState.TERMINATED
+        if cluster is not None:
+            status.reason = f"released with its RunPod cluster {cluster['id']}"
         status.raw_state = "TERMINATED"
         status.cost_per_hour = 0.0
         status.ssh_host = status.ssh_port = status.ssh_user = status.public_ip = None
@@ -379,8 +482,11 @@ class RunPodProvider(StopStart, SelfRelease, TrainingProvider):
         """The pod releases itself with its own key: RunPod gives every pod a
         pod-scoped API key (``RUNPOD_API_KEY`` in the pod's environment, which its
         images also write to /etc/rp_environment), so the user's key never goes on
-        the pod. ``stop`` keeps the pod's volume; ``terminate`` deletes the pod."""
+        the pod. ``stop`` keeps the pod's volume; ``terminate`` deletes the pod. A
+        cluster's pod can only go with its cluster: it deletes the cluster (which a
+        pod's own key is taken to be allowed to do; see ``clusters``)."""
         base = f"{self.api_url}/v2/pods/{quote(status.id, safe='')}"
+        cluster = status.details.get("cluster")
         request: dict[str, Any] = {
             "kind": "http",
             "gone": [404],
@@ -390,6 +496,10 @@ class RunPodProvider(StopStart, SelfRelease, TrainingProvider):
                 "match": {"RUNPOD_POD_ID": status.id},
             },
         }
+        if cluster:
+            url = f"{self.api_url}/v2/clusters/{quote(str(cluster), safe='')}"
+            request.update(method="DELETE", url=url, body=None)
+            return Release("terminate", request)
         if action == "stop":
             request.update(method="POST", url=base + "/action", body={"action": "stop"})
         else:
@@ -397,18 +507,29 @@ class RunPodProvider(StopStart, SelfRelease, TrainingProvider):
         return Release(action, request)
 
     def stop(self, resource_id: str) -> ResourceStatus:
-        pod = self._own_pod(resource_id)
+        pod = self._alone(self._own_pod(resource_id), "stopped")
         if pod.get("status") != "EXITED":
             pod = self.client.pod_action(resource_id, "stop", ("EXITED",))
         return self._status(pod)
 
     def start(self, resource_id: str, *, progress: Progress | None = None) -> ResourceStatus:
-        pod = self._own_pod(resource_id)
+        pod = self._alone(self._own_pod(resource_id), "started")
         if pod.get("status") == "EXITED" and (pod.get("env") or {}).get(SPOT_MARK) == "1":
             self._resume_spot(pod)
         elif pod.get("status") in ("EXITED", "ERROR"):
             self.client.pod_action(resource_id, "start", ("PROVISIONING", "STARTING", "RUNNING"))
         return self._status(self._wait_usable(resource_id, progress))
+
+    @staticmethod
+    def _alone(pod: dict[str, Any], done: str) -> dict[str, Any]:
+        """``pod``, unless it is a cluster's (whose pods RunPod keeps together)."""
+        if clusters.membership(pod) is not None:
+            name = clusters.member_name(pod) or pod["id"]
+            raise BadInput(
+                f"{name} is a pod of a RunPod cluster, which cannot be {done} on its own",
+                hint="`trainctl terminate GROUP` releases the whole group",
+            )
+        return pod
 
     def _resume_spot(self, pod: dict[str, Any]) -> None:
         """A stopped spot pod runs again only with a new bid (GraphQL podBidResume),
@@ -424,14 +545,18 @@ class RunPodProvider(StopStart, SelfRelease, TrainingProvider):
         progress: Progress | None,
         *,
         release: Callable[[], object] | None = None,
+        fetch: Callable[[], dict[str, Any]] | None = None,
+        what: str | None = None,
     ) -> dict[str, Any]:
         """Wait until the pod runs and its sshd lets trainctl in. ``release`` (on a new
-        pod) terminates it when that does not happen; without it the pod is left be."""
+        pod) terminates it when that does not happen; without it the pod is left be.
+        ``fetch`` reads the pod (default: by its id); ``what`` names it."""
         probed: set[str] = set()
         undirected_since: list[float] = []  # when it was first seen RUNNING without one
+        read = fetch or (lambda: self.client.get_pod(pod_id))
 
         def poll() -> Probe:
-            pod = self.client.get_pod(pod_id)
+            pod = read()
             if not _look(pod).ready:
                 if pod.get("status") != "RUNNING":
                     return Probe(pod)
@@ -444,7 +569,7 @@ class RunPodProvider(StopStart, SelfRelease, TrainingProvider):
             return Probe(pod, ssh_ok=error is None, ssh_error=error)
 
         return wait_ready(
-            f"RunPod pod {pod_id}",
+            what or f"RunPod pod {pod_id}",
             poll,
             Probe.seen,
             release=release,
@@ -491,7 +616,8 @@ class RunPodProvider(StopStart, SelfRelease, TrainingProvider):
         raw = pod.get("status")
         gpu = pod.get("gpu") or {}
         direct = (pod.get("ssh") or {}).get("direct") or {}
-        short = str(pod.get("name", "")).removeprefix(NAME_PREFIX)
+        cluster = clusters.membership(pod) or {}
+        short = clusters.member_name(pod) or str(pod.get("name", "")).removeprefix(NAME_PREFIX)
         persistent = (pod.get("mounts") or {}).get("persistent") or {}
         spot = (pod.get("env") or {}).get(SPOT_MARK) == "1"
         reason = None
@@ -516,6 +642,7 @@ class RunPodProvider(StopStart, SelfRelease, TrainingProvider):
             spot=spot,
             region=pod.get("dataCenterId"),
             public_ip=direct.get("host"),
+            private_ip=cluster.get("ip"),
             ssh_host=direct.get("host"),
             ssh_port=direct.get("port"),
             ssh_user=direct.get("username"),
@@ -527,12 +654,18 @@ class RunPodProvider(StopStart, SelfRelease, TrainingProvider):
                 "image": pod.get("image"),
                 "disk_gb": pod.get("disk"),
                 "volume_gb": persistent.get("size"),
+                **({"cluster": cluster["id"]} if cluster else {}),
             },
         )
 
 
+def _ours(pod: dict[str, Any]) -> bool:
+    """A pod trainctl made: named with its prefix, or a member of a group's cluster."""
+    return str(pod.get("name", "")).startswith(NAME_PREFIX) or bool(clusters.group_of(pod))
+
+
 def _require_ours(pod: dict[str, Any]) -> dict[str, Any]:
-    if not str(pod.get("name", "")).startswith(NAME_PREFIX):
+    if not _ours(pod):
         raise NotFound(
             f"RunPod pod {pod.get('id')} ({pod.get('name')}) was not created by trainctl; "
             "trainctl leaves it alone"
