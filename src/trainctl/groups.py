@@ -34,6 +34,7 @@ from .capabilities import Capability, require
 from .errors import BadInput, OperationFailed, TrainctlError
 from .guards import CREATE_IDLE_SECONDS, RUN_IDLE_SECONDS
 from .interrupts import Interrupt, deferred
+from .provider import GroupNetwork
 from .runtime.client import new_job_id
 from .types import (
     CreateResourceOptions,
@@ -278,7 +279,12 @@ def start(
     """Start ``job`` on every node at once (job ``<job_id>-n<rank>``, each with its
     node's variables), the code synced to all of them in parallel. If any node's job
     cannot start, the ones that did are cancelled before the error is raised."""
-    envs = node_env([tc.status(r.id) for r in records], master_port)
+    statuses = [tc.status(r.id) for r in records]
+    envs = node_env(statuses, master_port)
+    provider = tc.provider(records[0].provider)
+    if isinstance(provider, GroupNetwork):
+        for env, status in zip(envs, statuses, strict=True):
+            env.update(provider.group_job_env(status))
 
     def one(rank: int) -> TrainingStatus:
         api = new_api()

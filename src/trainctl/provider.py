@@ -580,6 +580,11 @@ class GroupNetwork(ABC):
         and given back in each machine's ``options.group.network`` and to
         ``release_group_network``."""
 
+    def group_job_env(self, status: ResourceStatus) -> dict[str, str]:
+        """Variables a group's job needs on this node beyond torchrun's (e.g. which
+        network interface NCCL and gloo must use); the user's ``-e`` wins over them."""
+        return {}
+
     @abstractmethod
     def release_group_network(self, group: str, network: dict[str, Any]) -> None:
         """Remove what ``make_group_network`` made, once the group's machines are

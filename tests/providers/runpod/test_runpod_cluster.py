@@ -137,6 +137,7 @@ def test_run_on_a_cluster_meets_at_node_0s_private_address(runpod_cli, tmp_path)
     fake = runpod_cli
     (tmp_path / "job.sh").write_text(
         'echo "rank=$NODE_RANK of $NNODES at $MASTER_ADDR:$MASTER_PORT ips=$TRAINCTL_NODE_IPS"\n'
+        'echo "nccl=$NCCL_SOCKET_IFNAME gloo=$GLOO_SOCKET_IFNAME"\n'
     )
     r = trainctl(
         "run", "-p", "runpod", "--gpu", "A100", "--nodes", "2", "-w", str(tmp_path),
@@ -146,6 +147,8 @@ def test_run_on_a_cluster_meets_at_node_0s_private_address(runpod_cli, tmp_path)
     ips = "10.65.0.2,10.65.0.3"
     assert f"[node 0] rank=0 of 2 at 10.65.0.2:29500 ips={ips}" in r.out, r.out
     assert f"[node 1] rank=1 of 2 at 10.65.0.2:29500 ips={ips}" in r.out, r.out
+    # the cluster's private interface, as RunPod's docs say
+    assert r.out.count("nccl=ens1 gloo=ens1") == 2, r.out
     nothing_left(fake)
 
 

@@ -27,6 +27,9 @@ from ...types import node_name
 GROUP_MARK = "TRAINCTL_GROUP"
 #: RunPod's only cluster type without a managed Slurm or Ray topology on top
 CLUSTER_TYPE = "TRAINING"
+#: RunPod's Instant Clusters docs: the nodes reach each other over ens1 (where
+#: PRIMARY_ADDR is), and eth0, the management interface, is not for that traffic
+INTERFACE_ENV = {"NCCL_SOCKET_IFNAME": "ens1", "GLOO_SOCKET_IFNAME": "ens1"}
 MIN_PODS = 2  # ClusterCompute.podCount in RunPod's document
 MAX_PODS = 250
 

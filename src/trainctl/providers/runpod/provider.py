@@ -342,6 +342,11 @@ class RunPodProvider(StopStart, SelfRelease, GroupNetwork, TrainingProvider):
         made = self.client.create_cluster(request, f"cluster of {size}x {plan.what}")
         return {"cluster": made["id"], "name": plan.pod_name}
 
+    def group_job_env(self, status: ResourceStatus) -> dict[str, str]:
+        """A cluster's pods talk to each other over ``ens1``, its private
+        interface (``eth0`` is for the internet): NCCL and gloo are told so."""
+        return clusters.INTERFACE_ENV if status.details.get("cluster") else {}
+
     def release_group_network(self, group: str, network: dict[str, Any]) -> None:
         """Delete the group's cluster (and so every pod still in it); without its id
         (the create's answer never came), the cluster of the group's name, if any."""
