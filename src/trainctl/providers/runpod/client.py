@@ -191,19 +191,28 @@ class RunPodClient:
 
     def create_pod(self, body: dict[str, Any], what: str) -> dict[str, Any]:
         """``POST /v2/pods``; a lost or unreadable answer is settled by the pod's name."""
+        return self._create("/v2/pods", body, what, "pod", self.find_by_name)
+
+    def _create(
+        self,
+        path: str,
+        body: dict[str, Any],
+        what: str,
+        kind: str,
+        find: Callable[[str], dict[str, Any] | None],
+    ) -> dict[str, Any]:
+        """POST a create whose answer, lost or unreadable, is settled by the name of
+        what it makes (``find``)."""
         name = str(body["name"])
         try:
             answer = self.rest.post(
-                "/v2/pods",
-                body,
-                recover=lambda: self.find_by_name(name),
-                not_credentials=frozenset({403}),
+                path, body, recover=lambda: find(name), not_credentials=frozenset({403})
             )
         except ApiError as e:
-            raise create_error(e, what) from None
+            raise create_error(e, what, kind) from None
         if isinstance(answer, dict) and isinstance(answer.get("id"), str) and answer["id"]:
             return answer
-        return self.settle_unreadable(name, f"RunPod answered {shape(answer)}")
+        return self.settle_unreadable(name, f"RunPod answered {shape(answer)}", kind, find)
 
     def rent_spot(self, spec: dict[str, Any]) -> str:
         """``podRentInterruptable``: the new spot pod's id."""
@@ -230,20 +239,27 @@ class RunPodClient:
         spec = {"podId": pod_id, "bidPerGpu": bid_per_gpu, "gpuCount": count}
         self.graphql(BID_RESUME, {"input": spec}, mutation=True, recover=recover)
 
-    def settle_unreadable(self, pod_name: str, why: str) -> dict[str, Any]:
-        """A create that may have acted but whose answer names no pod: the pod it
-        made, found by name, or ``ResourceLeft`` so that its record is kept."""
+    def settle_unreadable(
+        self,
+        name: str,
+        why: str,
+        kind: str = "pod",
+        find: Callable[[str], dict[str, Any] | None] | None = None,
+    ) -> dict[str, Any]:
+        """A create that may have acted but whose answer names nothing: what it made
+        (a pod, or a ``kind`` found by ``find``), found by name, or ``ResourceLeft`` so
+        that its record is kept."""
         try:
-            found = self.find_by_name(pod_name)
+            found = (find or self.find_by_name)(name)
         except TrainctlError as e:
             raise ResourceLeft(
-                f"{why} to the create of {pod_name}, and looking it up failed too "
+                f"{why} to the create of {name}, and looking it up failed too "
                 f"({e.message}); it may exist and bill"
             ) from None
         if found is not None:
             return found
         raise ResourceLeft(
-            f"{why} to the create of {pod_name}, and no pod of that name is listed yet; "
+            f"{why} to the create of {name}, and no {kind} of that name is listed yet; "
             "it may still appear and bill"
         )
 
@@ -256,28 +272,7 @@ class RunPodClient:
     def create_cluster(self, body: dict[str, Any], what: str) -> dict[str, Any]:
         """``POST /v2/clusters``: every pod of the cluster in one call; a lost or
         unreadable answer is settled by the cluster's name."""
-        name = str(body["name"])
-        try:
-            answer = self.rest.post(
-                "/v2/clusters",
-                body,
-                recover=lambda: self.find_cluster(name),
-                not_credentials=frozenset({403}),
-            )
-        except ApiError as e:
-            raise create_error(e, what, "cluster") from None
-        if isinstance(answer, dict) and isinstance(answer.get("id"), str) and answer["id"]:
-            return answer
-        why = f"RunPod answered {shape(answer)} to the create of cluster {name}"
-        try:
-            found = self.find_cluster(name)
-        except TrainctlError as e:
-            raise ResourceLeft(
-                f"{why}, and looking it up failed too ({e.message}); it may exist and bill"
-            ) from None
-        if found is None:
-            raise ResourceLeft(f"{why}, and no cluster of that name is listed yet; it may bill")
-        return found
+        return self._create("/v2/clusters", body, what, "cluster", self.find_cluster)
 
     def find_cluster(self, name: str) -> dict[str, Any] | None:
         body = self.rest.get("/v2/clusters")
