@@ -566,6 +566,10 @@ class GroupNetwork(ABC):
     provider's API makes a group's machines in one call (RunPod's Instant Clusters),
     that call is what they share, and each machine's create takes its own from it."""
 
+    #: the provider can release a group's machines only together (terminating one
+    #: of them ends them all): ``terminate NODE`` then terminates its group
+    nodes_released_together = False
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         caps = getattr(cls, "capabilities", frozenset())

@@ -195,6 +195,14 @@ def terminate(resource: str, yes: bool, json_mode: bool) -> None:
         _terminate_group(tc, group, yes, json_mode)
         return
     record, untracked = located = tc.locate(resource)
+    together = record is not None and _released_with_its_group(tc, record.id, record.provider)
+    if together:
+        Output(json_mode).info(
+            f"{record.name} is a node of group {together['name']}, whose machines "
+            f"{record.provider} releases only together: terminating the group"
+        )
+        _terminate_group(tc, together, yes, json_mode)
+        return
     if record is not None:
         name, rid, provider, what = record.name, record.id, record.provider, ""
     else:
@@ -209,6 +217,13 @@ def terminate(resource: str, yes: bool, json_mode: bool) -> None:
         out.emit({**st.to_dict(), "name": st.name or name})
     else:
         out.info(f"terminated {what}{name} ({rid})" + (f": {st.reason}" if st.reason else ""))
+
+
+def _released_with_its_group(tc: Trainctl, resource_id: str, provider: str) -> dict | None:
+    """The group of a machine whose provider cannot release it on its own, or None."""
+    if not getattr(tc.provider(provider), "nodes_released_together", False):
+        return None
+    return next((g for g in tc.store.groups() if resource_id in g["members"]), None)
 
 
 def _terminate_group(tc: Trainctl, group: dict, yes: bool, json_mode: bool) -> None:

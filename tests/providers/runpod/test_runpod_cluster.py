@@ -76,14 +76,28 @@ def test_one_node_terminated_releases_its_whole_cluster(runpod_cli):
     fake = runpod_cli
     made = trainctl("create", "-p", "runpod", "--gpu", "A100", "--nodes", "2", "-n", "pair")
     assert made.code == 0, made.err
+    asked = trainctl("terminate", "pair-1", input="n\n")
+    assert asked.code != 0 and "Terminate group pair on runpod (pair-0, pair-1)?" in asked.err
+    assert len(fake.pods) == 2
     r = trainctl("terminate", "pair-1", "-y", "--json")
     assert r.code == 0, r.err
-    assert "released with its RunPod cluster" in r.out
+    assert "whose machines runpod releases only together: terminating the group" in r.err
+    assert r.json()["group"] == "pair"
+    nothing_left(fake)
+
+
+def test_a_node_made_outside_a_group_record_is_released_with_its_cluster(runpod_cli):
+    fake = runpod_cli
+    made = trainctl("create", "-p", "runpod", "--gpu", "A100", "--nodes", "2", "-n", "pair")
+    assert made.code == 0, made.err
+    store = Trainctl().store
+    store.forget_group("pair")  # e.g. a store that lost its group record
+    r = trainctl("terminate", "pair-1", "-y", "--json")
+    assert r.code == 0, r.err
+    assert r.json()["reason"].startswith("released with its RunPod cluster")
     assert fake.clusters == {} and fake.pods == {}
     listed = trainctl("list", "--refresh", "--json").json()["resources"]
-    assert [x["state"] for x in listed if x["state"] != "terminated"] == []
-    assert trainctl("terminate", "pair", "-y").code == 0
-    nothing_left(fake)
+    assert [x["name"] for x in listed if x["state"] != "terminated"] == []
 
 
 def test_node_2_of_3_failing_releases_the_cluster_and_leaves_nothing(runpod_cli):

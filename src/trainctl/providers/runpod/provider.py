@@ -128,6 +128,8 @@ class RunPodProvider(StopStart, SelfRelease, GroupNetwork, TrainingProvider):
         ProviderFlag("env", "Environment variables of the pod.", kind=dict),
     )
     spot_bids_max_price = True
+    #: a cluster's pods are deleted with it (see ``clusters``)
+    nodes_released_together = True
     #: a pod is a container already: ``--image`` is the pod's image (no docker inside)
     job_images = False
     machine_image_note = "a pod runs in its own image: give --image to create or run"
