@@ -24,7 +24,7 @@ import contextlib
 import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +44,7 @@ from .types import (
     TrainingJob,
     node_name,
 )
+from .waiting import cancelled_by
 
 if TYPE_CHECKING:
     from .remote.base import Progress
@@ -94,6 +95,17 @@ def nodes_given(provider: Any, extra: dict[str, Any]) -> int | None:
     return counts.pop() if counts else None
 
 
+class NodeFailed(OperationFailed):
+    """A node of a group could not be made."""
+
+    def __init__(self, rank: int, nodes: int, name: str | None, error: TrainctlError) -> None:
+        super().__init__(
+            f"node {rank} of {nodes} ({name}) could not be made: {error.message}",
+            hint=error.hint,
+        )
+        self.rank = rank
+
+
 def create_group(
     tc: Trainctl,
     provider_name: str,
@@ -102,9 +114,13 @@ def create_group(
     *,
     progress: Progress | None = None,
     default_idle: float | None = None,
+    new_api: Callable[[], Trainctl] = Trainctl,
 ) -> list[ResourceRecord]:
     """Rent ``nodes`` machines as one group named ``options.name`` (or a new name);
-    returns their records, node 0 first. All or nothing (see the module docstring)."""
+    returns their records, node 0 first. All or nothing (see the module docstring).
+    The nodes are made at once, each in its own thread with its own ``new_api()``;
+    once one fails (or Ctrl-C reaches this thread), the waits of the others end as an
+    interrupt ends them, releasing their machines, and what was made is released."""
     if not 2 <= nodes <= MAX_NODES:
         raise BadInput(f"--nodes must be from 2 to {MAX_NODES}, not {nodes}")
     provider = tc.provider(provider_name)
@@ -122,37 +138,89 @@ def create_group(
         with deferred():
             network = provider.make_group_network(name, options, nodes)
             tc.store.update_group(name, network=network)
-        for rank in range(nodes):
-            opts = replace(
+        placed = [
+            replace(
                 options,
                 name=node_name(name, rank),
                 extra=extras[rank],
                 tags=dict(options.tags),
                 group=GroupPlacement(name, nodes, rank, network),
             )
-            say(f"node {rank} of {name}: creating {opts.name}")
-            try:
-                record = tc.create(provider_name, opts, progress=progress, **kwargs)
-            except TrainctlError as e:
-                raise OperationFailed(
-                    f"node {rank} of {nodes} ({opts.name}) could not be made: {e.message}",
-                    hint=e.hint,
-                ) from e
-            made.append(record)
-            tc.store.update_group(name, members=[r.id for r in made])
+            for rank in range(nodes)
+        ]
+        _create_nodes(provider_name, name, placed, made, say, progress, kwargs, new_api)
     except BaseException as e:
         left = _undo(tc, provider, name, made, network, say)
         if isinstance(e, TrainctlError) and left:
             e.message += (
                 f"; could not release {'; '.join(left)}: `trainctl terminate {name}` retries"
             )
-        elif isinstance(e, OperationFailed) and made:
-            released = ", ".join(r.name for r in made)
-            e.message += f"; released the nodes already made ({released})"
+        elif isinstance(e, NodeFailed):
+            others = ", ".join(node_name(name, r) for r in range(nodes) if r != e.rank)
+            e.message += f"; released the other nodes ({others})"
         elif left:
             say(f"could not release {'; '.join(left)}: `trainctl terminate {name}` retries")
         raise
     return made
+
+
+def _create_nodes(
+    provider_name: str,
+    name: str,
+    placed: list[CreateResourceOptions],
+    made: list[ResourceRecord],
+    say: Progress,
+    progress: Progress | None,
+    kwargs: dict[str, Any],
+    new_api: Callable[[], Trainctl],
+) -> None:
+    """Make every node at once; ``made`` gets the records of those made (node 0
+    first), failing or not. Raises the first node's own failure (the first in time:
+    the others' may follow from it, or from their cancelling), or the interrupt that
+    reached this thread, once every node's create has ended."""
+    stop = threading.Event()
+    lock = threading.Lock()
+    ids: list[str | None] = [None] * len(placed)
+    failures: list[tuple[int, BaseException]] = []  # in the order they happened
+
+    def one(rank: int) -> ResourceRecord:
+        opts = placed[rank]
+        api = new_api()
+        try:
+            say(f"node {rank} of {name}: creating {opts.name}")
+            node_progress = (lambda line: progress(f"[node {rank}] {line}")) if progress else None
+            with cancelled_by(stop):
+                record = api.create(provider_name, opts, progress=node_progress, **kwargs)
+            with lock:  # recorded as the group's at once, for a `terminate` after a crash
+                ids[rank] = record.id
+                api.store.update_group(name, members=[i for i in ids if i])
+            return record
+        except BaseException as e:
+            with lock:
+                failures.append((rank, e))
+            stop.set()
+            raise
+        finally:
+            api.store.close()
+
+    with ThreadPoolExecutor(max_workers=min(len(placed), 16)) as pool:
+        futures = [pool.submit(one, rank) for rank in range(len(placed))]
+        try:
+            wait(futures)
+        except BaseException:
+            stop.set()
+            with deferred():  # each node releases what it made as it ends
+                wait(futures)
+            made.extend(f.result() for f in futures if f.exception() is None)
+            raise
+    made.extend(f.result() for f in futures if f.exception() is None)
+    if not failures:
+        return
+    own = [(r, e) for r, e in failures if not isinstance(e, KeyboardInterrupt)]
+    rank, error = (own or failures)[0]
+    if isinstance(error, TrainctlError):
+        raise NodeFailed(rank, len(placed), placed[rank].name, error) from error
+    raise error  # type: ignore[misc]
 
 
 def _undo(

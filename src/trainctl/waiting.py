@@ -8,16 +8,39 @@ failed poll or Ctrl-C terminate it (nothing left billing) and say why.
 from __future__ import annotations
 
 import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
 from .errors import OperationFailed, ResourceLeft, TrainctlError
-from .interrupts import Released
+from .interrupts import Interrupt, Released
 from .remote.base import Progress
 
 T = TypeVar("T")
+
+
+_thread = threading.local()
+
+
+@contextmanager
+def cancelled_by(event: threading.Event) -> Iterator[None]:
+    """Within the block, a wait in this thread ends as a Ctrl-C would end it (the
+    machine released) once ``event`` is set: signals reach the main thread only, so
+    a create running in another thread (a node of a group) is cancelled this way."""
+    _thread.cancel = event
+    try:
+        yield
+    finally:
+        _thread.cancel = None
+
+
+def _cancelled() -> None:
+    event = getattr(_thread, "cancel", None)
+    if event is not None and event.is_set():
+        raise Interrupt(signal.SIGINT)
 
 
 @dataclass(frozen=True)
@@ -57,6 +80,7 @@ def wait_ready(
     shown = None
     try:
         while True:
+            _cancelled()
             value = poll()
             seen = look(value)
             waited = clock() - start
@@ -72,6 +96,7 @@ def wait_ready(
                     f"{what} was not ready after {timeout:g} s (still {seen.state})"
                 )
             sleep(min(interval, timeout - waited))
+            _cancelled()
     except (Exception, KeyboardInterrupt) as e:
         if release is None:
             raise

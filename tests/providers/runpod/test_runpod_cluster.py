@@ -106,7 +106,7 @@ def test_node_2_of_3_failing_releases_the_cluster_and_leaves_nothing(runpod_cli)
     r = trainctl("create", "-p", "runpod", "--gpu", "A100", "--nodes", "3", "-n", "bad")
     assert r.code != 0
     assert "node 2 of 3 (bad-2) could not be made" in r.err, r.err
-    assert "ERROR" in r.err and "released the nodes already made (bad-0, bad-1)" in r.err
+    assert "ERROR" in r.err and "released the other nodes (bad-0, bad-1)" in r.err
     assert "Traceback" not in r.err
     assert len(fake.made_clusters) == 1
     nothing_left(fake)

@@ -79,7 +79,7 @@ def test_a_node_that_cannot_be_made_releases_the_ones_made(sshd, tmp_path):
     )  # fmt: skip
     assert r.code != 0
     assert "node 1 of 2 (g-1) could not be made" in r.err
-    assert "released the nodes already made (g-0)" in r.err
+    assert "released the other nodes (g-0)" in r.err
     assert Store().resources() == [] and Store().group("g") is None
 
 
