@@ -26,11 +26,12 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from .api import Trainctl, download_outputs
 from .capabilities import Capability, require
+from .checkpoints import JOIN_SECONDS
 from .errors import BadInput, OperationFailed, TrainctlError
 from .guards import CREATE_IDLE_SECONDS, RUN_IDLE_SECONDS
 from .interrupts import Interrupt, deferred
@@ -549,11 +550,14 @@ def run_group(
     progress: Progress | None = None,
     master_port: int = MASTER_PORT,
     on_created: Callable[[ResourceRecord], None] | None = None,
+    checkpoint_sync: float | None = None,
 ) -> GroupRun:
     """Rent the group, run ``job`` on every node at once, follow all their logs, bring
     ``outputs`` and the checkpoint directory home from node 0, then release every node
-    (unless ``keep``). An interrupt cancels the job on every node (SIGTERM, SIGKILL
-    after ``grace``) before the release."""
+    (unless ``keep``). With ``checkpoint_sync`` (seconds between looks at most), node
+    0's checkpoint directory comes home file by file while the job runs, as on one
+    machine (``checkpoints.CheckpointPuller``). An interrupt cancels the job on every
+    node (SIGTERM, SIGKILL after ``grace``) before the release."""
     say = progress or (lambda _line: None)
     idle = CREATE_IDLE_SECONDS if keep else RUN_IDLE_SECONDS
     records = create_group(tc, provider_name, options, nodes, progress=progress, default_idle=idle)
@@ -564,21 +568,35 @@ def run_group(
             on_created(record)
     job_id = job.job_id or new_job_id()
     node_jobs = [node_job_id(job_id, rank) for rank in range(nodes)]
+    home = output_dir / (PurePosixPath(job.checkpoint_dir.rstrip("/")).name or "checkpoints")
+    puller = None
     try:
         try:
             start(tc, records, job, job_id, master_port=master_port, progress=progress)
             say(f"job {job_id} running on {nodes} nodes ({', '.join(node_jobs)})")
+            if checkpoint_sync is not None:  # a group's files are node 0's
+                puller = tc.pull_checkpoints(
+                    node_jobs[0], job.checkpoint_dir, home, interval=checkpoint_sync,
+                    progress=progress,
+                )  # fmt: skip
+            if puller is not None:
+                puller.start()
             result.job = follow(node_jobs, sink, grace=grace, progress=progress)
         except Interrupt:
+            if puller is not None:
+                puller.stop()
             result.interrupted = True
             say(f"interrupted: cancelling job {job_id} on every node (SIGKILL after {grace:g}s)")
             for node_job in node_jobs:
                 with contextlib.suppress(TrainctlError):
                     tc.cancel(node_job, grace)
+        if puller is not None:
+            with contextlib.suppress(TrainctlError):
+                puller.finish()  # the last pass, now that the job has ended
         landed, failed = download_outputs(
             tc,
-            records[0].id,  # a group's files are node 0's
-            [*outputs, job.checkpoint_dir],
+            records[0].id,
+            [*outputs] if puller is not None else [*outputs, job.checkpoint_dir],
             output_dir,
             completed=result.job is not None and result.job.failed is None,
             progress=progress,
@@ -592,4 +610,6 @@ def run_group(
                 left = terminate_group(tc, name, progress=progress)
             result.terminated = not left
             result.failures += left
+        if puller is not None:
+            puller.close(JOIN_SECONDS if result.terminated else 0.0)
     return result

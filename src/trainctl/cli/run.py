@@ -157,7 +157,7 @@ def _run(
     if count > 1:
         if recover or forwards:
             raise BadInput("--recover and --port do not work with several nodes yet")
-        return _run_group(tc, name, options, count, job, outputs, dest, keep, grace, out)
+        return _run_group(tc, name, options, count, job, outputs, dest, keep, grace, every, out)
     with signals_interrupt():
         result = run_job(
             tc,
@@ -217,7 +217,7 @@ def _created(record) -> None:
     click.echo(f"created {record.name} ({record.id}) on {record.provider}", err=True)
 
 
-def _run_group(tc, name, options, count, job, outputs, dest, keep, grace, out) -> int:
+def _run_group(tc, name, options, count, job, outputs, dest, keep, grace, every, out) -> int:
     """`run --nodes N` (or --host once per node): the job on every node at once."""
     progress = progress_printer(out.json_mode)
     with signals_interrupt():
@@ -234,6 +234,7 @@ def _run_group(tc, name, options, count, job, outputs, dest, keep, grace, out) -
             sink=out.log_bytes,
             progress=progress,
             on_created=_created,
+            checkpoint_sync=every,
         )
     if out.json_mode:
         out.emit(result.to_dict())

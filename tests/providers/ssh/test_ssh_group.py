@@ -161,3 +161,27 @@ def test_one_host_for_two_nodes_is_refused_before_anything(ssh_machine, sshd):
     assert Store().resources() == []
     r = trainctl("create", "-p", "local", "--nodes", "2")
     assert r.code == 2 and "missing capability: multi-node" in r.err
+
+
+def test_node_0s_checkpoints_come_home_while_the_group_runs(hosts, tmp_path):
+    _, args = hosts
+    home = tmp_path / "out"
+    job = (
+        'if [ "$NODE_RANK" = 0 ]; then mkdir -p "$TRAINCTL_CHECKPOINT_DIR"; '
+        'echo "epoch 1" > "$TRAINCTL_CHECKPOINT_DIR/ckpt-1.txt"; fi; '
+        "echo saved; sleep 60"
+    )
+    run = Cli(
+        "run", "-p", "ssh", *args, "--no-sync", "--grace", "1", "--checkpoint-sync", "1s",
+        "--output-dir", str(home), "--", "sh", "-c", job,
+    )  # fmt: skip
+    run.wait_for(run.out, "[node 0] saved")
+    landed = home / "checkpoints" / "ckpt-1.txt"
+    deadline = time.time() + 30
+    while not landed.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    assert landed.read_text() == "epoch 1\n"  # home while the job still runs
+    assert run.proc.poll() is None
+    run.signal(signal.SIGINT)
+    assert run.finish() == 130
+    assert Store().resources() == [] and Store().groups() == []
