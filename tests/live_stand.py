@@ -72,6 +72,9 @@ class Stand:
         self.lyceum: FakeLyceum | None = None
         self.aws_url: str | None = None
         self.env: dict[str, str] = {}
+        #: the (region, name) of the DLAMI parameters the stand published, taken back
+        #: at the end: other tests of this process count on regions without one
+        self._published: list[tuple[str, str]] = []
 
     def __enter__(self) -> Stand:
         home = self.directory / "stand-home"
@@ -103,11 +106,15 @@ class Stand:
         import boto3
 
         from aws_support import publish_dlami, set_up
+        from trainctl.providers.aws.images import DLAMI_PARAMETER
 
         self.aws_url = set_up(self.monkeypatch, REGION)
         regions = boto3.client("ec2", region_name=REGION).describe_regions()["Regions"]
         for region in (r["RegionName"] for r in regions):
             for arch in ("x86_64", "arm64"):
+                name = DLAMI_PARAMETER.format(arch=arch)
+                if not _parameters(region).get(name):
+                    self._published.append((region, name))
                 publish_dlami(region, arch)
         self.env.update(
             AWS_ENDPOINT_URL=self.aws_url,
@@ -123,6 +130,8 @@ class Stand:
         for fake in (self.runpod, self.lyceum):
             if fake is not None:
                 fake.stop()
+        for region, name in self._published:
+            _parameters(region).pop(name, None)
 
     def suite(self, providers: list[str], *pytest_args: str, run_dir: Path) -> list[str]:
         """The argv of the live suite against this stand."""
@@ -162,6 +171,15 @@ class Stand:
                          for i in reservation["Instances"]
                          if i["State"]["Name"] != "terminated"]  # fmt: skip
         return left
+
+
+def _parameters(region: str) -> Any:
+    """moto's SSM parameters of the region (the AWS tests' account)."""
+    from moto.ssm.models import ssm_backends
+
+    from aws_support import ACCOUNT
+
+    return ssm_backends[ACCOUNT][region]._parameters
 
 
 def main(argv: list[str]) -> int:

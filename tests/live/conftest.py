@@ -61,6 +61,9 @@ def pytest_configure(config: pytest.Config) -> None:
     run_id = livekit.LiveRun.new_id()
     given = config.getoption("live_dir")
     directory = Path(given) if given else Path(config.rootpath) / "out" / "live" / run_id
+    if directory.exists() and any(directory.iterdir()):
+        # it may hold an earlier run's home, whose records its sweep needs
+        raise pytest.UsageError(f"live: the run's directory {directory} is not empty")
     own_home = directory / "home"
     own_home.mkdir(parents=True, exist_ok=True, mode=0o700)
     user_config = home.config_path()
