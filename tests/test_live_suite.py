@@ -19,9 +19,11 @@ import pytest
 
 from live_stand import REPO, TESTS, Stand
 from polling import wait_for
+from trainctl import catalog
 from trainctl.guards import GuardRequest
 
 sys.path.insert(0, str(TESTS / "live"))
+import estimate  # noqa: E402
 import livekit  # noqa: E402
 
 ALL = ["aws", "runpod", "lyceum"]
@@ -63,6 +65,9 @@ def test_the_suite_passes_on_the_stand_ins_capped_and_leaves_nothing(stand, tmp_
     assert sorted(m["check"] for m in made if m["provider"] == "runpod") == [
         "community", "guard", "life", "spot",
     ]  # fmt: skip
+    assert {(m["provider"], m["check"]) for m in made} == {
+        (p, c) for p, checks in livekit.CHECKS.items() for c in checks
+    }  # what the estimate counts is what the suite rents
     assert len(made) == 10
     for m in made:
         # every machine at the provider is trainctl-live-<run>-<check>, and capped
@@ -135,6 +140,37 @@ def test_an_interrupted_run_sweeps_what_it_made(stand, tmp_path, signum):
     assert "live: spend" in out
 
 
+@pytest.mark.parametrize(
+    "stand",
+    [pytest.param(["runpod"], id="runpod"), pytest.param(["aws"], id="aws")],
+    indirect=True,
+)
+def test_what_a_killed_run_left_is_found_by_name_or_tag_and_released(stand, tmp_path):
+    """``kill -9`` leaves no sweep: tests/live/sweep.py, in a home that knows nothing
+    of the run, finds its machine in the provider's own listing."""
+    run_dir = tmp_path / "run"
+    (provider,) = stand.providers
+    child = subprocess.Popen(
+        stand.suite([provider], "-k", "test_full_lifecycle", run_dir=run_dir),
+        cwd=REPO, env=stand.child_env(), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for(stand.leftovers, 60)
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+    left = stand.leftovers()
+    assert left and report(run_dir)["sweep"] is None  # no sweep ran
+    argv = [sys.executable, str(TESTS / "live" / "sweep.py"), "--run", report(run_dir)["run_id"],
+            "--home", str(tmp_path / "fresh-home"), provider]  # fmt: skip
+    done = subprocess.run(argv, cwd=REPO, env=stand.child_env(), capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "released trainctl-live-" in done.stdout or "released live-" in done.stdout
+    assert stand.leftovers() == []
+
+
 def test_without_credentials_it_refuses_with_one_line_per_provider(tmp_path, monkeypatch):
     for var in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(var, raising=False)
@@ -178,8 +214,6 @@ def test_every_machine_is_capped_by_its_price():
 
 
 def test_the_offers_tried_are_the_cheapest_within_the_ceiling():
-    from trainctl import catalog
-
     aws = livekit.candidates("aws")
     cheapest = catalog.offers("aws")[0]
     assert aws[0]["instance_type"] == cheapest.offer_id
@@ -188,6 +222,18 @@ def test_the_offers_tried_are_the_cheapest_within_the_ceiling():
     community = livekit.candidates("runpod", cloud="community")
     assert community and all(c["extra"]["cloud"] == "community" for c in community)
     assert livekit.candidates("lyceum") == [{"instance_type": livekit.LYCEUM_CPU}]
+
+
+def test_the_estimate_prices_the_first_offer_tried_from_the_catalog():
+    aws, runpod, lyceum, total = estimate.lines(["aws", "runpod", "lyceum"])
+    first = catalog.offers("aws")[0]
+    minutes = sum(livekit.CHECKS["aws"].values())
+    assert f"3 machines of {first.offer_id} at ${first.on_demand:.4f}/h" in aws
+    assert f"~${first.on_demand * minutes / 60:.2f}" in aws
+    assert f"at most ${3 * livekit.caps(first.on_demand).max_spend:.2f}" in aws
+    assert "(community)" in runpod
+    assert "no catalog price" in lyceum and f"${livekit.ceiling(3):.2f}" in lyceum
+    assert total.startswith("total")
 
 
 def test_names_carry_the_run_at_the_provider():

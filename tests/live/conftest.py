@@ -165,8 +165,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             for left in result.left:
                 tr.write_line(f"LEFT BEHIND: {left}", red=True, bold=True)
             tr.write_line(
-                f"release them with: python tests/live/sweep.py --home {run.directory / 'home'} "
-                f"{' '.join(run.providers)}",
+                f"release them with: python tests/live/sweep.py --run {run.run_id} "
+                f"--home {run.directory / 'home'} {' '.join(run.providers)}",
                 red=True,
             )
         else:

@@ -56,6 +56,14 @@ LYCEUM_CPU = "cpu"
 
 Observe = Callable[[str], None]
 
+#: the machines a run rents on each provider (its checks), with the minutes each is
+#: expected to bill on the real cloud (boot, the check, the release), for the estimate
+CHECKS: dict[str, dict[str, float]] = {
+    "aws": {"life": 8, "guard": 8, "snap": 10},
+    "runpod": {"life": 5, "guard": 5, "spot": 4, "community": 4},
+    "lyceum": {"life": 5, "guard": 5, "ready": 5},
+}
+
 #: why the modules of the suite are skipped when it was not asked for
 NOT_REQUESTED = (
     "live cloud suite: rents real machines, so it runs only when asked: "
@@ -178,8 +186,9 @@ class LiveRun:
     """One run of the live suite: its id, its trainctl home, what it made."""
 
     def __init__(
-        self, run_id: str, providers: list[str], directory: Path, *, fake: bool = False
+        self, run_id: str, providers: list[str], directory: Path | None, *, fake: bool = False
     ) -> None:
+        """``directory`` receives ``report.json`` (None: no report)."""
         self.run_id = run_id
         self.providers = providers
         self.directory = directory
@@ -196,7 +205,8 @@ class LiveRun:
 
     @property
     def prefix(self) -> str:
-        return f"{LIVE_PREFIX}{self.run_id}-"
+        """The provider-level names of the run's machines (of every run, without an id)."""
+        return f"{LIVE_PREFIX}{self.run_id}-" if self.run_id else LIVE_PREFIX
 
     def provider(self, name: str) -> TrainingProvider:
         return self.tc.provider(name)
@@ -286,7 +296,7 @@ class LiveRun:
 
     def owned(self, st: ResourceStatus) -> bool:
         """Whether a listed machine is one of this run's: its tag, or its name."""
-        if st.tags.get(RUN_TAG) == self.run_id:
+        if RUN_TAG in st.tags and st.tags[RUN_TAG] == (self.run_id or st.tags[RUN_TAG]):
             return True
         return provider_name(st.name or "").startswith(self.prefix)
 
@@ -380,6 +390,8 @@ class LiveRun:
     def write_report(self) -> None:
         """``report.json`` in the run's directory: what was made, observed, swept and
         spent (written as the run goes, so a killed run leaves it too)."""
+        if self.directory is None:
+            return
         report = {
             "run_id": self.run_id,
             "providers": self.providers,
