@@ -51,24 +51,23 @@ def report(run_dir: Path) -> dict:
     return json.loads((run_dir / "report.json").read_text())
 
 
+#: what a pass on the stand-ins runs: the checks passed, and those skipped
+OUTCOMES = {"aws": "3 passed, 1 skipped", "runpod": "4 passed", "lyceum": "3 passed"}
+
+
+@pytest.mark.parametrize("stand", [pytest.param([p], id=p) for p in ALL], indirect=True)
 def test_the_suite_passes_on_the_stand_ins_capped_and_leaves_nothing(stand, tmp_path):
+    (provider,) = stand.providers
     run_dir = tmp_path / "run"
-    done = run_suite(stand, ALL, run_dir)
+    done = run_suite(stand, [provider], run_dir)
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-6000:]
-    assert re.search(r"\b10 passed, 1 skipped\b", out), out[-3000:]
-    # the one check a stand-in cannot answer says why it was skipped
-    assert "no amazon-ssm-agent unit to restart" in out
+    assert re.search(rf"= {OUTCOMES[provider]}(, \d+ deselected)? in ", out), out[-3000:]
     assert stand.leftovers() == []
     rep = report(run_dir)
     made = rep["made"]
-    assert sorted(m["check"] for m in made if m["provider"] == "runpod") == [
-        "community", "guard", "life", "spot",
-    ]  # fmt: skip
-    assert {(m["provider"], m["check"]) for m in made} == {
-        (p, c) for p, checks in livekit.CHECKS.items() for c in checks
-    }  # what the estimate counts is what the suite rents
-    assert len(made) == 10
+    # what the estimate counts is what the suite rents
+    assert sorted(m["check"] for m in made) == sorted(livekit.CHECKS[provider])
     for m in made:
         # every machine at the provider is trainctl-live-<run>-<check>, and capped
         assert livekit.provider_name(m["name"]) == f"trainctl-live-{rep['run_id']}-{m['check']}"
@@ -76,19 +75,24 @@ def test_the_suite_passes_on_the_stand_ins_capped_and_leaves_nothing(stand, tmp_
         assert m["guards"]["deadline"] is not None and m["guards"]["idle_stop"]
         assert m["price_per_hour"] <= livekit.MAX_PRICE_PER_HOUR
     assert rep["sweep"]["left"] == [] and rep["sweep"]["errors"] == []
-    # each guard released its machine with what trainctl gave it, not with the user's key
-    guard_pod = next(m["id"] for m in made if m["provider"] == "runpod" and m["check"] == "guard")
-    assert any(p.endswith(f"/{guard_pod}/action") and key == f"pod:{guard_pod}" and s == 200
-               for _m, p, s, key in stand.runpod.key_log)  # fmt: skip
-    assert all(not k.usable() for k in stand.lyceum.issued)
+    guard = next(m["id"] for m in made if m["check"] == "guard")
+    if provider == "runpod":
+        # the guard released its pod with the pod's own key, not with the user's
+        assert any(p.endswith(f"/{guard}/action") and key == f"pod:{guard}" and s == 200
+                   for _m, p, s, key in stand.runpod.key_log)  # fmt: skip
+    if provider == "lyceum":
+        assert stand.lyceum.issued and all(not k.usable() for k in stand.lyceum.issued)
+    if provider == "aws":
+        # the one check a stand-in cannot answer says why it was skipped
+        assert "no amazon-ssm-agent unit to restart" in out
     # the spend report: trainctl's recorded price times the time each machine billed
     spend = rep["spend"]
-    assert {r["provider"] for r in spend} == set(ALL) and len(spend) == 10
+    assert len(spend) == len(made)
     for r in spend:
         assert r["cost"] == pytest.approx(r["price_per_hour"] * r["minutes"] / 60, abs=2e-4)
-    total = re.search(r"spent \$(\d+\.\d{4}) on 10 machine\(s\)", out)
+    total = re.search(rf"spent \$(\d+\.\d{{4}}) on {len(made)} machine\(s\)", out)
     assert total and float(total.group(1)) == pytest.approx(sum(r["cost"] for r in spend), 1e-3)
-    assert f"nothing of run {rep['run_id']} is left" in out
+    assert f"nothing of run {rep['run_id']} is left on {provider}" in out
     assert "what each check observed" in out and "argv arrived verbatim" in out
 
 
@@ -126,6 +130,8 @@ def test_an_interrupted_run_sweeps_what_it_made(stand, tmp_path, signum):
         wait_for(lambda: any(p.machine and list(p.machine.home.glob(".trainctl/jobs/j-*"))
                              for p in list(stand.runpod.pods.values())), 60)  # fmt: skip
         os.killpg(child.pid, signum)
+        time.sleep(0.2)
+        os.killpg(child.pid, signum)  # again, impatient: held while the run ends
         out, _ = child.communicate(timeout=60)
     finally:
         if child.poll() is None:
@@ -138,6 +144,7 @@ def test_an_interrupted_run_sweeps_what_it_made(stand, tmp_path, signum):
     assert stand.leftovers() == []
     assert f"nothing of run {rep['run_id']} is left on runpod" in out
     assert "live: spend" in out
+    assert f"live: {signal.Signals(signum).name} held" in out
 
 
 @pytest.mark.parametrize(

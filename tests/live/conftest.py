@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,14 +84,24 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     livekit.CURRENT.write_report()
     # pytest turns Ctrl-C into a clean end of the session (fixtures torn down, the
-    # sweep included); SIGTERM and SIGHUP (a closed terminal, a cancelled CI job)
-    # would otherwise kill the process with the machines still running
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    # sweep included); SIGTERM and SIGHUP (a closed terminal, a cancelled CI job) would
+    # kill the process with the machines still running, and a second Ctrl-C would cut
+    # the teardown short: the first of them ends the session, the others are held
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
 
 
+_interrupted: list[int] = []
+
+
 def _interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+    name = signal.Signals(signum).name
+    if _interrupted:
+        print(f"live: {name} held: the run is ending, its sweep releases what it made",
+              file=sys.stderr, flush=True)  # fmt: skip
+        return
+    _interrupted.append(signum)
+    raise KeyboardInterrupt(name)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
