@@ -198,6 +198,16 @@ def test_without_credentials_it_refuses_with_one_line_per_provider(tmp_path, mon
     assert not (tmp_path / "run").exists()  # nothing was made, not even its directory
 
 
+def test_the_live_suite_refuses_to_run_under_the_other_tests_fixtures(tmp_path):
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", str(TESTS / "live"),
+            "--live", "runpod", "--live-dir", str(tmp_path / "run")]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == pytest.ExitCode.USAGE_ERROR
+    assert "live: run it with `make live PROVIDERS=...`" in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_normal_run_reports_the_live_suite_skipped_and_why():
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", str(TESTS / "live")]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}

@@ -52,6 +52,13 @@ def pytest_configure(config: pytest.Config) -> None:
     wanted = config.getoption("live", default=None)
     if not wanted:
         return
+    cut = config.getoption("confcutdir")
+    if not cut or Path(cut).resolve() != Path(__file__).resolve().parent:
+        # tests/conftest.py would give every test an empty HOME and no credentials
+        raise pytest.UsageError(
+            "live: run it with `make live PROVIDERS=...` (pytest --confcutdir tests/live "
+            "tests/live --live ...): the other tests' fixtures hide your credentials"
+        )
     providers = list(dict.fromkeys(wanted.replace(",", " ").split()))
     unknown = [p for p in providers if p not in livekit.PROVIDERS]
     if unknown:

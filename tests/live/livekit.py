@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainctl import catalog, registry
+from trainctl import catalog, interrupts, registry
 from trainctl.api import Trainctl
 from trainctl.capabilities import Capability
 from trainctl.errors import BadInput, NoCapacity, NotFound, TrainctlError
@@ -413,9 +413,8 @@ CURRENT: LiveRun | None = None
 
 @contextlib.contextmanager
 def held_signals() -> Iterator[None]:
-    """Ctrl-C, SIGTERM and SIGHUP wait until the block is done: an interrupted sweep
-    would leave machines billing."""
-    signals = [s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)]
+    """Ctrl-C, SIGTERM and SIGHUP wait until the block is done, saying so: an
+    interrupted sweep would leave machines billing."""
 
     def hold(signum: int, _frame: object) -> None:
         print(
@@ -425,9 +424,5 @@ def held_signals() -> Iterator[None]:
             flush=True,
         )
 
-    before = {s: signal.signal(s, hold) for s in signals}
-    try:
+    with interrupts._handlers(hold):  # trainctl's own install-and-restore of them
         yield
-    finally:
-        for s, handler in before.items():
-            signal.signal(s, handler)
