@@ -31,7 +31,7 @@ from typing import Any
 from trainctl import catalog, interrupts, registry
 from trainctl.api import Trainctl
 from trainctl.capabilities import Capability
-from trainctl.errors import BadInput, NoCapacity, NotFound, TrainctlError
+from trainctl.errors import BadInput, NoCapacity, NotFound
 from trainctl.guards import GuardRequest
 from trainctl.provider import NAME_PREFIX, SelfRelease, TrainingProvider
 from trainctl.store import ResourceRecord
@@ -325,7 +325,7 @@ class LiveRun:
                     try:
                         p.forget_release(machine.id)
                         result.revoked.append(machine.name)
-                    except TrainctlError as e:
+                    except Exception as e:  # noqa: BLE001 - the sweep goes on, and reports it
                         result.errors.append(f"revoke {machine.name}: {e}")
             for provider in self.providers:
                 for st in self._listed(provider, result):
@@ -338,7 +338,7 @@ class LiveRun:
     def _listed(self, provider: str, result: SweepResult) -> list[ResourceStatus]:
         try:
             return [s for s in self.provider(provider).list_resources() if self.owned(s)]
-        except TrainctlError as e:
+        except Exception as e:  # noqa: BLE001 - the sweep goes on, and reports it
             result.errors.append(f"list {provider}: {e}")
             result.left.append(f"{provider}: could not be listed ({e})")
             return []
@@ -351,7 +351,7 @@ class LiveRun:
             result.released.append(name)
         except NotFound:
             pass
-        except TrainctlError as e:
+        except Exception as e:  # noqa: BLE001 - the sweep goes on, and reports it
             result.errors.append(f"terminate {name}: {e}")
 
     # --- what it cost ----------------------------------------------------------------
