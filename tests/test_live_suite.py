@@ -81,8 +81,18 @@ def test_the_suite_passes_on_the_stand_ins_capped_and_leaves_nothing(stand, tmp_
         assert any(p.endswith(f"/{guard}/action") and key == f"pod:{guard}" and s == 200
                    for _m, p, s, key in stand.runpod.key_log)  # fmt: skip
     if provider == "lyceum":
-        assert stand.lyceum.issued and all(not k.usable() for k in stand.lyceum.issued)
+        # with the key trainctl made for that VM, revoked since, as every key it made
+        (key,) = [k for k in stand.lyceum.issued if k.key_name == f"trainctl-guard-{guard}"]
+        assert any(r.method == "DELETE" and r.path.endswith(f"/vms/{guard}")
+                   and r.headers.get("authorization") == f"Bearer {key.secret}"
+                   for r in stand.lyceum.requests)  # fmt: skip
+        assert all(not k.usable() for k in stand.lyceum.issued)
     if provider == "aws":
+        from aws_support import agent, imds
+
+        # with the instance profile's credentials, handed to that instance alone
+        (halt,) = [h for h in agent().halts if guard in h.instance_ids and h.action == "stop"]
+        assert imds().instance_of(halt.access_key) == guard
         # the one check a stand-in cannot answer says why it was skipped
         assert "no amazon-ssm-agent unit to restart" in out
     # the spend report: trainctl's recorded price times the time each machine billed
