@@ -102,6 +102,10 @@ def test_the_suite_passes_on_the_stand_ins_capped_and_leaves_nothing(stand, tmp_
         assert r["cost"] == pytest.approx(r["price_per_hour"] * r["minutes"] / 60, abs=2e-4)
     total = re.search(rf"spent \$(\d+\.\d{{4}}) on {len(made)} machine\(s\)", out)
     assert total and float(total.group(1)) == pytest.approx(sum(r["cost"] for r in spend), 1e-3)
+    capped = re.search(r"\(caps allowed \$(\d+\.\d\d)\)", out)
+    assert capped and float(capped.group(1)) == pytest.approx(
+        sum(m["guards"]["max_spend"] for m in made)
+    )
     assert f"nothing of run {rep['run_id']} is left on {provider}" in out
     assert "what each check observed" in out and "argv arrived verbatim" in out
 

@@ -195,6 +195,9 @@ class LiveRun:
         self.fake = fake
         self.timing = FAKE_TIMING if fake else LIVE_TIMING
         self.made: list[Made] = []
+        #: the --max-spend of each machine asked for, by trainctl name (set before the
+        #: create, so that one interrupted midway is counted too)
+        self.spend_caps: dict[str, float] = {}
         self.observed: dict[str, list[str]] = {}
         self.sweep_result: SweepResult | None = None
         self.tc = Trainctl(warn=lambda line: print(f"warning: {line}", file=sys.stderr))
@@ -248,6 +251,7 @@ class LiveRun:
             if idle_stop:
                 guards.idle_stop = GuardRequest.parse(idle_stop=idle_stop).idle_stop
             options.guards = guards
+            self.spend_caps[options.name] = float(guards.max_spend)
             if not spot:
                 options.max_price = MAX_PRICE_PER_HOUR
             observe(f"renting {quote.what} at ${quote.hourly:.4f}/h on {provider} ({check})")
@@ -383,7 +387,7 @@ class LiveRun:
             total = sum(r["cost"] or 0.0 for r in rows if r["provider"] == provider)
             lines.append(f"{provider:<7} total ${total:.4f}")
         total = sum(r["cost"] or 0.0 for r in rows)
-        capped = sum(float(m.guards.get("max_spend") or 0) for m in self.made)
+        capped = sum(self.spend_caps.get(r["name"], 0.0) for r in rows)
         lines.append(f"spent ${total:.4f} on {len(rows)} machine(s) (caps allowed ${capped:.2f})")
         return lines
 
