@@ -17,6 +17,7 @@ sweeps, while the stand stays up to be asked.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -212,6 +213,9 @@ def main(argv: list[str]) -> int:
             left = stand.leftovers()
     finally:
         sshd.stop()
+        # the homes served machines that are gone with the stand-ins; the report stays
+        for spent in (directory / "stand-home", directory / "run" / "home"):
+            shutil.rmtree(spent, ignore_errors=True)
     for line in left:
         print(f"live-fake: LEFT ON THE STAND-INS: {line}")
     if not left:
