@@ -1,6 +1,8 @@
 # Two commands set everything up on a fresh Debian machine:
 #   make demo   run the example training job end to end on the local provider
 #   make test   run the whole test suite
+#   make live PROVIDERS="aws runpod lyceum"   smoke tests on the real clouds (rents
+#               machines with your credentials; see README, Live smoke tests)
 # Each installs what it needs: Debian packages when missing, then a .venv.
 
 PYTHON ?= python3
@@ -19,8 +21,11 @@ NODE_VENV ?= /opt/trainctl-test/node-python
 # the CPU build, from local disk on these machines; an unpinned torch would pull a
 # multi-GB CUDA build
 NODE_TORCH ?= torch==2.13.0
+# the live suite: the providers it rents on, and the longest one check may take
+PROVIDERS ?= aws runpod lyceum
+LIVE_TIMEOUT ?= 2400
 
-.PHONY: demo test lint bench system-packages node-python clean
+.PHONY: demo test lint bench live live-fake live-estimate system-packages node-python clean
 
 system-packages:
 	@missing=""; \
@@ -65,6 +70,16 @@ demo: system-packages $(VENV)/.demo-installed
 test: system-packages $(VENV)/.test-installed $(NODE_VENV)/.installed
 	$(BIN)/ruff check src tests bench examples
 	TRAINCTL_TEST_NODE_PYTHON=$(NODE_VENV)/bin/python $(BIN)/python -m pytest -n $(TEST_WORKERS)
+
+live: $(VENV)/.test-installed
+	$(BIN)/python -m pytest --confcutdir tests/live tests/live -v --live "$(PROVIDERS)" \
+		-o timeout=$(LIVE_TIMEOUT) -o timeout_func_only=true
+
+live-fake: system-packages $(VENV)/.test-installed
+	$(BIN)/python tests/live_stand.py $(PROVIDERS) -- -v
+
+live-estimate: $(VENV)/.test-installed
+	$(BIN)/python tests/live/estimate.py $(PROVIDERS)
 
 bench: system-packages $(VENV)/.test-installed
 	$(BIN)/python bench/startup.py
