@@ -393,6 +393,9 @@ class TrainingProvider(ABC):
                 )
         else:
             rt.info  # noqa: B018 - creates the work directory on the machine
+        for src, target in job.mounts:
+            with rt.attached():
+                rt.remote.put_tree(Path(src), rt.home_path(target), progress=progress)
         return rt.start(
             job.command,
             env=job.env,
@@ -400,6 +403,7 @@ class TrainingProvider(ABC):
             checkpoint_dir=job.checkpoint_dir,
             setup=job.setup,
             image=job.image,
+            setup_errexit=job.setup_errexit,
         )
 
     def monitor(

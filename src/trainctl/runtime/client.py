@@ -157,6 +157,13 @@ class JobRuntime:
     def workdir(self) -> str:
         return self.info["work"]
 
+    def home_path(self, path: str) -> str:
+        """A path on the machine: absolute as it is, else under its user's home."""
+        if path.startswith("/"):
+            return path
+        rest = path[1:].lstrip("/") if path.startswith("~") else path
+        return f"{self.info['home'].rstrip('/')}/{rest}".rstrip("/")
+
     def resolve(self, path: str) -> str:
         """A path on the machine: relative paths resolve in the synced work directory."""
         return path if path.startswith("/") else f"{self.workdir}/{path}"
@@ -170,6 +177,7 @@ class JobRuntime:
         checkpoint_dir: str = "checkpoints",
         setup: str | None = None,
         image: str | None = None,
+        setup_errexit: bool = True,
     ) -> TrainingStatus:
         """Start ``argv`` (after ``setup``, a shell script, and in container ``image``
         when given: see runtime/launch.py)."""
@@ -182,6 +190,8 @@ class JobRuntime:
         }
         if setup:
             spec["setup"] = setup
+            if not setup_errexit:
+                spec["setup_errexit"] = False
         if image:
             spec["image"] = image
         # The spec, env included, travels on stdin: never on a command line.
