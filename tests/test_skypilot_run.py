@@ -13,7 +13,12 @@ import pytest
 
 from cli_helpers import trainctl
 from sshd import free_port
+from trainctl.cli import plan
+from trainctl.cli.skypilot import SkyTask
+from trainctl.errors import NoCapacity, OperationFailed
+from trainctl.runtime import launch
 from trainctl.store import Store
+from trainctl.types import CreateResourceOptions
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ddp.py"
 
@@ -231,3 +236,51 @@ def test_a_local_file_mount_is_synced_to_its_path_on_the_machine(ssh_machine, ss
     assert r.code == 0, r.err
     assert r.out == f"42 rows\nhome={ssh_machine.home}\n"
     assert (ssh_machine.home / "datasets" / "mine" / "train" / "part-0.txt").is_file()
+
+
+def test_a_group_released_for_want_of_capacity_moves_on_but_a_made_machine_does_not():
+    """A group's create fails whole (``node 1 of 2 could not be made: ...``, from the
+    provider's NoCapacity): nothing is left, so the next candidate is tried. Once a
+    machine was made, a later no-capacity error ends the run."""
+    found = [("local", CreateResourceOptions(region="a")), ("local", CreateResourceOptions())]
+    sky = SkyTask("sky.yaml", choices=[{}, {}], ordered=True)
+    seen, said = [], []
+
+    def run(provider, options, on_created):
+        seen.append(options.region)
+        if len(seen) == 1:
+            try:
+                raise NoCapacity("RunPod has no RTX 4090 now")
+            except NoCapacity as e:
+                raise OperationFailed("node 1 of 2 (g-1) could not be made: ...") from e
+        return 7
+
+    assert plan.launch(found, sky, run, lambda _r: None, said.append) == 7
+    assert seen == ["a", None]
+    assert "no capacity on local (candidate 1): node 1 of 2 (g-1) could not be made" in said[1]
+
+    def made_then_no_capacity(provider, options, on_created):
+        on_created("a record")
+        raise NoCapacity("no capacity to recover")
+
+    with pytest.raises(OperationFailed) as e:
+        plan.launch(found, sky, made_then_no_capacity, lambda _r: None, said.append)
+    assert not isinstance(e.value, NoCapacity)
+
+
+def test_a_setup_without_errexit_is_remembered_apart():
+    assert launch.setup_key("pip install .", "/w", errexit=False) != launch.setup_key(
+        "pip install .", "/w"
+    )
+
+
+def test_an_env_file_also_overrides_the_task_file(tmp_path):
+    task = write(tmp_path / "sky.yaml", "envs:\n  LR: '0.1'\n  TOKEN: null\nrun: echo $LR $TOKEN\n")
+    env_file = tmp_path / "my.env"
+    env_file.write_text("LR=0.5\nTOKEN=abc\n")
+    r = trainctl(
+        "run", "-f", task, "-p", "local", "--no-sync", "--checkpoint-sync", "off",
+        "--env-file", str(env_file), cwd=tmp_path,
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    assert r.out == "0.5 abc\n"

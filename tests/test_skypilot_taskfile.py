@@ -158,6 +158,15 @@ def test_what_trainctl_cannot_honour_is_named_in_one_error(tmp_path):
     assert "\n" not in err
 
 
+def test_a_misspelt_key_is_named_with_the_nearest_one(tmp_path):
+    err = refused(tmp_path, "resoures:\n  acelerators: A100\nrun: x\n")
+    assert "cannot honour resoures (not a SkyPilot key; did you mean resources?)" in err
+    err = refused(tmp_path, "resources:\n  acelerators: A100\n  colour: red\nrun: x\n")
+    assert "resources.acelerators (not a SkyPilot key; did you mean accelerators?)" in err
+    assert "resources.colour (not a SkyPilot key)" in err
+    assert "volumes" in refused(tmp_path, "volumes: {/mnt: v}\nrun: x\n")  # known, unsupported
+
+
 @pytest.mark.parametrize(
     "text, expected",
     [
@@ -245,7 +254,8 @@ def test_a_document_mixing_the_two_formats_is_refused(tmp_path):
     err = refused(
         tmp_path, "name: x\nsetup: pip install .\nrun: python a.py\ngpu: A100\nspot: true\n"
     )
-    assert "mixes SkyPilot's format (run) with trainctl's (gpu, spot)" in err
+    assert "mixes SkyPilot's format (run) with trainctl's (gpu: SkyPilot's is " in err
+    assert "resources.accelerators; spot: SkyPilot's is resources.use_spot)" in err
     # each provider's flags are trainctl-format keys only
     err = refused(tmp_path, "resources:\n  infra: ssh\nhost: me@box\nrun: x\n")
     assert "with trainctl's (host)" in err

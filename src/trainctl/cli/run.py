@@ -177,30 +177,35 @@ def _run(
 
     def launch(name: str, options: CreateResourceOptions, on_created=_created) -> int:
         count = group_size(name, options, nodes)
+        # what a run on one machine and one on a group take alike
+        common = {
+            "outputs": list(outputs),
+            "output_dir": dest,
+            "keep": keep,
+            "grace": grace,
+            "sink": out.log_bytes,
+            "progress": progress,
+            "on_created": on_created,
+            "node_vars": node_vars,
+        }
         if count > 1:
             if recover or forwards:
                 raise BadInput("--recover and --port do not work with several nodes yet")
-            return _run_group(
-                tc, name, options, count, job, outputs, dest, keep, grace, every, out,
-                on_created, node_vars,
-            )  # fmt: skip
+            with signals_interrupt():
+                grouped = groups.run_group(
+                    tc, name, options, count, job, checkpoint_sync=every, **common
+                )
+            return _report_group(grouped, out, keep)
         with signals_interrupt():
             result = run_job(
                 tc,
                 name,
                 options,
                 job,
-                outputs=list(outputs),
-                output_dir=dest,
-                keep=keep,
-                grace=grace,
-                sink=out.log_bytes,
-                progress=progress,
-                on_created=on_created,
                 checkpoint_sync=checkpoints.OFF if every is None else every,
                 recover=Recovery(recover, retry_on_failure),
                 ports=forwards,
-                node_vars=node_vars,
+                **common,
             )
         return _report(result, out)
 
@@ -253,28 +258,8 @@ def _created(record) -> None:
     click.echo(f"created {record.name} ({record.id}) on {record.provider}", err=True)
 
 
-def _run_group(
-    tc, name, options, count, job, outputs, dest, keep, grace, every, out, on_created, node_vars
-) -> int:
-    """`run --nodes N` (or --host once per node): the job on every node at once."""
-    progress = progress_printer(out.json_mode)
-    with signals_interrupt():
-        result = groups.run_group(
-            tc,
-            name,
-            options,
-            count,
-            job,
-            outputs=list(outputs),
-            output_dir=dest,
-            keep=keep,
-            grace=grace,
-            sink=out.log_bytes,
-            progress=progress,
-            on_created=on_created,
-            checkpoint_sync=every,
-            node_vars=node_vars,
-        )
+def _report_group(result, out: Output, keep: bool) -> int:
+    """What `run --nodes N` (or --host once per node) says when the group's job ended."""
     if out.json_mode:
         out.emit(result.to_dict())
         return result.exit_code
