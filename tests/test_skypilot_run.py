@@ -255,7 +255,7 @@ def test_a_group_released_for_want_of_capacity_moves_on_but_a_made_machine_does_
                 raise OperationFailed("node 1 of 2 (g-1) could not be made: ...") from e
         return 7
 
-    assert plan.launch(found, sky, run, lambda _r: None, said.append) == 7
+    assert plan.launch(found, sky, None, run, lambda _r: None, said.append) == 7
     assert seen == ["a", None]
     assert "no capacity on local (candidate 1): node 1 of 2 (g-1) could not be made" in said[1]
 
@@ -264,7 +264,7 @@ def test_a_group_released_for_want_of_capacity_moves_on_but_a_made_machine_does_
         raise NoCapacity("no capacity to recover")
 
     with pytest.raises(OperationFailed) as e:
-        plan.launch(found, sky, made_then_no_capacity, lambda _r: None, said.append)
+        plan.launch(found, sky, None, made_then_no_capacity, lambda _r: None, said.append)
     assert not isinstance(e.value, NoCapacity)
 
 
@@ -284,3 +284,18 @@ def test_an_env_file_also_overrides_the_task_file(tmp_path):
     )  # fmt: skip
     assert r.code == 0, r.err
     assert r.out == "0.5 abc\n"
+
+
+def test_a_candidate_that_cannot_place_the_nodes_together_is_named(tmp_path):
+    task = write(
+        tmp_path / "sky.yaml",
+        "num_nodes: 2\nresources:\n  ordered:\n    - infra: local\n    - infra: ssh\nrun: x\n",
+    )
+    r = trainctl("run", "-f", task, "--dryrun", "--json", cwd=tmp_path)
+    assert r.code == 0, r.err
+    plan_doc = r.json()
+    assert [(t["candidate"], t["provider"], t["nodes"]) for t in plan_doc["tries"]] == [
+        (2, "ssh", 2)
+    ]
+    (named,) = plan_doc["cannot_rent"]
+    assert named.startswith("candidate 1 on local: provider 'local' cannot rent several")

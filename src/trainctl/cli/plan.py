@@ -14,6 +14,8 @@ from typing import Any
 
 import click
 
+from .. import registry
+from ..capabilities import Capability
 from ..catalog import choices
 from ..catalog.cheapest import CHEAPEST
 from ..errors import NoCapacity, OperationFailed
@@ -44,9 +46,29 @@ def candidates(
     return found
 
 
+def tries(
+    found: list[Candidate], sky: SkyTask | None, nodes: int | None
+) -> tuple[list[choices.Try], list[str]]:
+    """``choices.plan`` of the candidates, in SkyPilot's order; a try that needs
+    several machines of a provider that cannot place them is named, not tried."""
+    planned, unrentable = choices.plan(found, ordered=bool(sky is None or sky.ordered))
+    kept = []
+    for one in planned:
+        why = None
+        if group_size(one.provider, one.options, nodes) > 1:
+            cls = registry.get_class(one.provider)
+            why = cls.unsupported_reason(Capability.MULTI_NODE, one.options)
+        if why is None:
+            kept.append(one)
+        elif not any(line.startswith(f"candidate {one.number} on") for line in unrentable):
+            unrentable.append(f"candidate {one.number} on {one.provider}: {why}")
+    return kept, unrentable
+
+
 def launch(
     found: list[Candidate],
     sky: SkyTask | None,
+    nodes: int | None,
     run: Callable[..., int],
     on_created: Callable[[Any], None],
     progress: Callable[[str], None],
@@ -54,7 +76,7 @@ def launch(
     """``run(provider, options, on_created)`` with each try in turn until one has
     capacity. A machine made means no other try: a later no-capacity error is the
     run's own."""
-    tries, unrentable = choices.plan(found, ordered=bool(sky and sky.ordered))
+    planned, unrentable = tries(found, sky, nodes)
 
     def attempt(one: choices.Try) -> int:
         made = []
@@ -75,7 +97,7 @@ def launch(
                 raise NoCapacity(e.message, hint=e.hint) from e
             raise
 
-    return choices.first_with_capacity(tries, unrentable, attempt, report=progress)
+    return choices.first_with_capacity(planned, unrentable, attempt, report=progress)
 
 
 def dryrun(
@@ -87,12 +109,12 @@ def dryrun(
 ) -> int:
     """Print the plan; rent nothing. Exit code 0, or 2 when nothing could be rented."""
     ordered = bool(sky is None or sky.ordered)
-    tries, unrentable = choices.plan(found, ordered=ordered)
+    planned, unrentable = tries(found, sky, nodes)
     doc = {
         "task_file": sky.path if sky else None,
         "order": "as listed" if ordered else "cheapest first",
         "tries": [
-            {**t.to_dict(), "nodes": group_size(t.provider, t.options, nodes)} for t in tries
+            {**t.to_dict(), "nodes": group_size(t.provider, t.options, nodes)} for t in planned
         ],
         "cannot_rent": unrentable,
         "command": job.command,
@@ -106,15 +128,15 @@ def dryrun(
     }
     if out.json_mode:
         out.emit(doc)
-        return 0 if tries else 2
+        return 0 if planned else 2
     say = click.echo
     if sky:
         say(f"task file {sky.path} (SkyPilot format)")
-    if len(tries) > 1:
+    if len(planned) > 1:
         say(f"would try, {doc['order']}:")
     else:
-        say("would try:" if tries else "nothing to try")
-    for i, (one, row) in enumerate(zip(tries, doc["tries"], strict=True), 1):
+        say("would try:" if planned else "nothing to try")
+    for i, (one, row) in enumerate(zip(planned, doc["tries"], strict=True), 1):
         count = f", {row['nodes']} nodes" if row["nodes"] > 1 else ""
         say(f"  {i}. {one.describe()}{count}")
     for line in unrentable:
@@ -137,4 +159,4 @@ def dryrun(
     if doc["ignored"]:
         say(f"ignored (null or empty): {', '.join(doc['ignored'])}")
     click.echo("nothing was rented (--dryrun)", err=True)
-    return 0 if tries else 2
+    return 0 if planned else 2

@@ -210,7 +210,7 @@ def _run(
         return _report(result, out)
 
     if len(candidates) > 1:
-        return plan.launch(candidates, skypilot, launch, _created, progress)
+        return plan.launch(candidates, skypilot, nodes, launch, _created, progress)
     return launch(choose_provider(provider), options)
 
 
