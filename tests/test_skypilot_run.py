@@ -137,6 +137,9 @@ def test_null_envs_must_be_given_and_env_overrides_the_file(tmp_path, monkeypatc
     assert r.code == 0, r.err
     assert r.out == f"llama-65b {len('wandb-secret-1')} {len('hf-secret-from-this-shell')}\n"
     assert "secret" not in r.err
+    home = Path(os.environ["TRAINCTL_HOME"])  # the state store and the runs kept at home
+    kept = [p for p in home.rglob("*") if p.is_file() and "local" not in p.relative_to(home).parts]
+    assert kept and not [p for p in kept if b"secret" in p.read_bytes()]
 
 
 def test_a_candidate_without_capacity_moves_on_to_the_next(runpod_cli, tmp_path):

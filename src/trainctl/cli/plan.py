@@ -108,11 +108,13 @@ def dryrun(
     nodes: int | None,
 ) -> int:
     """Print the plan; rent nothing. Exit code 0, or 2 when nothing could be rented."""
-    ordered = bool(sky is None or sky.ordered)
     planned, unrentable = tries(found, sky, nodes)
+    order = None  # one candidate: its offers cheapest first
+    if len(found) > 1:
+        order = "as listed" if sky is not None and sky.ordered else "cheapest first"
     doc = {
         "task_file": sky.path if sky else None,
-        "order": "as listed" if ordered else "cheapest first",
+        "order": order,
         "tries": [
             {**t.to_dict(), "nodes": group_size(t.provider, t.options, nodes)} for t in planned
         ],
@@ -132,10 +134,10 @@ def dryrun(
     say = click.echo
     if sky:
         say(f"task file {sky.path} (SkyPilot format)")
-    if len(planned) > 1:
-        say(f"would try, {doc['order']}:")
+    if not planned:
+        say("nothing to try")
     else:
-        say("would try:" if planned else "nothing to try")
+        say(f"would try, {order}:" if order else "would try:")
     for i, (one, row) in enumerate(zip(planned, doc["tries"], strict=True), 1):
         count = f", {row['nodes']} nodes" if row["nodes"] > 1 else ""
         say(f"  {i}. {one.describe()}{count}")
