@@ -195,6 +195,14 @@ def test_ordered_candidates_keep_their_order_and_dryrun_rents_nothing(runpod_cli
     assert r.out.splitlines()[1] == "would try, cheapest first:"
     assert "RTX 4090 (community), candidate 2" in r.out.splitlines()[2]
     assert "nothing was rented (--dryrun)" in r.err
+    # a flag wins over every candidate: here they all become one
+    r = trainctl("run", "-f", task, "--dryrun", "--json", "--gpu", "RTX4090", cwd=tmp_path)
+    assert r.code == 0, r.err
+    assert r.json()["order"] is None and r.json()["cannot_rent"] == []
+    assert {t["offer"] for t in r.json()["tries"]} == {
+        "NVIDIA GeForce RTX 4090 (community)",
+        "NVIDIA GeForce RTX 4090 (secure)",
+    }
     assert runpod_cli.created == [] and Store().resources() == []
 
 

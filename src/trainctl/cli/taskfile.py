@@ -226,7 +226,13 @@ def merge(ctx: click.Context, params: dict[str, Any], path: str) -> dict[str, An
 
     if sky is not None:
         merged["skypilot"] = sky
-        sky.choices = [{k: v for k, v in c.items() if not given(k)} for c in sky.choices]
+        left: list[dict[str, Any]] = []  # the candidates a flag did not make one
+        for choice in sky.choices:
+            own = {k: v for k, v in choice.items() if not given(k)}
+            if own not in left:
+                left.append(own)
+        sky.choices = left if len(left) > 1 else []
+        values.update(left[0] if len(left) == 1 else {})
         merged["envs"] = sky_envs(
             path, sky, values.pop("envs", ()), params.get("envs", ()), params.get("env_files", ())
         )
