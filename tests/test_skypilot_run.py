@@ -15,7 +15,7 @@ from cli_helpers import trainctl
 from sshd import free_port
 from trainctl.cli import plan
 from trainctl.cli.skypilot import SkyTask
-from trainctl.errors import NoCapacity, OperationFailed
+from trainctl.errors import BadInput, NoCapacity, OperationFailed
 from trainctl.runtime import launch
 from trainctl.store import Store
 from trainctl.types import CreateResourceOptions
@@ -278,6 +278,16 @@ def test_a_group_released_for_want_of_capacity_moves_on_but_a_made_machine_does_
         plan.launch(found, sky, None, made_then_no_capacity, lambda _r: None, said.append)
     assert not isinstance(e.value, NoCapacity)
 
+    def refused(provider, options, on_created):
+        raise BadInput(f"not in region {options.region}")
+
+    with pytest.raises(BadInput) as refusal:
+        plan.launch(found, sky, None, refused, lambda _r: None, said.append)
+    assert str(refusal.value) == (
+        "no candidate could be rented (candidate 1 on local: not in region a; "
+        "candidate 2 on local: not in region None)"
+    )
+
 
 def test_a_setup_without_errexit_is_remembered_apart():
     assert launch.setup_key("pip install .", "/w", errexit=False) != launch.setup_key(
@@ -310,3 +320,29 @@ def test_a_candidate_that_cannot_place_the_nodes_together_is_named(tmp_path):
     ]
     (named,) = plan_doc["cannot_rent"]
     assert named.startswith("candidate 1 on local: provider 'local' cannot rent several")
+
+
+def test_a_two_node_task_falls_back_to_its_second_candidate_as_a_runpod_cluster(
+    runpod_cli, tmp_path
+):
+    """Each try is a whole group: an offer a cluster cannot take (the community cloud)
+    is named and passed over, one without capacity too; the second candidate's cluster
+    is rented and both nodes read SkyPilot's variables."""
+    runpod_cli.knobs.no_capacity_gpus = {"NVIDIA L40S"}
+    task = write(
+        tmp_path / "sky.yaml",
+        "num_nodes: 2\nresources:\n  ordered:\n    - {accelerators: L40S:1}\n"
+        "    - {accelerators: A100-80GB:1}\n"
+        'run: echo "rank $SKYPILOT_NODE_RANK of $SKYPILOT_NUM_NODES:" $SKYPILOT_NODE_IPS\n',
+    )
+    r = trainctl(
+        "run", "-f", task, "--no-sync", "--checkpoint-sync", "off", cwd=tmp_path, timeout=200
+    )  # fmt: skip
+    assert r.code == 0, r.out + r.err
+    assert "refused it: a RunPod cluster cannot be asked for on the community cloud" in r.err
+    assert "no capacity on runpod (candidate 1): RunPod has no cluster of 2x" in r.err
+    (cluster_id,) = runpod_cli.made_clusters
+    assert runpod_cli.clusters == {} and runpod_cli.pods == {}  # released after the run
+    ips = [line.split(":", 1)[1].split() for line in r.out.splitlines() if "rank " in line]
+    assert len(ips) == 2 and ips[0] == ips[1] and len(ips[0]) == 2
+    assert "[node 1] rank 1 of 2:" in r.out

@@ -9,7 +9,8 @@ GPU, a provider without a catalog) is one try with its provider as given, price
 unknown. ``ordered`` candidates are tried in their order; ``any_of`` ones (SkyPilot's
 optimizer picks the cheapest) all together cheapest first, the ones of unknown price
 last. A candidate with nothing to try (no offer, a provider without credentials) is
-named with why, never dropped without a word.
+named with why, never dropped without a word. A try moves on to the next on no
+capacity, or on a refusal of that offer before anything was made.
 """
 
 from __future__ import annotations
@@ -139,22 +140,34 @@ def first_with_capacity(
     *,
     report: Callable[[str], None],
 ) -> T:
-    """``attempt`` each try in turn until one is not ``NoCapacity``; returns what it
-    returned."""
+    """``attempt`` each try in turn until one has capacity; returns what it returned.
+
+    A try refused as asked (``BadInput`` before anything was made, such as an offer's
+    cloud that cannot hold a group, or a price above the cap) moves on too, named:
+    another offer may take the same request. ``attempt`` raises anything else, or
+    whatever comes once something was made, as not ``NoCapacity`` nor ``BadInput``."""
     for line in unrentable:
         report(f"cannot rent {line}")
     if not tries:
         raise BadInput("no candidate can be rented: " + "; ".join(unrentable))
-    refused = []
+    full, refused = [], []
     for i, one in enumerate(tries, 1):
         report(f"trying {one.describe()} ({i} of {len(tries)})")
+        where = f"{one.provider} (candidate {one.number})"
         try:
             return attempt(one)
         except NoCapacity as e:
-            report(f"no capacity on {one.provider} (candidate {one.number}): {e.message}")
-            refused.append(f"candidate {one.number} on {one.provider}")
+            report(f"no capacity on {where}: {e.message}")
+            full.append(f"candidate {one.number} on {one.provider}")
+        except BadInput as e:
+            report(f"{where} refused it: {e.message}")
+            refused.append(f"candidate {one.number} on {one.provider}: {e.message}")
+    left = f"; cannot rent {'; '.join(unrentable)}" if unrentable else ""
+    if not full:
+        raise BadInput("no candidate could be rented (" + "; ".join(refused) + ")" + left)
     raise NoCapacity(
-        f"no capacity for any candidate ({'; '.join(refused)})"
-        + (f"; cannot rent {'; '.join(unrentable)}" if unrentable else ""),
+        f"no capacity for any candidate ({'; '.join(full)})"
+        + (f"; refused: {'; '.join(refused)}" if refused else "")
+        + left,
         hint="try again later, or change the candidates",
     )

@@ -18,7 +18,7 @@ from .. import registry
 from ..capabilities import Capability
 from ..catalog import choices
 from ..catalog.cheapest import CHEAPEST
-from ..errors import NoCapacity, OperationFailed
+from ..errors import BadInput, NoCapacity, OperationFailed
 from ..types import CreateResourceOptions, TrainingJob
 from .common import build_create_options, choose_provider, group_size
 from .output import Output
@@ -87,8 +87,8 @@ def launch(
 
         try:
             return run(one.provider, one.options, created)
-        except NoCapacity as e:
-            if made:
+        except (NoCapacity, BadInput) as e:
+            if made:  # the run's own error, not the try's
                 raise OperationFailed(e.message, hint=e.hint) from e
             raise
         except OperationFailed as e:

@@ -635,7 +635,7 @@ class FakeRunPod:
         count = compute["gpuCountPerPod"]
         if not gpu["secure"] or count > gpu["maxCount"]["secure"]:
             return _problem(400, f"{gpu['id']} x{count} is not offered for clusters")
-        if self.knobs.no_capacity:
+        if self.knobs.no_capacity or gpu["id"] in self.knobs.no_capacity_gpus:
             return _problem(400, NO_CAPACITY)
         cluster_id = "cluster_" + secrets.token_hex(6)
         self.clusters[cluster_id] = {
