@@ -142,19 +142,28 @@ def test_null_envs_must_be_given_and_env_overrides_the_file(tmp_path, monkeypatc
     assert kept and not [p for p in kept if b"secret" in p.read_bytes()]
 
 
+def run_without(fake, gpu: str, tmp_path: Path, text: str):
+    """`run -f` of this task on the RunPod fake while it has no capacity for ``gpu``;
+    it must succeed."""
+    fake.knobs.no_capacity_gpus = {gpu}
+    task = write(tmp_path / "sky.yaml", text)
+    r = trainctl(
+        "run", "-f", task, "--no-sync", "--checkpoint-sync", "off", cwd=tmp_path, timeout=200
+    )  # fmt: skip
+    assert r.code == 0, r.out + r.err
+    return r
+
+
 def test_a_candidate_without_capacity_moves_on_to_the_next(runpod_cli, tmp_path):
     """SkyPilot's benchmark candidates (any_of's older key), cheapest first: RunPod has
     no RTX 4090 now, so the L40S is rented and the job runs there."""
-    runpod_cli.knobs.no_capacity_gpus = {"NVIDIA GeForce RTX 4090"}
-    task = write(
-        tmp_path / "sky.yaml",
+    r = run_without(
+        runpod_cli,
+        "NVIDIA GeForce RTX 4090",
+        tmp_path,
         "resources:\n  candidates:\n    - {accelerators: L40S:1}\n    - {accelerators: RTX4090:1}\n"
         'run: echo "on $SKYPILOT_NUM_GPUS_PER_NODE GPU, $SKYPILOT_CLUSTER_INFO"\n',
     )
-    r = trainctl(
-        "run", "-f", task, "--no-sync", "--checkpoint-sync", "off", cwd=tmp_path, timeout=180
-    )  # fmt: skip
-    assert r.code == 0, r.out + r.err
     tried = [line for line in r.err.splitlines() if line.strip().startswith("trying ")]
     assert "NVIDIA GeForce RTX 4090 (community), candidate 2" in tried[0]
     assert "NVIDIA GeForce RTX 4090 (secure), candidate 2" in tried[1]
@@ -328,17 +337,14 @@ def test_a_two_node_task_falls_back_to_its_second_candidate_as_a_runpod_cluster(
     """Each try is a whole group: an offer a cluster cannot take (the community cloud)
     is named and passed over, one without capacity too; the second candidate's cluster
     is rented and both nodes read SkyPilot's variables."""
-    runpod_cli.knobs.no_capacity_gpus = {"NVIDIA L40S"}
-    task = write(
-        tmp_path / "sky.yaml",
+    r = run_without(
+        runpod_cli,
+        "NVIDIA L40S",
+        tmp_path,
         "num_nodes: 2\nresources:\n  ordered:\n    - {accelerators: L40S:1}\n"
         "    - {accelerators: A100-80GB:1}\n"
         'run: echo "rank $SKYPILOT_NODE_RANK of $SKYPILOT_NUM_NODES:" $SKYPILOT_NODE_IPS\n',
     )
-    r = trainctl(
-        "run", "-f", task, "--no-sync", "--checkpoint-sync", "off", cwd=tmp_path, timeout=200
-    )  # fmt: skip
-    assert r.code == 0, r.out + r.err
     assert "refused it: a RunPod cluster cannot be asked for on the community cloud" in r.err
     assert "no capacity on runpod (candidate 1): RunPod has no cluster of 2x" in r.err
     (cluster_id,) = runpod_cli.made_clusters
