@@ -178,9 +178,11 @@ class JobRuntime:
         setup: str | None = None,
         image: str | None = None,
         setup_errexit: bool = True,
+        mounts: list[str] | None = None,
     ) -> TrainingStatus:
         """Start ``argv`` (after ``setup``, a shell script, and in container ``image``
-        when given: see runtime/launch.py)."""
+        when given, with ``mounts``, directories on the machine, mounted in it too: see
+        runtime/launch.py)."""
         spec = {
             "job_id": job_id or new_job_id(),
             "argv": list(argv),
@@ -194,6 +196,8 @@ class JobRuntime:
                 spec["setup_errexit"] = False
         if image:
             spec["image"] = image
+            if mounts:
+                spec["mounts"] = list(mounts)
         # The spec, env included, travels on stdin: never on a command line.
         return self._status(self._call("start", input=json.dumps(spec).encode()))
 

@@ -14,16 +14,16 @@ made of its text, its mode, its directory and the contents of the files it names
 same key skips it. In a container (``image``) nothing persists
 between jobs, so the setup runs in every one.
 
-Container: ``docker run`` with the work directory (and a checkpoint directory outside
-it) mounted at the same path, the job's working directory, the host's user (files stay
-the user's), host networking (a port the job serves is the machine's, for `trainctl
-forward`), the host's IPC namespace (PyTorch's data loaders share memory) and every GPU
-where the machine has NVIDIA's driver. The environment goes by name only (``-e NAME``):
-docker reads each value from its own environment, never from its command line. With
-``--init`` the container's first process passes SIGTERM on to the job, and docker's
-client passes on the signals it gets, so `cancel` reaches the job as it does a bare
-one; the container carries the job's marker (TRAINCTL_JOB_ID), so its processes are
-found and signalled like any of the job's (see jobrunner.job_processes).
+Container: ``docker run`` with the work directory (and a checkpoint directory, and the
+job's file mounts, outside it) mounted at the same path, the job's working directory,
+the host's user (files stay the user's), host networking (a port the job serves is the
+machine's, for `trainctl forward`), the host's IPC namespace (PyTorch's data loaders
+share memory) and every GPU where the machine has NVIDIA's driver. The environment goes
+by name only (``-e NAME``): docker reads each value from its own environment, never from
+its command line. With ``--init`` the container's first process passes SIGTERM on to the
+job, and docker's client passes on the signals it gets, so `cancel` reaches the job as
+it does a bare one; the container carries the job's marker (TRAINCTL_JOB_ID), so its
+processes are found and signalled like any of the job's (see jobrunner.job_processes).
 """
 
 import hashlib
@@ -174,9 +174,10 @@ class Launch:
     def _docker(self, image):
         work = self.root.work
         mounts = [work]
-        checkpoint_dir = self.spec["checkpoint_dir"]
-        if not (checkpoint_dir + "/").startswith(work + "/"):
-            mounts.append(checkpoint_dir)
+        # the checkpoint directory and the job's file mounts, where outside the work one
+        for path in [self.spec["checkpoint_dir"]] + list(self.spec.get("mounts") or []):
+            if not (path + "/").startswith(work + "/") and path not in mounts:
+                mounts.append(path)
         argv = [docker(), "run", "--rm", "--init", "--name", container_name(self.job_id)]
         argv += ["--user", "%d:%d" % (os.getuid(), os.getgid())]
         argv += ["--network", "host", "--ipc", "host"]
