@@ -66,6 +66,12 @@ def test_docker_is_asked_for_by_name_only_and_with_the_directories_mounted(tmp_p
     assert ("--name", "trainctl-j-1") in pairs
     # the setup runs in the container, then the command exactly as given
     assert inner[:2] == ["sh", "-c"] and inner[-4:] == spec["argv"]
+    # a job's file mounts (SkyPilot's file_mounts) are there too, once each
+    spec["mounts"] = ["/data/sets", root.work + "/inside", "/data/sets"]
+    argv = launch.Launch(root, "j-1", spec, {}).argv
+    volumes = [b for a, b in zip(argv, argv[1:], strict=False) if a == "-v"]
+    assert volumes.count("/data/sets:/data/sets") == 1
+    assert not [v for v in volumes if "inside" in v]
 
 
 def test_a_missing_docker_is_one_clear_error(box, monkeypatch):

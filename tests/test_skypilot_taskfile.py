@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import trainctl
-from trainctl.cli import taskfile
+from trainctl.cli import skypilot, taskfile
 from trainctl.errors import BadInput
 
 TRAIN = """\
@@ -54,7 +54,15 @@ def write(tmp_path: Path, text: str, name: str = "sky.yaml") -> str:
 
 
 def load(tmp_path: Path, text: str) -> dict:
-    return taskfile.load(write(tmp_path, text))
+    """The `run` values, without the SkyPilot-only part (see ``sky``)."""
+    values = taskfile.load(write(tmp_path, text))
+    task = values.pop("skypilot", None)
+    assert task is None or isinstance(task, skypilot.SkyTask)
+    return values
+
+
+def sky(tmp_path: Path, text: str) -> skypilot.SkyTask:
+    return taskfile.load(write(tmp_path, text))["skypilot"]
 
 
 def refused(tmp_path: Path, text: str) -> str:
@@ -123,7 +131,7 @@ def test_what_trainctl_cannot_honour_is_named_in_one_error(tmp_path):
     err = refused(
         tmp_path,
         "resources:\n  accelerators: A100\n  cpus: 4+\n  memory: 32+\n  zone: us-east-1a\n"
-        "  any_of:\n    - infra: aws/us-west-2\n    - infra: gcp/us-central1\n"
+        "  ordered:\n    - infra: aws/us-west-2\n    - infra: gcp/us-central1\n"
         "file_mounts:\n  /data: s3://my-bucket\n"
         "volumes:\n  /mnt/v: my-volume\n"
         "service:\n  readiness_probe: /health\n"
@@ -137,8 +145,9 @@ def test_what_trainctl_cannot_honour_is_named_in_one_error(tmp_path):
         "resources.cpus",
         "resources.memory",
         "resources.zone",
-        "resources.any_of",
-        "file_mounts",
+        "file_mounts /data (bucket s3://my-bucket)",
+        # a provider trainctl lacks is an error listing the ones it has
+        "resources.ordered[2].infra: trainctl has no provider 'gcp' (it has aws, ",
         "volumes",
         "service",
         "config",
@@ -149,11 +158,29 @@ def test_what_trainctl_cannot_honour_is_named_in_one_error(tmp_path):
     assert "\n" not in err
 
 
+def test_a_misspelt_key_is_named_with_the_nearest_one(tmp_path):
+    err = refused(tmp_path, "resoures:\n  acelerators: A100\nrun: x\n")
+    assert "cannot honour resoures (not a SkyPilot key; did you mean resources?)" in err
+    err = refused(tmp_path, "resources:\n  acelerators: A100\n  colour: red\nrun: x\n")
+    assert "resources.acelerators (not a SkyPilot key; did you mean accelerators?)" in err
+    assert "resources.colour (not a SkyPilot key)" in err
+    assert "volumes" in refused(tmp_path, "volumes: {/mnt: v}\nrun: x\n")  # known, unsupported
+
+
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("resources:\n  accelerators: [A100:1, V100:1]\n", "accelerators (a choice among 2)"),
-        ("resources:\n  accelerators: {A100:1, V100:1}\n", "accelerators (a choice among 2)"),
+        ("resources:\n  accelerators: [A100:1, V100:1]\n  ordered: [{}]\n", "cannot go with"),
+        ("resources:\n  any_of: [{cpus: 4}]\n", "resources.any_of[1].cpus"),
+        ("resources:\n  any_of: [{ports: 22}]\n", "any_of[1].ports (give it outside"),
+        ("resources:\n  any_of: [{ordered: [{}]}]\n", "cannot hold candidates"),
+        ("resources:\n  any_of: [{}]\n  ordered: [{}]\n", "one of any_of, ordered, not"),
+        ("resources:\n  any_of: T4\n", "resources.any_of must be a list of mappings"),
+        ("file_mounts:\n  /d: {name: my-bucket}\n", "file_mounts /d (a bucket or volume)"),
+        ("file_mounts:\n  /d: r2://bucket/x\n", "file_mounts /d (bucket r2://bucket/x)"),
+        ("file_mounts:\n  /d: ./missing\n", "file_mounts /d: ./missing is missing"),
+        ("file_mounts:\n  /d: sky.yaml\n", "is a file (only directories are synced)"),
+        ("file_mounts:\n  ~bob/d: .\n", "must be a path such as /data"),
         ("resources:\n  accelerators: A100:0.5\n", "not NAME or NAME:COUNT"),
         ("resources:\n  infra: k8s\n", "trainctl has no provider Kubernetes"),
         ("resources:\n  cloud: gcp\n", "trainctl has no provider 'gcp'"),
@@ -176,6 +203,48 @@ def test_each_refusal(tmp_path, text, expected):
     assert "(SkyPilot format)" in err and expected in err, err
 
 
+def test_candidates_carry_the_tasks_fields_and_skypilots_order(tmp_path):
+    """Fields outside any_of/ordered are every candidate's defaults; a candidate's own
+    win. An accelerator list is ordered, a set cheapest first (SkyPilot's yaml spec)."""
+    text = (
+        "resources:\n  accelerators: H100:8\n  use_spot: true\n  region: us-east-1\n"
+        "  any_of:\n    - infra: aws\n    - infra: runpod\n      accelerators: A100:8\n"
+    )
+    task = sky(tmp_path, text)
+    assert task.choices == [{"provider": "aws"}, {"provider": "runpod", "gpu": "A100:8"}]
+    assert not task.ordered
+    assert load(tmp_path, text)["gpu"] == "H100:8" and load(tmp_path, text)["spot"] is True
+    ordered = sky(tmp_path, text.replace("any_of", "ordered"))
+    assert ordered.ordered and ordered.choices == task.choices
+    listed = sky(tmp_path, "resources:\n  accelerators: [T4:4, V100:4]\n")
+    assert listed.ordered and listed.choices == [{"gpu": "T4:4"}, {"gpu": "V100:4"}]
+    unordered = sky(tmp_path, "resources:\n  accelerators: {A100:1, V100:1}\n")
+    assert not unordered.ordered and unordered.choices == [{"gpu": "A100:1"}, {"gpu": "V100:1"}]
+    # several accelerators with any_of: each candidate with each accelerator
+    both = sky(tmp_path, "resources:\n  accelerators: {A100, V100}\n  any_of: [{infra: aws}]\n")
+    assert [c["gpu"] for c in both.choices] == ["A100:1", "V100:1"]
+    # SkyPilot Benchmark's older key, read as any_of
+    bench = sky(tmp_path, "resources:\n  candidates:\n    - {accelerators: T4:4}\n"
+                "    - {accelerators: V100:4}\n")  # fmt: skip
+    assert not bench.ordered and [c["gpu"] for c in bench.choices] == ["T4:4", "V100:4"]
+    # one candidate is no choice: its fields are the task's
+    assert load(tmp_path, "resources:\n  any_of: [{infra: runpod}]\n")["provider"] == "runpod"
+    assert sky(tmp_path, "resources:\n  any_of: [{infra: runpod}]\n").choices == []
+
+
+def test_local_file_mounts_and_what_was_ignored(tmp_path):
+    (tmp_path / "data").mkdir()
+    task = sky(
+        tmp_path,
+        "file_mounts:\n  /remote/data: ./data\n  ~/home-data: data\n"
+        "resources:\n  cpus: null\n  accelerators: null\nvolumes: {}\n",
+    )
+    data = str((tmp_path / "data").resolve())
+    assert task.mounts == [(data, "/remote/data"), (data, "~/home-data")]
+    assert task.ignored == ["resources.cpus", "resources.accelerators", "volumes"]
+    assert task.required == [] and task.choices == []
+
+
 def test_secret_values_are_never_shown(tmp_path):
     err = refused(tmp_path, "secrets:\n  TOKEN: {nested: hunter2-secret}\nnum_nodes: 0\n")
     assert "TOKEN" in err and "hunter2" not in err
@@ -185,7 +254,8 @@ def test_a_document_mixing_the_two_formats_is_refused(tmp_path):
     err = refused(
         tmp_path, "name: x\nsetup: pip install .\nrun: python a.py\ngpu: A100\nspot: true\n"
     )
-    assert "mixes SkyPilot's format (run) with trainctl's (gpu, spot)" in err
+    assert "mixes SkyPilot's format (run) with trainctl's (gpu: SkyPilot's is " in err
+    assert "resources.accelerators; spot: SkyPilot's is resources.use_spot)" in err
     # each provider's flags are trainctl-format keys only
     err = refused(tmp_path, "resources:\n  infra: ssh\nhost: me@box\nrun: x\n")
     assert "with trainctl's (host)" in err
@@ -237,7 +307,7 @@ def test_a_required_env_missing_here_is_an_error(tmp_path, monkeypatch):
     path = write(tmp_path, "envs:\n  WHO: null\nrun: echo $WHO\n")
     monkeypatch.delenv("WHO", raising=False)
     r = trainctl("run", "-f", path, "-p", "local", "--no-sync", cwd=tmp_path)
-    assert r.code == 2 and "WHO is not set" in r.err and "Traceback" not in r.err
+    assert r.code == 2 and "WHO must be given" in r.err and "Traceback" not in r.err
 
 
 def test_a_skypilot_setup_runs_before_the_run_script(tmp_path):

@@ -1140,6 +1140,18 @@ class RunResult:
         }
 
 
+def _with_vars(
+    tc: Trainctl,
+    record: ResourceRecord,
+    job: TrainingJob,
+    node_vars: Callable[[list[ResourceStatus]], list[dict[str, str]]] | None,
+) -> TrainingJob:
+    if node_vars is None:
+        return job
+    (more,) = node_vars([tc.status(record.id)])
+    return replace(job, env={**more, **job.env})
+
+
 def run(
     tc: Trainctl,
     provider_name: str,
@@ -1156,6 +1168,7 @@ def run(
     checkpoint_sync: float | str | None = None,
     recover: recovery.Recovery | None = None,
     ports: list[PortForward] | None = None,
+    node_vars: Callable[[list[ResourceStatus]], list[dict[str, str]]] | None = None,
 ) -> RunResult:
     """Create a machine, train, follow the log, download outputs, terminate.
 
@@ -1186,7 +1199,8 @@ def run(
     prepares a machine releases it. The result says ``interrupted``.
 
     ``ports`` of the machine are forwarded here while the job is followed
-    (``Trainctl.forwarding``)."""
+    (``Trainctl.forwarding``). ``node_vars`` gives more variables for each attempt's
+    job from its machine's status (``groups.NodeVars``; the job's own win)."""
     _check_writable(output_dir)
     every = checkpoints.interval(checkpoint_sync)
     recover = recover or recovery.Recovery()
@@ -1219,7 +1233,7 @@ def run(
             try:
                 started = tc.train(
                     record.id,
-                    job,
+                    _with_vars(tc, record, job, node_vars),
                     progress=progress,
                     restore=restore,
                     attempt=(run_id, attempt) if recover.times and run_id else None,

@@ -292,19 +292,30 @@ def terminate_group(tc: Trainctl, name: str, *, progress: Progress | None = None
     return []
 
 
-def node_env(
-    statuses: list[ResourceStatus], master_port: int = MASTER_PORT
-) -> list[dict[str, str]]:
-    """The variables of each node's job, node 0 first."""
+def node_addresses(statuses: list[ResourceStatus]) -> list[str]:
+    """The address each node reaches the others at, node 0 first."""
     addresses = [s.private_ip or s.ssh_host or s.public_ip for s in statuses]
     if any(a is None for a in addresses):
         missing = [s.name or s.id for s, a in zip(statuses, addresses, strict=True) if a is None]
         raise OperationFailed(f"no address known for {', '.join(missing)}")
+    return [str(a) for a in addresses]
+
+
+#: more variables for each node's job from the nodes' statuses, node 0 first (a
+#: SkyPilot task's, ``skyvars.variables``); the group's own and the user's win over them
+NodeVars = Callable[[list[ResourceStatus]], list[dict[str, str]]]
+
+
+def node_env(
+    statuses: list[ResourceStatus], master_port: int = MASTER_PORT
+) -> list[dict[str, str]]:
+    """The variables of each node's job, node 0 first."""
+    addresses = node_addresses(statuses)
     common = {
         "MASTER_ADDR": str(addresses[0]),
         "MASTER_PORT": str(master_port),
         "NNODES": str(len(statuses)),
-        "TRAINCTL_NODE_IPS": ",".join(str(a) for a in addresses),
+        "TRAINCTL_NODE_IPS": ",".join(addresses),
     }
     found = []
     for rank, status in enumerate(statuses):
@@ -344,6 +355,7 @@ def start(
     master_port: int = MASTER_PORT,
     progress: Progress | None = None,
     new_api: Callable[[], Trainctl] = Trainctl,
+    node_vars: NodeVars | None = None,
 ) -> list[TrainingStatus]:
     """Start ``job`` on every node at once (job ``<job_id>-n<rank>``, each with its
     node's variables), the code synced to all of them in parallel. If any node's job
@@ -354,6 +366,8 @@ def start(
     if isinstance(provider, GroupNetwork):
         for env, status in zip(envs, statuses, strict=True):
             env.update(provider.group_job_env(status))
+    if node_vars is not None:
+        envs = [{**more, **env} for more, env in zip(node_vars(statuses), envs, strict=True)]
 
     def one(rank: int) -> TrainingStatus:
         api = new_api()
@@ -551,6 +565,7 @@ def run_group(
     master_port: int = MASTER_PORT,
     on_created: Callable[[ResourceRecord], None] | None = None,
     checkpoint_sync: float | None = None,
+    node_vars: NodeVars | None = None,
 ) -> GroupRun:
     """Rent the group, run ``job`` on every node at once, follow all their logs, bring
     ``outputs`` and the checkpoint directory home from node 0, then release every node
@@ -572,7 +587,15 @@ def run_group(
     puller = None
     try:
         try:
-            start(tc, records, job, job_id, master_port=master_port, progress=progress)
+            start(
+                tc,
+                records,
+                job,
+                job_id,
+                master_port=master_port,
+                progress=progress,
+                node_vars=node_vars,
+            )
             say(f"job {job_id} running on {nodes} nodes ({', '.join(node_jobs)})")
             if checkpoint_sync is not None:  # a group's files are node 0's
                 puller = tc.pull_checkpoints(

@@ -393,6 +393,10 @@ class TrainingProvider(ABC):
                 )
         else:
             rt.info  # noqa: B018 - creates the work directory on the machine
+        mounts = [(src, rt.home_path(target)) for src, target in job.mounts]
+        for src, target in mounts:
+            with rt.attached():
+                rt.remote.put_tree(Path(src), target, progress=progress)
         return rt.start(
             job.command,
             env=job.env,
@@ -400,6 +404,8 @@ class TrainingProvider(ABC):
             checkpoint_dir=job.checkpoint_dir,
             setup=job.setup,
             image=job.image,
+            setup_errexit=job.setup_errexit,
+            mounts=[target for _, target in mounts],
         )
 
     def monitor(

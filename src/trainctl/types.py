@@ -161,6 +161,12 @@ class TrainingJob:
     setup: str | None = None
     #: the container image the command runs in (``docker run`` on the machine)
     image: str | None = None
+    #: False: the setup runs with plain ``bash`` (a failing line does not stop it), as
+    #: SkyPilot runs its ``setup``; True: with ``bash -e``
+    setup_errexit: bool = True
+    #: (local directory, path on the machine) pairs synced after the workdir, the path
+    #: absolute or relative to the machine's home directory (SkyPilot's ``file_mounts``)
+    mounts: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.command:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .. import checkpoints, groups, sync
+from .. import checkpoints, groups, skyvars, sync
 from ..api import Trainctl
 from ..api import run as run_job
 from ..errors import BadInput
@@ -14,6 +14,8 @@ from ..following import reattach_hint
 from ..interrupts import signals_interrupt
 from ..recovery import DEFAULT_RECOVERIES, Recovery
 from ..runtime.client import new_job_id
+from ..types import CreateResourceOptions
+from . import plan
 from .access import job_ports, port_option
 from .common import (
     JobCommand,
@@ -27,6 +29,7 @@ from .common import (
 )
 from .jobs import build_job, checkpoint_sync_option, describe, job_options, mark_output_dir
 from .output import Output
+from .skypilot import SkyTask
 from .taskfile import merge
 
 
@@ -81,6 +84,12 @@ from .taskfile import merge
     type=click.Path(dir_okay=False),
     help="YAML task file with the same settings as the flags (flags win).",
 )
+@click.option(
+    "--dryrun",
+    is_flag=True,
+    help="Print what would be rented and run (the offers to try, in order; what a task "
+    "file asks that is ignored) and exit without renting anything.",
+)
 @port_option
 @json_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
@@ -97,6 +106,10 @@ def run(ctx: click.Context, task_file: str | None, json_mode: bool, **params) ->
     is released and replaced, the checkpoints brought home go to the new one, and
     the command runs again there. Exit code: the job's own (its last attempt's); 1
     when anything asked for did not happen; 130 when interrupted.
+
+    A SkyPilot task file (-f) may list resource candidates (any_of, ordered): they
+    are tried in SkyPilot's order, the next on no capacity; its jobs get SkyPilot's
+    SKYPILOT_* variables. With --dryrun nothing is rented: the plan is printed.
     """
     if task_file:
         params = merge(ctx, params, task_file)
@@ -116,6 +129,8 @@ def _run(
     json_mode,
     ports=(),
     nodes=None,
+    skypilot: SkyTask | None = None,
+    dryrun: bool = False,
     **flags,
 ) -> int:
     out = Output(json_mode)
@@ -134,7 +149,11 @@ def _run(
         )
     }
     job = build_job(command, **job_flags)
+    if skypilot is not None:
+        job.setup_errexit = False  # SkyPilot runs setup with plain bash
+        job.mounts = list(skypilot.mounts)
     options = build_create_options(**flags)
+    candidates = plan.candidates(provider, flags, options, skypilot)
     forwards = job_ports(ports)
     every = checkpoints.interval(checkpoint_sync)
     if retry_on_failure and not recover:
@@ -145,37 +164,59 @@ def _run(
             "recovered attempt starts from what --store saved, or from scratch",
             err=True,
         )
-    name = choose_provider(provider)
+    if dryrun:
+        return plan.dryrun(out, candidates, skypilot, job, nodes)
     progress = progress_printer(json_mode)
     tc = Trainctl()
     job.job_id = new_job_id()
     dest = Path(output_dir) if output_dir else Path(sync.OUTPUT_DIR) / job.job_id
     if outputs or every is not None:
         mark_output_dir(dest, job)  # never sent by a later run's sync of the same directory
+    task_id = job.job_id
+    node_vars = (lambda statuses: skyvars.variables(statuses, task_id)) if skypilot else None
 
-    count = group_size(name, options, nodes)
-    if count > 1:
-        if recover or forwards:
-            raise BadInput("--recover and --port do not work with several nodes yet")
-        return _run_group(tc, name, options, count, job, outputs, dest, keep, grace, every, out)
-    with signals_interrupt():
-        result = run_job(
-            tc,
-            name,
-            options,
-            job,
-            outputs=list(outputs),
-            output_dir=dest,
-            keep=keep,
-            grace=grace,
-            sink=out.log_bytes,
-            progress=progress,
-            on_created=_created,
-            checkpoint_sync=checkpoints.OFF if every is None else every,
-            recover=Recovery(recover, retry_on_failure),
-            ports=forwards,
-        )
-    if json_mode:
+    def launch(name: str, options: CreateResourceOptions, on_created=_created) -> int:
+        count = group_size(name, options, nodes)
+        # what a run on one machine and one on a group take alike
+        common = {
+            "outputs": list(outputs),
+            "output_dir": dest,
+            "keep": keep,
+            "grace": grace,
+            "sink": out.log_bytes,
+            "progress": progress,
+            "on_created": on_created,
+            "node_vars": node_vars,
+        }
+        if count > 1:
+            if recover or forwards:
+                raise BadInput("--recover and --port do not work with several nodes yet")
+            with signals_interrupt():
+                grouped = groups.run_group(
+                    tc, name, options, count, job, checkpoint_sync=every, **common
+                )
+            return _report_group(grouped, out, keep)
+        with signals_interrupt():
+            result = run_job(
+                tc,
+                name,
+                options,
+                job,
+                checkpoint_sync=checkpoints.OFF if every is None else every,
+                recover=Recovery(recover, retry_on_failure),
+                ports=forwards,
+                **common,
+            )
+        return _report(result, out)
+
+    if len(candidates) > 1:
+        return plan.launch(candidates, skypilot, nodes, launch, _created, progress)
+    return launch(choose_provider(provider), options)
+
+
+def _report(result, out: Output) -> int:
+    """What `run` says when one machine's run ended; its exit code."""
+    if out.json_mode:
         out.emit(result.to_dict())
         return result.exit_code
     if len(result.attempts) > 1:
@@ -217,25 +258,8 @@ def _created(record) -> None:
     click.echo(f"created {record.name} ({record.id}) on {record.provider}", err=True)
 
 
-def _run_group(tc, name, options, count, job, outputs, dest, keep, grace, every, out) -> int:
-    """`run --nodes N` (or --host once per node): the job on every node at once."""
-    progress = progress_printer(out.json_mode)
-    with signals_interrupt():
-        result = groups.run_group(
-            tc,
-            name,
-            options,
-            count,
-            job,
-            outputs=list(outputs),
-            output_dir=dest,
-            keep=keep,
-            grace=grace,
-            sink=out.log_bytes,
-            progress=progress,
-            on_created=_created,
-            checkpoint_sync=every,
-        )
+def _report_group(result, out: Output, keep: bool) -> int:
+    """What `run --nodes N` (or --host once per node) says when the group's job ended."""
     if out.json_mode:
         out.emit(result.to_dict())
         return result.exit_code

@@ -21,17 +21,34 @@
 
 The fields follow SkyPilot's task schema (``sky/utils/schemas.py``, ``get_task_schema``
 and ``get_resources_schema``; documented in ``docs/source/reference/yaml-spec.rst``).
-What trainctl cannot do as SkyPilot would (file mounts, a choice
-among several accelerators, CPU or memory sizes, a machine image...) is refused in one
-error naming every such key, never dropped: a run that silently lacks its data mount
-or its second node would waste the money it costs.
+What trainctl cannot do as SkyPilot would (a bucket mount, CPU or memory sizes, a
+machine image...) is refused in one error naming every such key, never dropped: a run
+that silently lacks its data mount or its second node would waste the money it costs.
+
+Beyond `run`'s flags a task gives a ``SkyTask`` (the ``skypilot`` value of ``load``):
+
+- its resource candidates, read as SkyPilot's ``Resources.from_yaml_config`` does:
+  ``any_of`` (the optimizer's choice: cheapest first), ``ordered`` (in order),
+  ``candidates`` (SkyPilot Benchmark's older key, read as ``any_of``), a list of
+  accelerators (in order) or a set (cheapest first); each candidate's fields override
+  the task's, both lists at once or several accelerators with ``ordered`` are errors,
+  as in SkyPilot; ``cli.plan`` turns them into offers to try;
+- its local ``file_mounts`` (``TARGET: ./dir``), synced like the workdir;
+- the names whose value is null in ``envs`` or ``secrets``, which must be given
+  (``taskfile.sky_envs``);
+- the keys given as null or empty, which ask for nothing (``--dryrun`` names them).
+
+Its jobs also get SkyPilot's variables (``trainctl.skyvars``) and run their setup with
+plain bash (``TrainingJob.setup_errexit``).
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +107,30 @@ def load(path: str, data: dict[Any, Any], base: Path, trainctl_keys: set[str]) -
         raise BadInput(f"task file {path} (SkyPilot format): " + "; ".join(problems))
     if task.envs:
         task.values["envs"] = tuple(task.envs)
+    task.values["skypilot"] = SkyTask(
+        path, task.choices, task.ordered, task.mounts, task.required, task.ignored
+    )
     return task.values
+
+
+@dataclass
+class SkyTask:
+    """What a SkyPilot task asks for beyond `run`'s flags (``load`` gives it as the
+    ``skypilot`` value): its jobs get SkyPilot's variables (``trainctl.skyvars``) and
+    run their setup with plain bash."""
+
+    path: str
+    #: the resource candidates (``any_of``, ``ordered``, ``candidates`` or several
+    #: accelerators), each as `run` values over the task's own; [] for one choice
+    choices: list[dict[str, Any]] = field(default_factory=list)
+    #: tried in the order given (``ordered``, an accelerator list), else cheapest first
+    ordered: bool = False
+    #: (local directory, path on the machine) of each file mount
+    mounts: list[tuple[str, str]] = field(default_factory=list)
+    #: names in envs or secrets with a null value: given with --env or -e NAME
+    required: list[str] = field(default_factory=list)
+    #: keys given with a null or empty value, which ask for nothing
+    ignored: list[str] = field(default_factory=list)
 
 
 def _refuse_mixed(path: str, data: dict[Any, Any], trainctl_keys: set[str]) -> None:
@@ -104,10 +144,34 @@ def _refuse_mixed(path: str, data: dict[Any, Any], trainctl_keys: set[str]) -> N
         and not (k == "outputs" and isinstance(v, dict))
     ]
     if ours:
+        named = [f"{k}: SkyPilot's is {_THEIRS[k]}" if k in _THEIRS else k for k in ours]
         raise BadInput(
             f"task file {path} mixes SkyPilot's format ({', '.join(detected(data))}) "
-            f"with trainctl's ({', '.join(ours)}): write it in one of the two"
+            f"with trainctl's ({'; '.join(named)}): write it in one of the two"
         )
+
+
+#: trainctl's task-file keys and SkyPilot's for the same setting
+_THEIRS = {
+    "env": "envs",
+    "command": "run",
+    "nodes": "num_nodes",
+    "provider": "resources.infra",
+    "gpu": "resources.accelerators",
+    "spot": "resources.use_spot",
+    "disk": "resources.disk_size",
+    "image": "resources.image_id",
+    "tags": "resources.labels",
+    "max_price": "resources.max_hourly_cost",
+}
+
+
+def _unknown(name: str, key: str, known: tuple[str, ...]) -> str:
+    """``name`` for a key SkyPilot's schema does not have, with the nearest it does."""
+    if key in known:
+        return name
+    near = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+    return f"{name} (not a SkyPilot key" + (f"; did you mean {near[0]}?)" if near else ")")
 
 
 def _given(value: Any) -> bool:
@@ -122,6 +186,11 @@ class _Task:
         self.base = base
         self.values: dict[str, Any] = {}
         self.envs: list[str] = []
+        self.required: list[str] = []
+        self.choices: list[dict[str, Any]] = []
+        self.ordered = False
+        self.mounts: list[tuple[str, str]] = []
+        self.ignored: list[str] = []
         self.unsupported: list[str] = []
         self.problems: list[str] = []
 
@@ -142,11 +211,78 @@ class _Task:
             self._num_nodes(value)
         elif key == "resources":
             if isinstance(value, dict):
-                Resources(self).read(value)
+                self._resources(value)
             elif value is not None:
                 self.problems.append("resources must be a mapping")
+        elif key == "file_mounts" and isinstance(value, dict):
+            for target, source in value.items():
+                self._mount(target, source)
         elif key not in ONLY_SKYPILOT or _given(value):
-            self.unsupported.append(key)
+            self.unsupported.append(_unknown(key, key, ONLY_SKYPILOT + SHARED))
+        else:
+            self.ignored.append(key)
+
+    def _resources(self, res: dict[Any, Any]) -> None:
+        """The task's resources, and its candidates: each one's fields over the task's
+        (SkyPilot's ``Resources.from_yaml_config``)."""
+        base = Resources(self, "resources")
+        base.read(res)
+        self.values.update(base.values)
+        lists = [k for k in _CHOICES if _given(res.get(k))]
+        if len(lists) > 1:
+            self.problems.append(f"resources: give one of {', '.join(lists)}, not several")
+            return
+        items = [base]
+        if lists:
+            kind = lists[0]
+            raw = res[kind]
+            if not isinstance(raw, list) or not all(isinstance(i, dict) for i in raw):
+                self.problems.append(f"resources.{kind} must be a list of mappings")
+                return
+            items = []
+            for i, item in enumerate(raw, 1):
+                r = Resources(self, f"resources.{kind}[{i}]", candidate=True)
+                r.read(item)
+                items.append(r)
+            self.ordered = kind == "ordered"
+            if base.gpus and self.ordered:
+                self.problems.append("resources: several accelerators cannot go with ordered")
+                return
+        elif base.gpus:
+            self.ordered = base.gpus_ordered
+        for item in items:
+            values = {} if item is base else item.values
+            gpus = item.gpus or ([] if "gpu" in values else base.gpus)
+            self.choices += [{**values, "gpu": g} for g in gpus] if gpus else [values]
+        if len(self.choices) == 1:
+            self.values.update(self.choices.pop())
+
+    def _mount(self, target: Any, source: Any) -> None:
+        """``TARGET: SOURCE``, a local directory synced to the machine's TARGET; a
+        bucket, a volume or a mount mode is named as unsupported."""
+        name = f"file_mounts {target}"
+        if (
+            not isinstance(target, str)
+            or not target.strip()
+            or target.startswith("~")
+            and not (target == "~" or target.startswith("~/"))
+        ):
+            self.problems.append(f"{name}: the path on the machine must be a path such as /data")
+            return
+        if isinstance(source, dict):
+            what = f"mode: {source['mode']}" if source.get("mode") else "a bucket or volume"
+            self.unsupported.append(f"{name} ({what})")
+        elif not isinstance(source, str) or not source.strip():
+            self.problems.append(f"{name}: the source must be a local directory")
+        elif _BUCKET.match(source.strip()):
+            self.unsupported.append(f"{name} (bucket {source.strip()})")
+        else:
+            local = self.base / os.path.expanduser(source.strip())
+            if not local.is_dir():
+                kind = "a file (only directories are synced)" if local.exists() else "missing"
+                self.problems.append(f"{name}: {source} is {kind}")
+            else:
+                self.mounts.append((str(local.resolve()), target.strip()))
 
     def _string(self, key: str, value: Any, param: str | None = None) -> bool:
         if value is None:
@@ -181,6 +317,7 @@ class _Task:
                 self.problems.append(f"{key}: {name!r} is not a variable name")
             elif item is None:
                 self.envs.append(name)  # required: -e NAME reads this shell's value
+                self.required.append(name)
             elif isinstance(item, str | int | float | bool):
                 self.envs.append(f"{name}={item}")  # str(), as SkyPilot converts
             else:
@@ -197,27 +334,46 @@ class _Task:
 
 
 class Resources:
-    """``resources:`` read into `run` parameter values of a ``_Task``."""
+    """``resources:`` (or one of its candidates, named ``where``) read into `run`
+    parameter values; problems go to the ``_Task``."""
 
-    def __init__(self, task: _Task) -> None:
+    def __init__(self, task: _Task, where: str, *, candidate: bool = False) -> None:
         self.task = task
+        self.where = where
+        self.candidate = candidate
+        self.values: dict[str, Any] = {}
+        #: several accelerators: one candidate each, in ``gpus_ordered`` order or not
+        self.gpus: list[str] = []
+        self.gpus_ordered = False
 
     def read(self, res: dict[Any, Any]) -> None:
         task = self.task
         if "infra" in res and any(k in res for k in ("cloud", "region", "zone")):
-            task.problems.append("resources: give either infra or cloud/region/zone, not both")
+            task.problems.append(f"{self.where}: give either infra or cloud/region/zone, not both")
         for key, value in res.items():
-            if isinstance(key, str) and key in _READ:
-                if value is not None:
-                    getattr(self, f"_{key}")(f"resources.{key}", value)
-            elif not isinstance(key, str) or _given(value) or key not in _KNOWN:
-                task.unsupported.append(f"resources.{key}")
+            name = f"{self.where}.{key}"
+            if isinstance(key, str) and key in _CHOICES:
+                if self.candidate:
+                    self._problem(f"{name}: a candidate cannot hold candidates")
+            elif isinstance(key, str) and key in _READ:
+                if value is None:
+                    task.ignored.append(name)
+                elif self.candidate and key in _NOT_PER_CANDIDATE:
+                    task.unsupported.append(f"{name} (give it outside the candidates)")
+                else:
+                    getattr(self, f"_{key}")(name, value)
+            elif not isinstance(key, str):
+                task.unsupported.append(name)
+            elif _given(value) or key not in _KNOWN:
+                task.unsupported.append(_unknown(name, key, _READ + _KNOWN + _CHOICES))
+            else:
+                task.ignored.append(name)
 
     def _problem(self, text: str) -> None:
         self.task.problems.append(text)
 
     def _set(self, param: str, value: Any) -> None:
-        self.task.values[param] = value
+        self.values[param] = value
 
     def _provider(self, name: str, cloud: str) -> str | None:
         """trainctl's provider for SkyPilot's cloud name (``*``: any, trainctl picks)."""
@@ -274,26 +430,36 @@ class Resources:
             self._problem(f"{name} must be true or false")
 
     def _accelerators(self, name: str, value: Any) -> None:
-        """``A100``, ``A100:2``, ``{A100: 2}``; a list or set of several is SkyPilot's
-        choice among them, which trainctl does not make."""
-        if isinstance(value, list | dict) and len(value) != 1:
-            self.task.unsupported.append(f"{name} (a choice among {len(value)})")
-            return
-        if isinstance(value, list):
-            value = value[0]
+        """``A100``, ``A100:2``, ``{A100: 2}``; a list of several is SkyPilot's choice
+        among them in that order, a set (``{A100:1, V100:1}``) cheapest first."""
+        items = value if isinstance(value, list) else [value]
         if isinstance(value, dict):
-            ((gpu, count),) = value.items()
             # `{A100:1, V100:1}` is read as keys with null values
-            value = str(gpu) if count is None else _accelerator(str(gpu), count)
-        if not isinstance(value, str) or not value.strip():
+            items = [str(g) if c is None else {g: c} for g, c in value.items()]
+        if not items:
             self._problem(f"{name} must be NAME or NAME:COUNT, e.g. A100:2")
             return
+        found = [self._one_accelerator(name, item) for item in items]
+        specs = [spec for spec in found if spec is not None]
+        if len(specs) < len(found):
+            return
+        if len(specs) == 1:
+            self._set("gpu", specs[0])
+        else:
+            self.gpus, self.gpus_ordered = specs, isinstance(value, list)
+
+    def _one_accelerator(self, name: str, value: Any) -> str | None:
+        if isinstance(value, dict):
+            ((gpu, count),) = value.items()
+            value = f"{gpu}:{count}"
+        if not isinstance(value, str) or not value.strip():
+            self._problem(f"{name} must be NAME or NAME:COUNT, e.g. A100:2")
+            return None
         gpu, _, count = value.strip().partition(":")
         spec = _accelerator(gpu.strip(), count.strip() or 1)
         if spec is None:
             self._problem(f"{name}: {value!r} is not NAME or NAME:COUNT (a whole count)")
-        else:
-            self._set("gpu", spec)
+        return spec
 
     def _disk_size(self, name: str, value: Any) -> None:
         gb = _gigabytes(value)
@@ -355,13 +521,21 @@ _READ = (
     "max_hourly_cost",
 )
 
+#: the lists of resource candidates (``candidates`` is SkyPilot Benchmark's older key,
+#: read as ``any_of``)
+_CHOICES = ("any_of", "ordered", "candidates")
+
+#: resources keys read once for the whole task, never per candidate
+_NOT_PER_CANDIDATE = ("ports",)
+
+#: a file mount's source that is a bucket (s3://, gs://, r2://, https://...)
+_BUCKET = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
 #: SkyPilot's other resources keys, which may be null or empty without asking for anything
 _KNOWN = (
     "cpus",
     "memory",
     "zone",
-    "any_of",
-    "ordered",
     "accelerator_args",
     "disk_tier",
     "network_tier",

@@ -23,6 +23,7 @@ expand to gigabytes).
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from .. import registry
 from ..errors import BadInput
 from ..recovery import DEFAULT_RECOVERIES
 from . import skypilot
+from .envfile import read_env_file
 
 #: task-file key -> (parameter of `run`, accepted Python types); each provider's own
 #: flags are keys too (see ``fields``)
@@ -209,17 +211,56 @@ def ports(value: Any) -> tuple[str, ...]:
 
 def merge(ctx: click.Context, params: dict[str, Any], path: str) -> dict[str, Any]:
     """``params`` with the file's values where no flag was given; a setting this
-    command has no parameter for is refused rather than dropped."""
+    command has no parameter for is refused rather than dropped. A SkyPilot task
+    comes as ``skypilot`` (``skypilot.SkyTask``), its candidates without the fields a
+    flag gave, and its envs under the command line's ``--env`` and ``--env-file``."""
     merged = dict(params)
     accepted = {p.name for p in ctx.command.params}
-    for param, value in load(path).items():
+    values = load(path)
+    sky = values.pop("skypilot", None)
+
+    def given(param: str) -> bool:
+        if param == "command":
+            return bool(params.get("command"))
+        return ctx.get_parameter_source(param) not in (ParameterSource.DEFAULT, None)
+
+    if sky is not None:
+        merged["skypilot"] = sky
+        left: list[dict[str, Any]] = []  # the candidates a flag did not make one
+        for choice in sky.choices:
+            own = {k: v for k, v in choice.items() if not given(k)}
+            if own not in left:
+                left.append(own)
+        sky.choices = left if len(left) > 1 else []
+        values.update(left[0] if len(left) == 1 else {})
+        merged["envs"] = sky_envs(
+            path, sky, values.pop("envs", ()), params.get("envs", ()), params.get("env_files", ())
+        )
+    for param, value in values.items():
         if param not in accepted:
             raise BadInput(f"task file {path}: {param} is not supported by `trainctl run` yet")
-        given = (
-            bool(params.get("command"))
-            if param == "command"
-            else ctx.get_parameter_source(param) not in (ParameterSource.DEFAULT, None)
-        )
-        if not given:
+        if not given(param):
             merged[param] = value
     return merged
+
+
+def sky_envs(
+    path: str,
+    sky: skypilot.SkyTask,
+    from_file: tuple[str, ...],
+    flags: tuple[str, ...],
+    env_files: tuple[str, ...],
+) -> tuple[str, ...]:
+    """A SkyPilot task's envs and secrets, then ``--env`` (a later one wins): a name
+    given with ``--env`` or in an ``--env-file`` replaces the file's value, as
+    ``sky launch --env`` does; one the file leaves null must be given."""
+    named = {item.partition("=")[0] for item in flags}
+    for env_file in env_files:
+        named |= set(read_env_file(env_file))
+    missing = [n for n in sky.required if n not in named and n not in os.environ]
+    if missing:
+        raise BadInput(
+            f"task file {path}: {', '.join(missing)} must be given (null in envs or "
+            "secrets): --env NAME=VALUE, or -e NAME with NAME set in this shell"
+        )
+    return (*(i for i in from_file if i.partition("=")[0] not in named), *flags)

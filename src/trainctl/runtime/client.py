@@ -157,6 +157,13 @@ class JobRuntime:
     def workdir(self) -> str:
         return self.info["work"]
 
+    def home_path(self, path: str) -> str:
+        """A path on the machine: absolute as it is, else under its user's home."""
+        if path.startswith("/"):
+            return path
+        rest = path[1:].lstrip("/") if path.startswith("~") else path
+        return f"{self.info['home'].rstrip('/')}/{rest}".rstrip("/")
+
     def resolve(self, path: str) -> str:
         """A path on the machine: relative paths resolve in the synced work directory."""
         return path if path.startswith("/") else f"{self.workdir}/{path}"
@@ -170,9 +177,12 @@ class JobRuntime:
         checkpoint_dir: str = "checkpoints",
         setup: str | None = None,
         image: str | None = None,
+        setup_errexit: bool = True,
+        mounts: list[str] | None = None,
     ) -> TrainingStatus:
         """Start ``argv`` (after ``setup``, a shell script, and in container ``image``
-        when given: see runtime/launch.py)."""
+        when given, with ``mounts``, directories on the machine, mounted in it too: see
+        runtime/launch.py)."""
         spec = {
             "job_id": job_id or new_job_id(),
             "argv": list(argv),
@@ -182,8 +192,12 @@ class JobRuntime:
         }
         if setup:
             spec["setup"] = setup
+            if not setup_errexit:
+                spec["setup_errexit"] = False
         if image:
             spec["image"] = image
+            if mounts:
+                spec["mounts"] = list(mounts)
         # The spec, env included, travels on stdin: never on a command line.
         return self._status(self._call("start", input=json.dumps(spec).encode()))
 

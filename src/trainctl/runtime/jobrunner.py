@@ -297,7 +297,8 @@ def job_status(root, job_id):
 def cmd_info(root, args):
     os.makedirs(root.work, exist_ok=True)
     os.makedirs(root.jobs, exist_ok=True)
-    print(json.dumps({"root": root.path, "work": root.work, "python": sys.version.split()[0]}))
+    info = {"root": root.path, "work": root.work, "home": os.path.expanduser("~")}
+    print(json.dumps(dict(info, python=sys.version.split()[0])))
 
 
 class _JobsLock:

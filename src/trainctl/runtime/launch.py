@@ -6,22 +6,24 @@ Setup: the job's ``setup`` text runs before its command, in the same process gro
 with the same environment and log, through a small ``sh`` wrapper that then ``exec``s
 the command (so the job's pid, signals and exit code stay the command's). The setup
 runs with ``bash -e`` (``sh -e`` where bash is missing): its first failing command
-fails it, and the job then ends with the setup's exit code. A setup that succeeded is
-remembered per machine under a key made of its text, its directory and the contents
-of the files it names (``pip install -r requirements.txt`` names requirements.txt), so
-the next job with the same key skips it. In a container (``image``) nothing persists
+fails it, and the job then ends with the setup's exit code; a spec with
+``"setup_errexit": false`` runs it with plain ``bash`` as SkyPilot does (only its last
+command's status counts). A setup that succeeded is remembered per machine under a key
+made of its text, its mode, its directory and the contents of the files it names
+(``pip install -r requirements.txt`` names requirements.txt), so the next job with the
+same key skips it. In a container (``image``) nothing persists
 between jobs, so the setup runs in every one.
 
-Container: ``docker run`` with the work directory (and a checkpoint directory outside
-it) mounted at the same path, the job's working directory, the host's user (files stay
-the user's), host networking (a port the job serves is the machine's, for `trainctl
-forward`), the host's IPC namespace (PyTorch's data loaders share memory) and every GPU
-where the machine has NVIDIA's driver. The environment goes by name only (``-e NAME``):
-docker reads each value from its own environment, never from its command line. With
-``--init`` the container's first process passes SIGTERM on to the job, and docker's
-client passes on the signals it gets, so `cancel` reaches the job as it does a bare
-one; the container carries the job's marker (TRAINCTL_JOB_ID), so its processes are
-found and signalled like any of the job's (see jobrunner.job_processes).
+Container: ``docker run`` with the work directory (and a checkpoint directory, and the
+job's file mounts, outside it) mounted at the same path, the job's working directory,
+the host's user (files stay the user's), host networking (a port the job serves is the
+machine's, for `trainctl forward`), the host's IPC namespace (PyTorch's data loaders
+share memory) and every GPU where the machine has NVIDIA's driver. The environment goes
+by name only (``-e NAME``): docker reads each value from its own environment, never from
+its command line. With ``--init`` the container's first process passes SIGTERM on to the
+job, and docker's client passes on the signals it gets, so `cancel` reaches the job as
+it does a bare one; the container carries the job's marker (TRAINCTL_JOB_ID), so its
+processes are found and signalled like any of the job's (see jobrunner.job_processes).
 """
 
 import hashlib
@@ -38,9 +40,9 @@ JOB_VARS = ("TRAINCTL_JOB_ID", "TRAINCTL_CHECKPOINT_DIR", "PYTHONUNBUFFERED")
 MARK = "[trainctl] setup:"
 
 _WRAPPER = r"""
-d=$1; cache=$2; shift 2
+d=$1; cache=$2; e=$3; shift 3
 echo '[trainctl] setup: running'
-if command -v bash >/dev/null 2>&1; then bash -e "$d/setup.sh"; else sh -e "$d/setup.sh"; fi
+if command -v bash >/dev/null 2>&1; then bash $e "$d/setup.sh"; else sh $e "$d/setup.sh"; fi
 rc=$?
 if [ "$rc" -ne 0 ]; then
   echo "[trainctl] setup: failed with exit code $rc; the command did not start"
@@ -88,11 +90,14 @@ def check_docker(image):
     return None
 
 
-def setup_key(text, cwd):
-    """The key a setup is remembered by: its text, where it runs, and the contents of
-    the files it names (each word, or the part after ``=``, that is a file there)."""
+def setup_key(text, cwd, errexit=True):
+    """The key a setup is remembered by: its text, its mode (``errexit``), where it
+    runs, and the contents of the files it names (each word, or the part after ``=``,
+    that is a file there)."""
     h = hashlib.sha256()
     h.update(cwd.encode() + b"\0" + text.encode() + b"\0")
+    if not errexit:
+        h.update(b"no-errexit\0")
     for path in sorted(_named_files(text, cwd)):
         h.update(path.encode() + b"\0")
         with open(path, "rb") as f:
@@ -151,7 +156,9 @@ class Launch:
                 )
             else:
                 d = "/.trainctl-setup" if image else self.setup_dir
-                argv = ["sh", "-c", _WRAPPER, "trainctl-setup", d, cache] + argv
+                # "-e" or "": a word of its own, unquoted in the wrapper
+                e = "-e" if self._errexit() else ""
+                argv = ["sh", "-c", _WRAPPER, "trainctl-setup", d, cache, e] + argv
         if image:
             argv = self._docker(image) + argv
         return argv
@@ -159,14 +166,18 @@ class Launch:
     def _cache_path(self, setup):
         cache_dir = os.path.join(self.root.path, "setup-done")
         os.makedirs(cache_dir, exist_ok=True)
-        return os.path.join(cache_dir, setup_key(setup, self.spec["cwd"]))
+        return os.path.join(cache_dir, setup_key(setup, self.spec["cwd"], self._errexit()))
+
+    def _errexit(self):
+        return self.spec.get("setup_errexit", True) is not False
 
     def _docker(self, image):
         work = self.root.work
         mounts = [work]
-        checkpoint_dir = self.spec["checkpoint_dir"]
-        if not (checkpoint_dir + "/").startswith(work + "/"):
-            mounts.append(checkpoint_dir)
+        # the checkpoint directory and the job's file mounts, where outside the work one
+        for path in [self.spec["checkpoint_dir"]] + list(self.spec.get("mounts") or []):
+            if not (path + "/").startswith(work + "/") and path not in mounts:
+                mounts.append(path)
         argv = [docker(), "run", "--rm", "--init", "--name", container_name(self.job_id)]
         argv += ["--user", "%d:%d" % (os.getuid(), os.getgid())]
         argv += ["--network", "host", "--ipc", "host"]

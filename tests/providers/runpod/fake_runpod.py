@@ -18,7 +18,8 @@ is checked against the fields ``tests/reference/README.md`` lists for
 Pods advance on each read (``PROVISIONING`` -> ``STARTING`` -> ``RUNNING``); when
 a pod first runs it is given a machine by ``machine_factory`` (the SSH test
 server provides real ones) and its ``22/tcp`` mapping points at it. Knobs:
-``no_capacity``, ``no_spot_capacity`` (spot rentals only), ``stuck`` (never leaves
+``no_capacity``, ``no_spot_capacity`` (spot rentals only), ``no_capacity_gpus`` (GPU
+type ids with no capacity, on-demand or spot), ``stuck`` (never leaves
 PROVISIONING), ``error_on_start``,
 ``sshd_late_reads`` (the image installs ``PUBLIC_KEY`` only after that many reads),
 ``fail_next(operation, *faults)`` for bursts of 429 / 5xx / dropped connections,
@@ -237,6 +238,7 @@ class FakePod:
 class Knobs:
     no_capacity: bool = False
     no_spot_capacity: bool = False
+    no_capacity_gpus: set[str] = field(default_factory=set)  # GPU type ids
     stuck: bool = False  # pods never leave PROVISIONING
     error_on_start: bool = False  # pods go STARTING -> ERROR
     provisioning_reads: int = 1  # reads spent in PROVISIONING, then in STARTING
@@ -633,7 +635,7 @@ class FakeRunPod:
         count = compute["gpuCountPerPod"]
         if not gpu["secure"] or count > gpu["maxCount"]["secure"]:
             return _problem(400, f"{gpu['id']} x{count} is not offered for clusters")
-        if self.knobs.no_capacity:
+        if self.knobs.no_capacity or gpu["id"] in self.knobs.no_capacity_gpus:
             return _problem(400, NO_CAPACITY)
         cluster_id = "cluster_" + secrets.token_hex(6)
         self.clusters[cluster_id] = {
@@ -714,7 +716,7 @@ class FakeRunPod:
             return _problem(400, f"{gpu['id']} x{count} is not offered on {cloud.upper()}")
         if cloud.upper() in self.knobs.forbidden_clouds:
             return _problem(403, "access denied")
-        if self.knobs.no_capacity:
+        if self.knobs.no_capacity or gpu["id"] in self.knobs.no_capacity_gpus:
             return _problem(400, NO_CAPACITY)
         pod = self._new_pod(body, spot=False, cost=round(gpu["price"][cloud] * count, 4))
         return 201, pod.data
@@ -811,6 +813,8 @@ class FakeRunPod:
         if gpu is None:
             return _gql_error("podRentInterruptable", f"GPU type {spec['gpuTypeId']} not found")
         if self.knobs.no_capacity or self.knobs.no_spot_capacity:
+            return _gql_error("podRentInterruptable", NO_CAPACITY)
+        if gpu["id"] in self.knobs.no_capacity_gpus:
             return _gql_error("podRentInterruptable", NO_CAPACITY)
         minimum = _spot_prices(gpu, spec["gpuCount"])["lowestPrice"]["minimumBidPrice"]
         if spec["bidPerGpu"] < minimum:
