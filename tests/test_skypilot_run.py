@@ -352,3 +352,34 @@ def test_a_two_node_task_falls_back_to_its_second_candidate_as_a_runpod_cluster(
     ips = [line.split(":", 1)[1].split() for line in r.out.splitlines() if "rank " in line]
     assert len(ips) == 2 and ips[0] == ips[1] and len(ips[0]) == 2
     assert "[node 1] rank 1 of 2:" in r.out
+
+
+def test_setup_and_run_get_skypilots_preamble_so_conda_activate_works(tmp_path):
+    """SkyPilot's task script sources ~/.bashrc and conda's shell functions before a
+    task's setup and run; a task that does `conda activate` in `run` needs them."""
+    home = Path(os.environ["HOME"])
+    (home / ".bashrc").write_text("export FROM_BASHRC=yes\n")  # no interactive guard
+    base = tmp_path / "conda"
+    (base / "etc" / "profile.d").mkdir(parents=True)
+    (base / "etc" / "profile.d" / "conda.sh").write_text(
+        'conda() { if [ "$1" = activate ]; then export CONDA_DEFAULT_ENV="$2"; fi; }\n'
+    )
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "conda"  # `conda info --base`, before conda.sh defines the function
+    fake.write_text(f"#!/bin/sh\necho {base}\n")
+    fake.chmod(0o755)
+    task = write(
+        tmp_path / "sky.yaml",
+        "setup: |\n  conda activate built\n  echo \"setup env=$CONDA_DEFAULT_ENV\"\n"
+        "run: |\n  conda activate train\n"
+        '  echo "run env=$CONDA_DEFAULT_ENV bashrc=$FROM_BASHRC unbuffered=$PYTHONUNBUFFERED"\n',
+    )
+    path = f"{bin_dir}:{os.environ['PATH']}"
+    r = trainctl("run", "-f", task, "-p", "local", "--checkpoint-sync", "off",
+                 "-e", f"PATH={path}", cwd=tmp_path)  # fmt: skip
+    assert r.code == 0, r.err
+    assert "setup env=built" in r.out.splitlines(), r.out
+    assert "run env=train bashrc=yes unbuffered=1" in r.out.splitlines(), r.out
+    shown = trainctl("run", "-f", task, "-p", "local", "--dryrun", cwd=tmp_path)
+    assert "source ~/.bashrc" not in shown.out  # the plan shows the task's own script

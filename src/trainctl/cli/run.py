@@ -29,7 +29,7 @@ from .common import (
 )
 from .jobs import build_job, checkpoint_sync_option, describe, job_options, mark_output_dir
 from .output import Output
-from .skypilot import SkyTask
+from .skypilot import SkyTask, as_task_script
 from .taskfile import merge
 
 
@@ -166,6 +166,8 @@ def _run(
         )
     if dryrun:
         return plan.dryrun(out, candidates, skypilot, job, nodes)
+    if skypilot is not None:
+        job = as_task_script(job)
     progress = progress_printer(json_mode)
     tc = Trainctl()
     job.job_id = new_job_id()

@@ -48,12 +48,37 @@ import difflib
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .. import registry
 from ..errors import BadInput
+from ..types import TrainingJob
+
+#: what SkyPilot's task script does before a task's ``setup`` and ``run``
+#: (``sky/skylet/log_lib.py``, ``make_task_bash_script``): the user's ``~/.bashrc``,
+#: conda's shell functions exported (so that ``conda activate`` works), unbuffered
+#: Python. SkyPilot runs the script with ``bash -i``; here it is not interactive, so a
+#: ``~/.bashrc`` that returns at once for non-interactive shells (Debian's and Ubuntu's
+#: do) gives nothing, but conda's functions are sourced on their own all the same.
+SHELL_PREAMBLE = (
+    "source ~/.bashrc >/dev/null 2>&1 || true\n"
+    "set -a\n"
+    '. "$(conda info --base 2>/dev/null)/etc/profile.d/conda.sh" >/dev/null 2>&1 || true\n'
+    "set +a\n"
+    "export PYTHONUNBUFFERED=1\n"
+)
+
+
+def as_task_script(job: TrainingJob) -> TrainingJob:
+    """``job`` with SkyPilot's preamble before its setup and its ``run`` script."""
+    command = job.command
+    if command[:2] == ["bash", "-c"] and len(command) == 3:
+        command = ["bash", "-c", SHELL_PREAMBLE + command[2]]
+    setup = SHELL_PREAMBLE + job.setup if job.setup else job.setup
+    return replace(job, command=command, setup=setup)
+
 
 #: top-level keys only SkyPilot's format has; any of them makes a document SkyPilot's
 ONLY_SKYPILOT = (
