@@ -129,9 +129,13 @@ def test_null_envs_must_be_given_and_env_overrides_the_file(tmp_path, monkeypatc
     assert r.err.splitlines()[-1].startswith("error: task file ")
     assert "WANDB_API_KEY, HF_TOKEN must be given" in r.err and "--env NAME=VALUE" in r.err
     monkeypatch.setenv("HF_TOKEN", "hf-secret-from-this-shell")
+    # set in this shell but not asked for: not taken
+    r = trainctl("run", "-f", task, "-p", "local", "--no-sync", "--env", "WANDB_API_KEY=w",
+                 cwd=tmp_path)  # fmt: skip
+    assert r.code == 2 and "HF_TOKEN must be given" in r.err, r.err
     r = trainctl(
         "run", "-f", task, "-p", "local", "--no-sync", "--checkpoint-sync", "off",
-        "--env", "WANDB_API_KEY=wandb-secret-1", "--env", "MODEL=llama-65b",
+        "--env", "WANDB_API_KEY=wandb-secret-1", "--env", "MODEL=llama-65b", "-e", "HF_TOKEN",
         cwd=tmp_path,
     )  # fmt: skip
     assert r.code == 0, r.err
@@ -383,3 +387,38 @@ def test_setup_and_run_get_skypilots_preamble_so_conda_activate_works(tmp_path):
     assert "run env=train bashrc=yes unbuffered=1" in r.out.splitlines(), r.out
     shown = trainctl("run", "-f", task, "-p", "local", "--dryrun", cwd=tmp_path)
     assert "source ~/.bashrc" not in shown.out  # the plan shows the task's own script
+
+
+@pytest.mark.parametrize(
+    "accelerators", ["[{A100: 1, V100: 1}]", "[{}]", "[{A100: 1, V100: 1}, T4]"]
+)
+def test_an_accelerator_mapping_of_other_than_one_gpu_is_one_error(tmp_path, accelerators):
+    task = write(
+        tmp_path / "sky.yaml",
+        f"resources:\n  infra: local\n  accelerators: {accelerators}\nrun: echo hi\n",
+    )
+    r = trainctl("run", "-f", task, "--dryrun", cwd=tmp_path)
+    assert r.code == 2 and "Traceback" not in r.err and "internal" not in r.err, r.err
+    assert "must be NAME or NAME:COUNT" in r.err
+
+
+def test_an_accelerator_list_cannot_go_with_any_of(tmp_path):
+    task = write(
+        tmp_path / "sky.yaml",
+        "resources:\n  accelerators: [A100, V100]\n  any_of:\n    - infra: local\n"
+        "    - infra: ssh\nrun: echo hi\n",
+    )
+    r = trainctl("run", "-f", task, "--dryrun", cwd=tmp_path)
+    assert r.code == 2 and "a list of accelerators (an order) cannot go with any_of" in r.err
+
+
+def test_a_candidate_on_another_provider_does_not_inherit_the_tasks_region(tmp_path):
+    task = write(
+        tmp_path / "sky.yaml",
+        "resources:\n  infra: aws/us-east-1\n  ordered:\n    - infra: runpod\n"
+        "      accelerators: RTX4090:1\n    - accelerators: T4:1\nrun: echo hi\n",
+    )
+    r = trainctl("run", "-f", task, "--dryrun", "--json", cwd=tmp_path)
+    named = r.json()["cannot_rent"]  # no credentials here: each is named, with its region
+    assert named[0].startswith("candidate 1 (RTX4090:1 on runpod)"), named
+    assert named[1].startswith("candidate 2 (T4:1 on aws in us-east-1)"), named

@@ -297,7 +297,7 @@ def test_run_reads_a_skypilot_task_end_to_end(tmp_path, monkeypatch):
     )
     monkeypatch.setenv("WHO", "there")
     task = str(tmp_path / "code" / "sky.yaml")
-    r = trainctl("run", "-f", task, "-p", "local", "-o", "out.txt", cwd=tmp_path)
+    r = trainctl("run", "-f", task, "-p", "local", "-o", "out.txt", "-e", "WHO", cwd=tmp_path)
     assert r.code == 0, r.err
     (out,) = (tmp_path / "trainctl-runs").glob("*/out.txt")
     assert out.read_text() == "hi there from bash\n"

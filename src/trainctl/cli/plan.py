@@ -42,6 +42,9 @@ def candidates(
     for choice in sky.choices:
         chosen = choice.get("provider", provider)
         values = {**flags, **{k: v for k, v in choice.items() if k != "provider"}}
+        if chosen != provider and "region" not in choice:
+            # a candidate's infra names its provider and region together, as in SkyPilot
+            values["region"] = None
         found.append((None if chosen == CHEAPEST else chosen, build_create_options(**values)))
     return found
 

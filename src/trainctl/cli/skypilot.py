@@ -11,7 +11,7 @@
       ports: 6006
     envs:
       LR: 0.01
-      WANDB_PROJECT: null       # required: taken from this shell's environment
+      WANDB_PROJECT: null       # required: --env NAME=VALUE, or -e NAME from this shell
     secrets:
       HF_TOKEN: null
     setup: |
@@ -273,6 +273,12 @@ class _Task:
             if base.gpus and self.ordered:
                 self.problems.append("resources: several accelerators cannot go with ordered")
                 return
+            if base.gpus and base.gpus_ordered:
+                # SkyPilot's Resources.from_yaml_config refuses it too
+                self.problems.append(
+                    f"resources: a list of accelerators (an order) cannot go with {kind}"
+                )
+                return
         elif base.gpus:
             self.ordered = base.gpus_ordered
         for item in items:
@@ -475,6 +481,9 @@ class Resources:
 
     def _one_accelerator(self, name: str, value: Any) -> str | None:
         if isinstance(value, dict):
+            if len(value) != 1:
+                self._problem(f"{name} must be NAME or NAME:COUNT, e.g. A100:2")
+                return None
             ((gpu, count),) = value.items()
             value = f"{gpu}:{count}"
         if not isinstance(value, str) or not value.strip():

@@ -23,7 +23,6 @@ expand to gigabytes).
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -257,7 +256,7 @@ def sky_envs(
     named = {item.partition("=")[0] for item in flags}
     for env_file in env_files:
         named |= set(read_env_file(env_file))
-    missing = [n for n in sky.required if n not in named and n not in os.environ]
+    missing = [n for n in sky.required if n not in named]
     if missing:
         raise BadInput(
             f"task file {path}: {', '.join(missing)} must be given (null in envs or "
