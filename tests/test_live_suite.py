@@ -261,7 +261,8 @@ def test_the_estimate_prices_the_first_offer_tried_from_the_catalog():
     minutes = sum(livekit.CHECKS["aws"].values())
     assert f"3 machines of {first.offer_id} at ${first.on_demand:.4f}/h" in aws
     assert f"~${first.on_demand * minutes / 60:.2f}" in aws
-    assert f"at most ${3 * livekit.caps(first.on_demand).max_spend:.2f}" in aws
+    assert f"at most ${3 * livekit.caps(first.on_demand).max_spend:.2f} on this offer" in aws
+    assert f"${livekit.ceiling(3):.2f} on any offer" in aws  # a fallback costs more
     assert "(community)" in runpod
     assert "no catalog price" in lyceum and f"${livekit.ceiling(3):.2f}" in lyceum
     assert total.startswith("total")
@@ -286,3 +287,13 @@ def test_the_sweep_holds_interrupts_until_it_is_done():
         assert got == ["sweep went on"]
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_a_sweep_without_the_runs_home_still_reads_the_users_config(tmp_path, monkeypatch):
+    import sweep
+
+    (tmp_path / "config.toml").write_text('[providers.aws]\nregion = "eu-north-1"\n')
+    monkeypatch.setenv("TRAINCTL_HOME", str(tmp_path))
+    made = sweep.own_home()
+    assert made != tmp_path
+    assert (made / "config.toml").read_text() == (tmp_path / "config.toml").read_text()

@@ -422,3 +422,23 @@ def test_a_candidate_on_another_provider_does_not_inherit_the_tasks_region(tmp_p
     named = r.json()["cannot_rent"]  # no credentials here: each is named, with its region
     assert named[0].startswith("candidate 1 (RTX4090:1 on runpod)"), named
     assert named[1].startswith("candidate 2 (T4:1 on aws in us-east-1)"), named
+
+
+def test_a_mount_target_docker_cannot_carry_is_refused(tmp_path):
+    (tmp_path / "data").mkdir()
+    task = write(tmp_path / "sky.yaml", "file_mounts:\n  /data:x: data\nrun: echo hi\n")
+    r = trainctl("run", "-f", task, "-p", "local", "--dryrun", cwd=tmp_path)
+    assert r.code == 2 and "cannot hold ':' or ','" in r.err, r.err
+
+
+def test_a_candidate_without_a_gpu_on_a_provider_without_credentials_is_named(tmp_path):
+    task = write(
+        tmp_path / "sky.yaml",
+        "resources:\n  ordered:\n    - infra: aws\n      instance_type: t3.micro\n"
+        "    - infra: local\nrun: echo hi\n",
+    )
+    r = trainctl("run", "-f", task, "--dryrun", "--json", cwd=tmp_path)
+    assert r.code == 0, r.err
+    doc = r.json()
+    assert [t["provider"] for t in doc["tries"]] == ["local"]
+    assert doc["cannot_rent"][0].startswith("candidate 1 (no GPU t3.micro on aws)"), doc

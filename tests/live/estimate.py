@@ -43,12 +43,16 @@ def lines(providers: list[str]) -> list[str]:
             continue
         minutes = sum(checks.values())
         cost = price * minutes / 60
-        ceiling = len(checks) * livekit.caps(price).max_spend
+        capped = len(checks) * livekit.caps(price).max_spend
+        # an offer without capacity makes the run take the next one, up to the ceiling
+        ceiling = livekit.ceiling(len(checks))
         out.append(f"{provider:<7} {len(checks)} machines of {what} at ${price:.4f}/h, "
-                   f"~{minutes:g} min: ~${cost:.2f} (at most ${ceiling:.2f})")  # fmt: skip
+                   f"~{minutes:g} min: ~${cost:.2f} (at most ${capped:.2f} on this offer, "
+                   f"${ceiling:.2f} on any offer it may fall back to)")  # fmt: skip
         total += cost
         top += ceiling
-    out.append(f"total   ~${total:.2f} (at most ${top:.2f}: every machine's --max-spend)")
+    out.append(f"total   ~${total:.2f} (at most ${top:.2f}: every machine's --max-spend "
+               "at the suite's price ceiling)")  # fmt: skip
     return out
 
 

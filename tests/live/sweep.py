@@ -13,9 +13,23 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
+
+
+def own_home() -> Path:
+    """A trainctl home for a sweep without the run's: new, with the user's config (an
+    AWS region or profile set there is where the run rented), as the run's own home
+    was given it."""
+    from trainctl import home
+
+    config = home.config_path()
+    made = Path(tempfile.mkdtemp(prefix="trainctl-live-sweep-"))
+    if config.is_file():
+        shutil.copy(config, made / "config.toml")
+    return made
 
 
 def main(argv: list[str]) -> int:
@@ -26,8 +40,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--home", type=Path, help="the run's trainctl home")
     parser.add_argument("providers", nargs="+", choices=["aws", "runpod", "lyceum"])
     args = parser.parse_args(argv)
-    home = args.home or Path(tempfile.mkdtemp(prefix="trainctl-live-sweep-"))
-    os.environ["TRAINCTL_HOME"] = str(home)
+    os.environ["TRAINCTL_HOME"] = str(args.home or own_home())
 
     import livekit  # after TRAINCTL_HOME: trainctl reads it once
 

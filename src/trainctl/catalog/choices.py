@@ -77,6 +77,9 @@ def plan(
     unrentable: list[str] = []
     for number, (provider, options) in enumerate(candidates, 1):
         label = f"candidate {number} ({_label(provider, options)})"
+        if provider is not None and provider in why_not:
+            unrentable.append(f"{label}: {provider} has {why_not[provider]} here")
+            continue
         if (
             options.gpu is None
             or options.instance_type
@@ -85,9 +88,6 @@ def plan(
             tries.append(Try(number, provider or registry.select(None), options))
             continue
         names = usable if provider is None else [provider]
-        if provider is not None and provider in why_not:
-            unrentable.append(f"{label}: {provider} has {why_not[provider]} here")
-            continue
         try:
             offers = _offers(names, options, catalogs)[:max_tries]
         except BadInput as e:  # a GPU no catalog knows

@@ -300,6 +300,10 @@ class _Task:
         ):
             self.problems.append(f"{name}: the path on the machine must be a path such as /data")
             return
+        if any(c in target for c in ":,\n"):
+            # docker's -v SOURCE:TARGET cannot carry them
+            self.problems.append(f"{name}: the path on the machine cannot hold ':' or ','")
+            return
         if isinstance(source, dict):
             what = f"mode: {source['mode']}" if source.get("mode") else "a bucket or volume"
             self.unsupported.append(f"{name} ({what})")
