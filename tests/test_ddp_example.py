@@ -110,15 +110,20 @@ def checksums(outputs: list[str]) -> dict[int, str]:
     return found
 
 
-def test_two_local_nodes_end_with_the_same_weights(node_python, tmp_path):
-    port = free_port()
-    procs = [start_local(node_python, r, port, tmp_path / f"node{r}") for r in (1, 0)]
-    results = finish(procs)
+def both_ranks_agree(results: list[tuple[int, str, str]]) -> None:
+    """Both ranks ended 0 and printed the same weights' checksum."""
     for rc, out, err in results:
         assert rc == 0, out + err[-3000:]
     found = checksums([out for _, out, _ in results])
     assert set(found) == {0, 1}
     assert found[0] == found[1]
+
+
+def test_two_local_nodes_end_with_the_same_weights(node_python, tmp_path):
+    port = free_port()
+    procs = [start_local(node_python, r, port, tmp_path / f"node{r}") for r in (1, 0)]
+    results = finish(procs)
+    both_ranks_agree(results)
     assert (tmp_path / "node0" / "checkpoints" / "ddp.pt").is_file()
     assert not (tmp_path / "node1" / "checkpoints").exists()
 
@@ -144,11 +149,7 @@ def test_two_sshd_machines_end_with_the_same_weights(node_python, sshd):
                 )
             )
         results = finish(procs)
-        for rc, out, err in results:
-            assert rc == 0, out + err[-3000:]
-        found = checksums([out for _, out, _ in results])
-        assert set(found) == {0, 1}
-        assert found[0] == found[1]
+        both_ranks_agree(results)
         assert (machines[0].home / "checkpoints" / "ddp.pt").is_file()
     finally:
         for machine in machines:

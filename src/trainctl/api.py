@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from . import checkpoints, interrupts, objstore, recovery, registry, runs
 from .capabilities import Capability, require
@@ -1215,9 +1215,7 @@ def run(
         if in_image:
             job, options = replace(job, image=in_image), replace(options, image=None)
     run_id, first = job.job_id, job
-    home_checkpoints = output_dir / (
-        PurePosixPath(job.checkpoint_dir.rstrip("/")).name or "checkpoints"
-    )
+    home_checkpoints = checkpoints.home_dir(output_dir, job.checkpoint_dir)
     record = tc.create(provider_name, options, progress=progress, default_idle=idle)
     if on_created:
         on_created(record)

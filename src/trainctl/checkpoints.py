@@ -45,6 +45,11 @@ STAGED_SUFFIX = ".trainctl-part-pull"
 JOIN_SECONDS = 2.0
 
 
+def home_dir(output_dir: Path, checkpoint_dir: str) -> Path:
+    """Where a job's checkpoint directory comes home: its last part, in ``output_dir``."""
+    return output_dir / (PurePosixPath(checkpoint_dir.rstrip("/")).name or "checkpoints")
+
+
 def interval(value: Any = None) -> float | None:
     """Seconds between two looks at the checkpoint directory, or None when off:
     ``value`` (a duration such as ``5s`` or ``2m``, seconds as a number, or ``off``),

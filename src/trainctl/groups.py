@@ -26,12 +26,12 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .api import Trainctl, download_outputs
 from .capabilities import Capability, require
-from .checkpoints import JOIN_SECONDS
+from .checkpoints import JOIN_SECONDS, home_dir
 from .errors import BadInput, OperationFailed, TrainctlError
 from .guards import CREATE_IDLE_SECONDS, RUN_IDLE_SECONDS
 from .interrupts import Interrupt, deferred
@@ -583,7 +583,7 @@ def run_group(
             on_created(record)
     job_id = job.job_id or new_job_id()
     node_jobs = [node_job_id(job_id, rank) for rank in range(nodes)]
-    home = output_dir / (PurePosixPath(job.checkpoint_dir.rstrip("/")).name or "checkpoints")
+    home = home_dir(output_dir, job.checkpoint_dir)
     puller = None
     try:
         try:

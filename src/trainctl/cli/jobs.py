@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import click
 
@@ -245,9 +245,12 @@ def train(
     click.echo(f"job {started.job_id} started on {resource}; following its log", err=True)
     puller = None
     if every is not None:
-        name = PurePosixPath(job.checkpoint_dir.rstrip("/")).name or "checkpoints"
         puller = tc.pull_checkpoints(
-            started.job_id, job.checkpoint_dir, dest / name, interval=every, progress=progress
+            started.job_id,
+            job.checkpoint_dir,
+            checkpoints.home_dir(dest, job.checkpoint_dir),
+            interval=every,
+            progress=progress,
         )
     with tc.forwarding(resource, forwards, progress):
         if puller is None:

@@ -150,18 +150,17 @@ def _undo(ec2: Any, made: dict[str, Any], error: BaseException) -> None:
     ``ResourceLeft``, naming it."""
     left = []
     sg, pg = made.get("security_group_id"), made.get("placement_group")
+    deletes = []
     if sg:
-        try:
-            with aws_errors(f"delete security group {sg}"):
-                ec2.delete_security_group(GroupId=sg)
-        except TrainctlError as e:
-            left.append(f"security group {sg} ({e})")
+        deletes.append((f"security group {sg}", lambda: ec2.delete_security_group(GroupId=sg)))
     if pg:
+        deletes.append((f"placement group {pg}", lambda: ec2.delete_placement_group(GroupName=pg)))
+    for what, delete in deletes:
         try:
-            with aws_errors(f"delete placement group {pg}"):
-                ec2.delete_placement_group(GroupName=pg)
+            with aws_errors(f"delete {what}"):
+                delete()
         except TrainctlError as e:
-            left.append(f"placement group {pg} ({e})")
+            left.append(f"{what} ({e})")
     if left:
         failed = error.message if isinstance(error, TrainctlError) else repr(error)
         raise ResourceLeft(
