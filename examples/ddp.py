@@ -63,9 +63,7 @@ def main() -> int:
         out = Path(os.environ.get("TRAINCTL_CHECKPOINT_DIR", "checkpoints"))
         out.mkdir(parents=True, exist_ok=True)
         torch.save({"model": model.state_dict(), "steps": steps}, out / "ddp.pt")
-    dist.barrier()  # no rank tears its connections down while another still uses them
-    del ddp
-    dist.destroy_process_group()
+    dist.barrier()  # no rank leaves while another still uses the group
     if len(set(every)) != 1:
         print(f"rank {rank}: checksums differ: {every}", file=sys.stderr, flush=True)
         return 1
@@ -73,4 +71,10 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Every rank has passed the last barrier: leave without the group's C++ teardown,
+    # which aborted a rank now and then on a loaded CPU machine (SIGABRT, "terminate
+    # called without an active exception") after all its work was done.
+    os._exit(code)
